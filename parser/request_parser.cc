@@ -1,0 +1,410 @@
+#include "parser/request_parser.h"
+
+#include <cstring>
+
+namespace kuai::parser {
+
+namespace {
+
+inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
+
+inline RequestParser& self(llhttp_t* p) { return *static_cast<RequestParser*>(p->data); }
+
+inline bool within(const char* p, const char* begin, size_t len) {
+  return p >= begin && p < begin + len;
+}
+
+// Field values may hold HTAB, SP, VCHAR and obs-text; never NUL, CR, LF or other
+// controls (RFC 9110 §5.5).
+bool validFieldValue(std::string_view v) {
+  for (unsigned char c : v) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool validTarget(std::string_view t) {
+  for (unsigned char c : t) {
+    if (c <= 0x20 || c == 0x7f) return false;
+  }
+  return !t.empty();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Content-Length: 1*DIGIT, nothing else (no sign, no list, no spaces inside).
+bool parseLength(std::string_view v, int64_t& out) {
+  if (v.empty() || v.size() > 18) return false;
+  int64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  out = n;
+  return true;
+}
+
+}  // namespace
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string_view Request::header(std::string_view name) const {
+  for (const Header& h : headers) {
+    if (equalsIgnoreCase(h.name, name)) return h.value;
+  }
+  return {};
+}
+
+bool Request::hasHeader(std::string_view name) const {
+  for (const Header& h : headers) {
+    if (equalsIgnoreCase(h.name, name)) return true;
+  }
+  return false;
+}
+
+RequestParser::RequestParser(Handler& handler, const Limits& limits)
+    : handler_(handler), limits_(limits) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &RequestParser::onMessageBegin;
+  settings_.on_method = &RequestParser::onMethod;
+  settings_.on_url = &RequestParser::onUrl;
+  settings_.on_version = &RequestParser::onVersion;
+  settings_.on_header_field = &RequestParser::onHeaderField;
+  settings_.on_header_value = &RequestParser::onHeaderValue;
+  settings_.on_header_value_complete = &RequestParser::onHeaderValueComplete;
+  settings_.on_headers_complete = &RequestParser::onHeadersComplete;
+  settings_.on_body = &RequestParser::onBodyData;
+  settings_.on_message_complete = &RequestParser::onMessageComplete;
+  // Strict: no lenient flags, ever. They are what request smuggling feeds on.
+  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+  parser_.data = this;
+  req_.headers.reserve(16);
+}
+
+int RequestParser::fail(int status, const char* reason) {
+  if (error_.status == 0) error_ = Error{status, reason};
+  return HPE_USER;
+}
+
+// Appends a span to a view. llhttp splits a span only at the end of a buffer, and
+// a head that spans buffers is re-assembled contiguously in head_, so a
+// continuation always starts right where the view ends.
+bool RequestParser::appendSpan(std::string_view& view, const char* at, size_t len) {
+  if (!headBegin_) headBegin_ = at;
+  if (at + len > headEnd_) headEnd_ = at + len;
+  if (view.data() == nullptr || view.empty()) {
+    view = std::string_view(at, len);
+    return true;
+  }
+  if (view.data() + view.size() != at) return false;
+  view = std::string_view(view.data(), view.size() + len);
+  return true;
+}
+
+int RequestParser::onMessageBegin(llhttp_t* p) {
+  RequestParser& s = self(p);
+  s.req_.method = {};
+  s.req_.target = {};
+  s.req_.host = {};
+  s.req_.headers.clear();
+  s.req_.contentLength = -1;
+  s.req_.expectContinue = false;
+  s.req_.chunked = false;
+  s.req_.isHead = false;
+  s.req_.upgrade = false;
+  s.phase_ = Phase::kHead;
+  s.inValue_ = false;
+  s.lineBytes_ = 0;
+  s.headBytes_ = 0;
+  s.hostCount_ = 0;
+  s.lengthCount_ = 0;
+  s.encodingCount_ = 0;
+  s.bodyBytes_ = 0;
+  s.headBegin_ = nullptr;
+  s.headEnd_ = nullptr;
+  return 0;
+}
+
+int RequestParser::onMethod(llhttp_t* p, const char* at, size_t len) {
+  RequestParser& s = self(p);
+  s.lineBytes_ += len;
+  if (s.lineBytes_ > s.limits_.maxRequestLine) return s.fail(414, "request line too long");
+  if (!s.appendSpan(s.req_.method, at, len)) return s.fail(400, "bad method");
+  return 0;
+}
+
+int RequestParser::onUrl(llhttp_t* p, const char* at, size_t len) {
+  RequestParser& s = self(p);
+  s.lineBytes_ += len;
+  if (s.lineBytes_ > s.limits_.maxRequestLine) return s.fail(414, "request line too long");
+  if (!s.appendSpan(s.req_.target, at, len)) return s.fail(400, "bad request target");
+  return 0;
+}
+
+int RequestParser::onVersion(llhttp_t* p, const char* at, size_t len) {
+  RequestParser& s = self(p);
+  s.lineBytes_ += len;
+  if (s.lineBytes_ > s.limits_.maxRequestLine) return s.fail(414, "request line too long");
+  if (!s.headBegin_) s.headBegin_ = at;
+  if (at + len > s.headEnd_) s.headEnd_ = at + len;
+  return 0;
+}
+
+int RequestParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
+  RequestParser& s = self(p);
+  if (s.inValue_ || s.req_.headers.empty()) {
+    if (s.req_.headers.size() >= s.limits_.maxHeaders) {
+      return s.fail(431, "too many header fields");
+    }
+    s.req_.headers.push_back(Header{});
+    s.inValue_ = false;
+  }
+  Header& h = s.req_.headers.back();
+  s.headBytes_ += len;
+  if (h.name.size() + len > s.limits_.maxFieldSize) return s.fail(431, "header field too large");
+  if (s.headBytes_ > s.limits_.maxHeaderBytes) return s.fail(431, "header block too large");
+  if (!s.appendSpan(h.name, at, len)) return s.fail(400, "bad header field");
+  return 0;
+}
+
+int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  RequestParser& s = self(p);
+  if (s.req_.headers.empty()) return s.fail(400, "header value without a name");
+  s.inValue_ = true;
+  Header& h = s.req_.headers.back();
+  s.headBytes_ += len;
+  if (h.name.size() + h.value.size() + len > s.limits_.maxFieldSize) {
+    return s.fail(431, "header field too large");
+  }
+  if (s.headBytes_ > s.limits_.maxHeaderBytes) return s.fail(431, "header block too large");
+  if (!s.appendSpan(h.value, at, len)) return s.fail(400, "bad header value");
+  return 0;
+}
+
+int RequestParser::onHeaderValueComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  if (s.req_.headers.empty()) return 0;
+  // A field with an empty value gets no value span: count it as a field anyway.
+  s.inValue_ = true;
+  Header& h = s.req_.headers.back();
+  if (!validFieldValue(h.value)) return s.fail(400, "invalid character in header value");
+  h.value = trim(h.value);
+  std::string_view n = h.name;
+  if (n.size() == 4 && equalsIgnoreCase(n, "host")) {
+    ++s.hostCount_;
+    s.req_.host = h.value;
+  } else if (n.size() == 14 && equalsIgnoreCase(n, "content-length")) {
+    ++s.lengthCount_;
+    int64_t len = 0;
+    if (!parseLength(h.value, len)) return s.fail(400, "malformed Content-Length");
+    s.req_.contentLength = len;
+  } else if (n.size() == 17 && equalsIgnoreCase(n, "transfer-encoding")) {
+    ++s.encodingCount_;
+    // Only a single, final "chunked" is understood; anything else is refused.
+    std::string_view v = h.value;
+    bool onlyChunked = true;
+    size_t count = 0;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view tok = trim(v.substr(0, comma));
+      if (!tok.empty()) {
+        ++count;
+        if (!equalsIgnoreCase(tok, "chunked")) onlyChunked = false;
+      }
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+    if (!onlyChunked) return s.fail(501, "unsupported Transfer-Encoding");
+    if (count != 1 || s.encodingCount_ > 1) return s.fail(400, "repeated chunked encoding");
+  } else if (n.size() == 6 && equalsIgnoreCase(n, "expect")) {
+    if (equalsIgnoreCase(h.value, "100-continue")) {
+      s.req_.expectContinue = true;
+    } else {
+      return s.fail(417, "unsupported expectation");
+    }
+  }
+  return 0;
+}
+
+int RequestParser::checkHead() {
+  Request& r = req_;
+  r.versionMajor = parser_.http_major;
+  r.versionMinor = parser_.http_minor;
+  if (r.versionMajor != 1) return fail(505, "HTTP version not supported");
+  if (!validTarget(r.target)) return fail(400, "bad request target");
+  if (hostCount_ > 1) return fail(400, "more than one Host header");
+  if (hostCount_ == 0 && r.versionMinor >= 1) return fail(400, "missing Host header");
+  if (lengthCount_ > 1) return fail(400, "more than one Content-Length");
+  if (encodingCount_ > 0) {
+    if (lengthCount_ > 0) return fail(400, "both Content-Length and Transfer-Encoding");
+    if (r.versionMinor == 0) return fail(400, "Transfer-Encoding in an HTTP/1.0 request");
+    r.chunked = true;
+  }
+  if (r.contentLength > 0 && uint64_t(r.contentLength) > limits_.maxBodyBytes) {
+    return fail(413, "request body too large");
+  }
+  r.isHead = parser_.method == HTTP_HEAD;
+  r.upgrade = parser_.upgrade;
+  r.keepAlive = llhttp_should_keep_alive(&parser_);
+  if (r.expectContinue && r.versionMinor == 0) r.expectContinue = false;
+  return 0;
+}
+
+int RequestParser::onHeadersComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  if (int rc = s.checkHead()) return rc;
+  s.phase_ = Phase::kBody;
+  s.handler_.onHeaders(s.req_);
+  return 0;
+}
+
+int RequestParser::onBodyData(llhttp_t* p, const char* at, size_t len) {
+  RequestParser& s = self(p);
+  s.bodyBytes_ += len;
+  if (s.bodyBytes_ > s.limits_.maxBodyBytes) return s.fail(413, "request body too large");
+  s.handler_.onBody(s.req_, std::string_view(at, len));
+  return 0;
+}
+
+int RequestParser::onMessageComplete(llhttp_t* p) {
+  RequestParser& s = self(p);
+  s.phase_ = Phase::kIdle;
+  bool done = s.handler_.onRequest(s.req_);
+  if (!done) {
+    s.paused_ = true;
+    s.phase_ = Phase::kBody;  // the head must stay valid while the handler runs
+    return HPE_PAUSED;
+  }
+  return 0;
+}
+
+void RequestParser::rebase(const char* from, const char* to, size_t len) {
+  auto move = [&](std::string_view& v) {
+    if (v.data() && within(v.data(), from, len)) {
+      v = std::string_view(to + (v.data() - from), v.size());
+    }
+  };
+  move(req_.method);
+  move(req_.target);
+  move(req_.host);
+  for (Header& h : req_.headers) {
+    move(h.name);
+    move(h.value);
+  }
+  if (headBegin_ && within(headBegin_, from, len)) headBegin_ = to + (headBegin_ - from);
+  if (headEnd_ && headEnd_ >= from && headEnd_ <= from + len) headEnd_ = to + (headEnd_ - from);
+}
+
+// Copies the current request's head out of a buffer that is about to go away.
+void RequestParser::keepHeadBytes(const char* bufBegin, const char* bufEnd) {
+  if (!headBegin_ || !within(headBegin_, bufBegin, bufEnd - bufBegin)) return;
+  size_t len = headEnd_ - headBegin_;
+  const char* from = headBegin_;
+  if (from == head_.data()) return;  // already at the front of head_
+  // `from` may point into head_ itself: build the copy aside, then swap it in.
+  std::string kept(from, len);
+  head_.swap(kept);
+  rebase(from, head_.data(), len);
+}
+
+RequestParser::Result RequestParser::execute(const char* data, size_t len) {
+  const char* end = data + len;
+  llhttp_errno_t rc = llhttp_execute(&parser_, data, len);
+  while (rc == HPE_PAUSED_UPGRADE && !paused_) {
+    // kuai switches no protocol here: the handler answered the request as plain
+    // HTTP, so the bytes after it are the next request.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    llhttp_resume_after_upgrade(&parser_);
+    rc = llhttp_execute(&parser_, pos, end - pos);
+  }
+  if (rc == HPE_OK) {
+    if (phase_ == Phase::kIdle) {
+      if (!inTail_) head_.clear();
+    } else {
+      keepHeadBytes(data, end);
+    }
+    return Result::kOk;
+  }
+  if (rc == HPE_PAUSED || (rc == HPE_PAUSED_UPGRADE && paused_)) {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    if (inTail_) {
+      tailPos_ = pos - tail_.data();
+    } else {
+      tail_.assign(pos, end - pos);
+      tailPos_ = 0;
+    }
+    if (!within(headBegin_, head_.data(), head_.size())) keepHeadBytes(data, end);
+    return Result::kPaused;
+  }
+  if (error_.status == 0) {
+    switch (rc) {
+      case HPE_INVALID_TRANSFER_ENCODING:
+        error_ = Error{501, "unsupported Transfer-Encoding"};
+        break;
+      case HPE_INVALID_VERSION:
+        error_ = Error{505, "HTTP version not supported"};
+        break;
+      default:
+        error_ = Error{400, llhttp_get_error_reason(&parser_)};
+        break;
+    }
+    if (!error_.reason) error_.reason = "bad request";
+  }
+  return Result::kError;
+}
+
+RequestParser::Result RequestParser::feed(const char* data, size_t len) {
+  if (error_.status) return Result::kError;
+  if (paused_) {
+    if (tailPos_ > 0 && tailPos_ == tail_.size()) {
+      tail_.clear();
+      tailPos_ = 0;
+    }
+    tail_.append(data, len);
+    return Result::kPaused;
+  }
+  if (phase_ == Phase::kHead && !head_.empty() && headBegin_) {
+    // The head began in an earlier buffer: append and parse it in place so that
+    // every view stays contiguous.
+    const char* old = head_.data();
+    size_t oldSize = head_.size();
+    head_.append(data, len);
+    if (head_.data() != old) rebase(old, head_.data(), oldSize);
+    return execute(head_.data() + oldSize, len);
+  }
+  return execute(data, len);
+}
+
+RequestParser::Result RequestParser::resume() {
+  if (!paused_) return Result::kOk;
+  paused_ = false;
+  phase_ = Phase::kIdle;
+  head_.clear();
+  headBegin_ = headEnd_ = nullptr;
+  llhttp_resume(&parser_);
+  if (tailPos_ >= tail_.size()) {
+    tail_.clear();
+    tailPos_ = 0;
+    return Result::kOk;
+  }
+  inTail_ = true;
+  Result r = execute(tail_.data() + tailPos_, tail_.size() - tailPos_);
+  inTail_ = false;
+  if (r != Result::kPaused) {
+    tail_.clear();
+    tailPos_ = 0;
+  }
+  return r;
+}
+
+}  // namespace kuai::parser

@@ -1,0 +1,146 @@
+// RequestParser: an HTTP/1.x request parser over llhttp with kuai's limits and
+// anti-smuggling rules. One per connection, owned by the connection, used only on
+// that connection's reactor thread.
+//
+// Header names and values are views. While a request arrives in one buffer they
+// point straight into that buffer (the reactor's receive buffer); when a request's
+// head spans several feeds, its bytes are copied into the parser's own buffer and
+// the views rebased there. Body bytes are never stored: they go to
+// Handler::onBody as they arrive.
+//
+// A response mode for the proxy can reuse this shape (llhttp's HTTP_RESPONSE type
+// with the same limits); only the request side exists today.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llhttp.h"
+
+namespace kuai::parser {
+
+// Defaults are at least as strict as nginx's.
+struct Limits {
+  uint32_t maxRequestLine = 8 * 1024;   // method SP target SP version -> 414
+  uint32_t maxFieldSize = 8 * 1024;     // one header field, name + value -> 431
+  uint32_t maxHeaderBytes = 32 * 1024;  // the whole header block -> 431
+  uint32_t maxHeaders = 100;            // number of fields -> 431
+  uint64_t maxBodyBytes = 1024 * 1024;  // decoded body -> 413
+};
+
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+// One parsed request head. Valid from Handler::onHeaders until the handler returns
+// from onRequest (or, when the handler pauses the parser, until resume()).
+struct Request {
+  std::string_view method;
+  std::string_view target;
+  uint8_t versionMajor = 1;
+  uint8_t versionMinor = 1;
+  bool keepAlive = true;        // after HTTP/1.0 / 1.1 and Connection rules
+  bool expectContinue = false;  // Expect: 100-continue
+  bool chunked = false;
+  bool isHead = false;
+  bool upgrade = false;
+  int64_t contentLength = -1;   // -1 when absent
+  std::string_view host;
+  std::vector<Header> headers;
+
+  // First field with this name (ASCII case-insensitive); empty when absent.
+  std::string_view header(std::string_view name) const;
+  bool hasHeader(std::string_view name) const;
+};
+
+// Why a request was refused: the HTTP status to answer with and a short reason.
+struct Error {
+  int status = 0;
+  const char* reason = "";
+};
+
+class RequestParser {
+ public:
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    // The head is complete and passed every check. Body bytes may follow.
+    virtual void onHeaders(const Request& req) {}
+    // Decoded body bytes (chunked framing removed).
+    virtual void onBody(const Request& req, std::string_view chunk) {}
+    // The whole request has arrived. Return false to pause the parser (an
+    // asynchronous response): feed() then only buffers, until resume().
+    virtual bool onRequest(const Request& req) = 0;
+  };
+
+  enum class Result { kOk, kPaused, kError };
+  enum class Phase { kIdle, kHead, kBody };
+
+  RequestParser(Handler& handler, const Limits& limits);
+  RequestParser(const RequestParser&) = delete;
+  RequestParser& operator=(const RequestParser&) = delete;
+
+  // Parses `len` bytes. Callbacks run synchronously. kError: error() says why; the
+  // connection must answer and close, and feed nothing more.
+  Result feed(const char* data, size_t len);
+  // Continues after a pause with whatever feed() buffered meanwhile.
+  Result resume();
+
+  const Error& error() const { return error_; }
+  Phase phase() const { return phase_; }
+  bool paused() const { return paused_; }
+  // Bytes held while paused (pipelined requests not yet parsed).
+  size_t buffered() const { return tail_.size() - tailPos_; }
+  const Request& request() const { return req_; }
+  uint64_t bodyBytes() const { return bodyBytes_; }
+
+ private:
+  static int onMessageBegin(llhttp_t* p);
+  static int onMethod(llhttp_t* p, const char* at, size_t len);
+  static int onUrl(llhttp_t* p, const char* at, size_t len);
+  static int onVersion(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValueComplete(llhttp_t* p);
+  static int onHeadersComplete(llhttp_t* p);
+  static int onBodyData(llhttp_t* p, const char* at, size_t len);
+  static int onMessageComplete(llhttp_t* p);
+
+  Result execute(const char* data, size_t len);
+  int fail(int status, const char* reason);
+  bool appendSpan(std::string_view& view, const char* at, size_t len);
+  int checkHead();
+  void keepHeadBytes(const char* bufBegin, const char* bufEnd);
+  void rebase(const char* from, const char* to, size_t len);
+
+  llhttp_t parser_;
+  llhttp_settings_t settings_;
+  Handler& handler_;
+  Limits limits_;
+  Request req_;
+  Error error_;
+  Phase phase_ = Phase::kIdle;
+  bool paused_ = false;
+  bool inValue_ = false;     // last span was a header value
+  uint32_t lineBytes_ = 0;   // request-line bytes so far
+  uint32_t headBytes_ = 0;   // header-block bytes so far
+  uint32_t hostCount_ = 0;
+  uint32_t lengthCount_ = 0;
+  uint32_t encodingCount_ = 0;
+  uint64_t bodyBytes_ = 0;
+  const char* headBegin_ = nullptr;  // first byte of this request's head
+  const char* headEnd_ = nullptr;    // one past the last head byte seen
+  std::string head_;                 // head bytes when a head spans feeds
+  std::string tail_;                 // bytes buffered while paused
+  size_t tailPos_ = 0;
+  bool inTail_ = false;              // execute() is running over tail_
+};
+
+// Case-insensitive ASCII comparison for header names and tokens.
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+
+}  // namespace kuai::parser

@@ -1,0 +1,84 @@
+// StaticFiles: answers GET/HEAD for files under one root directory. One instance
+// per reactor thread (it is not thread-safe and shares nothing), owned by that
+// reactor's handler; its open-file cache is that thread's alone.
+//
+// It decides the whole response (status, headers, body source) but writes no
+// bytes itself: the connection serialises a StaticResponse, adding the status
+// line, Server, Date, Content-Length and Connection.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace kuai::server {
+
+// An open regular file shared by the cache and the responses still sending it.
+// Closed when the last holder lets go.
+struct OpenFile {
+  int fd = -1;
+  uint64_t size = 0;
+  ~OpenFile();
+};
+
+struct StaticOptions {
+  std::string root;               // directory to serve
+  bool listDirectories = false;   // HTML index of a directory without index.html
+  std::string indexFile = "index.html";
+  uint64_t memoryCacheMax = 64 * 1024;  // files up to this size are kept in memory
+  size_t cacheEntries = 4096;           // open-file cache capacity per reactor
+  int revalidateSeconds = 1;            // re-stat a cached path at most this often
+};
+
+// The request fields StaticFiles reads. Views into the request; empty = absent.
+struct StaticRequest {
+  std::string_view method;   // "GET", "HEAD", ...
+  std::string_view target;   // raw request target, e.g. "/a%20b/c.txt?x=1"
+  std::string_view ifNoneMatch;
+  std::string_view ifModifiedSince;
+  std::string_view range;
+  std::string_view ifRange;
+};
+
+struct StaticResponse {
+  int status = 200;
+  // Header lines ("Name: value\r\n"), excluding Server, Date, Content-Length and
+  // Connection. cachedHeaders points into a cache entry kept alive by `hold`;
+  // extraHeaders carries per-request lines (Content-Range, Location, Allow...).
+  std::string_view cachedHeaders;
+  std::string extraHeaders;
+  uint64_t contentLength = 0;
+  // Body: memory (a view kept alive by `hold` or `owned`), or a file range.
+  std::string_view memory;
+  std::shared_ptr<OpenFile> file;
+  uint64_t fileOffset = 0;
+  std::shared_ptr<const void> hold;
+  std::string owned;  // generated bodies: errors, redirects, listings
+  bool hasBody() const { return contentLength > 0; }
+};
+
+class StaticFiles {
+ public:
+  // Opens the root; throws std::runtime_error with a message naming the path
+  // when it is missing or not a directory.
+  explicit StaticFiles(StaticOptions options);
+  ~StaticFiles();
+
+  // Fills `out` for one request. `now` is the reactor's cached clock.
+  void handle(const StaticRequest& req, StaticResponse& out, time_t now);
+
+ private:
+  struct Entry;
+  std::shared_ptr<Entry> lookup(const std::string& relPath, time_t now, int& err);
+
+  StaticOptions options_;
+  int rootFd_ = -1;
+  std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
+};
+
+}  // namespace kuai::server
