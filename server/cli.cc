@@ -1,0 +1,219 @@
+#include "server/cli.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <limits>
+
+namespace kuai::server {
+
+const char* const kVersion = "0.1.0";
+
+std::string usage() {
+  return R"(kuai — a fast HTTP server
+
+Usage:
+  kuai serve DIR [options]     serve the files under DIR
+  kuai --help | --version
+
+Options:
+  --host H               address to listen on (default 127.0.0.1)
+  --port P               port (default 8080; 0 picks a free one)
+  --threads N            reactor threads (default: one per core)
+  --io auto|uring|epoll  I/O backend (default auto: io_uring, epoll if refused)
+  --list                 list directories that have no index.html
+  --respond PATH=BODY    answer GET/HEAD on PATH with 200 text/plain BODY (repeatable)
+
+Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
+  --max-request-line SIZE   request line [8k] -> 414
+  --max-field-size SIZE     one header field [8k] -> 431
+  --max-header-bytes SIZE   whole header block [32k] -> 431
+  --max-headers N           header fields [100] -> 431
+  --max-body SIZE           request body [1m] -> 413
+  --header-timeout DUR      request head must arrive within [10s] -> 408
+  --idle-timeout DUR        idle keep-alive connections closed after [10s]
+  --body-timeout DUR        request body stalled for [30s] -> 408
+  --max-requests N          requests per connection [1000]
+  --shutdown-timeout DUR    SIGTERM/SIGINT: in-flight requests finish within [10s]
+)";
+}
+
+std::optional<uint64_t> parseSize(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  size_t i = 0;
+  uint64_t n = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    if (n > (std::numeric_limits<uint64_t>::max() - 9) / 10) return std::nullopt;
+    n = n * 10 + uint64_t(s[i] - '0');
+    ++i;
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit = s.substr(i);
+  uint64_t mult = 1;
+  if (unit.empty() || unit == "b") mult = 1;
+  else if (unit == "k" || unit == "K" || unit == "kb" || unit == "KiB") mult = 1024;
+  else if (unit == "m" || unit == "M" || unit == "mb" || unit == "MiB") mult = 1024 * 1024;
+  else if (unit == "g" || unit == "G" || unit == "gb" || unit == "GiB") mult = 1024ull * 1024 * 1024;
+  else return std::nullopt;
+  if (n > std::numeric_limits<uint64_t>::max() / mult) return std::nullopt;
+  return n * mult;
+}
+
+std::optional<uint64_t> parseDurationMs(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  size_t i = 0;
+  uint64_t n = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    if (n > 1'000'000'000ull) return std::nullopt;
+    n = n * 10 + uint64_t(s[i] - '0');
+    ++i;
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit = s.substr(i);
+  if (unit == "ms") return n;
+  if (unit.empty() || unit == "s") return n * 1000;
+  if (unit == "m") return n * 60'000;
+  return std::nullopt;
+}
+
+namespace {
+
+struct Parser {
+  const std::vector<std::string>& args;
+  size_t i = 0;
+  CliResult result;
+
+  bool fail(std::string msg) {
+    result.action = CliResult::Action::kError;
+    result.error = std::move(msg);
+    return false;
+  }
+
+  bool value(const std::string& flag, std::string& out) {
+    if (i + 1 >= args.size()) return fail("option " + flag + " needs a value");
+    out = args[++i];
+    return true;
+  }
+
+  template <typename T>
+  bool size(const std::string& flag, T& out, uint64_t min, uint64_t max) {
+    std::string v;
+    if (!value(flag, v)) return false;
+    auto n = parseSize(v);
+    if (!n || *n < min || *n > max) {
+      return fail("option " + flag + ": '" + v + "' is not a valid size (e.g. 512, 8k, 1m)");
+    }
+    out = T(*n);
+    return true;
+  }
+
+  bool duration(const std::string& flag, uint32_t& out) {
+    std::string v;
+    if (!value(flag, v)) return false;
+    auto n = parseDurationMs(v);
+    if (!n || *n == 0 || *n > 86'400'000ull) {
+      return fail("option " + flag + ": '" + v + "' is not a valid duration (e.g. 500ms, 10s, 2m)");
+    }
+    out = uint32_t(*n);
+    return true;
+  }
+
+  bool integer(const std::string& flag, long& out, long min, long max) {
+    std::string v;
+    if (!value(flag, v)) return false;
+    char* end = nullptr;
+    errno = 0;
+    long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno || n < min || n > max) {
+      return fail("option " + flag + ": '" + v + "' must be a whole number from " +
+                  std::to_string(min) + " to " + std::to_string(max));
+    }
+    out = n;
+    return true;
+  }
+
+  bool run() {
+    ServerConfig& c = result.config;
+    std::vector<std::string> positional;
+    for (i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      long n = 0;
+      if (a == "--help" || a == "-h") {
+        result.action = CliResult::Action::kHelp;
+        return true;
+      } else if (a == "--version" || a == "-v") {
+        result.action = CliResult::Action::kVersion;
+        return true;
+      } else if (a == "--host") {
+        if (!value(a, c.host)) return false;
+      } else if (a == "--port" || a == "-p") {
+        if (!integer(a, n, 0, 65535)) return false;
+        c.port = int(n);
+      } else if (a == "--threads" || a == "-t") {
+        if (!integer(a, n, 1, 1024)) return false;
+        c.threads = int(n);
+      } else if (a == "--io") {
+        std::string v;
+        if (!value(a, v)) return false;
+        if (v == "auto") c.io = IoBackend::kAuto;
+        else if (v == "uring" || v == "io_uring") c.io = IoBackend::kUring;
+        else if (v == "epoll") c.io = IoBackend::kEpoll;
+        else return fail("option --io: '" + v + "' is not one of auto, uring, epoll");
+      } else if (a == "--list") {
+        c.statics.listDirectories = true;
+      } else if (a == "--respond") {
+        std::string v;
+        if (!value(a, v)) return false;
+        size_t eq = v.find('=');
+        if (eq == std::string::npos || eq == 0 || v[0] != '/') {
+          return fail("option --respond: '" + v + "' must look like /path=body");
+        }
+        c.responds.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+      } else if (a == "--max-request-line") {
+        if (!size(a, c.limits.maxRequestLine, 64, 1 << 20)) return false;
+      } else if (a == "--max-field-size") {
+        if (!size(a, c.limits.maxFieldSize, 64, 1 << 20)) return false;
+      } else if (a == "--max-header-bytes") {
+        if (!size(a, c.limits.maxHeaderBytes, 256, 16 << 20)) return false;
+      } else if (a == "--max-headers") {
+        if (!integer(a, n, 1, 100000)) return false;
+        c.limits.maxHeaders = uint32_t(n);
+      } else if (a == "--max-body") {
+        if (!size(a, c.limits.maxBodyBytes, 0, 1ull << 40)) return false;
+      } else if (a == "--header-timeout") {
+        if (!duration(a, c.timeouts.headerMs)) return false;
+      } else if (a == "--idle-timeout") {
+        if (!duration(a, c.timeouts.idleMs)) return false;
+      } else if (a == "--body-timeout") {
+        if (!duration(a, c.timeouts.bodyMs)) return false;
+      } else if (a == "--shutdown-timeout") {
+        if (!duration(a, c.timeouts.shutdownMs)) return false;
+      } else if (a == "--max-requests") {
+        if (!integer(a, n, 1, 100000000)) return false;
+        c.maxRequestsPerConnection = uint32_t(n);
+      } else if (a.size() > 1 && a[0] == '-') {
+        return fail("unknown option '" + a + "' (see kuai --help)");
+      } else {
+        positional.push_back(a);
+      }
+    }
+    if (positional.empty()) return fail("nothing to do: try 'kuai serve DIR' (see kuai --help)");
+    if (positional[0] != "serve") {
+      return fail("unknown command '" + positional[0] + "' (see kuai --help)");
+    }
+    if (positional.size() != 2) return fail("usage: kuai serve DIR [options]");
+    c.serveStatic = true;
+    c.statics.root = positional[1];
+    result.action = CliResult::Action::kServe;
+    return true;
+  }
+};
+
+}  // namespace
+
+CliResult parseCommandLine(const std::vector<std::string>& args) {
+  Parser p{args};
+  p.run();
+  return std::move(p.result);
+}
+
+}  // namespace kuai::server

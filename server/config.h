@@ -1,0 +1,41 @@
+// ServerConfig: everything the CLI (and later the config file) decides, read-only
+// once the reactors start. Each reactor holds a const reference to the one copy
+// owned by main().
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "parser/request_parser.h"
+#include "server/static_files.h"
+
+namespace kuai::server {
+
+enum class IoBackend { kAuto, kUring, kEpoll };
+
+struct Timeouts {
+  uint32_t headerMs = 10'000;   // whole request head must arrive within this -> 408
+  uint32_t idleMs = 10'000;     // idle keep-alive connection -> closed
+  uint32_t bodyMs = 30'000;     // no body byte for this long -> 408
+  uint32_t sendMs = 60'000;     // client reads nothing of a pending response -> closed
+  uint32_t lingerMs = 5'000;    // reading leftovers after the last response
+  uint32_t shutdownMs = 10'000; // graceful shutdown deadline
+};
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int threads = 0;  // 0: one per available core
+  IoBackend io = IoBackend::kAuto;
+  parser::Limits limits;
+  Timeouts timeouts;
+  uint32_t maxRequestsPerConnection = 1000;
+  bool serveStatic = false;
+  StaticOptions statics;
+  // Native fixed responses: exact path -> body (text/plain).
+  std::vector<std::pair<std::string, std::string>> responds;
+};
+
+}  // namespace kuai::server

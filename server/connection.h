@@ -1,0 +1,93 @@
+// Connection: one accepted HTTP/1.x connection. Owned by its Reactor, which alone
+// creates, drives and destroys it, on the reactor's thread; a connection never
+// changes thread. It parses what the backend hands it, runs the router, queues
+// responses in request order and tells the reactor when output is waiting.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <string_view>
+
+#include "parser/request_parser.h"
+#include "server/output_queue.h"
+
+namespace kuai::server {
+
+class Reactor;
+
+class Connection final : public parser::RequestParser::Handler {
+ public:
+  enum class State : uint8_t {
+    kOpen,       // reading requests
+    kClosing,    // last response queued: flush it, then linger
+    kLingering,  // our side shut down; reading leftovers until EOF or timeout
+    kClosed,     // waiting for the backend to release it
+  };
+
+  Connection(Reactor& reactor, int fd);
+  ~Connection() override;
+
+  int fd() const { return fd_; }
+  State state() const { return state_; }
+  OutputQueue& output() { return out_; }
+
+  // Backend -> connection.
+  void onData(const char* data, size_t len);
+  void onEof();
+  // Checks this connection's deadline; nowMs is the reactor's monotonic clock.
+  void onTick(uint64_t nowMs);
+  // All queued output has been sent.
+  void onDrained();
+  // Graceful shutdown has begun: idle connections close now, busy ones after
+  // their current response.
+  void onShutdown();
+  bool idle() const;
+  // The reactor closed it: nothing more is read or sent. (Queued output is freed
+  // with the connection: an io_uring send may still be reading it.)
+  void markClosed() { state_ = State::kClosed; }
+
+  // Response writing (router -> connection).
+  // Status line, Server, Date, the given header lines, Content-Length (unless
+  // omitted) and Connection, then the blank line.
+  void writeHead(int status, std::string_view headerLines, uint64_t contentLength,
+                 bool withLength = true);
+  void writeBody(std::string_view bytes) { out_.buffer().append(bytes); }
+  void writeFile(std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length);
+  // A complete short text/plain response ("404 Not Found\n").
+  void writeError(int status, std::string_view extraHeaders = {});
+  // The request being answered is a HEAD (no body bytes may follow the head).
+  bool headOnly() const { return headOnly_; }
+  time_t reactorNowSeconds() const;
+
+  // Intrusive list of the reactor's connections.
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+  // Backend bookkeeping (io_uring: operations in flight; epoll: interest set).
+  uint8_t backendFlags = 0;
+  uint8_t opsInFlight = 0;
+  bool dirty = false;  // on the reactor's flush list
+
+ private:
+  // parser::RequestParser::Handler
+  void onHeaders(const parser::Request& req) override;
+  void onBody(const parser::Request& req, std::string_view chunk) override;
+  bool onRequest(const parser::Request& req) override;
+
+  void failRequest(int status);
+  void closeAfterResponse();
+  void wantFlush();
+
+  Reactor& reactor_;
+  int fd_;
+  State state_ = State::kOpen;
+  parser::RequestParser parser_;
+  OutputQueue out_;
+  uint32_t requests_ = 0;
+  bool keepAlive_ = true;   // for the response being written
+  bool http10_ = false;
+  bool headOnly_ = false;
+  uint64_t phaseStartMs_ = 0;  // when the current phase (idle/head/body/linger) began
+  uint64_t lastProgressMs_ = 0;
+};
+
+}  // namespace kuai::server

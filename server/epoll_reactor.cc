@@ -1,0 +1,197 @@
+// EpollReactor: the fallback backend for hosts that refuse io_uring (containers
+// often do). Same Reactor contract: level-triggered epoll, reads into one
+// per-reactor buffer, output flushed once per wake-up with send/sendfile.
+#include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "server/connection.h"
+#include "server/reactor.h"
+
+namespace kuai::server {
+
+namespace {
+
+constexpr uint8_t kWantOut = 1;  // EPOLLOUT in the interest set
+constexpr uint64_t kListenTag = 1;
+constexpr uint64_t kWakeTag = 2;
+constexpr size_t kReadBufferSize = 64 * 1024;
+
+class EpollReactor final : public Reactor {
+ public:
+  using Reactor::Reactor;
+  ~EpollReactor() override {
+    if (epfd_ >= 0) ::close(epfd_);
+  }
+
+  bool init(std::string& err) override {
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) {
+      err = std::string("epoll_create1: ") + std::strerror(errno);
+      return false;
+    }
+    buffer_.resize(kReadBufferSize);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kListenTag;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, listenFd_, &ev) < 0) {
+      err = std::string("epoll_ctl: ") + std::strerror(errno);
+      return false;
+    }
+    ev.data.u64 = kWakeTag;
+    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakeFd_, &ev);
+    return true;
+  }
+
+  const char* backendName() const override { return "epoll"; }
+
+  void run() override {
+    std::vector<epoll_event> events(512);
+    while (true) {
+      int n = ::epoll_wait(epfd_, events.data(), int(events.size()), int(kTickMs));
+      updateClock();
+      for (int i = 0; i < n; ++i) {
+        const epoll_event& ev = events[i];
+        if (ev.data.u64 == kListenTag) {
+          acceptAll();
+        } else if (ev.data.u64 == kWakeTag) {
+          uint64_t v;
+          ssize_t r = ::read(wakeFd_, &v, sizeof(v));
+          (void)r;
+          beginDrain();
+        } else {
+          auto* c = static_cast<Connection*>(ev.data.ptr);
+          if (c->state() == Connection::State::kClosed) continue;
+          if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) readFrom(c);
+          if ((ev.events & EPOLLOUT) && c->state() != Connection::State::kClosed) flush(c);
+        }
+      }
+      tick();
+      flushDirty();
+      for (Connection* c : graveyard_) destroyConnection(c);
+      graveyard_.clear();
+      if (finished()) break;
+    }
+  }
+
+ protected:
+  void flush(Connection* c) override {
+    OutputQueue& out = c->output();
+    while (!out.empty()) {
+      OutputQueue::Segment& seg = out.head();
+      ssize_t n;
+      if (seg.isFile()) {
+        off_t off = off_t(seg.offset);
+        size_t chunk = seg.remaining > (1u << 30) ? (1u << 30) : size_t(seg.remaining);
+        n = ::sendfile(c->fd(), seg.file->fd, &off, chunk);
+        if (n == 0) {  // the file shrank under us
+          closeConnection(c);
+          return;
+        }
+      } else {
+        std::string_view bytes = out.headMemory();
+        n = ::send(c->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      }
+      if (n > 0) {
+        out.consume(size_t(n));
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        setWantOut(c, true);
+        return;
+      }
+      closeConnection(c);
+      return;
+    }
+    setWantOut(c, false);
+    c->onDrained();
+  }
+
+  void release(Connection* c) override {
+    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd(), nullptr);
+    graveyard_.push_back(c);
+  }
+
+  void stopAccepting() override {
+    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, listenFd_, nullptr);
+    ::close(listenFd_);
+    listenFd_ = -1;
+  }
+
+ private:
+  void acceptAll() {
+    for (int i = 0; i < 64 && listenFd_ >= 0; ++i) {
+      int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;  // EAGAIN, or EMFILE: try again on the next event
+      Connection* c = addConnection(fd);
+      if (c->state() == Connection::State::kClosed) continue;
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP;
+      ev.data.ptr = c;
+      ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+    }
+  }
+
+  void readFrom(Connection* c) {
+    // A few reads per event keeps one busy connection from starving the others;
+    // level-triggered epoll reports the rest.
+    for (int i = 0; i < 4; ++i) {
+      ssize_t n = ::recv(c->fd(), buffer_.data(), buffer_.size(), 0);
+      if (n > 0) {
+        c->onData(buffer_.data(), size_t(n));
+        if (c->state() == Connection::State::kClosed) return;
+        if (size_t(n) < buffer_.size()) return;
+        continue;
+      }
+      if (n == 0) {
+        c->onEof();
+        if (c->state() != Connection::State::kClosed) setWantIn(c, false);
+        return;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) closeConnection(c);
+      return;
+    }
+  }
+
+  void update(Connection* c, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = c;
+    ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd(), &ev);
+  }
+
+  void setWantOut(Connection* c, bool on) {
+    bool is = c->backendFlags & kWantOut;
+    if (is == on) return;
+    c->backendFlags = on ? (c->backendFlags | kWantOut) : (c->backendFlags & ~kWantOut);
+    update(c, (readClosed(c) ? 0 : (EPOLLIN | EPOLLRDHUP)) | (on ? EPOLLOUT : 0));
+  }
+
+  void setWantIn(Connection* c, bool on) {
+    if (on) return;
+    c->backendFlags |= kReadClosed;
+    update(c, (c->backendFlags & kWantOut) ? EPOLLOUT : 0);
+  }
+
+  static bool readClosed(Connection* c) { return c->backendFlags & kReadClosed; }
+  static constexpr uint8_t kReadClosed = 2;
+
+  int epfd_ = -1;
+  std::vector<char> buffer_;
+  std::vector<Connection*> graveyard_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd) {
+  return std::make_unique<EpollReactor>(index, config, listenFd);
+}
+
+}  // namespace kuai::server

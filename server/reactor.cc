@@ -1,0 +1,134 @@
+#include "server/reactor.h"
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "server/connection.h"
+#include "server/router.h"
+
+namespace kuai::server {
+
+Reactor::Reactor(int index, const ServerConfig& config, int listenFd)
+    : index_(index), config_(config), listenFd_(listenFd) {
+  wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  updateClock();
+  router_ = std::make_unique<Router>(config);
+}
+
+Reactor::~Reactor() {
+  for (Connection* c = head_; c;) {
+    Connection* n = c->next;
+    delete c;
+    c = n;
+  }
+  if (wakeFd_ >= 0) ::close(wakeFd_);
+  if (listenFd_ >= 0) ::close(listenFd_);
+}
+
+void Reactor::requestStop() {
+  stopRequested_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t n = ::write(wakeFd_, &one, sizeof(one));
+  (void)n;
+}
+
+void Reactor::markDirty(Connection* c) {
+  if (c->dirty) return;
+  c->dirty = true;
+  dirty_.push_back(c);
+}
+
+void Reactor::flushDirty() {
+  // flush() may queue more connections (e.g. a close after the last byte).
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    Connection* c = dirty_[i];
+    c->dirty = false;
+    if (c->state() != Connection::State::kClosed && !c->output().empty()) flush(c);
+  }
+  dirty_.clear();
+}
+
+Connection* Reactor::addConnection(int fd) {
+  auto* c = new Connection(*this, fd);
+  c->next = head_;
+  if (head_) head_->prev = c;
+  head_ = c;
+  ++live_;
+  if (draining_) c->onShutdown();
+  return c;
+}
+
+void Reactor::closeConnection(Connection* c) {
+  if (c->state() == Connection::State::kClosed) return;
+  c->markClosed();
+  release(c);
+}
+
+void Reactor::shutdownWrite(Connection* c) { ::shutdown(c->fd(), SHUT_WR); }
+
+void Reactor::destroyConnection(Connection* c) {
+  if (c->prev) c->prev->next = c->next;
+  else head_ = c->next;
+  if (c->next) c->next->prev = c->prev;
+  --live_;
+  if (c->dirty) {
+    for (auto& d : dirty_) {
+      if (d == c) d = nullptr;
+    }
+    std::erase(dirty_, nullptr);
+  }
+  delete c;
+}
+
+void Reactor::updateClock() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  nowMs_ = uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1'000'000;
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  if (ts.tv_sec != nowSec_) {
+    nowSec_ = ts.tv_sec;
+    tm t;
+    ::gmtime_r(&nowSec_, &t);
+    // Date: <day-name>, DD Mon YYYY HH:MM:SS GMT (IMF-fixdate), written by hand:
+    // strftime's %a/%b follow the locale.
+    static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    std::snprintf(date_, sizeof(date_), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                  kDays[t.tm_wday], t.tm_mday, kMonths[t.tm_mon], t.tm_year + 1900, t.tm_hour,
+                  t.tm_min, t.tm_sec);
+  }
+}
+
+void Reactor::beginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  drainDeadlineMs_ = nowMs_ + config_.timeouts.shutdownMs;
+  stopAccepting();
+  for (Connection* c = head_; c; c = c->next) c->onShutdown();
+}
+
+void Reactor::tick() {
+  if (stopRequested_.load(std::memory_order_acquire) && !draining_) beginDrain();
+  if (nowMs_ - lastTickMs_ < kTickMs) return;
+  lastTickMs_ = nowMs_;
+  for (Connection* c = head_; c; c = c->next) c->onTick(nowMs_);
+  if (draining_ && nowMs_ >= drainDeadlineMs_) {
+    for (Connection* c = head_; c; c = c->next) closeConnection(c);
+  }
+}
+
+std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd);
+std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd);
+
+std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config,
+                                     int listenFd) {
+  if (io == IoBackend::kEpoll) return makeEpollReactor(index, config, listenFd);
+  return makeUringReactor(index, config, listenFd);
+}
+
+}  // namespace kuai::server

@@ -1,0 +1,93 @@
+// Reactor: one per thread, shares nothing with the others. It owns a listening
+// socket (SO_REUSEPORT), its connections, a router with its own caches, and an
+// I/O backend: io_uring (UringReactor) or epoll (EpollReactor) behind this one
+// interface. The only cross-thread call is requestStop().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/config.h"
+
+namespace kuai::server {
+
+class Connection;
+class Router;
+
+class Reactor {
+ public:
+  Reactor(int index, const ServerConfig& config, int listenFd);
+  virtual ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // Sets up the backend; false with `err` filled when it cannot run.
+  virtual bool init(std::string& err) = 0;
+  // The thread body: returns after a requested stop, once every connection is
+  // gone or the shutdown deadline has passed.
+  virtual void run() = 0;
+  virtual const char* backendName() const = 0;
+  // Thread-safe: begin a graceful shutdown.
+  void requestStop();
+
+  // For connections and handlers on this thread.
+  const ServerConfig& config() const { return config_; }
+  Router& router() { return *router_; }
+  std::string_view dateLine() const { return std::string_view(date_, kDateLineLen); }
+  uint64_t nowMs() const { return nowMs_; }
+  time_t nowSeconds() const { return nowSec_; }
+  bool draining() const { return draining_; }
+  // The connection has output to send: flushed at the end of this wake-up.
+  void markDirty(Connection* c);
+  // Stop reading and writing; the backend frees it when no I/O is in flight.
+  void closeConnection(Connection* c);
+  // Half-close after the last response (then linger).
+  void shutdownWrite(Connection* c);
+
+ protected:
+  // Backend hooks.
+  virtual void flush(Connection* c) = 0;          // start sending c's output
+  virtual void release(Connection* c) = 0;        // c is closed: free when idle
+  virtual void stopAccepting() = 0;
+
+  Connection* addConnection(int fd);
+  void destroyConnection(Connection* c);  // unlinks and deletes
+  void flushDirty();
+  void updateClock();
+  // Timeouts, Date refresh, shutdown progress. Call about every kTickMs.
+  void tick();
+  void beginDrain();
+  bool finished() const { return draining_ && live_ == 0; }
+  size_t liveConnections() const { return live_; }
+
+  static constexpr uint64_t kTickMs = 250;
+  static constexpr size_t kDateLineLen = 37;  // "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+
+  int index_;
+  const ServerConfig& config_;
+  int listenFd_;
+  int wakeFd_ = -1;  // eventfd written by requestStop()
+  std::atomic<bool> stopRequested_{false};
+  std::unique_ptr<Router> router_;
+  std::vector<Connection*> dirty_;
+  Connection* head_ = nullptr;  // all live connections
+  size_t live_ = 0;
+  bool draining_ = false;
+  uint64_t drainDeadlineMs_ = 0;
+  uint64_t nowMs_ = 0;
+  uint64_t lastTickMs_ = 0;
+  time_t nowSec_ = 0;
+  char date_[kDateLineLen + 1] = {};
+};
+
+// Creates the reactor for the chosen backend (kAuto is resolved by the caller).
+std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config,
+                                     int listenFd);
+// Whether io_uring with the features kuai uses works here; `why` says otherwise.
+bool uringAvailable(std::string& why);
+
+}  // namespace kuai::server

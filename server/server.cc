@@ -1,0 +1,153 @@
+#include "server/server.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "server/listener.h"
+#include "server/reactor.h"
+
+namespace kuai::server {
+
+namespace {
+
+std::vector<int> allowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int i = 0; i < CPU_SETSIZE; ++i) {
+      if (CPU_ISSET(i, &set)) cpus.push_back(i);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  return cpus;
+}
+
+}  // namespace
+
+int runServer(ServerConfig config) {
+  std::vector<int> cpus = allowedCpus();
+  if (config.threads <= 0) config.threads = int(cpus.size());
+
+  if (config.serveStatic) {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(config.statics.root, ec);
+    if (!ec) config.statics.root = abs.lexically_normal().string();
+    if (config.statics.root.size() > 1 && config.statics.root.back() == '/') {
+      config.statics.root.pop_back();
+    }
+  }
+
+  IoBackend io = config.io;
+  if (io != IoBackend::kEpoll) {
+    std::string why;
+    if (!uringAvailable(why)) {
+      if (io == IoBackend::kUring) {
+        std::fprintf(stderr, "kuai: io_uring is not available here (%s); try --io epoll\n",
+                     why.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "kuai: io_uring refused (%s): using epoll\n", why.c_str());
+      io = IoBackend::kEpoll;
+    } else {
+      io = IoBackend::kUring;
+    }
+  }
+
+  // Signals are taken by sigwait on this thread; reactors inherit the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::vector<int> fds;
+  std::vector<std::unique_ptr<Reactor>> reactors;
+  try {
+    fds = openListeners(config.host, config.port, config.threads);
+    for (int i = 0; i < config.threads; ++i) {
+      reactors.push_back(makeReactor(io, i, config, fds[i]));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kuai: %s\n", e.what());
+    return 1;
+  }
+
+  // Each reactor sets up its backend on its own thread (an io_uring created with
+  // SINGLE_ISSUER belongs to its creator) and reports before serving.
+  std::vector<std::thread> threads;
+  std::vector<std::promise<std::string>> ready(reactors.size());
+  std::vector<std::future<std::string>> readyF;
+  std::atomic<int> running{0};
+  for (auto& p : ready) readyF.push_back(p.get_future());
+  for (size_t i = 0; i < reactors.size(); ++i) {
+    threads.emplace_back([&, i] {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpus[i % cpus.size()], &one);
+      ::pthread_setaffinity_np(::pthread_self(), sizeof(one), &one);
+      std::string name = "kuai-r" + std::to_string(i);
+      ::pthread_setname_np(::pthread_self(), name.c_str());
+      std::string err;
+      bool ok = reactors[i]->init(err);
+      ready[i].set_value(ok ? std::string() : err);
+      if (!ok) return;
+      ++running;
+      reactors[i]->run();
+      --running;
+    });
+  }
+  std::string failure;
+  for (auto& f : readyF) {
+    std::string err = f.get();
+    if (!err.empty() && failure.empty()) failure = err;
+  }
+  if (!failure.empty()) {
+    std::fprintf(stderr, "kuai: cannot start: %s\n", failure.c_str());
+    for (auto& r : reactors) r->requestStop();
+    for (auto& t : threads) t.join();
+    return 1;
+  }
+
+  bool v6 = config.host.find(':') != std::string::npos;
+  std::string url = "http://" + (v6 ? "[" + config.host + "]" : config.host) + ":" +
+                    std::to_string(config.port);
+  std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
+              config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
+              config.threads, config.threads == 1 ? "" : "s", reactors[0]->backendName());
+  std::fflush(stdout);
+
+  bool stopping = false;
+  timespec wait{0, 100'000'000};
+  while (running.load() > 0 || !stopping) {
+    int sig = ::sigtimedwait(&sigs, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      if (stopping) {
+        std::fprintf(stderr, "kuai: second signal, exiting now\n");
+        std::_Exit(1);
+      }
+      stopping = true;
+      for (auto& r : reactors) r->requestStop();
+    } else if (sig == SIGHUP) {
+      std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+    }
+    if (stopping && running.load() == 0) break;
+  }
+  for (auto& t : threads) t.join();
+  return 0;
+}
+
+}  // namespace kuai::server

@@ -1,0 +1,454 @@
+// UringReactor: the io_uring backend. One ring per reactor thread, created on that
+// thread (SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them).
+//
+//  - accept: one multishot accept on the reactor's own SO_REUSEPORT socket;
+//  - receive: one multishot recv per connection, into a ring of provided buffers
+//    shared by the reactor's connections; a buffer goes back to the ring as soon
+//    as the connection has parsed it (a request spanning buffers is copied by the
+//    parser);
+//  - send: responses are queued during a wake-up and each dirty connection gets
+//    one send SQE at its end, so a wake-up ends in one io_uring_enter;
+//  - files: sendfile(2) straight from the page cache on the non-blocking socket,
+//    with a POLLOUT poll when the socket buffer is full.
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "server/connection.h"
+#include "server/reactor.h"
+
+namespace kuai::server {
+
+namespace {
+
+enum Op : uint64_t {
+  kAccept = 1,
+  kRecv = 2,
+  kSend = 3,
+  kPollOut = 4,
+  kWake = 5,
+  kCancel = 6,
+};
+constexpr uint64_t kOpMask = 7;
+
+// Connection::backendFlags bits.
+constexpr uint8_t kRecvArmed = 1;
+constexpr uint8_t kSending = 2;
+constexpr uint8_t kPolling = 4;
+
+// Provided receive buffers per reactor. 512 x 4 KiB: requests are small, a
+// buffer is returned right after parsing, and idle connections hold none.
+constexpr unsigned kBufferCount = 512;
+constexpr unsigned kBufferSize = 4096;
+constexpr unsigned kBufferGroup = 0;
+
+inline uint64_t tag(void* p, Op op) { return reinterpret_cast<uint64_t>(p) | op; }
+
+class UringReactor final : public Reactor {
+ public:
+  using Reactor::Reactor;
+  ~UringReactor() override;
+
+  bool init(std::string& err) override;
+  void run() override;
+  const char* backendName() const override { return "io_uring"; }
+
+ protected:
+  void flush(Connection* c) override;
+  void release(Connection* c) override;
+  void stopAccepting() override;
+
+ private:
+  io_uring_sqe* sqe();
+  void armAccept();
+  void armRecv(Connection* c);
+  void armWake();
+  void onCompletion(io_uring_cqe* cqe);
+  void onAccept(io_uring_cqe* cqe);
+  void onRecv(Connection* c, io_uring_cqe* cqe);
+  void onSend(Connection* c, int res);
+  void onPollOut(Connection* c, int res);
+  void sendFile(Connection* c);
+  void opDone(Connection* c);
+  void returnBuffer(unsigned bid);
+
+  io_uring ring_{};
+  bool ringReady_ = false;
+  io_uring_buf_ring* bufRing_ = nullptr;
+  char* buffers_ = nullptr;
+  unsigned buffersReturned_ = 0;
+  bool accepting_ = false;
+  bool acceptArmed_ = false;
+  uint64_t wakeValue_ = 0;
+  std::vector<Connection*> rearm_;     // recv ended (ENOBUFS): arm again after the batch
+  std::vector<Connection*> graveyard_; // closed, no I/O in flight: delete after the batch
+};
+
+UringReactor::~UringReactor() {
+  if (ringReady_) {
+    if (bufRing_) io_uring_unregister_buf_ring(&ring_, kBufferGroup);
+    io_uring_queue_exit(&ring_);
+  }
+  if (bufRing_) ::munmap(bufRing_, kBufferCount * sizeof(io_uring_buf));
+  if (buffers_) ::munmap(buffers_, size_t(kBufferCount) * kBufferSize);
+}
+
+bool setupRing(io_uring& ring, std::string& err) {
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+  p.cq_entries = 16384;
+  int rc = io_uring_queue_init_params(2048, &ring, &p);
+  if (rc == -EINVAL) {
+    // Older kernels: no single-issuer / deferred task running.
+    p = io_uring_params{};
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = 16384;
+    rc = io_uring_queue_init_params(2048, &ring, &p);
+  }
+  if (rc < 0) {
+    err = std::string("io_uring_setup: ") + std::strerror(-rc);
+    return false;
+  }
+  return true;
+}
+
+bool UringReactor::init(std::string& err) {
+  if (!setupRing(ring_, err)) return false;
+  ringReady_ = true;
+
+  size_t ringBytes = kBufferCount * sizeof(io_uring_buf);
+  void* mem = ::mmap(nullptr, ringBytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) {
+    err = std::string("mmap: ") + std::strerror(errno);
+    return false;
+  }
+  bufRing_ = static_cast<io_uring_buf_ring*>(mem);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(bufRing_);
+  reg.ring_entries = kBufferCount;
+  reg.bgid = kBufferGroup;
+  if (int rc = io_uring_register_buf_ring(&ring_, &reg, 0); rc < 0) {
+    ::munmap(bufRing_, ringBytes);
+    bufRing_ = nullptr;
+    err = std::string("io_uring provided buffer ring: ") + std::strerror(-rc);
+    return false;
+  }
+  mem = ::mmap(nullptr, size_t(kBufferCount) * kBufferSize, PROT_READ | PROT_WRITE,
+               MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) {
+    err = std::string("mmap: ") + std::strerror(errno);
+    return false;
+  }
+  buffers_ = static_cast<char*>(mem);
+  io_uring_buf_ring_init(bufRing_);
+  const int mask = io_uring_buf_ring_mask(kBufferCount);
+  for (unsigned i = 0; i < kBufferCount; ++i) {
+    io_uring_buf_ring_add(bufRing_, buffers_ + size_t(i) * kBufferSize, kBufferSize, i, mask, i);
+  }
+  io_uring_buf_ring_advance(bufRing_, kBufferCount);
+
+  accepting_ = true;
+  armAccept();
+  armWake();
+  return true;
+}
+
+io_uring_sqe* UringReactor::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  while (!s) {
+    io_uring_submit(&ring_);
+    s = io_uring_get_sqe(&ring_);
+  }
+  return s;
+}
+
+void UringReactor::armAccept() {
+  if (!accepting_ || acceptArmed_) return;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(s, kAccept);
+  acceptArmed_ = true;
+}
+
+void UringReactor::armWake() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_read(s, wakeFd_, &wakeValue_, sizeof(wakeValue_), 0);
+  io_uring_sqe_set_data64(s, kWake);
+}
+
+void UringReactor::armRecv(Connection* c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv_multishot(s, c->fd(), nullptr, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = kBufferGroup;
+  io_uring_sqe_set_data64(s, tag(c, kRecv));
+  c->backendFlags |= kRecvArmed;
+  ++c->opsInFlight;
+}
+
+void UringReactor::stopAccepting() {
+  accepting_ = false;
+  if (acceptArmed_) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel64(s, kAccept, 0);
+    io_uring_sqe_set_data64(s, kCancel);
+  }
+  // Closing the socket takes it out of the SO_REUSEPORT group, so the kernel
+  // stops queueing new connections for this reactor.
+  ::close(listenFd_);
+  listenFd_ = -1;
+}
+
+void UringReactor::returnBuffer(unsigned bid) {
+  io_uring_buf_ring_add(bufRing_, buffers_ + size_t(bid) * kBufferSize, kBufferSize, bid,
+                        io_uring_buf_ring_mask(kBufferCount), buffersReturned_);
+  ++buffersReturned_;
+}
+
+void UringReactor::opDone(Connection* c) {
+  --c->opsInFlight;
+  if (c->state() == Connection::State::kClosed && c->opsInFlight == 0) {
+    graveyard_.push_back(c);
+  }
+}
+
+void UringReactor::release(Connection* c) {
+  // Wake any pending recv/send/poll: shutdown makes them complete at once.
+  ::shutdown(c->fd(), SHUT_RDWR);
+  if (c->opsInFlight == 0) graveyard_.push_back(c);
+}
+
+void UringReactor::flush(Connection* c) {
+  if (c->backendFlags & (kSending | kPolling)) return;  // resumes on completion
+  OutputQueue& out = c->output();
+  if (out.empty()) return;
+  if (out.head().isFile()) {
+    sendFile(c);
+    return;
+  }
+  std::string_view bytes = out.headMemory();
+  io_uring_sqe* s = sqe();
+  io_uring_prep_send(s, c->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(s, tag(c, kSend));
+  out.freezeHead(true);
+  c->backendFlags |= kSending;
+  ++c->opsInFlight;
+}
+
+void UringReactor::sendFile(Connection* c) {
+  OutputQueue& out = c->output();
+  while (!out.empty() && out.head().isFile()) {
+    OutputQueue::Segment& seg = out.head();
+    off_t off = off_t(seg.offset);
+    size_t chunk = seg.remaining > (1u << 30) ? (1u << 30) : size_t(seg.remaining);
+    ssize_t n = ::sendfile(c->fd(), seg.file->fd, &off, chunk);
+    if (n > 0) {
+      out.consume(size_t(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      io_uring_sqe* s = sqe();
+      io_uring_prep_poll_add(s, c->fd(), POLLOUT);
+      io_uring_sqe_set_data64(s, tag(c, kPollOut));
+      c->backendFlags |= kPolling;
+      ++c->opsInFlight;
+      return;
+    }
+    // n == 0: the file shrank under us; the promised length cannot be kept.
+    closeConnection(c);
+    return;
+  }
+  if (out.empty()) {
+    c->onDrained();
+  } else {
+    flush(c);
+  }
+}
+
+void UringReactor::onSend(Connection* c, int res) {
+  c->backendFlags &= ~kSending;
+  OutputQueue& out = c->output();
+  out.freezeHead(false);
+  if (c->state() == Connection::State::kClosed) return;
+  if (res == -EAGAIN || res == -EINTR) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_poll_add(s, c->fd(), POLLOUT);
+    io_uring_sqe_set_data64(s, tag(c, kPollOut));
+    c->backendFlags |= kPolling;
+    ++c->opsInFlight;
+    return;
+  }
+  if (res < 0) {
+    closeConnection(c);
+    return;
+  }
+  out.consume(size_t(res));
+  if (out.empty()) {
+    c->onDrained();
+  } else {
+    flush(c);
+  }
+}
+
+void UringReactor::onPollOut(Connection* c, int res) {
+  c->backendFlags &= ~kPolling;
+  if (c->state() == Connection::State::kClosed) return;
+  if (res < 0 && res != -EINTR) {
+    closeConnection(c);
+    return;
+  }
+  flush(c);
+}
+
+void UringReactor::onAccept(io_uring_cqe* cqe) {
+  if (!(cqe->flags & IORING_CQE_F_MORE)) acceptArmed_ = false;
+  if (cqe->res < 0) {
+    // EMFILE/ENFILE and friends: the multishot ended; armed again by the tick.
+    return;
+  }
+  int fd = cqe->res;
+  if (!accepting_) {
+    ::close(fd);
+    return;
+  }
+  Connection* c = addConnection(fd);
+  if (c->state() != Connection::State::kClosed) armRecv(c);
+}
+
+void UringReactor::onRecv(Connection* c, io_uring_cqe* cqe) {
+  int res = cqe->res;
+  bool more = cqe->flags & IORING_CQE_F_MORE;
+  if (cqe->flags & IORING_CQE_F_BUFFER) {
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    if (res > 0 && c->state() != Connection::State::kClosed) {
+      c->onData(buffers_ + size_t(bid) * kBufferSize, size_t(res));
+    }
+    returnBuffer(bid);
+  }
+  if (!more) {
+    c->backendFlags &= ~kRecvArmed;
+    if (c->state() != Connection::State::kClosed) {
+      if (res == 0) {
+        c->onEof();
+      } else if (res == -ENOBUFS || res > 0) {
+        rearm_.push_back(c);
+      } else if (res < 0) {
+        closeConnection(c);
+      }
+    }
+    opDone(c);
+  }
+}
+
+void UringReactor::onCompletion(io_uring_cqe* cqe) {
+  uint64_t data = io_uring_cqe_get_data64(cqe);
+  Op op = Op(data & kOpMask);
+  auto* c = reinterpret_cast<Connection*>(data & ~kOpMask);
+  switch (op) {
+    case kAccept:
+      onAccept(cqe);
+      break;
+    case kRecv:
+      onRecv(c, cqe);
+      break;
+    case kSend:
+      onSend(c, cqe->res);
+      opDone(c);
+      break;
+    case kPollOut:
+      onPollOut(c, cqe->res);
+      opDone(c);
+      break;
+    case kWake:
+      beginDrain();
+      break;
+    case kCancel:
+      break;
+  }
+}
+
+void UringReactor::run() {
+  while (true) {
+    __kernel_timespec ts{};
+    ts.tv_nsec = long(kTickMs) * 1'000'000;
+    io_uring_cqe* cqe = nullptr;
+    int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    (void)rc;  // -ETIME: the tick is due; -EINTR: look again
+    updateClock();
+
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      onCompletion(cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+    if (buffersReturned_) {
+      io_uring_buf_ring_advance(bufRing_, buffersReturned_);
+      buffersReturned_ = 0;
+    }
+    for (Connection* c : rearm_) {
+      if (c->state() != Connection::State::kClosed && !(c->backendFlags & kRecvArmed)) armRecv(c);
+    }
+    rearm_.clear();
+
+    tick();
+    if (accepting_ && !acceptArmed_ && !draining_) armAccept();
+    flushDirty();
+    for (Connection* c : graveyard_) destroyConnection(c);
+    graveyard_.clear();
+    if (finished()) break;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd) {
+  return std::make_unique<UringReactor>(index, config, listenFd);
+}
+
+bool uringAvailable(std::string& why) {
+  io_uring ring{};
+  if (!setupRing(ring, why)) return false;
+  // The features kuai relies on: provided buffer rings (5.19+) and multishot
+  // recv/accept (6.0+). Registering a one-entry buffer ring is a cheap probe.
+  void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  bool ok = mem != MAP_FAILED;
+  if (ok) {
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uint64_t>(mem);
+    reg.ring_entries = 1;
+    reg.bgid = 0;
+    int rc = io_uring_register_buf_ring(&ring, &reg, 0);
+    if (rc < 0) {
+      why = std::string("io_uring provided buffer rings: ") + std::strerror(-rc);
+      ok = false;
+    } else {
+      io_uring_unregister_buf_ring(&ring, 0);
+    }
+    ::munmap(mem, 4096);
+  }
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring);
+  if (ok && probe) {
+    if (!io_uring_opcode_supported(probe, IORING_OP_SEND) ||
+        !io_uring_opcode_supported(probe, IORING_OP_ACCEPT)) {
+      why = "io_uring lacks send/accept";
+      ok = false;
+    }
+  }
+  if (probe) io_uring_free_probe(probe);
+  io_uring_queue_exit(&ring);
+  return ok;
+}
+
+}  // namespace kuai::server
