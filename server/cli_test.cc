@@ -1,0 +1,116 @@
+#include "server/cli.h"
+
+#include <gtest/gtest.h>
+
+namespace kuai::server {
+namespace {
+
+CliResult parse(std::vector<std::string> args) { return parseCommandLine(args); }
+
+TEST(Cli, ServeWithDefaults) {
+  CliResult r = parse({"serve", "public"});
+  ASSERT_EQ(r.action, CliResult::Action::kServe) << r.error;
+  EXPECT_EQ(r.config.statics.root, "public");
+  EXPECT_EQ(r.config.port, 8080);
+  EXPECT_EQ(r.config.host, "127.0.0.1");
+  EXPECT_EQ(r.config.threads, 0);
+  EXPECT_EQ(r.config.io, IoBackend::kAuto);
+  EXPECT_EQ(r.config.limits.maxRequestLine, 8192u);
+  EXPECT_EQ(r.config.limits.maxFieldSize, 8192u);
+  EXPECT_EQ(r.config.limits.maxHeaderBytes, 32768u);
+  EXPECT_EQ(r.config.limits.maxHeaders, 100u);
+  EXPECT_EQ(r.config.limits.maxBodyBytes, 1048576u);
+  EXPECT_EQ(r.config.timeouts.headerMs, 10000u);
+  EXPECT_EQ(r.config.timeouts.idleMs, 10000u);
+  EXPECT_EQ(r.config.timeouts.bodyMs, 30000u);
+  EXPECT_EQ(r.config.maxRequestsPerConnection, 1000u);
+}
+
+TEST(Cli, AllOptions) {
+  CliResult r = parse({"serve", "d", "--port", "0", "--host", "::1", "--threads", "3", "--io",
+                       "epoll", "--list", "--respond", "/hello=Hello, World!",
+                       "--max-request-line", "4k", "--max-field-size", "2k",
+                       "--max-header-bytes", "16k", "--max-headers", "50", "--max-body", "2m",
+                       "--header-timeout", "1s", "--idle-timeout", "500ms", "--body-timeout",
+                       "2", "--max-requests", "7", "--shutdown-timeout", "3s"});
+  ASSERT_EQ(r.action, CliResult::Action::kServe) << r.error;
+  const ServerConfig& c = r.config;
+  EXPECT_EQ(c.port, 0);
+  EXPECT_EQ(c.host, "::1");
+  EXPECT_EQ(c.threads, 3);
+  EXPECT_EQ(c.io, IoBackend::kEpoll);
+  EXPECT_TRUE(c.statics.listDirectories);
+  ASSERT_EQ(c.responds.size(), 1u);
+  EXPECT_EQ(c.responds[0].first, "/hello");
+  EXPECT_EQ(c.responds[0].second, "Hello, World!");
+  EXPECT_EQ(c.limits.maxRequestLine, 4096u);
+  EXPECT_EQ(c.limits.maxFieldSize, 2048u);
+  EXPECT_EQ(c.limits.maxHeaderBytes, 16384u);
+  EXPECT_EQ(c.limits.maxHeaders, 50u);
+  EXPECT_EQ(c.limits.maxBodyBytes, 2u * 1024 * 1024);
+  EXPECT_EQ(c.timeouts.headerMs, 1000u);
+  EXPECT_EQ(c.timeouts.idleMs, 500u);
+  EXPECT_EQ(c.timeouts.bodyMs, 2000u);
+  EXPECT_EQ(c.maxRequestsPerConnection, 7u);
+  EXPECT_EQ(c.timeouts.shutdownMs, 3000u);
+}
+
+TEST(Cli, HelpAndVersion) {
+  EXPECT_EQ(parse({"--help"}).action, CliResult::Action::kHelp);
+  EXPECT_EQ(parse({"serve", "x", "-h"}).action, CliResult::Action::kHelp);
+  EXPECT_EQ(parse({"--version"}).action, CliResult::Action::kVersion);
+  EXPECT_NE(usage().find("kuai serve DIR"), std::string::npos);
+}
+
+TEST(Cli, ErrorsSayWhat) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  } cases[] = {
+      {{}, "nothing to do"},
+      {{"serve"}, "usage"},
+      {{"serve", "a", "b"}, "usage"},
+      {{"bogus"}, "unknown command 'bogus'"},
+      {{"serve", "d", "--frobnicate"}, "unknown option '--frobnicate'"},
+      {{"serve", "d", "--port"}, "--port needs a value"},
+      {{"serve", "d", "--port", "70000"}, "--port"},
+      {{"serve", "d", "--port", "12ab"}, "'12ab'"},
+      {{"serve", "d", "--threads", "0"}, "--threads"},
+      {{"serve", "d", "--io", "kqueue"}, "'kqueue'"},
+      {{"serve", "d", "--max-body", "lots"}, "--max-body"},
+      {{"serve", "d", "--idle-timeout", "0"}, "--idle-timeout"},
+      {{"serve", "d", "--idle-timeout", "5h"}, "'5h'"},
+      {{"serve", "d", "--respond", "hello"}, "/path=body"},
+  };
+  for (const Case& c : cases) {
+    CliResult r = parse(c.args);
+    EXPECT_EQ(r.action, CliResult::Action::kError) << c.needle;
+    EXPECT_NE(r.error.find(c.needle), std::string::npos) << r.error << " (wanted " << c.needle << ")";
+  }
+}
+
+TEST(Cli, Sizes) {
+  EXPECT_EQ(parseSize("512"), 512u);
+  EXPECT_EQ(parseSize("8k"), 8192u);
+  EXPECT_EQ(parseSize("8K"), 8192u);
+  EXPECT_EQ(parseSize("1m"), 1048576u);
+  EXPECT_EQ(parseSize("1g"), 1073741824u);
+  EXPECT_FALSE(parseSize(""));
+  EXPECT_FALSE(parseSize("k"));
+  EXPECT_FALSE(parseSize("-1"));
+  EXPECT_FALSE(parseSize("1x"));
+  EXPECT_FALSE(parseSize("99999999999999999999"));
+}
+
+TEST(Cli, Durations) {
+  EXPECT_EQ(parseDurationMs("250ms"), 250u);
+  EXPECT_EQ(parseDurationMs("10s"), 10000u);
+  EXPECT_EQ(parseDurationMs("3"), 3000u);
+  EXPECT_EQ(parseDurationMs("2m"), 120000u);
+  EXPECT_FALSE(parseDurationMs("s"));
+  EXPECT_FALSE(parseDurationMs("1h"));
+  EXPECT_FALSE(parseDurationMs("-5s"));
+}
+
+}  // namespace
+}  // namespace kuai::server
