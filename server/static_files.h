@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -75,10 +76,24 @@ class StaticFiles {
  private:
   struct Entry;
   std::shared_ptr<Entry> lookup(const std::string& relPath, time_t now, int& err);
+  std::shared_ptr<Entry> load(const std::string& relPath, time_t now, int& err);
+  void drop(std::unordered_map<std::string, std::shared_ptr<Entry>>::iterator it);
+  // openat2(RESOLVE_BENEATH) relative to the root, or openat plus a check of
+  // the opened file's real path where the kernel lacks openat2. -1 + errno.
+  int openBeneath(const char* relPath, int flags);
+  void serveEntry(const StaticRequest& req, const std::shared_ptr<Entry>& entry,
+                  StaticResponse& out);
+  void serveListing(const std::string& relPath, StaticResponse& out);
+  void redirectToSlash(std::string_view query, StaticResponse& out);
 
   StaticOptions options_;
   int rootFd_ = -1;
+  std::string rootReal_;       // realpath of the root, for the openat fallback
+  bool haveOpenat2_ = true;    // cleared on the first ENOSYS
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
+  std::list<Entry*> lru_;      // most recently used first; entries own their node
+  std::string decoded_;        // reused per request: percent-decoded path
+  std::string path_;           // reused per request: normalised path, the cache key
 };
 
 }  // namespace kuai::server

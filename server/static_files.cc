@@ -1,0 +1,828 @@
+// StaticFiles: target decoding and normalisation, confined opening (openat2
+// RESOLVE_BENEATH), the per-reactor open-file cache, conditional requests and
+// single byte ranges. See static_files.h for the ownership rules.
+//
+// Choices worth knowing:
+// - Dotfiles are served, as nginx does; put nothing secret under the root.
+// - A symlink is followed only while it stays beneath the root. Absolute
+//   symlinks are refused by RESOLVE_BENEATH even when they point inside the root;
+//   both kinds of refusal answer 404, as does an encoded '/' or a backslash.
+// - Files are opened O_NONBLOCK|O_NOCTTY so that a fifo under the root cannot
+//   stall the reactor; anything that is not a regular file or a directory
+//   answers 403.
+// - Generated bodies (errors, redirects, listings) are in `owned`, and `memory`
+//   views the same bytes: a string literal for the fixed texts, or owned's heap
+//   buffer for listings (always longer than the small-string buffer, so moving
+//   the response keeps the view valid).
+#include "server/static_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace kuai::server {
+
+// Tests set this to exercise the openat + real-path fallback on kernels that
+// have openat2. Not part of the API.
+bool gStaticFilesForceOpenatFallback = false;
+
+OpenFile::~OpenFile() {
+  if (fd >= 0) ::close(fd);
+}
+
+// One cached path: a regular file (its bytes in `body`, or its fd in `file`) or
+// a directory (only its identity, for the trailing-slash redirect). Owned by the
+// cache map and by every response still holding it through `hold`; immutable
+// once built, except for checkedAt and the LRU node.
+struct StaticFiles::Entry {
+  std::string key;
+  std::list<Entry*>::iterator lru;
+  bool isDir = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint64_t size = 0;
+  timespec mtime{};
+  time_t checkedAt = 0;
+  std::shared_ptr<OpenFile> file;  // files above memoryCacheMax
+  std::string body;                // files up to memoryCacheMax
+  // "ETag: ..\r\nLast-Modified: ..\r\nContent-Type: ..\r\nAccept-Ranges: bytes\r\n";
+  // the first validatorsLen bytes are the two validator lines (for 304).
+  std::string headers;
+  size_t validatorsLen = 0;
+  std::string_view etag;          // view into headers, quotes included
+};
+
+namespace {
+
+constexpr std::string_view kTextPlain = "Content-Type: text/plain; charset=utf-8\r\n";
+constexpr std::string_view kTextHtml = "Content-Type: text/html; charset=utf-8\r\n";
+constexpr std::string_view kOctetStream = "application/octet-stream";
+
+// Sentinel errno for "exists but is not a regular file or directory".
+constexpr int kNotRegular = EACCES;
+
+std::string_view statusBody(int status) {
+  switch (status) {
+    case 301: return "301 Moved Permanently\n";
+    case 400: return "400 Bad Request\n";
+    case 403: return "403 Forbidden\n";
+    case 404: return "404 Not Found\n";
+    case 405: return "405 Method Not Allowed\n";
+    case 416: return "416 Range Not Satisfiable\n";
+    case 503: return "503 Service Unavailable\n";
+    default: return "500 Internal Server Error\n";
+  }
+}
+
+int statusForErrno(int err) {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+    case EXDEV:          // RESOLVE_BENEATH: would leave the root
+    case ELOOP:
+    case ENAMETOOLONG:
+      return 404;
+    case EACCES:
+    case EPERM:
+      return 403;
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+// Fixed-text error: the body is a literal, so `memory` can never dangle.
+void setError(StaticResponse& out, int status) {
+  std::string_view body = statusBody(status);
+  out.status = status;
+  out.cachedHeaders = kTextPlain;
+  out.owned.assign(body);
+  out.memory = body;
+  out.file.reset();
+  out.fileOffset = 0;
+  out.contentLength = body.size();
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes the path part of the target into `out`. Returns 0, or the
+// status to answer: 400 for NUL or a bad escape, 404 for a slash or backslash
+// that would change how the path splits.
+int decodePath(std::string_view raw, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '%') {
+      if (i + 2 >= raw.size()) return 400;
+      int hi = hexValue(raw[i + 1]);
+      int lo = hexValue(raw[i + 2]);
+      if (hi < 0 || lo < 0) return 400;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+      if (c == '/') return 404;
+    }
+    if (c == '\0') return 400;
+    if (c == '\\') return 404;
+    out.push_back(c);
+  }
+  return 0;
+}
+
+// Resolves "." and ".." segments and collapses empty ones. `in` starts with
+// '/'; `out` gets the path relative to the root, without leading or trailing
+// slash ("" for the root). Returns 0, or 403 when ".." would climb above the
+// root. `dirForm` tells whether the target names a directory ("/a/", "/a/.").
+int normalisePath(std::string_view in, std::string& out, bool& dirForm) {
+  out.clear();
+  dirForm = false;
+  size_t pos = 1;
+  while (pos <= in.size()) {
+    size_t next = in.find('/', pos);
+    if (next == std::string_view::npos) next = in.size();
+    std::string_view seg = in.substr(pos, next - pos);
+    bool last = next == in.size();
+    if (seg.empty() || seg == ".") {
+      if (last) dirForm = true;
+    } else if (seg == "..") {
+      if (out.empty()) return 403;
+      size_t cut = out.rfind('/');
+      out.resize(cut == std::string::npos ? 0 : cut);
+      if (last) dirForm = true;
+    } else {
+      if (!out.empty()) out.push_back('/');
+      out.append(seg);
+    }
+    pos = next + 1;
+  }
+  return 0;
+}
+
+bool isUnreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+void appendPercent(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  out.push_back('%');
+  out.push_back(kHex[c >> 4]);
+  out.push_back(kHex[c & 15]);
+}
+
+// Everything but unreserved characters (and '/' when keepSlash) is escaped, so a
+// name such as "javascript:x" can never read as a scheme in a relative href.
+void appendUrlEncoded(std::string& out, std::string_view s, bool keepSlash) {
+  for (unsigned char c : s) {
+    if (isUnreserved(c) || (keepSlash && c == '/')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      appendPercent(out, c);
+    }
+  }
+}
+
+void appendHtmlEscaped(std::string& out, std::string_view s) {
+  for (char c : s) {
+    switch (c) {
+      case '&': out.append("&amp;"); break;
+      case '<': out.append("&lt;"); break;
+      case '>': out.append("&gt;"); break;
+      case '"': out.append("&quot;"); break;
+      case '\'': out.append("&#39;"); break;
+      default: out.push_back(c);
+    }
+  }
+}
+
+void appendUint(std::string& out, uint64_t v, int base = 10) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, base);
+  out.append(buf, r.ptr);
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// --- MIME types -------------------------------------------------------------
+
+// One row of the extension table: lower-case extension, full Content-Type.
+struct MimeRow {
+  std::string_view ext;
+  std::string_view type;
+};
+
+constexpr MimeRow kMimeTypes[] = {
+    {"html", "text/html; charset=utf-8"},
+    {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"cjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json; charset=utf-8"},
+    {"map", "application/json; charset=utf-8"},
+    {"webmanifest", "application/manifest+json; charset=utf-8"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"md", "text/markdown; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"},
+    {"xml", "text/xml; charset=utf-8"},
+    {"yaml", "text/yaml; charset=utf-8"},
+    {"yml", "text/yaml; charset=utf-8"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"avif", "image/avif"},
+    {"ico", "image/x-icon"},
+    {"bmp", "image/bmp"},
+    {"wasm", "application/wasm"},
+    {"pdf", "application/pdf"},
+    {"zip", "application/zip"},
+    {"gz", "application/gzip"},
+    {"tar", "application/x-tar"},
+    {"mp4", "video/mp4"},
+    {"webm", "video/webm"},
+    {"mp3", "audio/mpeg"},
+    {"ogg", "audio/ogg"},
+    {"wav", "audio/wav"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"ttf", "font/ttf"},
+    {"otf", "font/otf"},
+};
+
+// Type by the extension of the last path segment; a leading dot (".bashrc") is
+// not an extension.
+std::string_view mimeTypeFor(std::string_view path) {
+  size_t slash = path.rfind('/');
+  std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos || dot == 0) return kOctetStream;
+  std::string_view ext = name.substr(dot + 1);
+  for (const MimeRow& row : kMimeTypes) {
+    if (equalsIgnoreCase(ext, row.ext)) return row.type;
+  }
+  return kOctetStream;
+}
+
+// --- HTTP dates -------------------------------------------------------------
+
+constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// Days since 1970-01-01 of a proleptic Gregorian date (month 1..12).
+int64_t daysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t mp = (m + 9) % 12;
+  int64_t doy = (153 * mp + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+// IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (29 bytes).
+void appendHttpDate(std::string& out, time_t t) {
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[40];
+  int n = std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday],
+                        tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                        tm.tm_sec);
+  out.append(buf, n);
+}
+
+bool parseDigits(std::string_view s, int& v) {
+  if (s.empty()) return false;
+  v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  return true;
+}
+
+int monthIndex(std::string_view s) {
+  for (int i = 0; i < 12; ++i) {
+    if (s == kMonths[i]) return i + 1;
+  }
+  return 0;
+}
+
+// hh:mm:ss
+bool parseClock(std::string_view s, int& h, int& m, int& sec) {
+  return s.size() == 8 && s[2] == ':' && s[5] == ':' && parseDigits(s.substr(0, 2), h) &&
+         parseDigits(s.substr(3, 2), m) && parseDigits(s.substr(6, 2), sec) && h < 24 && m < 60 &&
+         sec < 61;
+}
+
+// Accepts the three HTTP-date forms: IMF-fixdate, RFC 850 and asctime.
+// Allocation-free: conditional requests are a hot path for browsers.
+bool parseHttpDate(std::string_view s, time_t& out) {
+  s = trim(s);
+  int day = 0, month = 0, year = 0, h = 0, m = 0, sec = 0;
+  size_t comma = s.find(',');
+  if (comma == 3 && s.size() == 29) {  // Sun, 06 Nov 1994 08:49:37 GMT
+    if (s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s.substr(25) != " GMT" ||
+        !parseDigits(s.substr(5, 2), day) || !parseDigits(s.substr(12, 4), year) ||
+        !parseClock(s.substr(17, 8), h, m, sec)) {
+      return false;
+    }
+    month = monthIndex(s.substr(8, 3));
+  } else if (comma != std::string_view::npos) {  // Sunday, 06-Nov-94 08:49:37 GMT
+    std::string_view r = s.substr(comma + 1);
+    if (r.size() != 23 || r[0] != ' ' || r[3] != '-' || r[7] != '-' || r[10] != ' ' ||
+        r.substr(19) != " GMT" || !parseDigits(r.substr(1, 2), day) ||
+        !parseDigits(r.substr(8, 2), year) || !parseClock(r.substr(11, 8), h, m, sec)) {
+      return false;
+    }
+    year += year < 70 ? 2000 : 1900;
+    month = monthIndex(r.substr(4, 3));
+  } else if (s.size() == 24) {  // Sun Nov  6 08:49:37 1994
+    if (s[3] != ' ' || s[7] != ' ' || s[10] != ' ' || s[19] != ' ' ||
+        !parseDigits(trim(s.substr(8, 2)), day) || !parseClock(s.substr(11, 8), h, m, sec) ||
+        !parseDigits(s.substr(20, 4), year)) {
+      return false;
+    }
+    month = monthIndex(s.substr(4, 3));
+  } else {
+    return false;
+  }
+  if (month == 0 || day < 1 || day > 31) return false;
+  out = static_cast<time_t>(daysFromCivil(year, month, day) * 86400 + h * 3600 + m * 60 + sec);
+  return true;
+}
+
+// --- Conditional requests and ranges ---------------------------------------
+
+// If-None-Match: "*" or a list of entity tags, compared weakly (W/ ignored).
+bool etagListMatches(std::string_view list, std::string_view etag) {
+  size_t i = 0;
+  while (i < list.size()) {
+    char c = list[i];
+    if (c == ' ' || c == '\t' || c == ',') {
+      ++i;
+      continue;
+    }
+    if (c == '*') return true;
+    if (c == 'W' && i + 1 < list.size() && list[i + 1] == '/') {
+      i += 2;
+    }
+    if (i >= list.size() || list[i] != '"') {  // malformed: skip this element
+      i = list.find(',', i);
+      if (i == std::string_view::npos) return false;
+      continue;
+    }
+    size_t close = list.find('"', i + 1);
+    if (close == std::string_view::npos) return false;
+    if (list.substr(i, close + 1 - i) == etag) return true;
+    i = close + 1;
+  }
+  return false;
+}
+
+// Digits only; saturates instead of overflowing (a huge first byte is then
+// simply unsatisfiable).
+bool parseRangeNumber(std::string_view s, uint64_t& v) {
+  if (s.empty()) return false;
+  v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    unsigned d = static_cast<unsigned>(c - '0');
+    v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+  }
+  return true;
+}
+
+enum class RangeResult { kIgnore, kPartial, kUnsatisfiable };
+
+// One "bytes=a-b" | "bytes=a-" | "bytes=-n". Anything else, several ranges
+// included, is ignored (full 200), which RFC 9110 permits.
+RangeResult parseRange(std::string_view v, uint64_t size, uint64_t& off, uint64_t& len) {
+  v = trim(v);
+  if (v.size() < 6 || !equalsIgnoreCase(v.substr(0, 6), "bytes=")) return RangeResult::kIgnore;
+  v = trim(v.substr(6));
+  if (v.find(',') != std::string_view::npos) return RangeResult::kIgnore;
+  size_t dash = v.find('-');
+  if (dash == std::string_view::npos) return RangeResult::kIgnore;
+  std::string_view first = v.substr(0, dash);
+  std::string_view last = v.substr(dash + 1);
+  if (first.empty()) {
+    uint64_t n;
+    if (!parseRangeNumber(last, n)) return RangeResult::kIgnore;
+    if (n == 0 || size == 0) return RangeResult::kUnsatisfiable;
+    len = std::min(n, size);
+    off = size - len;
+    return RangeResult::kPartial;
+  }
+  uint64_t a, b = UINT64_MAX;
+  if (!parseRangeNumber(first, a)) return RangeResult::kIgnore;
+  if (!last.empty() && (!parseRangeNumber(last, b) || b < a)) return RangeResult::kIgnore;
+  if (a >= size) return RangeResult::kUnsatisfiable;
+  if (b >= size) b = size - 1;
+  off = a;
+  len = b - a + 1;
+  return RangeResult::kPartial;
+}
+
+}  // namespace
+
+// --- StaticFiles ------------------------------------------------------------
+
+StaticFiles::StaticFiles(StaticOptions options) : options_(std::move(options)) {
+  rootFd_ = ::open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootFd_ < 0) {
+    throw std::runtime_error("serve root " + options_.root + ": " + std::strerror(errno));
+  }
+  if (char* real = ::realpath(options_.root.c_str(), nullptr)) {
+    rootReal_ = real;
+    std::free(real);
+  }
+  decoded_.reserve(256);
+  path_.reserve(256);
+}
+
+StaticFiles::~StaticFiles() {
+  if (rootFd_ >= 0) ::close(rootFd_);
+}
+
+int StaticFiles::openBeneath(const char* relPath, int flags) {
+  if (haveOpenat2_ && !gStaticFilesForceOpenatFallback) {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(flags);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    for (int attempt = 0;; ++attempt) {
+      long fd = ::syscall(SYS_openat2, rootFd_, relPath, &how, sizeof how);
+      if (fd >= 0) return static_cast<int>(fd);
+      // EAGAIN: a concurrent rename raced the ".." check; retry a little.
+      if (errno == EAGAIN && attempt < 3) continue;
+      if (errno != ENOSYS) return -1;
+      haveOpenat2_ = false;
+      break;
+    }
+  }
+  // Fallback: open, then check where the descriptor really points. The path is
+  // already free of "..", so only symlinks can lead out; checking the opened
+  // file (not the path) leaves no window for a swap.
+  int fd = ::openat(rootFd_, relPath, flags);
+  if (fd < 0) return -1;
+  char link[32];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  char real[PATH_MAX];
+  ssize_t n = ::readlink(link, real, sizeof real);
+  std::string_view r(real, n > 0 ? static_cast<size_t>(n) : 0);
+  std::string_view root = rootReal_;
+  bool inside = n > 0 && n < static_cast<ssize_t>(sizeof real) && !root.empty() &&
+                (r == root || (r.starts_with(root) &&
+                               (root.back() == '/' || r[root.size()] == '/')));
+  if (!inside) {
+    ::close(fd);
+    errno = EXDEV;
+    return -1;
+  }
+  return fd;
+}
+
+std::shared_ptr<StaticFiles::Entry> StaticFiles::load(const std::string& relPath, time_t now,
+                                                      int& err) {
+  const char* p = relPath.empty() ? "." : relPath.c_str();
+  int fd = openBeneath(p, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    err = errno;
+    return nullptr;
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    err = errno;
+    ::close(fd);
+    return nullptr;
+  }
+  auto e = std::make_shared<Entry>();
+  e->key = relPath;
+  e->dev = st.st_dev;
+  e->ino = st.st_ino;
+  e->size = static_cast<uint64_t>(st.st_size);
+  e->mtime = st.st_mtim;
+  e->checkedAt = now;
+  if (S_ISDIR(st.st_mode)) {
+    e->isDir = true;
+    ::close(fd);
+    return e;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    err = kNotRegular;
+    return nullptr;
+  }
+
+  if (e->size <= options_.memoryCacheMax) {
+    e->body.resize(e->size);
+    uint64_t got = 0;
+    while (got < e->size) {
+      ssize_t n = ::pread(fd, e->body.data() + got, e->size - got, static_cast<off_t>(got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        err = errno;
+        ::close(fd);
+        return nullptr;
+      }
+      if (n == 0) break;  // shrank under us: serve what is there
+      got += static_cast<uint64_t>(n);
+    }
+    e->body.resize(got);
+    e->size = got;
+    ::close(fd);
+  } else {
+    // Back to blocking: O_NONBLOCK was only for a fifo's open, and io_uring
+    // treats O_NONBLOCK regular files differently.
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    e->file = std::make_shared<OpenFile>();
+    e->file->fd = fd;
+    e->file->size = e->size;
+  }
+
+  // ETag "<mtime hex>-<size hex>" as nginx writes it.
+  std::string& h = e->headers;
+  h.reserve(160);
+  h.append("ETag: \"");
+  appendUint(h, static_cast<uint64_t>(e->mtime.tv_sec), 16);
+  h.push_back('-');
+  appendUint(h, e->size, 16);
+  h.append("\"\r\n");
+  size_t etagStart = 6;
+  size_t etagLen = h.size() - 2 - etagStart;
+  h.append("Last-Modified: ");
+  appendHttpDate(h, e->mtime.tv_sec);
+  h.append("\r\n");
+  e->validatorsLen = h.size();
+  h.append("Content-Type: ");
+  h.append(mimeTypeFor(relPath));
+  h.append("\r\nAccept-Ranges: bytes\r\n");
+  e->etag = std::string_view(h).substr(etagStart, etagLen);
+  return e;
+}
+
+void StaticFiles::drop(std::unordered_map<std::string, std::shared_ptr<Entry>>::iterator it) {
+  lru_.erase(it->second->lru);
+  cache_.erase(it);
+}
+
+std::shared_ptr<StaticFiles::Entry> StaticFiles::lookup(const std::string& relPath, time_t now,
+                                                        int& err) {
+  auto it = cache_.find(relPath);
+  if (it != cache_.end()) {
+    Entry* e = it->second.get();
+    bool fresh = now >= e->checkedAt && now - e->checkedAt < options_.revalidateSeconds;
+    if (!fresh) {
+      struct stat st;
+      const char* p = relPath.empty() ? "." : relPath.c_str();
+      fresh = ::fstatat(rootFd_, p, &st, 0) == 0 && st.st_dev == e->dev && st.st_ino == e->ino &&
+              static_cast<uint64_t>(st.st_size) == e->size &&
+              st.st_mtim.tv_sec == e->mtime.tv_sec && st.st_mtim.tv_nsec == e->mtime.tv_nsec &&
+              S_ISDIR(st.st_mode) == e->isDir;
+      if (fresh) e->checkedAt = now;
+    }
+    if (fresh) {
+      lru_.splice(lru_.begin(), lru_, e->lru);
+      return it->second;
+    }
+    drop(it);  // changed, replaced or gone: reopen below
+  }
+
+  std::shared_ptr<Entry> e = load(relPath, now, err);
+  if (!e || options_.cacheEntries == 0) return e;
+  while (cache_.size() >= options_.cacheEntries && !lru_.empty()) {
+    auto victim = cache_.find(lru_.back()->key);
+    drop(victim);
+  }
+  lru_.push_front(e.get());
+  e->lru = lru_.begin();
+  cache_.emplace(e->key, e);
+  return e;
+}
+
+void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Entry>& entry,
+                             StaticResponse& out) {
+  const Entry& e = *entry;
+  out.hold = entry;
+
+  // If-None-Match wins; If-Modified-Since counts only without it.
+  bool notModified = false;
+  if (!req.ifNoneMatch.empty()) {
+    notModified = etagListMatches(req.ifNoneMatch, e.etag);
+  } else if (!req.ifModifiedSince.empty()) {
+    time_t since;
+    notModified = parseHttpDate(req.ifModifiedSince, since) && e.mtime.tv_sec <= since;
+  }
+  if (notModified) {
+    out.status = 304;
+    out.cachedHeaders = std::string_view(e.headers).substr(0, e.validatorsLen);
+    out.contentLength = 0;
+    return;
+  }
+
+  uint64_t off = 0, len = e.size;
+  out.status = 200;
+  out.cachedHeaders = e.headers;
+  if (!req.range.empty()) {
+    bool rangeApplies = true;
+    if (!req.ifRange.empty()) {
+      std::string_view ir = trim(req.ifRange);
+      if (!ir.empty() && ir.front() == '"') {
+        rangeApplies = ir == e.etag;  // strong comparison: W/ never matches
+      } else {
+        time_t t;
+        rangeApplies = parseHttpDate(ir, t) && t == e.mtime.tv_sec;
+      }
+    }
+    if (rangeApplies) {
+      switch (parseRange(req.range, e.size, off, len)) {
+        case RangeResult::kIgnore:
+          break;
+        case RangeResult::kUnsatisfiable:
+          setError(out, 416);
+          out.extraHeaders.append("Content-Range: bytes */");
+          appendUint(out.extraHeaders, e.size);
+          out.extraHeaders.append("\r\n");
+          return;
+        case RangeResult::kPartial:
+          out.status = 206;
+          out.extraHeaders.append("Content-Range: bytes ");
+          appendUint(out.extraHeaders, off);
+          out.extraHeaders.push_back('-');
+          appendUint(out.extraHeaders, off + len - 1);
+          out.extraHeaders.push_back('/');
+          appendUint(out.extraHeaders, e.size);
+          out.extraHeaders.append("\r\n");
+          break;
+      }
+    }
+  }
+
+  out.contentLength = len;
+  if (e.file) {
+    out.file = e.file;
+    out.fileOffset = off;
+  } else {
+    out.memory = std::string_view(e.body).substr(off, len);
+  }
+}
+
+void StaticFiles::redirectToSlash(std::string_view query, StaticResponse& out) {
+  setError(out, 301);
+  std::string& h = out.extraHeaders;
+  h.append("Location: /");
+  appendUrlEncoded(h, path_, /*keepSlash=*/true);
+  h.push_back('/');
+  // The query goes back as sent, but never with bytes that could end the line.
+  for (unsigned char c : query) {
+    if (c <= 0x20 || c >= 0x7f) {
+      appendPercent(h, c);
+    } else {
+      h.push_back(static_cast<char>(c));
+    }
+  }
+  h.append("\r\n");
+}
+
+void StaticFiles::serveListing(const std::string& relPath, StaticResponse& out) {
+  int fd = openBeneath(relPath.empty() ? "." : relPath.c_str(),
+                       O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return setError(out, statusForErrno(errno));
+  DIR* dir = ::fdopendir(fd);
+  if (!dir) {
+    ::close(fd);
+    return setError(out, 500);
+  }
+  std::vector<std::pair<std::string, bool>> items;  // name, is a directory
+  while (dirent* d = ::readdir(dir)) {
+    std::string_view name = d->d_name;
+    if (name == "." || name == "..") continue;
+    bool isDir = d->d_type == DT_DIR;
+    if (d->d_type == DT_LNK || d->d_type == DT_UNKNOWN) {
+      struct stat st;
+      isDir = ::fstatat(::dirfd(dir), d->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+    }
+    items.emplace_back(std::string(name), isDir);
+  }
+  ::closedir(dir);
+  std::sort(items.begin(), items.end());
+
+  std::string& b = out.owned;
+  b.clear();
+  b.append("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of /");
+  appendHtmlEscaped(b, relPath);
+  if (!relPath.empty()) b.push_back('/');
+  b.append("</title></head>\n<body><h1>Index of /");
+  appendHtmlEscaped(b, relPath);
+  if (!relPath.empty()) b.push_back('/');
+  b.append("</h1>\n<ul>\n");
+  if (!relPath.empty()) b.append("<li><a href=\"../\">../</a></li>\n");
+  for (const auto& [name, isDir] : items) {
+    b.append("<li><a href=\"");
+    appendUrlEncoded(b, name, /*keepSlash=*/false);
+    if (isDir) b.push_back('/');
+    b.append("\">");
+    appendHtmlEscaped(b, name);
+    if (isDir) b.push_back('/');
+    b.append("</a></li>\n");
+  }
+  b.append("</ul>\n</body></html>\n");
+  out.status = 200;
+  out.cachedHeaders = kTextHtml;
+  out.memory = b;
+  out.contentLength = b.size();
+}
+
+void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t now) {
+  // Reset without releasing buffers: the caller may reuse `out`.
+  out.status = 200;
+  out.cachedHeaders = {};
+  out.extraHeaders.clear();
+  out.contentLength = 0;
+  out.memory = {};
+  out.file.reset();
+  out.fileOffset = 0;
+  out.hold.reset();
+  out.owned.clear();
+
+  if (req.method != "GET" && req.method != "HEAD") {
+    setError(out, 405);
+    out.extraHeaders.append("Allow: GET, HEAD\r\n");
+    return;
+  }
+
+  // Target: path, then "?query" (kept for redirects), then "#fragment".
+  std::string_view target = req.target;
+  if (target.empty() || target.front() != '/') return setError(out, 400);
+  size_t pathEnd = target.find_first_of("?#");
+  std::string_view query;
+  if (pathEnd != std::string_view::npos && target[pathEnd] == '?') {
+    query = target.substr(pathEnd);
+    query = query.substr(0, query.find('#'));
+  }
+  if (int status = decodePath(target.substr(0, pathEnd), decoded_)) {
+    return setError(out, status);
+  }
+  bool dirForm;
+  if (int status = normalisePath(decoded_, path_, dirForm)) return setError(out, status);
+
+  int err = 0;
+  if (dirForm) {
+    size_t dirLen = path_.size();
+    if (!path_.empty()) path_.push_back('/');
+    path_.append(options_.indexFile);
+    std::shared_ptr<Entry> e = lookup(path_, now, err);
+    if (e && !e->isDir) return serveEntry(req, e, out);
+    path_.resize(dirLen);
+    if (e) err = ENOENT;  // the index name is a directory: treat as no index
+    if (err == ENOENT && options_.listDirectories) return serveListing(path_, out);
+    return setError(out, statusForErrno(err));
+  }
+
+  std::shared_ptr<Entry> e = lookup(path_, now, err);
+  if (!e) return setError(out, statusForErrno(err));
+  if (e->isDir) return redirectToSlash(query, out);
+  serveEntry(req, e, out);
+}
+
+}  // namespace kuai::server
