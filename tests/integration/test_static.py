@@ -1,0 +1,289 @@
+"""Static files: MIME types, validators, ranges, directories, path escapes,
+symlinks, large files, freshness and methods."""
+
+import hashlib
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from httpraw import IMF_FIXDATE, Conn, build, get, roundtrip
+
+from conftest import RANGES_CONTENT
+
+
+def fetch(port, path, headers=None, method="GET"):
+    return roundtrip(port, build(method, path, headers=headers), head=(method == "HEAD"))
+
+
+@pytest.mark.parametrize("path,types", [
+    ("/index.html", {"text/html"}),
+    ("/style.css", {"text/css"}),
+    ("/app.js", {"text/javascript", "application/javascript"}),
+    ("/data.json", {"application/json"}),
+    ("/image.png", {"image/png"}),
+    ("/ranges.txt", {"text/plain"}),
+    ("/blob.weirdext", {"application/octet-stream"}),
+])
+def test_mime_types(server, docroot, path, types):
+    r = fetch(server.port, path)
+    assert r.status == 200, r
+    assert r.content_type in types, f"{path}: Content-Type {r.header('Content-Type')!r}"
+    assert r.body == docroot.files[path[1:]]
+
+
+def test_percent_decoded_path(server, docroot):
+    r = fetch(server.port, "/a%20b.txt")
+    assert r.status == 200 and r.body == docroot.files["a b.txt"], r
+
+
+def test_query_string_ignored(server, docroot):
+    r = fetch(server.port, "/style.css?v=123&x=%2e%2e")
+    assert r.status == 200 and r.body == docroot.files["style.css"], r
+
+
+def test_etag_and_last_modified(server, docroot):
+    r = fetch(server.port, "/index.html")
+    etag, lm = r.header("ETag"), r.header("Last-Modified")
+    assert etag and re.match(r'^(W/)?"[^"]*"$', etag), f"ETag {etag!r}"
+    assert lm and IMF_FIXDATE.match(lm), f"Last-Modified {lm!r}"
+    mtime = os.stat(docroot.root / "index.html").st_mtime
+    from email.utils import parsedate_to_datetime
+    assert abs(parsedate_to_datetime(lm).timestamp() - int(mtime)) <= 1, (lm, mtime)
+
+
+def test_if_none_match_304(server):
+    etag = fetch(server.port, "/index.html").header("ETag")
+    with Conn(server.port) as c:
+        c.send(get("/index.html", headers=[("If-None-Match", etag)])
+               + get("/index.html", headers=[("If-None-Match", '"not-the-etag"')])
+               + get("/index.html", headers=[("If-None-Match", f'"zzz", {etag}')]))
+        r = c.read_response()
+        assert r.status == 304, r
+        assert r.body == b"", r
+        assert r.header("ETag") == etag, r
+        r2 = c.read_response()  # would misparse if the 304 carried a body
+        assert r2.status == 200, r2
+        r3 = c.read_response()
+        assert r3.status == 304, f"If-None-Match with a list holding the ETag: {r3!r}"
+
+
+def test_if_modified_since_304(server):
+    lm = fetch(server.port, "/style.css").header("Last-Modified")
+    with Conn(server.port) as c:
+        c.send(get("/style.css", headers=[("If-Modified-Since", lm)])
+               + get("/style.css", headers=[("If-Modified-Since", "Mon, 01 Jan 1990 00:00:00 GMT")]))
+        r = c.read_response()
+        assert r.status == 304 and r.body == b"", r
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body, r2
+
+
+SIZE = len(RANGES_CONTENT)
+
+
+@pytest.mark.parametrize("spec,start,end", [
+    ("bytes=0-9", 0, 9),
+    ("bytes=-5", SIZE - 5, SIZE - 1),
+    ("bytes=10-", 10, SIZE - 1),
+    ("bytes=5-5", 5, 5),
+    ("bytes=50-1000", 50, SIZE - 1),
+    ("bytes=-1000", 0, SIZE - 1),
+])
+def test_range(server, spec, start, end):
+    r = fetch(server.port, "/ranges.txt", headers=[("Range", spec)])
+    assert r.status == 206, f"Range {spec}: {r!r}"
+    assert r.header("Content-Range") == f"bytes {start}-{end}/{SIZE}", r
+    assert r.body == RANGES_CONTENT[start:end + 1], r
+    assert r.header("Content-Length") == str(end - start + 1), r
+
+
+@pytest.mark.parametrize("spec", ["bytes=100-200", f"bytes={SIZE}-", "bytes=-0"])
+def test_range_unsatisfiable(server, spec):
+    with Conn(server.port) as c:
+        c.send(get("/ranges.txt", headers=[("Range", spec)]) + get("/ranges.txt"))
+        r = c.read_response()
+        assert r.status == 416, f"Range {spec}: {r!r}"
+        assert r.header("Content-Range") == f"bytes */{SIZE}", r
+        r2 = c.read_response()
+        assert r2.status == 200, r2
+
+
+def test_range_on_big_file(server, docroot):
+    start = 3 * 1024 * 1024 + 7
+    r = fetch(server.port, "/big.bin", headers=[("Range", f"bytes={start}-{start + 99999}")])
+    assert r.status == 206, r
+    data = (docroot.root / "big.bin").read_bytes()[start:start + 100000]
+    assert r.body == data
+
+
+def test_directory_redirect(server):
+    r = fetch(server.port, "/sub")
+    assert r.status == 301, r
+    loc = r.header("Location") or ""
+    assert loc.endswith("/sub/"), f"Location {loc!r}"
+
+
+def test_directory_index(server, docroot):
+    r = fetch(server.port, "/sub/")
+    assert r.status == 200 and r.body == docroot.files["sub/index.html"], r
+    assert r.content_type == "text/html", r
+    r = fetch(server.port, "/")
+    assert r.status == 200 and r.body == docroot.files["index.html"], r
+
+
+def test_directory_without_index_404(server):
+    r = fetch(server.port, "/noindex/")
+    assert r.status == 404, r
+
+
+def test_directory_listing(kuai):
+    s = kuai("--list")
+    r = fetch(s.port, "/noindex/")
+    assert r.status == 200, r
+    assert r.content_type == "text/html", r
+    assert b"a.txt" in r.body and b"zeta-file.css" in r.body, r.body[:500]
+    # A directory with an index still serves it.
+    r = fetch(s.port, "/sub/")
+    assert r.body == b"<p>sub index page</p>\n"
+
+
+ESCAPES = [
+    "/../secret.txt",
+    "/%2e%2e/secret.txt",
+    "/%2E%2E/secret.txt",
+    "/..%2fsecret.txt",
+    "/sub/..%2f..%2fsecret.txt",
+    "/sub/../../secret.txt",
+    "/sub/%2e%2e/%2e%2e/secret.txt",
+    "/./../secret.txt",
+    "/%2fetc/passwd",
+    "//etc/passwd",
+    "/..%2f..%2f..%2f..%2f..%2f..%2fetc/passwd",
+    "/%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc/passwd",
+    "/..\\secret.txt",
+    "/index.html%00.png",
+    "/%00",
+    "/sub%00/page.txt",
+    "/link_out_dir/inner.txt",
+]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_path_escape_refused(server, docroot, path):
+    with Conn(server.port) as c:
+        c.send(get(path))
+        r = c.read_response()
+    assert r.status in (400, 403, 404), f"{path}: {r!r}"
+    assert docroot.secret not in r.body, f"{path} leaked the file outside the root"
+    assert b"root:" not in r.body, f"{path} leaked /etc/passwd"
+
+
+@pytest.mark.parametrize("path", ["/link_out_secret", "/link_out_etc"])
+def test_symlink_outside_refused(server, docroot, path):
+    r = fetch(server.port, path)
+    assert r.status in (403, 404), f"{path}: {r!r}"
+    assert docroot.secret not in r.body
+    try:
+        hostname = open("/etc/hostname", "rb").read()
+    except OSError:
+        hostname = None
+    if hostname and r.body:
+        assert hostname.strip() not in r.body, f"{path} served /etc/hostname"
+
+
+def test_symlink_inside_served(server, docroot):
+    r = fetch(server.port, "/link_in.html")
+    assert r.status == 200 and r.body == docroot.files["index.html"], r
+
+
+def test_large_file_with_curl(server, docroot, tmp_path):
+    out = tmp_path / "big.out"
+    p = subprocess.run(["curl", "-sS", "--fail", "--max-time", "30", "-o", str(out),
+                        "-w", "%{http_code} %{size_download}",
+                        f"http://127.0.0.1:{server.port}/big.bin"],
+                       capture_output=True, text=True, timeout=40)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"200 {docroot.big_size}", p.stdout
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == docroot.big_sha
+
+
+def test_large_file_raw_and_keepalive(server, docroot):
+    with Conn(server.port, timeout=20) as c:
+        c.send(get("/big.bin") + build("HEAD", "/big.bin") + get("/hello"))
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == docroot.big_size, r
+        assert hashlib.sha256(r.body).hexdigest() == docroot.big_sha
+        h = c.read_response(head=True)
+        assert h.header("Content-Length") == str(docroot.big_size), h
+        assert c.read_response().status == 200
+
+
+def test_curl_reuses_connection(server, docroot):
+    url = f"http://127.0.0.1:{server.port}"
+    p = subprocess.run(["curl", "-sv", "--max-time", "10", "-o", "/dev/null", "-o", "/dev/null",
+                        f"{url}/index.html", f"{url}/style.css"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"Re-using existing connection", p.stderr), p.stderr[-2000:]
+
+
+def _poll_until(port, path, want, limit=3.0):
+    t0 = time.monotonic()
+    while True:
+        r = fetch(port, path)
+        if r.body == want:
+            return r, time.monotonic() - t0
+        if time.monotonic() - t0 > limit:
+            raise AssertionError(f"{path} still served stale after {limit}s: {r!r}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("same_size", [False, True])
+def test_changed_file_served_fresh(server, docroot, io, same_size):
+    name = f"fresh_{io}_{int(same_size)}.txt"
+    path = docroot.root / name
+    path.write_bytes(b"version one\n")
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    r1 = fetch(server.port, "/" + name)
+    assert r1.status == 200 and r1.body == b"version one\n", r1
+    new = b"version two\n" if same_size else b"version two, longer\n"
+    path.write_bytes(new)
+    os.utime(path, (time.time(), time.time()))
+    r2, took = _poll_until(server.port, "/" + name, new)
+    assert took <= 2.5, f"took {took:.2f}s to see the new content"
+    assert r2.header("ETag") != r1.header("ETag"), (r1, r2)
+    assert r2.header("Content-Length") == str(len(new))
+
+
+def test_deleted_file_becomes_404(server, docroot, io):
+    path = docroot.root / f"deleted_{io}.txt"
+    path.write_bytes(b"soon gone\n")
+    assert fetch(server.port, "/" + path.name).status == 200
+    path.unlink()
+    t0 = time.monotonic()
+    while True:
+        r = fetch(server.port, "/" + path.name)
+        if r.status == 404:
+            break
+        assert time.monotonic() - t0 < 3, f"deleted file still served: {r!r}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_other_methods_405(server, method):
+    with Conn(server.port) as c:
+        c.send(build(method, "/index.html", headers=[("Content-Length", "0")]) + get("/hello"))
+        r = c.read_response()
+        assert r.status == 405, r
+        allow = {t.strip().upper() for t in (r.header("Allow") or "").split(",")}
+        assert {"GET", "HEAD"} <= allow, f"Allow: {r.header('Allow')!r}"
+        assert c.read_response().status == 200
+
+
+def test_missing_file_404(server):
+    r = fetch(server.port, "/no/such/file.html")
+    assert r.status == 404, r
+    assert r.header("Content-Length") == str(len(r.body)), r
