@@ -48,6 +48,30 @@ bool parseLength(std::string_view v, int64_t& out) {
   return true;
 }
 
+// Whether a Connection field lists `close`. llhttp 8.1 misses "close" followed
+// by whitespace ("Connection: close\t") and would keep the connection alive.
+bool saysClose(const Request& r) {
+  for (const Header& h : r.headers) {
+    if (h.name.size() != 10 || !equalsIgnoreCase(h.name, "connection")) continue;
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      if (equalsIgnoreCase(trim(v.substr(0, comma)), "close")) return true;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+// The most bytes a request head may take in all, whitespace and line ends
+// included: the request line and header limits plus room for the separators of
+// every allowed field. Without it, optional whitespace (which no span covers)
+// could make a head that spans feeds grow without bound.
+uint64_t maxHeadBytes(const Limits& l) {
+  return uint64_t(l.maxRequestLine) + l.maxHeaderBytes + 8 * (uint64_t(l.maxHeaders) + 2);
+}
+
 }  // namespace
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
@@ -160,8 +184,25 @@ int RequestParser::onVersion(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+// Spans of a head always lie in one contiguous buffer from headBegin_ (the
+// caller's, tail_ or head_), so their distance from it is the head size so far.
+bool RequestParser::headTooLong(const char* end) const {
+  return headBegin_ && uint64_t(end - headBegin_) > maxHeadBytes(limits_);
+}
+
+// Trailer fields (after a chunked body) are counted against the header block
+// limit and otherwise dropped: they must not change the head the handler saw,
+// and their views would point into buffers that are gone by onRequest.
+int RequestParser::onTrailerSpan(size_t len) {
+  headBytes_ += len;
+  if (headBytes_ > limits_.maxHeaderBytes) return fail(431, "trailer section too large");
+  return 0;
+}
+
 int RequestParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   RequestParser& s = self(p);
+  if (s.phase_ == Phase::kBody) return s.onTrailerSpan(len);
+  if (s.headTooLong(at + len)) return s.fail(431, "request head too large");
   if (s.inValue_ || s.req_.headers.empty()) {
     if (s.req_.headers.size() >= s.limits_.maxHeaders) {
       return s.fail(431, "too many header fields");
@@ -179,6 +220,8 @@ int RequestParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   RequestParser& s = self(p);
+  if (s.phase_ == Phase::kBody) return s.onTrailerSpan(len);
+  if (s.headTooLong(at + len)) return s.fail(431, "request head too large");
   if (s.req_.headers.empty()) return s.fail(400, "header value without a name");
   s.inValue_ = true;
   Header& h = s.req_.headers.back();
@@ -193,6 +236,7 @@ int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::onHeaderValueComplete(llhttp_t* p) {
   RequestParser& s = self(p);
+  if (s.phase_ == Phase::kBody) return 0;  // a trailer field
   if (s.req_.headers.empty()) return 0;
   // A field with an empty value gets no value span: count it as a field anyway.
   s.inValue_ = true;
@@ -255,13 +299,44 @@ int RequestParser::checkHead() {
   }
   r.isHead = parser_.method == HTTP_HEAD;
   r.upgrade = parser_.upgrade;
-  r.keepAlive = llhttp_should_keep_alive(&parser_);
+  r.keepAlive = llhttp_should_keep_alive(&parser_) && !saysClose(r);
   if (r.expectContinue && r.versionMinor == 0) r.expectContinue = false;
+  return 0;
+}
+
+// llhttp 8.1 built without LLHTTP_STRICT_MODE takes any byte after some CRs: the
+// one ending the head ("\r\n\rX" ends it too) and the one after an empty field
+// value ("X:\rTransfer-Encoding: chunked" is then a second field), and a field
+// with an empty name. These are request smuggling vectors. The head is
+// contiguous in memory up to the current buffer's end, so check its bytes: after
+// the last span only ':' and whitespace (an empty last value), then CRLF CRLF;
+// every CR followed by LF, every LF preceded by CR, and no line starting with
+// ':' or whitespace. This also gives the head's full size for the whitespace
+// bound. Cost: one pass over the head bytes, which llhttp has just touched.
+int RequestParser::checkHeadEnd() {
+  const char* p = headEnd_;
+  if (!p || !bufEnd_ || p > bufEnd_) return 0;
+  while (p < bufEnd_ && (*p == ':' || *p == ' ' || *p == '\t')) ++p;
+  if (bufEnd_ - p < 4 || std::memcmp(p, "\r\n\r\n", 4) != 0) {
+    return fail(400, "head does not end with CRLF CRLF");
+  }
+  const char* end = p + 4;
+  if (headTooLong(end)) return fail(431, "request head too large");
+  for (const char* c = headBegin_; c < end; ++c) {
+    if (*c == '\r' && (c + 1 == end || c[1] != '\n')) return fail(400, "bare CR in request head");
+    if (*c == '\n') {
+      if (c == headBegin_ || c[-1] != '\r') return fail(400, "bare LF in request head");
+      if (c + 1 < end && (c[1] == ':' || c[1] == ' ' || c[1] == '\t')) {
+        return fail(400, "malformed header line");
+      }
+    }
+  }
   return 0;
 }
 
 int RequestParser::onHeadersComplete(llhttp_t* p) {
   RequestParser& s = self(p);
+  if (int rc = s.checkHeadEnd()) return rc;
   if (int rc = s.checkHead()) return rc;
   s.phase_ = Phase::kBody;
   s.handler_.onHeaders(s.req_);
@@ -308,7 +383,10 @@ void RequestParser::rebase(const char* from, const char* to, size_t len) {
 // Copies the current request's head out of a buffer that is about to go away.
 void RequestParser::keepHeadBytes(const char* bufBegin, const char* bufEnd) {
   if (!headBegin_ || !within(headBegin_, bufBegin, bufEnd - bufBegin)) return;
-  size_t len = headEnd_ - headBegin_;
+  // A head still arriving keeps every byte up to the buffer's end, separators
+  // included, so that the next feed appends right after them: spans that are
+  // apart in the input (obs-fold) stay apart, whole or split.
+  size_t len = (phase_ == Phase::kHead ? bufEnd : headEnd_) - headBegin_;
   const char* from = headBegin_;
   if (from == head_.data()) return;  // already at the front of head_
   // `from` may point into head_ itself: build the copy aside, then swap it in.
@@ -319,6 +397,7 @@ void RequestParser::keepHeadBytes(const char* bufBegin, const char* bufEnd) {
 
 RequestParser::Result RequestParser::execute(const char* data, size_t len) {
   const char* end = data + len;
+  bufEnd_ = end;
   llhttp_errno_t rc = llhttp_execute(&parser_, data, len);
   while (rc == HPE_PAUSED_UPGRADE && !paused_) {
     // kuai switches no protocol here: the handler answered the request as plain
@@ -326,6 +405,11 @@ RequestParser::Result RequestParser::execute(const char* data, size_t len) {
     const char* pos = llhttp_get_error_pos(&parser_);
     llhttp_resume_after_upgrade(&parser_);
     rc = llhttp_execute(&parser_, pos, end - pos);
+  }
+  if (rc == HPE_OK && phase_ == Phase::kHead && headTooLong(end) &&
+      (within(headBegin_, data, len) || within(data, head_.data(), head_.size()))) {
+    fail(431, "request head too large");
+    return Result::kError;
   }
   if (rc == HPE_OK) {
     if (phase_ == Phase::kIdle) {
@@ -352,7 +436,12 @@ RequestParser::Result RequestParser::execute(const char* data, size_t len) {
         error_ = Error{501, "unsupported Transfer-Encoding"};
         break;
       case HPE_INVALID_VERSION:
-        error_ = Error{505, "HTTP version not supported"};
+        // Also raised for a bad byte after a 1.x version ("HTTP/1.1\rX").
+        if (parser_.http_major != 1 || parser_.http_minor > 1) {
+          error_ = Error{505, "HTTP version not supported"};
+        } else {
+          error_ = Error{400, llhttp_get_error_reason(&parser_)};
+        }
         break;
       default:
         error_ = Error{400, llhttp_get_error_reason(&parser_)};
@@ -365,6 +454,7 @@ RequestParser::Result RequestParser::execute(const char* data, size_t len) {
 
 RequestParser::Result RequestParser::feed(const char* data, size_t len) {
   if (error_.status) return Result::kError;
+  if (len == 0) return paused_ ? Result::kPaused : Result::kOk;  // llhttp: no null + 0
   if (paused_) {
     if (tailPos_ > 0 && tailPos_ == tail_.size()) {
       tail_.clear();

@@ -114,6 +114,9 @@ class RequestParser {
   int fail(int status, const char* reason);
   bool appendSpan(std::string_view& view, const char* at, size_t len);
   int checkHead();
+  int checkHeadEnd();
+  bool headTooLong(const char* end) const;
+  int onTrailerSpan(size_t len);
   void keepHeadBytes(const char* bufBegin, const char* bufEnd);
   void rebase(const char* from, const char* to, size_t len);
 
@@ -134,6 +137,7 @@ class RequestParser {
   uint64_t bodyBytes_ = 0;
   const char* headBegin_ = nullptr;  // first byte of this request's head
   const char* headEnd_ = nullptr;    // one past the last head byte seen
+  const char* bufEnd_ = nullptr;     // end of the buffer llhttp is parsing
   std::string head_;                 // head bytes when a head spans feeds
   std::string tail_;                 // bytes buffered while paused
   size_t tailPos_ = 0;
