@@ -22,6 +22,10 @@ Options:
   --io auto|uring|epoll  I/O backend (default auto: io_uring, epoll if refused)
   --list                 list directories that have no index.html
   --respond PATH=BODY    answer GET/HEAD on PATH with 200 text/plain BODY (repeatable)
+  --tls-cert FILE        serve HTTPS with this PEM certificate chain; repeat with
+  --tls-key FILE           its key for more certificates (chosen by SNI; first is default)
+  --tls-ocsp FILE        staple this DER OCSP response for the preceding certificate
+  SIGHUP reloads the certificates without dropping connections.
 
 Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
   --max-request-line SIZE   request line [8k] -> 414
@@ -158,6 +162,22 @@ struct Parser {
         else if (v == "uring" || v == "io_uring") c.io = IoBackend::kUring;
         else if (v == "epoll") c.io = IoBackend::kEpoll;
         else return fail("option --io: '" + v + "' is not one of auto, uring, epoll");
+      } else if (a == "--tls-cert") {
+        std::string v;
+        if (!value(a, v)) return false;
+        c.tlsConfig.certificates.push_back(tls::CertificateConfig{v, "", ""});
+      } else if (a == "--tls-key") {
+        std::string v;
+        if (!value(a, v)) return false;
+        if (c.tlsConfig.certificates.empty() || !c.tlsConfig.certificates.back().keyFile.empty()) {
+          return fail("option --tls-key must follow its --tls-cert");
+        }
+        c.tlsConfig.certificates.back().keyFile = v;
+      } else if (a == "--tls-ocsp") {
+        std::string v;
+        if (!value(a, v)) return false;
+        if (c.tlsConfig.certificates.empty()) return fail("option --tls-ocsp must follow its --tls-cert");
+        c.tlsConfig.certificates.back().ocspFile = v;
       } else if (a == "--list") {
         c.statics.listDirectories = true;
       } else if (a == "--respond") {
@@ -201,6 +221,10 @@ struct Parser {
       return fail("unknown command '" + positional[0] + "' (see kuai --help)");
     }
     if (positional.size() != 2) return fail("usage: kuai serve DIR [options]");
+    for (const auto& cert : c.tlsConfig.certificates) {
+      if (cert.keyFile.empty()) return fail("--tls-cert " + cert.certFile + " has no --tls-key");
+    }
+    c.tls = !c.tlsConfig.certificates.empty();
     c.serveStatic = true;
     c.statics.root = positional[1];
     result.action = CliResult::Action::kServe;
@@ -211,7 +235,7 @@ struct Parser {
 }  // namespace
 
 CliResult parseCommandLine(const std::vector<std::string>& args) {
-  Parser p{args};
+  Parser p{args, 0, {}};
   p.run();
   return std::move(p.result);
 }

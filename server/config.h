@@ -10,6 +10,7 @@
 
 #include "parser/request_parser.h"
 #include "server/static_files.h"
+#include "tls/tls.h"
 
 namespace kuai::server {
 
@@ -29,6 +30,8 @@ struct ServerConfig {
   int port = 8080;
   int threads = 0;  // 0: one per available core
   IoBackend io = IoBackend::kAuto;
+  bool tls = false;  // the listener speaks TLS (certificates in tlsConfig)
+  tls::TlsConfig tlsConfig;
   parser::Limits limits;
   Timeouts timeouts;
   uint32_t maxRequestsPerConnection = 1000;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "server/http_status.h"
@@ -20,8 +21,8 @@ void appendNumber(std::string& out, uint64_t n) {
 
 }  // namespace
 
-Connection::Connection(Reactor& reactor, int fd)
-    : reactor_(reactor), fd_(fd), parser_(*this, reactor.config().limits) {
+Connection::Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls)
+    : reactor_(reactor), fd_(fd), parser_(*this, reactor.config().limits), tls_(std::move(tls)) {
   phaseStartMs_ = lastProgressMs_ = reactor.nowMs();
 }
 
@@ -32,12 +33,76 @@ Connection::~Connection() {
 time_t Connection::reactorNowSeconds() const { return reactor_.nowSeconds(); }
 
 bool Connection::idle() const {
-  return state_ == State::kOpen && out_.empty() &&
+  return state_ == State::kOpen && out_.empty() && tlsOut_.empty() &&
          parser_.phase() == parser::RequestParser::Phase::kIdle;
 }
 
 void Connection::onData(const char* data, size_t len) {
+  if (tls_) {
+    onTlsData(data, len);
+    return;
+  }
   if (state_ != State::kOpen) return;  // closing or lingering: leftovers are dropped
+  feedParser(data, len);
+}
+
+void Connection::onTlsData(const char* data, size_t len) {
+  if (state_ == State::kClosed) return;
+  std::string& plain = reactor_.plainScratch();
+  plain.clear();
+  tls::TlsSession::Status st = tls_->onCiphertext(data, len, plain);
+  switch (st) {
+    case tls::TlsSession::Status::kPlainHttp:
+      // A plain-text request on the TLS port: answer it in clear text, then close.
+      tls_.reset();
+      if (state_ == State::kOpen) failRequest(400);
+      return;
+    case tls::TlsSession::Status::kError:
+      reactor_.closeConnection(this);
+      return;
+    case tls::TlsSession::Status::kOk:
+    case tls::TlsSession::Status::kClosed:
+      break;
+  }
+  if (tls_->hasOutput()) {
+    tls_->takeOutput(tlsOut_.buffer());
+    reactor_.markDirty(this);
+  }
+  if (!plain.empty() && state_ == State::kOpen) feedParser(plain.data(), plain.size());
+  if (st == tls::TlsSession::Status::kClosed && state_ != State::kClosed) onEof();
+}
+
+void Connection::fillWire() {
+  if (!tls_ || !tls_->handshakeDone() || state_ == State::kClosed) return;
+  // Encrypt at most this much per call so a large file is not turned into
+  // ciphertext all at once.
+  size_t budget = 256 * 1024;
+  while (!out_.empty() && budget > 0) {
+    OutputQueue::Segment& seg = out_.head();
+    if (seg.isFile()) {
+      size_t chunk = std::min<uint64_t>({seg.remaining, 64 * 1024, budget});
+      std::string& buf = reactor_.fileScratch();
+      buf.resize(chunk);
+      ssize_t n = ::pread(seg.file->fd, buf.data(), chunk, off_t(seg.offset));
+      if (n <= 0) {  // the file shrank: the promised length cannot be kept
+        reactor_.closeConnection(this);
+        return;
+      }
+      tls_->writePlaintext(buf.data(), size_t(n));
+      out_.consume(size_t(n));
+      budget -= size_t(n);
+    } else {
+      std::string_view m = out_.headMemory();
+      size_t n = std::min(m.size(), budget);
+      tls_->writePlaintext(m.data(), n);
+      out_.consume(n);
+      budget -= n;
+    }
+  }
+  if (tls_->hasOutput()) tls_->takeOutput(tlsOut_.buffer());
+}
+
+void Connection::feedParser(const char* data, size_t len) {
   auto before = parser_.phase();
   if (before == parser::RequestParser::Phase::kIdle) phaseStartMs_ = reactor_.nowMs();
   auto r = parser_.feed(data, len);
@@ -55,7 +120,7 @@ void Connection::onData(const char* data, size_t len) {
 }
 
 void Connection::onEof() {
-  if (state_ == State::kOpen && !out_.empty()) {
+  if (state_ == State::kOpen && (!out_.empty() || !tlsOut_.empty())) {
     // The client half-closed after sending its requests: finish the answers.
     closeAfterResponse();
     return;
@@ -66,6 +131,15 @@ void Connection::onEof() {
 void Connection::onDrained() {
   lastProgressMs_ = reactor_.nowMs();
   if (state_ == State::kClosing) {
+    if (tls_ && !closeNotifySent_ && tls_->handshakeDone()) {
+      closeNotifySent_ = true;
+      tls_->shutdown();
+      if (tls_->hasOutput()) {
+        tls_->takeOutput(tlsOut_.buffer());
+        reactor_.markDirty(this);
+        return;  // linger once the alert is out
+      }
+    }
     state_ = State::kLingering;
     phaseStartMs_ = reactor_.nowMs();
     reactor_.shutdownWrite(this);
@@ -88,16 +162,24 @@ void Connection::onTick(uint64_t now) {
   switch (state_) {
     case State::kClosed:
       return;
-    case State::kLingering:
-      if (now - phaseStartMs_ >= t.lingerMs) reactor_.closeConnection(this);
+    case State::kLingering: {
+      // While shutting down, wait less for the client to close its side.
+      uint64_t limit = reactor_.draining() ? std::min<uint64_t>(t.lingerMs, 500) : t.lingerMs;
+      if (now - phaseStartMs_ >= limit) reactor_.closeConnection(this);
       return;
+    }
     case State::kClosing:
       if (now - lastProgressMs_ >= t.sendMs) reactor_.closeConnection(this);
       return;
     case State::kOpen:
       break;
   }
-  if (!out_.empty()) {
+  if (tls_ && !tls_->handshakeDone()) {
+    // The handshake shares the request-head deadline.
+    if (now - phaseStartMs_ >= t.headerMs) reactor_.closeConnection(this);
+    return;
+  }
+  if (!out_.empty() || !tlsOut_.empty()) {
     // Waiting for the client to take our bytes.
     if (now - lastProgressMs_ >= t.sendMs) reactor_.closeConnection(this);
     return;
@@ -202,7 +284,7 @@ void Connection::closeAfterResponse() {
 }
 
 void Connection::wantFlush() {
-  if (!out_.empty()) reactor_.markDirty(this);
+  if (!out_.empty() || !tlsOut_.empty()) reactor_.markDirty(this);
 }
 
 }  // namespace kuai::server

@@ -10,6 +10,7 @@
 
 #include "parser/request_parser.h"
 #include "server/output_queue.h"
+#include "tls/tls.h"
 
 namespace kuai::server {
 
@@ -24,12 +25,18 @@ class Connection final : public parser::RequestParser::Handler {
     kClosed,     // waiting for the backend to release it
   };
 
-  Connection(Reactor& reactor, int fd);
+  Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls = nullptr);
   ~Connection() override;
 
   int fd() const { return fd_; }
   State state() const { return state_; }
+  // Responses as written (plaintext).
   OutputQueue& output() { return out_; }
+  // What the backend sends: the responses themselves, or their TLS records.
+  OutputQueue& wire() { return tls_ ? tlsOut_ : out_; }
+  // Moves output into wire() (encrypting for TLS). Cheap no-op for plaintext.
+  void fillWire();
+  bool isTls() const { return tls_ != nullptr; }
 
   // Backend -> connection.
   void onData(const char* data, size_t len);
@@ -73,6 +80,8 @@ class Connection final : public parser::RequestParser::Handler {
   void onBody(const parser::Request& req, std::string_view chunk) override;
   bool onRequest(const parser::Request& req) override;
 
+  void feedParser(const char* data, size_t len);
+  void onTlsData(const char* data, size_t len);
   void failRequest(int status);
   void closeAfterResponse();
   void wantFlush();
@@ -82,6 +91,9 @@ class Connection final : public parser::RequestParser::Handler {
   State state_ = State::kOpen;
   parser::RequestParser parser_;
   OutputQueue out_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  OutputQueue tlsOut_;       // TLS records waiting to be sent
+  bool closeNotifySent_ = false;
   uint32_t requests_ = 0;
   bool keepAlive_ = true;   // for the response being written
   bool http10_ = false;

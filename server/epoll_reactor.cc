@@ -68,7 +68,7 @@ class EpollReactor final : public Reactor {
           auto* c = static_cast<Connection*>(ev.data.ptr);
           if (c->state() == Connection::State::kClosed) continue;
           if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) readFrom(c);
-          if ((ev.events & EPOLLOUT) && c->state() != Connection::State::kClosed) flush(c);
+          if ((ev.events & EPOLLOUT) && c->state() != Connection::State::kClosed) markDirty(c);
         }
       }
       tick();
@@ -81,8 +81,13 @@ class EpollReactor final : public Reactor {
 
  protected:
   void flush(Connection* c) override {
-    OutputQueue& out = c->output();
-    while (!out.empty()) {
+    OutputQueue& out = c->wire();
+    while (true) {
+      if (out.empty()) {
+        c->fillWire();
+        if (c->state() == Connection::State::kClosed) return;
+        if (out.empty()) break;
+      }
       OutputQueue::Segment& seg = out.head();
       ssize_t n;
       if (seg.isFile()) {
@@ -110,7 +115,7 @@ class EpollReactor final : public Reactor {
       return;
     }
     setWantOut(c, false);
-    c->onDrained();
+    if (c->output().empty()) c->onDrained();
   }
 
   void release(Connection* c) override {
@@ -171,13 +176,13 @@ class EpollReactor final : public Reactor {
     bool is = c->backendFlags & kWantOut;
     if (is == on) return;
     c->backendFlags = on ? (c->backendFlags | kWantOut) : (c->backendFlags & ~kWantOut);
-    update(c, (readClosed(c) ? 0 : (EPOLLIN | EPOLLRDHUP)) | (on ? EPOLLOUT : 0));
+    update(c, (readClosed(c) ? 0u : uint32_t(EPOLLIN | EPOLLRDHUP)) | (on ? uint32_t(EPOLLOUT) : 0u));
   }
 
   void setWantIn(Connection* c, bool on) {
     if (on) return;
     c->backendFlags |= kReadClosed;
-    update(c, (c->backendFlags & kWantOut) ? EPOLLOUT : 0);
+    update(c, (c->backendFlags & kWantOut) ? uint32_t(EPOLLOUT) : 0u);
   }
 
   static bool readClosed(Connection* c) { return c->backendFlags & kReadClosed; }
@@ -190,8 +195,9 @@ class EpollReactor final : public Reactor {
 
 }  // namespace
 
-std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd) {
-  return std::make_unique<EpollReactor>(index, config, listenFd);
+std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd,
+                                          std::shared_ptr<tls::TlsContext> tls) {
+  return std::make_unique<EpollReactor>(index, config, listenFd, std::move(tls));
 }
 
 }  // namespace kuai::server

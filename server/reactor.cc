@@ -12,8 +12,9 @@
 
 namespace kuai::server {
 
-Reactor::Reactor(int index, const ServerConfig& config, int listenFd)
-    : index_(index), config_(config), listenFd_(listenFd) {
+Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
+                 std::shared_ptr<tls::TlsContext> tls)
+    : index_(index), config_(config), listenFd_(listenFd), tls_(std::move(tls)) {
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   updateClock();
   router_ = std::make_unique<Router>(config);
@@ -47,13 +48,26 @@ void Reactor::flushDirty() {
   for (size_t i = 0; i < dirty_.size(); ++i) {
     Connection* c = dirty_[i];
     c->dirty = false;
-    if (c->state() != Connection::State::kClosed && !c->output().empty()) flush(c);
+    if (c->state() != Connection::State::kClosed) flush(c);
   }
   dirty_.clear();
 }
 
+void Reactor::setTlsContext(std::shared_ptr<tls::TlsContext> ctx) {
+  {
+    std::lock_guard<std::mutex> lock(tlsMutex_);
+    pendingTls_ = std::move(ctx);
+  }
+  tlsPending_.store(true, std::memory_order_release);
+}
+
 Connection* Reactor::addConnection(int fd) {
-  auto* c = new Connection(*this, fd);
+  if (tlsPending_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(tlsMutex_);
+    tls_ = std::move(pendingTls_);
+    tlsPending_.store(false, std::memory_order_relaxed);
+  }
+  auto* c = new Connection(*this, fd, tls_ ? tls_->newSession() : nullptr);
   c->next = head_;
   if (head_) head_->prev = c;
   head_ = c;
@@ -122,13 +136,15 @@ void Reactor::tick() {
   }
 }
 
-std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd);
-std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd);
+std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd,
+                                          std::shared_ptr<tls::TlsContext> tls);
+std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd,
+                                          std::shared_ptr<tls::TlsContext> tls);
 
 std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config,
-                                     int listenFd) {
-  if (io == IoBackend::kEpoll) return makeEpollReactor(index, config, listenFd);
-  return makeUringReactor(index, config, listenFd);
+                                     int listenFd, std::shared_ptr<tls::TlsContext> tls) {
+  if (io == IoBackend::kEpoll) return makeEpollReactor(index, config, listenFd, std::move(tls));
+  return makeUringReactor(index, config, listenFd, std::move(tls));
 }
 
 }  // namespace kuai::server

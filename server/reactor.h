@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,7 +21,8 @@ class Router;
 
 class Reactor {
  public:
-  Reactor(int index, const ServerConfig& config, int listenFd);
+  Reactor(int index, const ServerConfig& config, int listenFd,
+          std::shared_ptr<tls::TlsContext> tls = nullptr);
   virtual ~Reactor();
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
@@ -47,6 +49,11 @@ class Reactor {
   void closeConnection(Connection* c);
   // Half-close after the last response (then linger).
   void shutdownWrite(Connection* c);
+  // Per-thread scratch buffers (TLS plaintext, file chunks to encrypt).
+  std::string& plainScratch() { return plainScratch_; }
+  std::string& fileScratch() { return fileScratch_; }
+  // Thread-safe: connections accepted from now on use this TLS context (reload).
+  void setTlsContext(std::shared_ptr<tls::TlsContext> ctx);
 
  protected:
   // Backend hooks.
@@ -73,6 +80,12 @@ class Reactor {
   int wakeFd_ = -1;  // eventfd written by requestStop()
   std::atomic<bool> stopRequested_{false};
   std::unique_ptr<Router> router_;
+  std::shared_ptr<tls::TlsContext> tls_;  // null: plain HTTP listener
+  std::mutex tlsMutex_;                   // guards pendingTls_ (control path only)
+  std::shared_ptr<tls::TlsContext> pendingTls_;
+  std::atomic<bool> tlsPending_{false};
+  std::string plainScratch_;
+  std::string fileScratch_;
   std::vector<Connection*> dirty_;
   Connection* head_ = nullptr;  // all live connections
   size_t live_ = 0;
@@ -86,7 +99,7 @@ class Reactor {
 
 // Creates the reactor for the chosen backend (kAuto is resolved by the caller).
 std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config,
-                                     int listenFd);
+                                     int listenFd, std::shared_ptr<tls::TlsContext> tls);
 // Whether io_uring with the features kuai uses works here; `why` says otherwise.
 bool uringAvailable(std::string& why);
 

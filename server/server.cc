@@ -34,6 +34,24 @@ std::vector<int> allowedCpus() {
   return cpus;
 }
 
+// SIGHUP: load the certificates again. Open connections keep the context they
+// started with; new ones get the new one. A bad file keeps the old context.
+void reloadTls(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>& reactors) {
+  if (!config.tls) {
+    std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+    return;
+  }
+  std::string err;
+  std::shared_ptr<tls::TlsContext> ctx = tls::createTlsContext(config.tlsConfig, err);
+  if (!ctx) {
+    std::fprintf(stderr, "kuai: SIGHUP: TLS reload failed, keeping the old certificates: %s\n",
+                 err.c_str());
+    return;
+  }
+  for (auto& r : reactors) r->setTlsContext(ctx);
+  std::fprintf(stderr, "kuai: SIGHUP: certificates reloaded\n");
+}
+
 }  // namespace
 
 int runServer(ServerConfig config) {
@@ -74,12 +92,22 @@ int runServer(ServerConfig config) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  std::shared_ptr<tls::TlsContext> tlsContext;
+  if (config.tls) {
+    std::string err;
+    tlsContext = tls::createTlsContext(config.tlsConfig, err);
+    if (!tlsContext) {
+      std::fprintf(stderr, "kuai: TLS: %s\n", err.c_str());
+      return 1;
+    }
+  }
+
   std::vector<int> fds;
   std::vector<std::unique_ptr<Reactor>> reactors;
   try {
     fds = openListeners(config.host, config.port, config.threads);
     for (int i = 0; i < config.threads; ++i) {
-      reactors.push_back(makeReactor(io, i, config, fds[i]));
+      reactors.push_back(makeReactor(io, i, config, fds[i], tlsContext));
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kuai: %s\n", e.what());
@@ -123,7 +151,7 @@ int runServer(ServerConfig config) {
   }
 
   bool v6 = config.host.find(':') != std::string::npos;
-  std::string url = "http://" + (v6 ? "[" + config.host + "]" : config.host) + ":" +
+  std::string url = std::string(config.tls ? "https://" : "http://") + (v6 ? "[" + config.host + "]" : config.host) + ":" +
                     std::to_string(config.port);
   std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
               config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
@@ -142,7 +170,7 @@ int runServer(ServerConfig config) {
       stopping = true;
       for (auto& r : reactors) r->requestStop();
     } else if (sig == SIGHUP) {
-      std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+      reloadTls(config, reactors);
     }
     if (stopping && running.load() == 0) break;
   }

@@ -202,8 +202,10 @@ void UringReactor::stopAccepting() {
     io_uring_prep_cancel64(s, kAccept, 0);
     io_uring_sqe_set_data64(s, kCancel);
   }
-  // Closing the socket takes it out of the SO_REUSEPORT group, so the kernel
-  // stops queueing new connections for this reactor.
+  // The ring holds its own reference to the socket until the cancelled accept
+  // completes; shutdown() stops the listening state right away, so the kernel
+  // refuses new connections instead of queueing them for nobody.
+  ::shutdown(listenFd_, SHUT_RDWR);
   ::close(listenFd_);
   listenFd_ = -1;
 }
@@ -229,8 +231,13 @@ void UringReactor::release(Connection* c) {
 
 void UringReactor::flush(Connection* c) {
   if (c->backendFlags & (kSending | kPolling)) return;  // resumes on completion
-  OutputQueue& out = c->output();
-  if (out.empty()) return;
+  c->fillWire();
+  if (c->state() == Connection::State::kClosed) return;
+  OutputQueue& out = c->wire();
+  if (out.empty()) {
+    if (c->output().empty()) c->onDrained();
+    return;
+  }
   if (out.head().isFile()) {
     sendFile(c);
     return;
@@ -245,7 +252,7 @@ void UringReactor::flush(Connection* c) {
 }
 
 void UringReactor::sendFile(Connection* c) {
-  OutputQueue& out = c->output();
+  OutputQueue& out = c->wire();
   while (!out.empty() && out.head().isFile()) {
     OutputQueue::Segment& seg = out.head();
     off_t off = off_t(seg.offset);
@@ -268,16 +275,12 @@ void UringReactor::sendFile(Connection* c) {
     closeConnection(c);
     return;
   }
-  if (out.empty()) {
-    c->onDrained();
-  } else {
-    flush(c);
-  }
+  flush(c);
 }
 
 void UringReactor::onSend(Connection* c, int res) {
   c->backendFlags &= ~kSending;
-  OutputQueue& out = c->output();
+  OutputQueue& out = c->wire();
   out.freezeHead(false);
   if (c->state() == Connection::State::kClosed) return;
   if (res == -EAGAIN || res == -EINTR) {
@@ -293,11 +296,7 @@ void UringReactor::onSend(Connection* c, int res) {
     return;
   }
   out.consume(size_t(res));
-  if (out.empty()) {
-    c->onDrained();
-  } else {
-    flush(c);
-  }
+  flush(c);
 }
 
 void UringReactor::onPollOut(Connection* c, int res) {
@@ -413,8 +412,9 @@ void UringReactor::run() {
 
 }  // namespace
 
-std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd) {
-  return std::make_unique<UringReactor>(index, config, listenFd);
+std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd,
+                                          std::shared_ptr<tls::TlsContext> tls) {
+  return std::make_unique<UringReactor>(index, config, listenFd, std::move(tls));
 }
 
 bool uringAvailable(std::string& why) {
