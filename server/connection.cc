@@ -58,7 +58,14 @@ void Connection::onTlsData(const char* data, size_t len) {
       if (state_ == State::kOpen) failRequest(400);
       return;
     case tls::TlsSession::Status::kError:
-      reactor_.closeConnection(this);
+      // Send the alert BoringSSL produced (if any), then close.
+      if (tls_->hasOutput() && state_ == State::kOpen) {
+        tls_->takeOutput(tlsOut_.buffer());
+        reactor_.markDirty(this);
+        closeAfterResponse();
+      } else {
+        reactor_.closeConnection(this);
+      }
       return;
     case tls::TlsSession::Status::kOk:
     case tls::TlsSession::Status::kClosed:
@@ -280,7 +287,7 @@ void Connection::closeAfterResponse() {
   if (state_ != State::kOpen) return;
   state_ = State::kClosing;
   lastProgressMs_ = reactor_.nowMs();
-  if (out_.empty()) onDrained();
+  if (out_.empty() && tlsOut_.empty()) onDrained();
 }
 
 void Connection::wantFlush() {
