@@ -1,6 +1,11 @@
 """Fixtures for kuai's integration tests: a document root, kuai servers on
-127.0.0.1 (one shared per backend, plus per-test ones with their own flags),
-and the checks done when they stop (exit code 0, no sanitizer reports)."""
+127.0.0.1 (one shared per backend and scheme, plus per-test ones with their own
+flags), test certificates, and the checks done when they stop (exit code 0, no
+sanitizer reports).
+
+Schemes: the tests of the modules in TLS_MODULES run twice, over plain HTTP and
+over HTTPS (`scheme` = http / https): `server` and `kuai` then start kuai with
+--tls-cert/--tls-key and hand out a TlsPort, on which httpraw.Conn speaks TLS."""
 
 from __future__ import annotations
 
@@ -15,12 +20,18 @@ from types import SimpleNamespace
 
 import pytest
 
+from httpraw import TlsPort, tls_client_context
+
 REPO = Path(__file__).resolve().parents[2]
-BANNER_RE = re.compile(r"http://127\.0\.0\.1:(\d+)")
+BANNER_RE = re.compile(r"(https?)://127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 BACKENDS = ["uring", "epoll"]
 BANNER_WORD = {"uring": "io_uring", "epoll": "epoll"}
+SCHEMES = ["http", "https"]
+# Modules whose tests also run over TLS (the others: plain HTTP only).
+TLS_MODULES = {"test_protocol", "test_limits", "test_malformed", "test_static",
+               "test_native"}
 HELLO_BODY = "Hello, World!"
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error", "LeakSanitizer",
                      "UndefinedBehaviorSanitizer", "ThreadSanitizer")
@@ -56,8 +67,12 @@ class KuaiServer:
 
     _counter = 0
 
-    def __init__(self, args, logdir: Path, expect_io=None):
+    def __init__(self, args, logdir: Path, expect_io=None, certs=None):
+        """certs: the test certificates (see the certs fixture); needed when
+        the server speaks TLS, for the client side of the connections."""
         KuaiServer._counter += 1
+        self.certs = certs
+        self.scheme = None
         self.args = [KUAI, *args]
         self.expect_io = expect_io
         self.out_path = logdir / f"kuai{KuaiServer._counter}.out"
@@ -82,7 +97,13 @@ class KuaiServer:
                 if not m:
                     self.kill()
                     pytest.fail(f"unexpected banner {self.banner!r} from {self.cmdline()}")
-                self.port = int(m.group(1))
+                self.scheme = m.group(1)
+                self.port = int(m.group(2))
+                if self.scheme == "https":
+                    if self.certs is None:
+                        self.kill()
+                        pytest.fail(f"https banner but no test certificates: {self.cmdline()}")
+                    self.port = TlsPort(self.port, self.certs.context)
                 break
             if self.proc.poll() is not None:
                 pytest.fail(f"kuai exited with {self.proc.returncode} before serving: "
@@ -99,6 +120,15 @@ class KuaiServer:
                 self.kill()
                 pytest.fail(f"banner {self.banner!r} does not name the {word} backend")
         return self
+
+    @property
+    def url(self):
+        return f"{self.scheme}://127.0.0.1:{int(self.port)}"
+
+    @property
+    def curl_tls(self):
+        """curl options to trust this server's certificate (none for http)."""
+        return ["--cacert", str(self.certs.ca)] if self.scheme == "https" else []
 
     def cmdline(self):
         return " ".join(repr(a) if " " in a else a for a in self.args)
@@ -226,6 +256,39 @@ def logdir(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------
+# Certificates
+# --------------------------------------------------------------------------
+
+def make_certs(directory: Path):
+    """Runs tools/gen-test-certs DIR; returns the file paths and a client
+    context that trusts the test CA."""
+    p = subprocess.run([str(REPO / "tools" / "gen-test-certs"), str(directory)],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        pytest.fail(f"tools/gen-test-certs failed ({p.returncode}): {p.stderr[-2000:]}")
+    d = Path(directory)
+    return SimpleNamespace(
+        dir=d, ca=d / "ca.pem", ca_key=d / "ca.key",
+        ecdsa=d / "ecdsa.pem", ecdsa_key=d / "ecdsa.key",
+        rsa=d / "rsa.pem", rsa_key=d / "rsa.key",
+        context=tls_client_context(d / "ca.pem"),
+    )
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """ca.pem, an ECDSA leaf (localhost, 127.0.0.1, kuai.test) and an RSA leaf
+    (other.test), made once per session by tools/gen-test-certs."""
+    return make_certs(tmp_path_factory.mktemp("kuai-certs"))
+
+
+def tls_args(certs):
+    """The ECDSA leaf as the default certificate, the RSA one for other.test."""
+    return ["--tls-cert", str(certs.ecdsa), "--tls-key", str(certs.ecdsa_key),
+            "--tls-cert", str(certs.rsa), "--tls-key", str(certs.rsa_key)]
+
+
+# --------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------
 
@@ -235,6 +298,20 @@ def io(request):
     return request.param
 
 
+@pytest.fixture
+def scheme():
+    """http, or in the modules of TLS_MODULES http and https (see below)."""
+    return "http"
+
+
+def pytest_generate_tests(metafunc):
+    # Function-scoped on purpose: the shared servers are kept per scheme in
+    # _shared_holder, so no session fixture depends on the scheme.
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in TLS_MODULES and "scheme" in metafunc.fixturenames:
+        metafunc.parametrize("scheme", SCHEMES)
+
+
 def base_args(root, io, threads=2):
     return ["serve", str(root), "--host", "127.0.0.1", "--port", "0",
             "--threads", str(threads), "--io", io]
@@ -242,45 +319,63 @@ def base_args(root, io, threads=2):
 
 @pytest.fixture(scope="session")
 def _shared_holder(io, docroot, logdir):
-    """Holds the shared server of one backend; stops and checks it when the
-    session moves on to the other backend."""
+    """Holds the shared servers of one backend (one per scheme); stops and
+    checks them when the session moves on to the other backend."""
     holder = {}
     yield holder
-    s = holder.get("server")
-    if s is not None:
-        if s.returncode is None:
-            s.stop()
-        s.check_clean()
+    errors = []
+    for s in holder.values():
+        try:
+            if s.returncode is None:
+                s.stop()
+            s.check_clean()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        raise AssertionError("\n".join(errors))
 
 
 @pytest.fixture
-def server(_shared_holder, io, docroot, logdir):
-    """The shared server for this backend (default limits, --respond /hello).
-    If an earlier test crashed it, this test fails and a new one is started."""
-    s = _shared_holder.get("server")
+def server(_shared_holder, io, scheme, docroot, logdir, request):
+    """The shared server for this backend and scheme (default limits,
+    --respond /hello). If an earlier test crashed it, this test fails and a new
+    one is started."""
+    s = _shared_holder.get(scheme)
     if s is not None and not s.alive():
-        _shared_holder.pop("server")
+        _shared_holder.pop(scheme)
         s.returncode = s.proc.returncode
-        pytest.fail(f"shared {io} server died (exit {s.returncode}) during an earlier "
-                    f"test; stderr tail:\n{s.stderr()[-3000:]}")
+        pytest.fail(f"shared {io} {scheme} server died (exit {s.returncode}) during an "
+                    f"earlier test; stderr tail:\n{s.stderr()[-3000:]}")
     if s is None:
-        s = KuaiServer(base_args(docroot.root, io) + ["--respond", f"/hello={HELLO_BODY}"],
-                       logdir, expect_io=io).start()
-        _shared_holder["server"] = s
+        args = base_args(docroot.root, io) + ["--respond", f"/hello={HELLO_BODY}"]
+        certs = None
+        if scheme == "https":
+            certs = request.getfixturevalue("certs")
+            args += tls_args(certs)
+        s = KuaiServer(args, logdir, expect_io=io, certs=certs).start()
+        if s.scheme != scheme:
+            s.kill()
+            pytest.fail(f"banner {s.banner!r} does not say {scheme}://")
+        _shared_holder[scheme] = s
     return s
 
 
 @pytest.fixture
-def kuai(io, docroot, logdir):
+def kuai(io, scheme, docroot, logdir, certs):
     """Factory for per-test servers: kuai(*flags, root=None, threads=2).
+    With scheme https the ECDSA test certificate is added first (tls=False
+    leaves it out; a test may also give its own --tls-cert flags).
     Each is stopped with SIGTERM at teardown (unless the test stopped it) and
     must exit 0 without sanitizer reports."""
     started = []
 
-    def start(*flags, root=None, threads=2, io_override=None):
+    def start(*flags, root=None, threads=2, io_override=None, tls=None):
         use_io = io_override or io
-        s = KuaiServer(base_args(root or docroot.root, use_io, threads) + list(flags),
-                       logdir, expect_io=None if use_io == "auto" else use_io)
+        if tls is None:
+            tls = scheme == "https"
+        extra = tls_args(certs) if tls else []
+        s = KuaiServer(base_args(root or docroot.root, use_io, threads) + extra + list(flags),
+                       logdir, expect_io=None if use_io == "auto" else use_io, certs=certs)
         started.append(s)
         return s.start()
 

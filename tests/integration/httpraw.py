@@ -5,12 +5,21 @@ writes back: status line, headers, and a body framed by Content-Length,
 chunked encoding, or the connection closing. Several pipelined responses can be
 read one after another from the same buffer, and expect_close() checks that the
 server closed the connection without sending anything more.
+
+TLS: Conn speaks TLS when given tls=<ssl.SSLContext>, or when its port is a
+TlsPort (what the server fixtures hand out for https servers), so a test written
+against plain sockets runs unchanged over TLS. TLS goes through memory BIOs on
+top of the plain socket: each send() is its own TLS record (send_split thus
+splits records too), records without application data (session tickets) never
+count as response bytes, and `sock` stays the TCP socket for raw bytes.
 """
 
 from __future__ import annotations
 
 import re
+import select
 import socket
+import ssl
 import time
 
 DEFAULT_TIMEOUT = 5.0
@@ -20,6 +29,24 @@ IMF_FIXDATE = re.compile(
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
     r"\d{2}:\d{2}:\d{2} GMT$"
 )
+
+
+class TlsPort(int):
+    """A port number that also says the server there speaks TLS: Conn and
+    roundtrip given one connect with its context and SNI name."""
+
+    def __new__(cls, port, context, server_hostname="localhost"):
+        self = super().__new__(cls, port)
+        self.context = context
+        self.server_hostname = server_hostname
+        return self
+
+
+def tls_client_context(cafile):
+    """A client context that trusts only cafile and checks the host name."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 class ConnectionClosed(AssertionError):
@@ -114,7 +141,11 @@ def _parse_head(head: bytes):
 
 class Conn:
     def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT,
-                 rcvbuf=None, nodelay=True):
+                 rcvbuf=None, nodelay=True, tls=None, sni=None, session=None):
+        """tls: an ssl.SSLContext to handshake with, False for plain TCP even on
+        a TlsPort, None to follow the port. sni: the server name to send and
+        check (default: the TlsPort's, else "localhost"). session: an
+        ssl.SSLSession to resume."""
         self.timeout = timeout
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
@@ -127,6 +158,96 @@ class Conn:
         self.buf = bytearray()
         self.eof = False
         self.reset = False
+        self.tls = None  # ssl.SSLObject once TLS is on
+        self.tls_error = None  # the ssl.SSLError that ended the session, if any
+        if tls is None:
+            tls = getattr(port, "context", None)
+        if tls:
+            self.start_tls(tls, sni or getattr(port, "server_hostname", "localhost"),
+                           session=session)
+
+    # --- TLS -------------------------------------------------------------
+    def start_tls(self, context, server_hostname="localhost", timeout=None, session=None):
+        """Runs the TLS handshake; raises ConnectionClosed when the server
+        closes or aborts it, ResponseTimeout when it stalls."""
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self._in, self._out, server_side=False,
+                                    server_hostname=server_hostname, session=session)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._recv_raw(deadline, "the TLS handshake"):
+                    raise ConnectionClosed(
+                        f"connection closed ({'reset' if self.reset else 'FIN'}) "
+                        "during the TLS handshake") from None
+            except ssl.SSLError as e:
+                self._flush(ignore_errors=True)
+                raise ConnectionClosed(f"TLS handshake failed: {e}") from None
+        self._flush()
+
+    @property
+    def tls_version(self):
+        return self.tls.version() if self.tls else None
+
+    def peer_cert(self):
+        """The server's leaf certificate as DER bytes (TLS only)."""
+        return self.tls.getpeercert(binary_form=True)
+
+    def _flush(self, ignore_errors=False):
+        data = self._out.read()
+        if data:
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                if not ignore_errors:
+                    raise
+                return False
+        return True
+
+    def _recv_raw(self, deadline, what):
+        """One recv on the TCP socket into the TLS input; False at EOF/reset."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ResponseTimeout(f"timed out waiting for {what}")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(262144)
+        except socket.timeout:
+            raise ResponseTimeout(f"timed out waiting for {what}") from None
+        except ConnectionResetError:
+            self.eof = self.reset = True
+            return False
+        if not data:
+            self.eof = True
+            return False
+        self._in.write(data)
+        return True
+
+    def _read_tls(self):
+        """Moves decrypted application data into buf; returns its length."""
+        n = 0
+        while not self.eof:
+            try:
+                data = self.tls.read(262144)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # close_notify
+                self.eof = True
+                break
+            except ssl.SSLError as e:  # an alert, or a record that does not decrypt
+                self.eof, self.tls_error = True, e
+                break
+            if not data:
+                self.eof = True
+                break
+            self.buf += data
+            n += len(data)
+        self._flush(ignore_errors=True)
+        return n
 
     # --- context manager -------------------------------------------------
     def __enter__(self):
@@ -148,6 +269,9 @@ class Conn:
         if isinstance(data, str):
             data = data.encode("latin-1")
         try:
+            if self.tls is not None:
+                self.tls.write(data)
+                return self._flush()
             self.sock.sendall(data)
             return True
         except (BrokenPipeError, ConnectionResetError):
@@ -161,17 +285,32 @@ class Conn:
         i = k = 0
         while i < len(data):
             n = sizes[k % len(sizes)]
-            self.sock.sendall(data[i:i + n])
+            self.send(data[i:i + n])
             i += n
             k += 1
             if pause:
                 time.sleep(pause)
 
+    def close_notify(self):
+        """Sends the TLS close_notify alert (and no FIN); reading goes on."""
+        try:
+            self.tls.unwrap()
+        except ssl.SSLError:  # wants the peer's close_notify: not waited for
+            pass
+        self._flush(ignore_errors=True)
+
     def shutdown_write(self):
+        """Half-closes: over TLS, close_notify first, then the TCP FIN."""
+        if self.tls is not None:
+            self.close_notify()
         self.sock.shutdown(socket.SHUT_WR)
 
     # --- receiving -------------------------------------------------------
     def _fill(self, deadline, what="a response"):
+        """Waits for more response bytes: True when some arrived, False when
+        the connection closed."""
+        if self.tls is not None:
+            return self._fill_tls(deadline, what)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ResponseTimeout(
@@ -192,6 +331,32 @@ class Conn:
             return False
         self.buf += data
         return True
+
+    def _fill_tls(self, deadline, what):
+        while True:
+            if self._read_tls():
+                return True
+            if self.eof:
+                return False
+            try:
+                self._recv_raw(deadline, what)
+            except ResponseTimeout:
+                raise ResponseTimeout(
+                    f"timed out waiting for {what}; buffered {len(self.buf)} bytes: "
+                    f"{bytes(self.buf[:300])!r}") from None
+
+    def poll(self, timeout):
+        """True when response bytes or the close arrived within timeout (TLS
+        records without application data, like session tickets, do not count)."""
+        if self.buf or self.eof:
+            return True
+        if self.tls is None:
+            r, _, _ = select.select([self.sock], [], [], timeout)
+            return bool(r)
+        try:
+            return self._fill(time.monotonic() + timeout) or self.eof
+        except ResponseTimeout:
+            return False
 
     def _try_parse(self, head_only):
         buf = self.buf

@@ -202,8 +202,8 @@ def test_symlink_inside_served(server, docroot):
 def test_large_file_with_curl(server, docroot, tmp_path):
     out = tmp_path / "big.out"
     p = subprocess.run(["curl", "-sS", "--fail", "--max-time", "30", "-o", str(out),
-                        "-w", "%{http_code} %{size_download}",
-                        f"http://127.0.0.1:{server.port}/big.bin"],
+                        "-w", "%{http_code} %{size_download}", *server.curl_tls,
+                        f"{server.url}/big.bin"],
                        capture_output=True, text=True, timeout=40)
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"200 {docroot.big_size}", p.stdout
@@ -222,8 +222,9 @@ def test_large_file_raw_and_keepalive(server, docroot):
 
 
 def test_curl_reuses_connection(server, docroot):
-    url = f"http://127.0.0.1:{server.port}"
-    p = subprocess.run(["curl", "-sv", "--max-time", "10", "-o", "/dev/null", "-o", "/dev/null",
+    url = server.url
+    p = subprocess.run(["curl", "-sv", "--max-time", "10", *server.curl_tls,
+                        "-o", "/dev/null", "-o", "/dev/null",
                         f"{url}/index.html", f"{url}/style.css"],
                        capture_output=True, text=True, timeout=20)
     assert p.returncode == 0, p.stderr
