@@ -127,10 +127,21 @@ void Connection::feedParser(const char* data, size_t len) {
 }
 
 void Connection::onEof() {
-  if (state_ == State::kOpen && (!out_.empty() || !tlsOut_.empty())) {
-    // The client half-closed after sending its requests: finish the answers.
-    closeAfterResponse();
-    return;
+  peerClosed_ = true;
+  switch (state_) {
+    case State::kOpen:
+      if (!out_.empty() || !tlsOut_.empty()) {
+        // The client half-closed after sending its requests: finish the answers.
+        closeAfterResponse();
+        return;
+      }
+      break;
+    case State::kClosing:
+      return;  // the last response is still going out; onDrained closes
+    case State::kLingering:
+      break;
+    case State::kClosed:
+      return;
   }
   reactor_.closeConnection(this);
 }
@@ -146,6 +157,11 @@ void Connection::onDrained() {
         reactor_.markDirty(this);
         return;  // linger once the alert is out
       }
+    }
+    if (peerClosed_) {
+      // Nothing more can arrive: no need to linger.
+      reactor_.closeConnection(this);
+      return;
     }
     state_ = State::kLingering;
     phaseStartMs_ = reactor_.nowMs();

@@ -94,6 +94,7 @@ class Connection final : public parser::RequestParser::Handler {
   std::unique_ptr<tls::TlsSession> tls_;
   OutputQueue tlsOut_;       // TLS records waiting to be sent
   bool closeNotifySent_ = false;
+  bool peerClosed_ = false;  // EOF (or close_notify) from the client
   uint32_t requests_ = 0;
   bool keepAlive_ = true;   // for the response being written
   bool http10_ = false;

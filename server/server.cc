@@ -97,7 +97,7 @@ int runServer(ServerConfig config) {
     std::string err;
     tlsContext = tls::createTlsContext(config.tlsConfig, err);
     if (!tlsContext) {
-      std::fprintf(stderr, "kuai: TLS: %s\n", err.c_str());
+      std::fprintf(stderr, "kuai: %s\n", err.c_str());
       return 1;
     }
   }
