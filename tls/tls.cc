@@ -665,3 +665,12 @@ std::shared_ptr<TlsContext> createTlsContext(const TlsConfig& config, std::strin
 }
 
 }  // namespace kuai::tls
+
+// The entry point when this file is built as libkuai_tls.so and loaded with
+// RTLD_DEEPBIND (see tls_loader.cc): plain C linkage so dlsym finds it by name.
+extern "C" __attribute__((visibility("default"))) void* kuai_tls_create_context(
+    const kuai::tls::TlsConfig* config, std::string* err) {
+  std::shared_ptr<kuai::tls::TlsContext> ctx = kuai::tls::createTlsContext(*config, *err);
+  if (!ctx) return nullptr;
+  return new std::shared_ptr<kuai::tls::TlsContext>(std::move(ctx));
+}
