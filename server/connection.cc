@@ -1,5 +1,8 @@
 #include "server/connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,14 +24,30 @@ void appendNumber(std::string& out, uint64_t n) {
 
 }  // namespace
 
-Connection::Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls)
-    : reactor_(reactor), fd_(fd), parser_(*this, reactor.config().limits), tls_(std::move(tls)) {
+Connection::Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls,
+                       AsyncHandler* handler)
+    : reactor_(reactor),
+      fd_(fd),
+      parser_(*this, reactor.config().limits),
+      tls_(std::move(tls)),
+      handler_(handler) {
   phaseStartMs_ = lastProgressMs_ = reactor.nowMs();
 }
 
 Connection::~Connection() {
+  dropExchange();
   if (fd_ >= 0) ::close(fd_);
 }
+
+void Connection::dropExchange() {
+  if (!exchange_) return;
+  std::shared_ptr<Exchange> ex = std::move(exchange_);
+  bool aborted = !ex->ended();
+  ex->detach();
+  if (aborted && ex->listener()) ex->listener()->onAbort();
+}
+
+size_t Connection::pendingBytes() const { return out_.bytes() + tlsOut_.bytes(); }
 
 time_t Connection::reactorNowSeconds() const { return reactor_.nowSeconds(); }
 
@@ -112,7 +131,9 @@ void Connection::fillWire() {
 void Connection::feedParser(const char* data, size_t len) {
   auto before = parser_.phase();
   if (before == parser::RequestParser::Phase::kIdle) phaseStartMs_ = reactor_.nowMs();
+  inParser_ = true;
   auto r = parser_.feed(data, len);
+  inParser_ = false;
   if (r == parser::RequestParser::Result::kError) {
     failRequest(parser_.error().status);
     return;
@@ -148,6 +169,10 @@ void Connection::onEof() {
 
 void Connection::onDrained() {
   lastProgressMs_ = reactor_.nowMs();
+  if (exchange_ && exchange_->waitingDrain) {
+    exchange_->waitingDrain = false;
+    if (exchange_->listener()) exchange_->listener()->onDrain();
+  }
   if (state_ == State::kClosing) {
     if (tls_ && !closeNotifySent_ && tls_->handshakeDone()) {
       closeNotifySent_ = true;
@@ -197,6 +222,9 @@ void Connection::onTick(uint64_t now) {
     case State::kOpen:
       break;
   }
+  if (exchange_ && parser_.paused() && out_.empty() && tlsOut_.empty()) {
+    return;  // the handler is still working on its answer: its time, not the client's
+  }
   if (tls_ && !tls_->handshakeDone()) {
     // The handshake shares the request-head deadline.
     if (now - phaseStartMs_ >= t.headerMs) reactor_.closeConnection(this);
@@ -221,29 +249,164 @@ void Connection::onTick(uint64_t now) {
 }
 
 void Connection::onHeaders(const parser::Request& req) {
-  if (req.expectContinue && (req.contentLength > 0 || req.chunked)) {
-    out_.buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
-    wantFlush();
-  }
-}
-
-void Connection::onBody(const parser::Request&, std::string_view) {
-  // Native handlers take no body; it is counted (limits) and dropped.
-}
-
-bool Connection::onRequest(const parser::Request& req) {
   ++requests_;
   http10_ = req.versionMinor == 0;
   headOnly_ = req.isHead;
   keepAlive_ = req.keepAlive && !reactor_.draining() &&
                requests_ < reactor_.config().maxRequestsPerConnection;
-  reactor_.router().handle(req, *this);
+  if (req.expectContinue && (req.contentLength > 0 || req.chunked)) {
+    out_.buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
+    wantFlush();
+  }
+  if (handler_) {
+    exchange_ = std::make_shared<Exchange>(this);
+    if (peerPort_ < 0) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      char host[INET6_ADDRSTRLEN] = "";
+      peerPort_ = 0;
+      if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+          auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+          ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+          peerPort_ = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+          auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+          ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+          peerPort_ = ntohs(a->sin6_port);
+        }
+      }
+      peerAddress_ = host;
+    }
+    exchange_->setPeer(peerAddress_, peerPort_, tls_ != nullptr);
+    exchange_->setHead(headOnly_, http10_);
+    handler_->onRequest(req, exchange_);
+  }
+}
+
+void Connection::onBody(const parser::Request&, std::string_view chunk) {
+  // Native handlers take no body; it is counted (limits) and dropped.
+  if (exchange_ && exchange_->listener()) exchange_->listener()->onBody(chunk);
+}
+
+bool Connection::onRequest(const parser::Request& req) {
+  if (handler_) {
+    if (exchange_ && exchange_->listener()) exchange_->listener()->onBodyEnd();
+    if (exchange_ && !exchange_->ended()) return false;  // resumed by exchangeEnded()
+    if (exchange_) {
+      exchange_->detach();
+      exchange_.reset();
+    }
+  } else {
+    reactor_.router().handle(req, *this);
+  }
   wantFlush();
   if (!keepAlive_) {
     closeAfterResponse();
     return false;  // stop parsing: whatever follows is not answered
   }
   return true;
+}
+
+void Connection::exchangeWrote() { wantFlush(); }
+
+void Connection::exchangeEnded(Exchange* ex) {
+  wantFlush();
+  // Inside the parser (the handler answered synchronously, or the body is still
+  // arriving), onRequest sees the ended exchange and carries on by itself.
+  if (inParser_ || !parser_.paused() || exchange_.get() != ex) return;
+  exchange_->detach();
+  exchange_.reset();
+  if (!keepAlive_) {
+    closeAfterResponse();
+    return;
+  }
+  if (state_ != State::kOpen) return;
+  inParser_ = true;
+  auto r = parser_.resume();
+  inParser_ = false;
+  if (r == parser::RequestParser::Result::kError) failRequest(parser_.error().status);
+}
+
+void Connection::writeHeadWithReason(int status, std::string_view reason,
+                                     std::string_view headerLines) {
+  std::string& b = out_.buffer();
+  if (reason.empty() || reason == statusReason(status)) {
+    b.append(statusLine(status));
+  } else {
+    b.append("HTTP/1.1 ");
+    appendNumber(b, uint64_t(status));
+    b.push_back(' ');
+    b.append(reason);
+    b.append("\r\n");
+  }
+  b.append(reactor_.dateLine());
+  b.append(headerLines);
+  if (!keepAlive_) {
+    b.append("Connection: close\r\n\r\n");
+  } else {
+    // As Node does: say the connection stays open, and for how long.
+    b.append("Connection: keep-alive\r\nKeep-Alive: timeout=");
+    appendNumber(b, reactor_.config().timeouts.idleMs / 1000);
+    b.append("\r\n\r\n");
+  }
+}
+
+void Exchange::writeHead(int status, std::string_view reason, std::string_view headerLines,
+                         int64_t contentLength) {
+  if (!conn_ || headersSent_) return;
+  headersSent_ = true;
+  noBody_ = head_ || status == 204 || status == 304 || (status >= 100 && status < 200);
+  std::string lines(headerLines);
+  if (contentLength >= 0) {
+    if (status != 204 && status != 304) {
+      lines.append("Content-Length: ").append(std::to_string(contentLength)).append("\r\n");
+    }
+  } else if (contentLength == -1 && !noBody_) {
+    if (http10_) {
+      conn_->setKeepAlive(false);  // the body ends when the connection does
+    } else {
+      chunked_ = true;
+      lines.append("Transfer-Encoding: chunked\r\n");
+    }
+  }
+  conn_->writeHeadWithReason(status, reason, lines);
+  conn_->exchangeWrote();
+}
+
+bool Exchange::write(std::string_view bytes) {
+  if (!conn_ || ended_) return true;
+  if (!headersSent_) writeHead(200, {}, {}, -1);
+  if (noBody_ || bytes.empty()) return true;
+  std::string& b = conn_->output().buffer();
+  if (chunked_) {
+    char hex[20];
+    int n = std::snprintf(hex, sizeof(hex), "%zx\r\n", bytes.size());
+    b.append(hex, size_t(n));
+    b.append(bytes);
+    b.append("\r\n", 2);
+  } else {
+    b.append(bytes);
+  }
+  conn_->exchangeWrote();
+  // Above this much unsent output, ask the writer to wait for 'drain'.
+  constexpr size_t kHighWater = 64 * 1024;
+  if (conn_->pendingBytes() >= kHighWater) {
+    waitingDrain = true;
+    return false;
+  }
+  return true;
+}
+
+void Exchange::end() {
+  if (ended_) return;
+  if (conn_ && !headersSent_) writeHead(200, {}, {}, 0);
+  if (conn_ && chunked_ && !noBody_) {
+    conn_->output().buffer().append("0\r\n\r\n", 5);
+    conn_->exchangeWrote();
+  }
+  ended_ = true;
+  if (conn_) conn_->exchangeEnded(this);
 }
 
 void Connection::writeHead(int status, std::string_view headerLines, uint64_t contentLength,

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "parser/request_parser.h"
+#include "server/hooks.h"
 #include "server/output_queue.h"
 #include "tls/tls.h"
 
@@ -25,7 +26,8 @@ class Connection final : public parser::RequestParser::Handler {
     kClosed,     // waiting for the backend to release it
   };
 
-  Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls = nullptr);
+  Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls = nullptr,
+             AsyncHandler* handler = nullptr);
   ~Connection() override;
 
   int fd() const { return fd_; }
@@ -51,7 +53,10 @@ class Connection final : public parser::RequestParser::Handler {
   bool idle() const;
   // The reactor closed it: nothing more is read or sent. (Queued output is freed
   // with the connection: an io_uring send may still be reading it.)
-  void markClosed() { state_ = State::kClosed; }
+  void markClosed() {
+    state_ = State::kClosed;
+    dropExchange();
+  }
 
   // Response writing (router -> connection).
   // Status line, Server, Date, the given header lines, Content-Length (unless
@@ -64,6 +69,14 @@ class Connection final : public parser::RequestParser::Handler {
   void writeError(int status, std::string_view extraHeaders = {});
   // The request being answered is a HEAD (no body bytes may follow the head).
   bool headOnly() const { return headOnly_; }
+  // Asynchronous responses (Exchange -> connection).
+  void writeHeadWithReason(int status, std::string_view reason, std::string_view headerLines);
+  bool keepAlive() const { return keepAlive_; }
+  void setKeepAlive(bool on) { keepAlive_ = on; }
+  bool http10() const { return http10_; }
+  size_t pendingBytes() const;
+  void exchangeWrote();                // output queued: flush at the end of this turn
+  void exchangeEnded(Exchange* ex);    // the response is complete
   time_t reactorNowSeconds() const;
 
   // Intrusive list of the reactor's connections.
@@ -81,6 +94,7 @@ class Connection final : public parser::RequestParser::Handler {
   bool onRequest(const parser::Request& req) override;
 
   void feedParser(const char* data, size_t len);
+  void dropExchange();  // the connection is going away: tell the handler
   void onTlsData(const char* data, size_t len);
   void failRequest(int status);
   void closeAfterResponse();
@@ -99,6 +113,11 @@ class Connection final : public parser::RequestParser::Handler {
   bool keepAlive_ = true;   // for the response being written
   bool http10_ = false;
   bool headOnly_ = false;
+  AsyncHandler* handler_ = nullptr;     // null: the router answers
+  std::shared_ptr<Exchange> exchange_;  // the request an AsyncHandler is answering
+  bool inParser_ = false;               // inside parser_.feed()/resume()
+  std::string peerAddress_;             // filled on first use (getpeername)
+  int peerPort_ = -1;
   uint64_t phaseStartMs_ = 0;  // when the current phase (idle/head/body/linger) began
   uint64_t lastProgressMs_ = 0;
 };

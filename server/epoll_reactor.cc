@@ -18,8 +18,9 @@ namespace kuai::server {
 namespace {
 
 constexpr uint8_t kWantOut = 1;  // EPOLLOUT in the interest set
-constexpr uint64_t kListenTag = 1;
+// epoll_event.data: a Connection* (8-aligned), a Listener* | 1, or a tag.
 constexpr uint64_t kWakeTag = 2;
+constexpr uint64_t kLoopTag = 4;
 constexpr size_t kReadBufferSize = 64 * 1024;
 
 class EpollReactor final : public Reactor {
@@ -36,13 +37,9 @@ class EpollReactor final : public Reactor {
       return false;
     }
     buffer_.resize(kReadBufferSize);
+    for (auto& l : listeners_) armListener(l.get());
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.u64 = kListenTag;
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, listenFd_, &ev) < 0) {
-      err = std::string("epoll_ctl: ") + std::strerror(errno);
-      return false;
-    }
     ev.data.u64 = kWakeTag;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakeFd_, &ev);
     return true;
@@ -52,13 +49,26 @@ class EpollReactor final : public Reactor {
 
   void run() override {
     std::vector<epoll_event> events(512);
+    if (loop_) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kLoopTag;
+      ::epoll_ctl(epfd_, EPOLL_CTL_ADD, loop_->fd(), &ev);
+      loop_->runOnce();
+    }
     while (true) {
-      int n = ::epoll_wait(epfd_, events.data(), int(events.size()), int(kTickMs));
+      int wait = int(kTickMs);
+      int loopTimeout = loop_ ? loop_->timeoutMs() : -1;
+      if (loopTimeout >= 0 && loopTimeout < wait) wait = loopTimeout;
+      int n = ::epoll_wait(epfd_, events.data(), int(events.size()), wait);
       updateClock();
+      bool loopReady = loopTimeout >= 0 && wait == loopTimeout;
       for (int i = 0; i < n; ++i) {
         const epoll_event& ev = events[i];
-        if (ev.data.u64 == kListenTag) {
-          acceptAll();
+        if (ev.data.u64 & 1) {
+          acceptAll(reinterpret_cast<Listener*>(ev.data.u64 & ~uint64_t(1)));
+        } else if (ev.data.u64 == kLoopTag) {
+          loopReady = true;
         } else if (ev.data.u64 == kWakeTag) {
           uint64_t v;
           ssize_t r = ::read(wakeFd_, &v, sizeof(v));
@@ -71,11 +81,12 @@ class EpollReactor final : public Reactor {
           if ((ev.events & EPOLLOUT) && c->state() != Connection::State::kClosed) markDirty(c);
         }
       }
+      if (loop_ && loopReady) loop_->runOnce();
       tick();
       flushDirty();
       for (Connection* c : graveyard_) destroyConnection(c);
       graveyard_.clear();
-      if (finished()) break;
+      if (finished() || quiescent()) break;
     }
   }
 
@@ -123,18 +134,29 @@ class EpollReactor final : public Reactor {
     graveyard_.push_back(c);
   }
 
-  void stopAccepting() override {
-    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, listenFd_, nullptr);
-    ::close(listenFd_);
-    listenFd_ = -1;
+  void armListener(Listener* l) override {
+    if (l->armed || l->fd < 0) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = reinterpret_cast<uint64_t>(l) | 1;
+    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, l->fd, &ev);
+    l->armed = true;
+  }
+
+  void disarmListener(Listener* l) override {
+    if (l->fd < 0) return;
+    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, l->fd, nullptr);
+    ::close(l->fd);
+    l->fd = -1;
+    l->armed = false;
   }
 
  private:
-  void acceptAll() {
-    for (int i = 0; i < 64 && listenFd_ >= 0; ++i) {
-      int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  void acceptAll(Listener* l) {
+    for (int i = 0; i < 64 && l->fd >= 0; ++i) {
+      int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;  // EAGAIN, or EMFILE: try again on the next event
-      Connection* c = addConnection(fd);
+      Connection* c = addConnection(fd, l);
       if (c->state() == Connection::State::kClosed) continue;
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLRDHUP;

@@ -45,6 +45,12 @@ class OutputQueue {
   }
 
   bool empty() const { return segs_.empty(); }
+  // Bytes still to send (memory and file ranges).
+  size_t bytes() const {
+    size_t n = 0;
+    for (const Segment& s : segs_) n += s.isFile() ? size_t(s.remaining) : s.data.size() - s.pos;
+    return n;
+  }
   Segment& head() { return segs_.front(); }
   std::string_view headMemory() const {
     const Segment& s = segs_.front();

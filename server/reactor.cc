@@ -14,7 +14,12 @@ namespace kuai::server {
 
 Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
                  std::shared_ptr<tls::TlsContext> tls)
-    : index_(index), config_(config), listenFd_(listenFd), tls_(std::move(tls)) {
+    : index_(index), config_(config), tls_(std::move(tls)) {
+  if (listenFd >= 0) {
+    auto l = std::make_unique<Listener>();
+    l->fd = listenFd;
+    listeners_.push_back(std::move(l));
+  }
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   updateClock();
   router_ = std::make_unique<Router>(config);
@@ -27,7 +32,9 @@ Reactor::~Reactor() {
     c = n;
   }
   if (wakeFd_ >= 0) ::close(wakeFd_);
-  if (listenFd_ >= 0) ::close(listenFd_);
+  for (auto& l : listeners_) {
+    if (l->fd >= 0) ::close(l->fd);
+  }
 }
 
 void Reactor::requestStop() {
@@ -61,13 +68,47 @@ void Reactor::setTlsContext(std::shared_ptr<tls::TlsContext> ctx) {
   tlsPending_.store(true, std::memory_order_release);
 }
 
-Connection* Reactor::addConnection(int fd) {
+Listener* Reactor::addListener(int fd, AsyncHandler* handler) {
+  auto l = std::make_unique<Listener>();
+  l->fd = fd;
+  l->handler = handler;
+  Listener* raw = l.get();
+  listeners_.push_back(std::move(l));
+  if (!draining_) armListener(raw);
+  return raw;
+}
+
+void Reactor::removeListener(Listener* l) {
+  for (auto it = listeners_.begin(); it != listeners_.end(); ++it) {
+    if (it->get() != l) continue;
+    disarmListener(l);
+    // The backend may still hold the pointer in a pending completion: keep the
+    // (now closed) record until the reactor goes away.
+    retired_.push_back(std::move(*it));
+    listeners_.erase(it);
+    return;
+  }
+}
+
+void Reactor::stopAccepting() {
+  for (auto& l : listeners_) disarmListener(l.get());
+  for (auto& l : listeners_) retired_.push_back(std::move(l));
+  listeners_.clear();
+}
+
+bool Reactor::quiescent() const {
+  return listeners_.empty() && live_ == 0 && (!loop_ || !loop_->alive());
+}
+
+Connection* Reactor::addConnection(int fd, Listener* from) {
   if (tlsPending_.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(tlsMutex_);
     tls_ = std::move(pendingTls_);
     tlsPending_.store(false, std::memory_order_relaxed);
   }
-  auto* c = new Connection(*this, fd, tls_ ? tls_->newSession() : nullptr);
+  // Script listeners are plain HTTP for now; the CLI's listener may be TLS.
+  bool useTls = tls_ && from->handler == nullptr;
+  auto* c = new Connection(*this, fd, useTls ? tls_->newSession() : nullptr, from->handler);
   c->next = head_;
   if (head_) head_->prev = c;
   head_ = c;

@@ -13,11 +13,19 @@
 #include <vector>
 
 #include "server/config.h"
+#include "server/hooks.h"
 
 namespace kuai::server {
 
 class Connection;
 class Router;
+
+// A listening socket owned by one reactor. handler == null: the Router answers.
+struct Listener {
+  int fd = -1;
+  AsyncHandler* handler = nullptr;
+  bool armed = false;  // backend: an accept is in flight / fd is in the poll set
+};
 
 class Reactor {
  public:
@@ -35,6 +43,16 @@ class Reactor {
   virtual const char* backendName() const = 0;
   // Thread-safe: begin a graceful shutdown.
   void requestStop();
+
+  // This thread only: listen on another socket (a script's server.listen()).
+  Listener* addListener(int fd, AsyncHandler* handler);
+  // This thread only: stop accepting on it and close it (server.close()).
+  void removeListener(Listener* l);
+  // This thread only: an event loop to drive (the thread's Node environment).
+  void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
+  int index() const { return index_; }
+  // No listener, no connection and no live event loop: nothing can happen.
+  bool quiescent() const;
 
   // For connections and handlers on this thread.
   const ServerConfig& config() const { return config_; }
@@ -59,9 +77,11 @@ class Reactor {
   // Backend hooks.
   virtual void flush(Connection* c) = 0;          // start sending c's output
   virtual void release(Connection* c) = 0;        // c is closed: free when idle
-  virtual void stopAccepting() = 0;
+  virtual void armListener(Listener* l) = 0;
+  virtual void disarmListener(Listener* l) = 0;  // also closes its socket
+  void stopAccepting();
 
-  Connection* addConnection(int fd);
+  Connection* addConnection(int fd, Listener* from);
   void destroyConnection(Connection* c);  // unlinks and deletes
   void flushDirty();
   void updateClock();
@@ -76,7 +96,9 @@ class Reactor {
 
   int index_;
   const ServerConfig& config_;
-  int listenFd_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Listener>> retired_;  // closed; freed with the reactor
+  LoopDriver* loop_ = nullptr;
   int wakeFd_ = -1;  // eventfd written by requestStop()
   std::atomic<bool> stopRequested_{false};
   std::unique_ptr<Router> router_;

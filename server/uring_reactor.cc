@@ -39,6 +39,8 @@ enum Op : uint64_t {
   kCancel = 6,
   kTick = 7,
 };
+// A second set of tags for the rare completions that need no pointer.
+constexpr uint64_t kLoopPoll = uint64_t(8) | kCancel;  // event loop fd readable
 constexpr uint64_t kOpMask = 7;
 
 // Connection::backendFlags bits.
@@ -66,16 +68,17 @@ class UringReactor final : public Reactor {
  protected:
   void flush(Connection* c) override;
   void release(Connection* c) override;
-  void stopAccepting() override;
+  void armListener(Listener* l) override;
+  void disarmListener(Listener* l) override;
 
  private:
   io_uring_sqe* sqe();
-  void armAccept();
+  void armLoopPoll();
   void armRecv(Connection* c);
   void armWake();
   void armTick();
   void onCompletion(io_uring_cqe* cqe);
-  void onAccept(io_uring_cqe* cqe);
+  void onAccept(Listener* l, io_uring_cqe* cqe);
   void onRecv(Connection* c, io_uring_cqe* cqe);
   void onSend(Connection* c, int res);
   void onPollOut(Connection* c, int res);
@@ -88,8 +91,8 @@ class UringReactor final : public Reactor {
   io_uring_buf_ring* bufRing_ = nullptr;
   char* buffers_ = nullptr;
   unsigned buffersReturned_ = 0;
-  bool accepting_ = false;
-  bool acceptArmed_ = false;
+  bool loopPollArmed_ = false;
+  bool loopReady_ = false;
   uint64_t wakeValue_ = 0;
   __kernel_timespec tickSpec_{};
   std::vector<Connection*> rearm_;     // recv ended (ENOBUFS): arm again after the batch
@@ -159,8 +162,7 @@ bool UringReactor::init(std::string& err) {
   }
   io_uring_buf_ring_advance(bufRing_, kBufferCount);
 
-  accepting_ = true;
-  armAccept();
+  for (auto& l : listeners_) armListener(l.get());
   armWake();
   armTick();
   return true;
@@ -175,12 +177,21 @@ io_uring_sqe* UringReactor::sqe() {
   return s;
 }
 
-void UringReactor::armAccept() {
-  if (!accepting_ || acceptArmed_) return;
+void UringReactor::armListener(Listener* l) {
+  if (l->armed || l->fd < 0) return;
   io_uring_sqe* s = sqe();
-  io_uring_prep_multishot_accept(s, listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  io_uring_sqe_set_data64(s, kAccept);
-  acceptArmed_ = true;
+  io_uring_prep_multishot_accept(s, l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(s, tag(l, kAccept));
+  l->armed = true;
+}
+
+// The thread's event loop (libuv) signals work through its backend fd.
+void UringReactor::armLoopPoll() {
+  if (!loop_ || loopPollArmed_) return;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_multishot(s, loop_->fd(), POLLIN);
+  io_uring_sqe_set_data64(s, kLoopPoll);
+  loopPollArmed_ = true;
 }
 
 // The periodic tick is a timeout request in the ring rather than a timeout on
@@ -209,19 +220,20 @@ void UringReactor::armRecv(Connection* c) {
   ++c->opsInFlight;
 }
 
-void UringReactor::stopAccepting() {
-  accepting_ = false;
-  if (acceptArmed_) {
+void UringReactor::disarmListener(Listener* l) {
+  if (l->armed) {
     io_uring_sqe* s = sqe();
-    io_uring_prep_cancel64(s, kAccept, 0);
+    io_uring_prep_cancel64(s, tag(l, kAccept), 0);
     io_uring_sqe_set_data64(s, kCancel);
   }
   // The ring holds its own reference to the socket until the cancelled accept
   // completes; shutdown() stops the listening state right away, so the kernel
   // refuses new connections instead of queueing them for nobody.
-  ::shutdown(listenFd_, SHUT_RDWR);
-  ::close(listenFd_);
-  listenFd_ = -1;
+  if (l->fd >= 0) {
+    ::shutdown(l->fd, SHUT_RDWR);
+    ::close(l->fd);
+    l->fd = -1;
+  }
 }
 
 void UringReactor::returnBuffer(unsigned bid) {
@@ -323,18 +335,18 @@ void UringReactor::onPollOut(Connection* c, int res) {
   flush(c);
 }
 
-void UringReactor::onAccept(io_uring_cqe* cqe) {
-  if (!(cqe->flags & IORING_CQE_F_MORE)) acceptArmed_ = false;
+void UringReactor::onAccept(Listener* l, io_uring_cqe* cqe) {
+  if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = false;
   if (cqe->res < 0) {
-    // EMFILE/ENFILE and friends: the multishot ended; armed again by the tick.
+    // EMFILE/ENFILE and friends: the multishot ended; armed again after the batch.
     return;
   }
   int fd = cqe->res;
-  if (!accepting_) {
+  if (l->fd < 0 || draining_) {
     ::close(fd);
     return;
   }
-  Connection* c = addConnection(fd);
+  Connection* c = addConnection(fd, l);
   if (c->state() != Connection::State::kClosed) armRecv(c);
 }
 
@@ -365,11 +377,16 @@ void UringReactor::onRecv(Connection* c, io_uring_cqe* cqe) {
 
 void UringReactor::onCompletion(io_uring_cqe* cqe) {
   uint64_t data = io_uring_cqe_get_data64(cqe);
+  if (data == kLoopPoll) {
+    loopReady_ = true;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) loopPollArmed_ = false;
+    return;
+  }
   Op op = Op(data & kOpMask);
   auto* c = reinterpret_cast<Connection*>(data & ~kOpMask);
   switch (op) {
     case kAccept:
-      onAccept(cqe);
+      onAccept(reinterpret_cast<Listener*>(data & ~kOpMask), cqe);
       break;
     case kRecv:
       onRecv(c, cqe);
@@ -394,9 +411,24 @@ void UringReactor::onCompletion(io_uring_cqe* cqe) {
 }
 
 void UringReactor::run() {
+  armLoopPoll();
+  if (loop_) loop_->runOnce();
   while (true) {
     io_uring_cqe* cqe = nullptr;
-    io_uring_submit_and_wait(&ring_, 1);  // -EINTR: look again
+    // A Node environment's next timer bounds the wait; otherwise the tick does.
+    int loopTimeout = loop_ ? loop_->timeoutMs() : -1;
+    uint64_t loopDeadline = nowMs_ + uint64_t(loopTimeout < 0 ? 0 : loopTimeout);
+    if (loopTimeout == 0) {
+      io_uring_submit(&ring_);
+      io_uring_get_events(&ring_);
+    } else if (loopTimeout > 0 && uint64_t(loopTimeout) < kTickMs) {
+      __kernel_timespec ts{};
+      ts.tv_sec = loopTimeout / 1000;
+      ts.tv_nsec = long(loopTimeout % 1000) * 1'000'000;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    } else {
+      io_uring_submit_and_wait(&ring_, 1);  // -EINTR: look again
+    }
     updateClock();
 
     unsigned head;
@@ -416,12 +448,21 @@ void UringReactor::run() {
     }
     rearm_.clear();
 
+    if (loop_ && (loopReady_ || (loopTimeout >= 0 && nowMs_ >= loopDeadline))) {
+      loopReady_ = false;
+      loop_->runOnce();
+      armLoopPoll();
+    }
     tick();
-    if (accepting_ && !acceptArmed_ && !draining_) armAccept();
+    if (!draining_) {
+      for (auto& l : listeners_) {
+        if (!l->armed) armListener(l.get());
+      }
+    }
     flushDirty();
     for (Connection* c : graveyard_) destroyConnection(c);
     graveyard_.clear();
-    if (finished()) break;
+    if (finished() || quiescent()) break;
   }
 }
 

@@ -1,0 +1,104 @@
+// The seams through which code outside server/ (the scripting layer) plugs into a
+// reactor without server/ knowing anything of V8 or Node:
+//  - AsyncHandler: answers the requests of a listener, possibly later;
+//  - Exchange: one request/response in flight for an AsyncHandler;
+//  - LoopDriver: an event loop (libuv) that the reactor drives on its thread.
+// Everything here lives on one reactor thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "parser/request_parser.h"
+
+namespace kuai::server {
+
+class Connection;
+class Exchange;
+
+// Receives an Exchange's events. Implemented by the JS request object's owner.
+class ExchangeListener {
+ public:
+  virtual ~ExchangeListener() = default;
+  virtual void onBody(std::string_view chunk) = 0;
+  virtual void onBodyEnd() = 0;
+  // The connection went away before the response ended (client abort).
+  virtual void onAbort() = 0;
+  // Output fell below the backpressure mark after write() returned false.
+  virtual void onDrain() = 0;
+  // The response's last byte was handed to the kernel.
+  virtual void onFinish() = 0;
+};
+
+// One request and its response, for handlers that answer asynchronously.
+// Shared between the connection and the handler; the connection drops its side
+// (valid() turns false) when it closes.
+class Exchange {
+ public:
+  explicit Exchange(Connection* conn) : conn_(conn) {}
+
+  bool valid() const { return conn_ != nullptr; }
+  bool ended() const { return ended_; }
+  bool headersSent() const { return headersSent_; }
+
+  // Status line, Server and Date are added by the connection; `headerLines` are
+  // complete lines. contentLength < 0: chunked (HTTP/1.1) or close-delimited.
+  void writeHead(int status, std::string_view reason, std::string_view headerLines,
+                 int64_t contentLength);
+  // Returns false when the client is slow: wait for onDrain.
+  bool write(std::string_view bytes);
+  void end();
+
+  void setListener(ExchangeListener* l) { listener_ = l; }
+  ExchangeListener* listener() const { return listener_; }
+  std::string_view remoteAddress() const { return remoteAddress_; }
+  int remotePort() const { return remotePort_; }
+  bool encrypted() const { return encrypted_; }
+  bool headRequest() const { return head_; }
+
+  // For the connection.
+  void detach() { conn_ = nullptr; }
+  void setPeer(std::string addr, int port, bool tls) {
+    remoteAddress_ = std::move(addr);
+    remotePort_ = port;
+    encrypted_ = tls;
+  }
+  void setHead(bool head, bool http10) {
+    head_ = head;
+    http10_ = http10;
+  }
+  bool waitingDrain = false;
+
+ private:
+  Connection* conn_;
+  ExchangeListener* listener_ = nullptr;
+  bool ended_ = false;
+  bool headersSent_ = false;
+  bool chunked_ = false;
+  bool head_ = false;
+  bool http10_ = false;
+  bool noBody_ = false;
+  std::string remoteAddress_;
+  int remotePort_ = 0;
+  bool encrypted_ = false;
+};
+
+class AsyncHandler {
+ public:
+  virtual ~AsyncHandler() = default;
+  // A request head has arrived (its body follows through the Exchange).
+  virtual void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) = 0;
+};
+
+class LoopDriver {
+ public:
+  virtual ~LoopDriver() = default;
+  virtual int fd() const = 0;          // readable when the loop has I/O to handle
+  virtual int timeoutMs() const = 0;   // until the loop's next timer; -1 none; 0 now
+  virtual void runOnce() = 0;          // one non-blocking turn of the loop
+  virtual bool alive() const = 0;      // the loop still has handles or requests
+};
+
+}  // namespace kuai::server
