@@ -95,6 +95,19 @@ function parse(str) {
       s += v;
     }
   };
+  // Default pattern of a parameter: one segment, and (to keep matching
+  // linear) never running into the literal text just before it, e.g. in
+  // '/:a-:b' the second parameter cannot contain '-'.
+  const defaultPattern = (prefix) => {
+    const prev = tokens[tokens.length - 1];
+    const prevText = prefix || (typeof prev === 'string' ? prev : '');
+    if (prev !== undefined && typeof prev !== 'string' && !prevText) {
+      throw new TypeError(`Must have text between two parameters, missing text after "${prev.name}"`);
+    }
+    for (const c of prevText) if (kDelimiter.includes(c)) return kDefaultPattern;
+    if (!prevText) return kDefaultPattern;
+    return `(?:(?!${escapeRegex(prevText)})[^${escapeRegex(kDelimiter)}])+?`;
+  };
   const fail = () => {
     const l = lexemes[i];
     throw new TypeError(`Unexpected ${l.type} at ${l.index} in "${str}"`);
@@ -112,7 +125,7 @@ function parse(str) {
         name: name !== undefined ? name : anon++,
         prefix,
         suffix: '',
-        pattern: pattern !== undefined ? pattern : kDefaultPattern,
+        pattern: pattern !== undefined ? pattern : defaultPattern(prefix),
         modifier: take('MODIFIER') || '',
       });
       continue;
@@ -142,7 +155,7 @@ function parse(str) {
       if (take('CLOSE') === undefined) fail();
       tokens.push({
         name: gname !== undefined ? gname : gpattern !== undefined ? anon++ : '',
-        pattern: gname !== undefined && gpattern === undefined ? kDefaultPattern : gpattern || '',
+        pattern: gname !== undefined && gpattern === undefined ? defaultPattern(prefix) : gpattern || '',
         prefix,
         suffix,
         modifier: take('MODIFIER') || '',

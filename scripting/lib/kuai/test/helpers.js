@@ -48,3 +48,15 @@ function send(port, method, path, headers, body) {
 }
 
 module.exports = { startApp, send };
+
+// fetchApp(app, method, path, headers?, body?): start, send one request, stop.
+async function fetchApp(app, method, path, headers, body) {
+  const s = await startApp(app);
+  try {
+    return await send(s.port, method, path, headers, body);
+  } finally {
+    await s.close();
+  }
+}
+
+module.exports.fetchApp = fetchApp;

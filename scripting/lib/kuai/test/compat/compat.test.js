@@ -66,6 +66,55 @@ const cases = [
     ],
   },
   {
+    name: 'path syntax: optional, repeat, groups, suffixes, strict/sensitive, prefix params, router.url',
+    build({ App, Router }) {
+      const app = new App();
+      const r = new Router();
+      const show = (ctx) => { ctx.body = { params: ctx.params, route: ctx._matchedRoute }; };
+      r.get('/opt/:a?', show);
+      r.get('/star/:rest*', show);
+      r.get('/plus/:rest+', show);
+      r.get('/grp/:a{-:b}?', show);
+      r.get('/file/:name.:ext', show);
+      r.get('/re/:id(\\d+)-:slug', show);
+      r.get(/^\/regex\/(\w+)$/, show);
+      r.get('named', '/n/:x/:y?', (ctx) => {
+        ctx.body = {
+          a: ctx.router.url('named', { x: 'a b', y: 'ü' }),
+          b: ctx.router.url('named', 1, 2),
+          c: ctx.router.url('named', { x: 1 }, { query: { q: 'v w', z: [1, 2] } }),
+          d: ctx.router.url('named', { x: 1 }, { query: 'raw=1' }),
+          e: ctx.router.url('missing') instanceof Error,
+          f: Router.url('/u/:id', { id: 5 }),
+        };
+      });
+      const strict = new Router({ strict: true, sensitive: true });
+      strict.get('/S/', show);
+      strict.get('/t', show);
+      const org = new Router({ prefix: '/orgs/:org' });
+      org.use(async (ctx, next) => { ctx.set('X-Org', ctx.params.org || '-'); await next(); });
+      org.get('/repos/:repo', show);
+      org.get('/', show);
+      const mounted = new Router();
+      mounted.use('/m/:id', org.routes());
+      app.use(r.routes()).use(strict.routes()).use(org.routes()).use(mounted.routes());
+      app.use(r.allowedMethods());
+      const only = new Router({ methods: ['GET'] });
+      only.get('/only', show);
+      app.use(only.routes()).use(only.allowedMethods());
+      return app;
+    },
+    requests: [
+      ['GET', '/opt'], ['GET', '/opt/'], ['GET', '/opt/1'], ['GET', '/opt/1/2'],
+      ['GET', '/star'], ['GET', '/star/a/b'], ['GET', '/plus'], ['GET', '/plus/a/b/c'],
+      ['GET', '/grp/x'], ['GET', '/grp/x-y'], ['GET', '/file/readme.md'], ['GET', '/file/archive.tar.gz'],
+      ['GET', '/re/12-hello'], ['GET', '/re/ab-hello'], ['GET', '/regex/abc'], ['GET', '/regex/a/b'],
+      ['GET', '/n/1'], ['GET', '/S/'], ['GET', '/S'], ['GET', '/s/'], ['GET', '/t'], ['GET', '/t/'],
+      ['GET', '/orgs/kuai/repos/core'], ['GET', '/orgs/kuai'], ['GET', '/orgs/kuai/'],
+      ['GET', '/m/7/orgs/o/repos/r'], ['POST', '/only'], ['PUT', '/only'],
+    ],
+  },
+  {
     name: 'router.param, several middlewares, router.use middleware, allowedMethods throw',
     build({ App, Router }) {
       const app = new App();
