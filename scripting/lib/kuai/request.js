@@ -206,10 +206,23 @@ const request = {
   },
   set accept(obj) { this[kAccept] = obj; },
 
-  accepts(...args) { return acceptsTypes(this.req.headers.accept, args); },
-  acceptsEncodings(...args) { return acceptsTokens(this.req.headers['accept-encoding'], args, 'encoding'); },
-  acceptsCharsets(...args) { return acceptsTokens(this.req.headers['accept-charset'], args, 'charset'); },
-  acceptsLanguages(...args) { return acceptsTokens(this.req.headers['accept-language'], args, 'language'); },
+  // These honour a replaced ctx.accept (as Koa's do) without creating one.
+  accepts(...args) {
+    const a = this[kAccept];
+    return a !== undefined ? a.types(...args) : acceptsTypes(this.req.headers.accept, args);
+  },
+  acceptsEncodings(...args) {
+    const a = this[kAccept];
+    return a !== undefined ? a.encodings(...args) : acceptsTokens(this.req.headers['accept-encoding'], args, 'encoding');
+  },
+  acceptsCharsets(...args) {
+    const a = this[kAccept];
+    return a !== undefined ? a.charsets(...args) : acceptsTokens(this.req.headers['accept-charset'], args, 'charset');
+  },
+  acceptsLanguages(...args) {
+    const a = this[kAccept];
+    return a !== undefined ? a.languages(...args) : acceptsTokens(this.req.headers['accept-language'], args, 'language');
+  },
 
   // type-is: null without a body, else the matching type or false.
   is(type, ...types) {
