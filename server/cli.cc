@@ -1,6 +1,7 @@
 #include "server/cli.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
@@ -13,7 +14,10 @@ std::string usage() {
 
 Usage:
   kuai serve DIR [options]     serve the files under DIR
-  kuai --help | --version
+  kuai [options] [V8 options] script.js [--] [arguments]
+                               run a script in a Node environment per reactor
+  kuai [options] -e CODE       run CODE the same way ('-' reads it from stdin)
+  kuai --help | --version | --v8-options
 
 Options:
   --host H               address to listen on (default 127.0.0.1)
@@ -80,6 +84,14 @@ std::optional<uint64_t> parseDurationMs(const std::string& s) {
 }
 
 namespace {
+
+std::string readStdin() {
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), stdin)) > 0) out.append(buf, n);
+  return out;
+}
 
 struct Parser {
   const std::vector<std::string>& args;
@@ -210,15 +222,49 @@ struct Parser {
       } else if (a == "--max-requests") {
         if (!integer(a, n, 1, 100000000)) return false;
         c.maxRequestsPerConnection = uint32_t(n);
+      } else if (a == "-e" || a == "--eval") {
+        if (!value(a, c.eval)) return false;
+        c.scriptMode = true;
+      } else if (a == "-") {
+        c.scriptMode = true;
+        c.eval = readStdin();
+      } else if (a == "--") {
+        for (++i; i < args.size(); ++i) c.scriptArgs.push_back(args[i]);
+        break;
       } else if (a.size() > 1 && a[0] == '-') {
-        return fail("unknown option '" + a + "' (see kuai --help)");
+        // Not ours: a V8 / Node option (--max-old-space-size=64, --v8-options).
+        // Only script mode takes them; checked below.
+        c.nodeArgs.push_back(a);
+      } else if (positional.empty() && a != "serve" && (c.scriptMode || true)) {
+        if (c.scriptMode) {  // after -e, the rest are the script's arguments
+          for (; i < args.size(); ++i) c.scriptArgs.push_back(args[i]);
+          break;
+        }
+        // The main script; everything after it belongs to the script.
+        c.scriptMode = true;
+        c.script = a;
+        for (++i; i < args.size(); ++i) c.scriptArgs.push_back(args[i]);
+        break;
       } else {
         positional.push_back(a);
       }
     }
-    if (positional.empty()) return fail("nothing to do: try 'kuai serve DIR' (see kuai --help)");
-    if (positional[0] != "serve") {
-      return fail("unknown command '" + positional[0] + "' (see kuai --help)");
+    if (c.scriptMode) {
+      result.action = CliResult::Action::kScript;
+      return true;
+    }
+    for (const std::string& n : c.nodeArgs) {
+      if (n == "--v8-options") {
+        c.scriptMode = true;
+        result.action = CliResult::Action::kScript;
+        return true;
+      }
+    }
+    if (!c.nodeArgs.empty()) {
+      return fail("unknown option '" + c.nodeArgs.front() + "' (see kuai --help)");
+    }
+    if (positional.empty()) {
+      return fail("nothing to do: try 'kuai serve DIR' or 'kuai app.js' (see kuai --help)");
     }
     if (positional.size() != 2) return fail("usage: kuai serve DIR [options]");
     for (const auto& cert : c.tlsConfig.certificates) {

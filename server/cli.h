@@ -10,7 +10,7 @@
 namespace kuai::server {
 
 struct CliResult {
-  enum class Action { kServe, kHelp, kVersion, kError } action = Action::kError;
+  enum class Action { kServe, kScript, kHelp, kVersion, kError } action = Action::kError;
   ServerConfig config;
   std::string error;  // one line, for kError
 };

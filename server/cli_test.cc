@@ -70,7 +70,7 @@ TEST(Cli, ErrorsSayWhat) {
       {{}, "nothing to do"},
       {{"serve"}, "usage"},
       {{"serve", "a", "b"}, "usage"},
-      {{"bogus"}, "unknown command 'bogus'"},
+      {{"serve", "d", "--max-old-space-size=64"}, "unknown option '--max-old-space-size=64'"},
       {{"serve", "d", "--frobnicate"}, "unknown option '--frobnicate'"},
       {{"serve", "d", "--port"}, "--port needs a value"},
       {{"serve", "d", "--port", "70000"}, "--port"},

@@ -37,6 +37,12 @@ struct ServerConfig {
   uint32_t maxRequestsPerConnection = 1000;
   bool serveStatic = false;
   StaticOptions statics;
+  // Script mode: `kuai app.js` / `kuai -e CODE` runs a script per reactor thread.
+  bool scriptMode = false;
+  std::string script;                   // path, or "" with eval
+  std::string eval;                     // -e source (or stdin with "-")
+  std::vector<std::string> scriptArgs;  // process.argv[2...]
+  std::vector<std::string> nodeArgs;    // V8 / Node options passed through
   // Native fixed responses: exact path -> body (text/plain).
   std::vector<std::pair<std::string, std::string>> responds;
 };

@@ -38,7 +38,7 @@ void setPort(sockaddr_storage& ss, int port) {
 
 }  // namespace
 
-std::vector<int> openListeners(const std::string& host, int& port, int count) {
+std::vector<int> openListeners(const std::string& host, int& port, int count, bool joinExisting) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -57,24 +57,26 @@ std::vector<int> openListeners(const std::string& host, int& port, int count) {
   // Probe without SO_REUSEPORT first: sockets that share a port with
   // SO_REUSEPORT (another kuai, say) would otherwise let us bind beside them
   // and silently split the traffic.
-  int probe = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe < 0) fail(host, port, std::strerror(errno));
   int one = 1;
-  ::setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(probe, reinterpret_cast<sockaddr*>(&addr), addrLen) < 0) {
-    int err = errno;
+  if (!joinExisting) {
+    int probe = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) fail(host, port, std::strerror(errno));
+    ::setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(probe, reinterpret_cast<sockaddr*>(&addr), addrLen) < 0) {
+      int err = errno;
+      ::close(probe);
+      fail(host, port, reason(err));
+    }
+    if (port == 0) {
+      sockaddr_storage bound{};
+      socklen_t len = sizeof(bound);
+      ::getsockname(probe, reinterpret_cast<sockaddr*>(&bound), &len);
+      port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(bound).sin6_port
+                                               : reinterpret_cast<sockaddr_in&>(bound).sin_port);
+      setPort(addr, port);
+    }
     ::close(probe);
-    fail(host, port, reason(err));
   }
-  if (port == 0) {
-    sockaddr_storage bound{};
-    socklen_t len = sizeof(bound);
-    ::getsockname(probe, reinterpret_cast<sockaddr*>(&bound), &len);
-    port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(bound).sin6_port
-                                             : reinterpret_cast<sockaddr_in&>(bound).sin_port);
-    setPort(addr, port);
-  }
-  ::close(probe);
 
   std::vector<int> fds;
   for (int i = 0; i < count; ++i) {

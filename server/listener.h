@@ -8,7 +8,10 @@
 namespace kuai::server {
 
 // Opens `count` sockets on host:port. Port 0 picks a free port and writes it back.
-// Throws std::runtime_error("cannot listen on H:P: <reason>").
-std::vector<int> openListeners(const std::string& host, int& port, int count);
+// joinExisting: the port is already ours (another reactor's socket), so skip the
+// check that nobody else holds it. Throws std::runtime_error("cannot listen on
+// H:P: <reason>").
+std::vector<int> openListeners(const std::string& host, int& port, int count,
+                               bool joinExisting = false);
 
 }  // namespace kuai::server

@@ -1,9 +1,20 @@
-// kuai's entry point: parse the command line, then hand over to the server.
+// kuai's entry point: parse the command line, set up Node for script mode, then
+// hand over to the server.
+#include <limits.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#ifndef KUAI_NO_SCRIPTING
+#include "scripting/environment.h"
+#endif
 #include "server/cli.h"
+#include "server/reactor.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
@@ -21,7 +32,47 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "kuai: %s\n", cli.error.c_str());
       return 2;
     case CliResult::Action::kServe:
+      return kuai::server::runServer(std::move(cli.config));
+    case CliResult::Action::kScript:
       break;
   }
-  return kuai::server::runServer(std::move(cli.config));
+
+#ifdef KUAI_NO_SCRIPTING
+  // Scripts run in kuai-node, the build with libnode, found beside this binary.
+  std::string node;
+  if (const char* env = std::getenv("KUAI_NODE_BINARY"); env && *env) {
+    node = env;
+  } else {
+    char exe[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+      exe[n] = 0;
+      node = std::string(exe, size_t(n));
+      node = node.substr(0, node.rfind('/') + 1) + "kuai-node";
+    }
+  }
+  ::execv(node.c_str(), argv);
+  std::fprintf(stderr, "kuai: cannot run scripts: %s: %s\n", node.c_str(), std::strerror(errno));
+  return 2;
+#else
+  kuai::scripting::ScriptOptions options;
+  options.script = cli.config.script;
+  options.eval = cli.config.eval;
+  options.args = cli.config.scriptArgs;
+  options.nodeArgs = cli.config.nodeArgs;
+  std::string err;
+  int exitCode = -1;
+  if (!kuai::scripting::initializeNode(argv[0], options, err, exitCode)) {
+    if (!err.empty()) std::fprintf(stderr, "kuai: %s\n", err.c_str());
+    return exitCode >= 0 ? exitCode : 9;
+  }
+  int rc = kuai::server::runServer(
+      std::move(cli.config),
+      [&options](kuai::server::Reactor& reactor, std::string& error) {
+        return kuai::scripting::startEnvironment(reactor, options, error);
+      });
+  if (rc == 0) rc = kuai::scripting::scriptExitCode();
+  kuai::scripting::shutdownNode();
+  return rc;
+#endif
 }

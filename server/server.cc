@@ -54,7 +54,7 @@ void reloadTls(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>
 
 }  // namespace
 
-int runServer(ServerConfig config) {
+int runServer(ServerConfig config, ThreadStart threadStart) {
   std::vector<int> cpus = allowedCpus();
   if (config.threads <= 0) config.threads = int(cpus.size());
 
@@ -105,9 +105,10 @@ int runServer(ServerConfig config) {
   std::vector<int> fds;
   std::vector<std::unique_ptr<Reactor>> reactors;
   try {
-    fds = openListeners(config.host, config.port, config.threads);
+    if (!config.scriptMode) fds = openListeners(config.host, config.port, config.threads);
     for (int i = 0; i < config.threads; ++i) {
-      reactors.push_back(makeReactor(io, i, config, fds[i], tlsContext));
+      reactors.push_back(
+          makeReactor(io, i, config, config.scriptMode ? -1 : fds[i], tlsContext));
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kuai: %s\n", e.what());
@@ -131,10 +132,20 @@ int runServer(ServerConfig config) {
       ::pthread_setname_np(::pthread_self(), name.c_str());
       std::string err;
       bool ok = reactors[i]->init(err);
+      std::unique_ptr<LoopDriver> loop;
+      if (ok && threadStart) {
+        ++running;
+        loop = threadStart(*reactors[i], err);
+        ok = loop != nullptr;
+        if (!ok) --running;
+      } else if (ok) {
+        ++running;
+      }
       ready[i].set_value(ok ? std::string() : err);
       if (!ok) return;
-      ++running;
+      reactors[i]->setLoopDriver(loop.get());
       reactors[i]->run();
+      loop.reset();  // the environment goes on its own thread
       --running;
     });
   }
@@ -151,12 +162,14 @@ int runServer(ServerConfig config) {
   }
 
   bool v6 = config.host.find(':') != std::string::npos;
+  if (!config.scriptMode) {
   std::string url = std::string(config.tls ? "https://" : "http://") + (v6 ? "[" + config.host + "]" : config.host) + ":" +
                     std::to_string(config.port);
   std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
               config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
               config.threads, config.threads == 1 ? "" : "s", reactors[0]->backendName());
   std::fflush(stdout);
+  }
 
   bool stopping = false;
   timespec wait{0, 100'000'000};
@@ -173,6 +186,7 @@ int runServer(ServerConfig config) {
       reloadTls(config, reactors);
     }
     if (stopping && running.load() == 0) break;
+    if (config.scriptMode && running.load() == 0) break;  // every script is done
   }
   for (auto& t : threads) t.join();
   return 0;

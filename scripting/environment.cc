@@ -1,0 +1,522 @@
+#include "scripting/environment.h"
+
+#include <node.h>
+#include <node_buffer.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "scripting/embedded_js.h"
+#include "server/listener.h"
+#include "server/reactor.h"
+
+namespace kuai::scripting {
+
+namespace {
+
+std::unique_ptr<node::MultiIsolatePlatform> gPlatform;
+std::unique_ptr<node::InitializationResult> gInit;
+std::atomic<int> gExitCode{0};
+
+// listen() from N environments binds the same address once per reactor. The
+// first to come checks that the port is free and picks one for port 0; the
+// others join it with SO_REUSEPORT. Keyed by host, port and the call's order.
+std::mutex gListenMutex;
+std::map<std::string, int> gListenPorts;
+
+v8::Local<v8::String> str(v8::Isolate* iso, std::string_view s) {
+  return v8::String::NewFromUtf8(iso, s.data(), v8::NewStringType::kNormal, int(s.size()))
+      .ToLocalChecked();
+}
+
+std::string toStdString(v8::Isolate* iso, v8::Local<v8::Value> v) {
+  v8::String::Utf8Value u(iso, v);
+  return *u ? std::string(*u, size_t(u.length())) : std::string();
+}
+
+void throwError(v8::Isolate* iso, const std::string& msg, const char* code = nullptr) {
+  v8::Local<v8::Value> e = v8::Exception::Error(str(iso, msg));
+  if (code) {
+    e.As<v8::Object>()->Set(iso->GetCurrentContext(), str(iso, "code"), str(iso, code)).Check();
+  }
+  iso->ThrowException(e);
+}
+
+}  // namespace
+
+class JsExchange;
+
+// One Node environment on one reactor thread.
+class Environment final : public server::LoopDriver {
+ public:
+  Environment(server::Reactor& reactor, const ScriptOptions& options)
+      : reactor_(reactor), options_(options) {}
+  ~Environment() override;
+
+  bool start(std::string& err);
+
+  int fd() const override { return uv_backend_fd(loop_); }
+  int timeoutMs() const override {
+    // libuv measures timers against its cached clock, which only moves in
+    // uv_run(): refresh it, or a pending timer would seem forever in the future.
+    uv_update_time(loop_);
+    return uv_backend_timeout(loop_);
+  }
+  void runOnce() override;
+  bool alive() const override { return !stopped_ && uv_loop_alive(loop_); }
+
+  v8::Isolate* isolate() const { return isolate_; }
+  v8::Local<v8::Context> context() const { return setup_->context(); }
+  server::Reactor& reactor() { return reactor_; }
+
+  // Calls a JS callback stored by the bootstrap, inside a callback scope so
+  // that process.nextTick and promise jobs run afterwards, as Node does.
+  void call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v8::Value>* argv);
+
+  v8::Global<v8::Function> onRequest_, onBody_, onBodyEnd_, onAbort_, onDrain_;
+  v8::Global<v8::ObjectTemplate> exchangeTemplate_;
+  v8::Global<v8::Object> binding_;
+
+ private:
+  v8::MaybeLocal<v8::Value> bootstrap(const node::StartExecutionCallbackInfo& info);
+  v8::Local<v8::Object> makeBinding();
+
+  static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
+
+  server::Reactor& reactor_;
+  ScriptOptions options_;
+  std::unique_ptr<node::CommonEnvironmentSetup> setup_;
+  v8::Isolate* isolate_ = nullptr;
+  node::Environment* env_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  std::unique_ptr<v8::Locker> locker_;
+  std::unique_ptr<v8::Isolate::Scope> isolateScope_;
+  bool stopped_ = false;
+  bool exitEmitted_ = false;
+  std::map<int, std::unique_ptr<class JsServer>> servers_;
+  int nextServerId_ = 1;
+  std::map<std::string, int> listenCounts_;
+};
+
+// The AsyncHandler behind one JS server.listen(): hands each request to JS.
+class JsServer final : public server::AsyncHandler {
+ public:
+  JsServer(Environment& env, int id) : env_(env), id_(id) {}
+  void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
+  server::Listener* listener = nullptr;
+
+ private:
+  Environment& env_;
+  int id_;
+};
+
+// The C++ side of one request's JS handle: receives the Exchange's events and
+// forwards them to JS; the handle's methods (writeHead/write/end) reach it.
+class JsExchange final : public server::ExchangeListener {
+ public:
+  JsExchange(Environment& env, std::shared_ptr<server::Exchange> ex, v8::Local<v8::Object> handle)
+      : env_(env), ex_(std::move(ex)), handle_(env.isolate(), handle) {
+    ex_->setListener(this);
+    handle->SetAlignedPointerInInternalField(0, this);
+  }
+
+  server::Exchange& exchange() { return *ex_; }
+
+  void onBody(std::string_view chunk) override {
+    v8::HandleScope hs(env_.isolate());
+    v8::Context::Scope cs(env_.context());
+    v8::Local<v8::Value> argv[2] = {
+        handle_.Get(env_.isolate()),
+        node::Buffer::Copy(env_.isolate(), chunk.data(), chunk.size()).ToLocalChecked()};
+    ++depth_;
+    env_.call(env_.onBody_, 2, argv);
+    --depth_;
+    maybeRelease();
+  }
+  void onBodyEnd() override {
+    bodyDone_ = true;
+    v8::HandleScope hs(env_.isolate());
+    v8::Context::Scope cs(env_.context());
+    v8::Local<v8::Value> argv[1] = {handle_.Get(env_.isolate())};
+    ++depth_;
+    env_.call(env_.onBodyEnd_, 1, argv);
+    --depth_;
+    maybeRelease();
+  }
+  void onAbort() override {
+    aborted_ = true;
+    v8::HandleScope hs(env_.isolate());
+    v8::Context::Scope cs(env_.context());
+    v8::Local<v8::Value> argv[1] = {handle_.Get(env_.isolate())};
+    ++depth_;
+    env_.call(env_.onAbort_, 1, argv);
+    --depth_;
+    maybeRelease();
+  }
+  void onDrain() override {
+    v8::HandleScope hs(env_.isolate());
+    v8::Context::Scope cs(env_.context());
+    v8::Local<v8::Value> argv[1] = {handle_.Get(env_.isolate())};
+    ++depth_;
+    env_.call(env_.onDrain_, 1, argv);
+    --depth_;
+    maybeRelease();
+  }
+  void onFinish() override {}
+
+  // After end() and the request body's end (or an abort) nothing more comes:
+  // unlink from the JS handle and go.
+  void maybeRelease() {
+    if (depth_ > 0) return;  // inside one of our own callbacks: it releases on return
+    if (!(aborted_ || (bodyDone_ && ex_->ended()))) return;
+    v8::HandleScope hs(env_.isolate());
+    handle_.Get(env_.isolate())->SetAlignedPointerInInternalField(0, nullptr);
+    ex_->setListener(nullptr);
+    delete this;
+  }
+
+  static JsExchange* from(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    v8::Local<v8::Object> self = args.This();
+    if (self->InternalFieldCount() < 1) return nullptr;
+    return static_cast<JsExchange*>(self->GetAlignedPointerFromInternalField(0));
+  }
+
+  static void writeHead(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsExchange* self = from(args);
+    if (!self) return;
+    v8::Isolate* iso = args.GetIsolate();
+    int status = args[0]->Int32Value(iso->GetCurrentContext()).FromMaybe(200);
+    std::string reason = args[1]->IsString() ? toStdString(iso, args[1]) : std::string();
+    std::string lines = toStdString(iso, args[2]);
+    int64_t length = int64_t(args[3]->NumberValue(iso->GetCurrentContext()).FromMaybe(-1));
+    self->ex_->writeHead(status, reason, lines, length);
+  }
+
+  static bool writeValue(JsExchange* self, v8::Isolate* iso, v8::Local<v8::Value> v) {
+    if (node::Buffer::HasInstance(v)) {
+      return self->ex_->write(std::string_view(node::Buffer::Data(v), node::Buffer::Length(v)));
+    }
+    if (v->IsString()) {
+      v8::Local<v8::String> s = v.As<v8::String>();
+      std::string buf(size_t(s->Utf8Length(iso)), '\0');
+      s->WriteUtf8(iso, buf.data(), int(buf.size()), nullptr, v8::String::NO_NULL_TERMINATION);
+      return self->ex_->write(buf);
+    }
+    return true;
+  }
+
+  static void write(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsExchange* self = from(args);
+    if (!self) {
+      args.GetReturnValue().Set(true);
+      return;
+    }
+    bool ok = writeValue(self, args.GetIsolate(), args[0]);
+    args.GetReturnValue().Set(ok);
+  }
+
+  static void end(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsExchange* self = from(args);
+    if (!self) return;
+    if (args.Length() > 0 && !args[0]->IsUndefined() && !args[0]->IsNull()) {
+      writeValue(self, args.GetIsolate(), args[0]);
+    }
+    self->ex_->end();
+    self->maybeRelease();
+  }
+
+ private:
+  Environment& env_;
+  std::shared_ptr<server::Exchange> ex_;
+  v8::Global<v8::Object> handle_;
+  bool bodyDone_ = false;
+  bool aborted_ = false;
+  int depth_ = 0;
+};
+
+void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) {
+  v8::Isolate* iso = env_.isolate();
+  v8::HandleScope hs(iso);
+  v8::Local<v8::Context> ctx = env_.context();
+  v8::Context::Scope cs(ctx);
+  v8::Local<v8::Object> handle =
+      env_.exchangeTemplate_.Get(iso)->NewInstance(ctx).ToLocalChecked();
+  new JsExchange(env_, ex, handle);  // owned by the handle's lifecycle (maybeRelease)
+  v8::Local<v8::Array> raw = v8::Array::New(iso, int(req.headers.size() * 2));
+  uint32_t i = 0;
+  for (const parser::Header& h : req.headers) {
+    raw->Set(ctx, i++, str(iso, h.name)).Check();
+    raw->Set(ctx, i++, str(iso, h.value)).Check();
+  }
+  v8::Local<v8::Value> argv[7] = {
+      v8::Integer::New(iso, id_),
+      handle,
+      str(iso, req.method),
+      str(iso, req.target),
+      raw,
+      v8::Integer::New(iso, req.versionMinor),
+      str(iso, ex->remoteAddress()),
+  };
+  env_.call(env_.onRequest_, 7, argv);
+}
+
+Environment::~Environment() {
+  if (setup_) {
+    {
+      v8::HandleScope hs(isolate_);
+      v8::Context::Scope cs(setup_->context());
+      if (!exitEmitted_) node::EmitProcessExit(env_);
+    }
+    node::Stop(env_);
+    onRequest_.Reset();
+    onBody_.Reset();
+    onBodyEnd_.Reset();
+    onAbort_.Reset();
+    onDrain_.Reset();
+    exchangeTemplate_.Reset();
+    binding_.Reset();
+  }
+  isolateScope_.reset();
+  locker_.reset();
+  setup_.reset();
+}
+
+void Environment::call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v8::Value>* argv) {
+  if (fn.IsEmpty() || stopped_) return;
+  v8::Local<v8::Context> ctx = context();
+  v8::Context::Scope cs(ctx);
+  node::CallbackScope scope(isolate_, binding_.Get(isolate_), node::async_context{0, 0});
+  v8::MaybeLocal<v8::Value> r = fn.Get(isolate_)->Call(ctx, v8::Undefined(isolate_), argc, argv);
+  (void)r;  // an exception became an uncaught exception, reported by Node
+}
+
+void Environment::runOnce() {
+  if (stopped_) return;
+  v8::HandleScope hs(isolate_);
+  v8::Context::Scope cs(context());
+  uv_run(loop_, UV_RUN_NOWAIT);
+  if (!uv_loop_alive(loop_) && !exitEmitted_) {
+    gPlatform->DrainTasks(isolate_);
+    if (!uv_loop_alive(loop_)) {
+      // As Node does when its loop runs dry: 'beforeExit', which may schedule more.
+      node::EmitProcessBeforeExit(env_);
+    }
+  }
+}
+
+bool Environment::start(std::string& err) {
+  std::vector<std::string> errors;
+  std::vector<std::string> args = {gInit->args().empty() ? "kuai" : gInit->args()[0]};
+  if (!options_.script.empty()) {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(options_.script, ec);
+    args.push_back(ec ? options_.script : abs.string());
+  }
+  for (const auto& a : options_.args) args.push_back(a);
+  setup_ = node::CommonEnvironmentSetup::Create(
+      gPlatform.get(), &errors, args, gInit->exec_args(),
+      node::EnvironmentFlags::Flags(node::EnvironmentFlags::kOwnsProcessState |
+                                    node::EnvironmentFlags::kNoRegisterESMLoader));
+  if (!setup_) {
+    err = "cannot create the Node environment";
+    for (const auto& e : errors) err += ": " + e;
+    return false;
+  }
+  isolate_ = setup_->isolate();
+  env_ = setup_->env();
+  loop_ = setup_->event_loop();
+  locker_ = std::make_unique<v8::Locker>(isolate_);
+  isolateScope_ = std::make_unique<v8::Isolate::Scope>(isolate_);
+  v8::HandleScope hs(isolate_);
+  v8::Context::Scope cs(setup_->context());
+
+  node::SetProcessExitHandler(env_, [](node::Environment*, int code) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(code);
+  });
+
+  v8::MaybeLocal<v8::Value> r = node::LoadEnvironment(
+      env_, [this](const node::StartExecutionCallbackInfo& info) { return bootstrap(info); });
+  if (r.IsEmpty()) {
+    err = "the script failed to start";
+    return false;
+  }
+  return true;
+}
+
+v8::Local<v8::Object> Environment::makeBinding() {
+  v8::Isolate* iso = isolate_;
+  v8::Local<v8::Context> ctx = context();
+  v8::Local<v8::Object> b = v8::Object::New(iso);
+  v8::Local<v8::External> self = v8::External::New(iso, this);
+  auto fn = [&](const char* name, v8::FunctionCallback cb) {
+    b->Set(ctx, str(iso, name),
+           v8::FunctionTemplate::New(iso, cb, self)->GetFunction(ctx).ToLocalChecked())
+        .Check();
+  };
+  fn("listen", &Environment::listen);
+  fn("close", &Environment::closeServer);
+  fn("setCallbacks", &Environment::setCallbacks);
+  b->Set(ctx, str(iso, "reactor"), v8::Integer::New(iso, reactor_.index())).Check();
+
+  v8::Local<v8::Object> sources = v8::Object::New(iso);
+  for (size_t i = 0; i < kEmbeddedJsCount; ++i) {
+    sources->Set(ctx, str(iso, kEmbeddedJs[i].name),
+                 str(iso, std::string_view(kEmbeddedJs[i].data, kEmbeddedJs[i].size)))
+        .Check();
+  }
+  b->Set(ctx, str(iso, "sources"), sources).Check();
+  b->Set(ctx, str(iso, "script"), str(iso, options_.script)).Check();
+  b->Set(ctx, str(iso, "eval"), str(iso, options_.eval)).Check();
+  b->Set(ctx, str(iso, "hasEval"), v8::Boolean::New(iso, !options_.eval.empty())).Check();
+
+  v8::Local<v8::ObjectTemplate> ex = v8::ObjectTemplate::New(iso);
+  ex->SetInternalFieldCount(1);
+  ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
+  ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
+  ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));
+  exchangeTemplate_.Reset(iso, ex);
+  return b;
+}
+
+v8::MaybeLocal<v8::Value> Environment::bootstrap(const node::StartExecutionCallbackInfo& info) {
+  v8::Isolate* iso = isolate_;
+  v8::EscapableHandleScope hs(iso);
+  v8::Local<v8::Context> ctx = context();
+  v8::Local<v8::Object> binding = makeBinding();
+  binding_.Reset(iso, binding);
+  const EmbeddedFile* boot = findEmbeddedJs("bootstrap.js");
+  v8::ScriptOrigin origin(iso, str(iso, "kuai:bootstrap.js"));
+  v8::Local<v8::Script> script;
+  if (!v8::Script::Compile(ctx, str(iso, std::string_view(boot->data, boot->size)), &origin)
+           .ToLocal(&script)) {
+    return {};
+  }
+  v8::Local<v8::Value> fn;
+  if (!script->Run(ctx).ToLocal(&fn) || !fn->IsFunction()) return {};
+  v8::Local<v8::Value> argv[3] = {info.process_object, info.native_require, binding};
+  v8::MaybeLocal<v8::Value> r = fn.As<v8::Function>()->Call(ctx, v8::Undefined(iso), 3, argv);
+  v8::Local<v8::Value> out;
+  if (!r.ToLocal(&out)) return {};
+  return hs.Escape(out);
+}
+
+void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  v8::Local<v8::Object> o = args[0].As<v8::Object>();
+  auto get = [&](const char* name, v8::Global<v8::Function>& out) {
+    v8::Local<v8::Value> v = o->Get(ctx, str(iso, name)).ToLocalChecked();
+    if (v->IsFunction()) out.Reset(iso, v.As<v8::Function>());
+  };
+  get("onRequest", self->onRequest_);
+  get("onBody", self->onBody_);
+  get("onBodyEnd", self->onBodyEnd_);
+  get("onAbort", self->onAbort_);
+  get("onDrain", self->onDrain_);
+}
+
+// listen(host, port) -> [serverId, boundPort]; throws with code EADDRINUSE etc.
+void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  std::string host = toStdString(iso, args[0]);
+  int port = args[1]->Int32Value(ctx).FromMaybe(0);
+  std::string base = host + ":" + std::to_string(port);
+  int nth = self->listenCounts_[base]++;
+  std::string key = base + "#" + std::to_string(nth);
+
+  int fd = -1;
+  int bound = port;
+  try {
+    std::lock_guard<std::mutex> lock(gListenMutex);
+    auto it = gListenPorts.find(key);
+    if (it == gListenPorts.end()) {
+      std::vector<int> fds = server::openListeners(host, bound, 1);
+      fd = fds[0];
+      gListenPorts[key] = bound;
+    } else {
+      bound = it->second;
+      std::vector<int> fds = server::openListeners(host, bound, 1, /*joinExisting=*/true);
+      fd = fds[0];
+    }
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    throwError(iso, "listen " + msg.substr(msg.find(':') == std::string::npos ? 0 : 0),
+               msg.find("already in use") != std::string::npos ? "EADDRINUSE"
+               : msg.find("permission") != std::string::npos ? "EACCES"
+                                                            : "ELISTEN");
+    return;
+  }
+  int id = self->nextServerId_++;
+  auto srv = std::make_unique<JsServer>(*self, id);
+  srv->listener = self->reactor_.addListener(fd, srv.get());
+  self->servers_[id] = std::move(srv);
+  v8::Local<v8::Array> out = v8::Array::New(iso, 2);
+  out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();
+  out->Set(ctx, 1, v8::Integer::New(iso, bound)).Check();
+  args.GetReturnValue().Set(out);
+}
+
+void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  int id = args[0]->Int32Value(args.GetIsolate()->GetCurrentContext()).FromMaybe(0);
+  auto it = self->servers_.find(id);
+  if (it == self->servers_.end()) return;
+  if (it->second->listener) self->reactor_.removeListener(it->second->listener);
+  it->second->listener = nullptr;
+  // The handler object stays: connections accepted earlier may still use it.
+}
+
+bool initializeNode(const std::string& argv0, const ScriptOptions& options, std::string& err,
+                    int& exitCode) {
+  exitCode = -1;
+  std::vector<std::string> args = {argv0};
+  for (const auto& a : options.nodeArgs) args.push_back(a);
+  gInit = node::InitializeOncePerProcess(
+      args, node::ProcessInitializationFlags::Flags(
+                node::ProcessInitializationFlags::kNoInitializeV8 |
+                node::ProcessInitializationFlags::kNoInitializeNodeV8Platform |
+                node::ProcessInitializationFlags::kNoDefaultSignalHandling));
+  for (const std::string& e : gInit->errors()) {
+    if (!err.empty()) err += "; ";
+    err += e;
+  }
+  if (gInit->early_return()) {
+    exitCode = gInit->exit_code();
+    return false;
+  }
+  gPlatform = node::MultiIsolatePlatform::Create(2);
+  v8::V8::InitializePlatform(gPlatform.get());
+  v8::V8::Initialize();
+  return true;
+}
+
+void shutdownNode() {
+  if (!gPlatform) return;
+  v8::V8::Dispose();
+  v8::V8::DisposePlatform();
+  node::TearDownOncePerProcess();
+}
+
+std::unique_ptr<server::LoopDriver> startEnvironment(server::Reactor& reactor,
+                                                     const ScriptOptions& options,
+                                                     std::string& err) {
+  auto env = std::make_unique<Environment>(reactor, options);
+  if (!env->start(err)) return nullptr;
+  return env;
+}
+
+int scriptExitCode() { return gExitCode.load(); }
+
+}  // namespace kuai::scripting

@@ -1,0 +1,59 @@
+// Runs once in each reactor thread's Node environment, before user code:
+// makes require('kuai') resolvable, installs kuai's server side of `http`, then
+// runs the main script (or -e source) as Node would.
+// Called with (process, internalRequire, binding) from scripting/environment.cc.
+(function bootstrap(process, internalRequire, binding) {
+  'use strict';
+  const path = internalRequire('path');
+  const { Module } = internalRequire('internal/modules/cjs/loader');
+
+  // kuai's own modules live in the binary under a virtual folder.
+  const kRoot = '/@kuai/';
+  const sources = binding.sources;
+  const virtualCache = new Map();
+
+  function virtualPath(request, parent) {
+    if (request === 'kuai' || request === 'node:kuai') return kRoot + 'kuai/index.js';
+    if (!parent || typeof parent.filename !== 'string' || !parent.filename.startsWith(kRoot)) {
+      return null;
+    }
+    if (!request.startsWith('./') && !request.startsWith('../')) return null;
+    let p = path.posix.join(path.posix.dirname(parent.filename), request);
+    if (!p.endsWith('.js')) p += '.js';
+    return sources[p.slice(kRoot.length)] !== undefined ? p : null;
+  }
+
+  function loadVirtual(file) {
+    const cached = virtualCache.get(file);
+    if (cached) return cached.exports;
+    const m = new Module(file, null);
+    m.filename = file;
+    m.paths = [];
+    virtualCache.set(file, m);
+    m._compile(sources[file.slice(kRoot.length)], file);
+    m.loaded = true;
+    return m.exports;
+  }
+
+  const originalLoad = Module._load;
+  Module._load = function load(request, parent, isMain) {
+    const v = typeof request === 'string' ? virtualPath(request, parent) : null;
+    if (v) return loadVirtual(v);
+    return originalLoad.apply(this, arguments);
+  };
+
+  // The server side of http (and node:http: the same exports object).
+  const install = loadVirtual(kRoot + 'http_server.js');
+  install(internalRequire('http'), binding);
+
+  if (binding.hasEval) {
+    const cwd = process.cwd();
+    const m = new Module('[eval]', null);
+    m.filename = path.join(cwd, '[eval]');
+    m.paths = Module._nodeModulePaths(cwd);
+    m.loaded = true;
+    return m._compile(binding.eval, m.filename);
+  }
+  process.argv[1] = path.resolve(process.argv[1]);
+  return Module.runMain(process.argv[1]);
+});

@@ -1,0 +1,597 @@
+'use strict';
+// kuai's server side of Node's `http`: Server, IncomingMessage and
+// ServerResponse over the reactor's connections. The native side hands each
+// request over as a handle (writeHead/write/end) with its method, target and raw
+// headers; bodies arrive through onBody/onBodyEnd. Node's http client is left
+// untouched.
+
+const EventEmitter = require('events');
+const Stream = require('stream');
+const { Readable } = Stream;
+
+const kHandle = Symbol('kuai.handle');
+const kHeaders = Symbol('kuai.headers');     // lower-case name -> [name, value]
+const kRawHeaders = Symbol('kuai.rawHeaders');
+const kParsedHeaders = Symbol('kuai.parsedHeaders');
+
+// Duplicates of these are dropped (first wins), as Node does.
+const kSingleValued = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from',
+  'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location',
+  'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
+]);
+
+const kTokenRe = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const kInvalidValueRe = /[^\t\x20-\x7e\x80-\xff]/;
+
+function codedError(Base, code, message) {
+  const e = new Base(message);
+  e.code = code;
+  return e;
+}
+
+function checkName(name) {
+  if (typeof name !== 'string' || !name || !kTokenRe.test(name)) {
+    throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN',
+      `Header name must be a valid HTTP token ["${name}"]`);
+  }
+}
+
+function checkValue(name, value) {
+  if (value === undefined) {
+    throw codedError(TypeError, 'ERR_HTTP_INVALID_HEADER_VALUE',
+      `Invalid value "${value}" for header "${name}"`);
+  }
+  const values = Array.isArray(value) ? value : [value];
+  for (const v of values) {
+    if (kInvalidValueRe.test(String(v))) {
+      throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+    }
+  }
+}
+
+// The object behind req.socket / res.socket: what handlers read of a connection.
+class KuaiSocket extends EventEmitter {
+  constructor(remoteAddress, remotePort, encrypted) {
+    super();
+    this.remoteAddress = remoteAddress;
+    this.remotePort = remotePort;
+    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    this.encrypted = encrypted || undefined;
+    this.readable = true;
+    this.writable = true;
+    this.destroyed = false;
+  }
+  setTimeout() { return this; }
+  setNoDelay() { return this; }
+  setKeepAlive() { return this; }
+  ref() { return this; }
+  unref() { return this; }
+  address() { return {}; }
+  destroy() { this.destroyed = true; return this; }
+  end() { return this; }
+}
+
+class IncomingMessage extends Readable {
+  constructor(socket) {
+    super();
+    this.socket = socket;
+    this.httpVersionMajor = 1;
+    this.httpVersionMinor = 1;
+    this.httpVersion = '1.1';
+    this.complete = false;
+    this.aborted = false;
+    this.method = null;
+    this.url = '';
+    this.statusCode = null;
+    this.statusMessage = null;
+    this.trailers = {};
+    this.rawTrailers = [];
+    this[kRawHeaders] = [];
+    this[kParsedHeaders] = null;
+  }
+
+  get connection() { return this.socket; }
+  set connection(v) { this.socket = v; }
+
+  get rawHeaders() { return this[kRawHeaders]; }
+  set rawHeaders(v) { this[kRawHeaders] = v; }
+
+  // Built on first use: most handlers read a header or two, some none.
+  get headers() {
+    let h = this[kParsedHeaders];
+    if (h) return h;
+    h = {};
+    const raw = this[kRawHeaders];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i].toLowerCase();
+      const value = raw[i + 1];
+      const prev = h[name];
+      if (prev === undefined) {
+        h[name] = name === 'set-cookie' ? [value] : value;
+      } else if (name === 'set-cookie') {
+        prev.push(value);
+      } else if (name === 'cookie') {
+        h[name] = prev + '; ' + value;
+      } else if (!kSingleValued.has(name)) {
+        h[name] = prev + ', ' + value;
+      }
+    }
+    this[kParsedHeaders] = h;
+    return h;
+  }
+  set headers(v) { this[kParsedHeaders] = v; }
+
+  get headersDistinct() {
+    const out = Object.create(null);
+    const raw = this[kRawHeaders];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i].toLowerCase();
+      (out[name] || (out[name] = [])).push(raw[i + 1]);
+    }
+    return out;
+  }
+
+  _read() {}
+
+  setTimeout(ms, cb) {
+    if (cb) this.on('timeout', cb);
+    return this;
+  }
+
+  _destroy(err, cb) {
+    if (!this.complete && !this.aborted) this.aborted = true;
+    cb(err);
+  }
+}
+
+class ServerResponse extends Stream {
+  constructor(req) {
+    super();
+    this.req = req;
+    this.socket = req ? req.socket : null;
+    this.statusCode = 200;
+    this.statusMessage = undefined;
+    this.sendDate = true;
+    this.headersSent = false;
+    this.finished = false;
+    this.writableEnded = false;
+    this.writableFinished = false;
+    this.writable = true;
+    this.destroyed = false;
+    this.chunkedEncoding = false;
+    this.shouldKeepAlive = true;
+    this.useChunkedEncodingByDefault = true;
+    this[kHeaders] = Object.create(null);
+    this[kHandle] = null;
+  }
+
+  get connection() { return this.socket; }
+  get writableCorked() { return 0; }
+  get writableLength() { return 0; }
+  get writableHighWaterMark() { return 16384; }
+  get writableObjectMode() { return false; }
+  get writableNeedDrain() { return this._needDrain === true; }
+
+  setHeader(name, value) {
+    if (this.headersSent) {
+      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT',
+        'Cannot set headers after they are sent to the client');
+    }
+    checkName(name);
+    checkValue(name, value);
+    this[kHeaders][name.toLowerCase()] = [name, value];
+    return this;
+  }
+
+  appendHeader(name, value) {
+    if (this.headersSent) {
+      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT',
+        'Cannot append headers after they are sent to the client');
+    }
+    checkName(name);
+    checkValue(name, value);
+    const key = name.toLowerCase();
+    const prev = this[kHeaders][key];
+    if (prev === undefined) {
+      this[kHeaders][key] = [name, value];
+    } else {
+      const a = Array.isArray(prev[1]) ? prev[1] : [prev[1]];
+      prev[1] = a.concat(value);
+    }
+    return this;
+  }
+
+  getHeader(name) {
+    if (typeof name !== 'string') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
+    }
+    const e = this[kHeaders][name.toLowerCase()];
+    return e === undefined ? undefined : e[1];
+  }
+
+  getHeaders() {
+    const out = Object.create(null);
+    const h = this[kHeaders];
+    for (const key in h) out[key] = h[key][1];
+    return out;
+  }
+
+  getHeaderNames() { return Object.keys(this[kHeaders]); }
+
+  getRawHeaderNames() {
+    const h = this[kHeaders];
+    return Object.keys(h).map((k) => h[k][0]);
+  }
+
+  hasHeader(name) { return this[kHeaders][String(name).toLowerCase()] !== undefined; }
+
+  removeHeader(name) {
+    if (this.headersSent) {
+      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT', 'Cannot remove headers after they are sent to the client');
+    }
+    delete this[kHeaders][String(name).toLowerCase()];
+  }
+
+  writeHead(statusCode, reason, headers) {
+    if (this.headersSent) {
+      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    }
+    if (typeof reason !== 'string') {
+      headers = reason;
+      reason = undefined;
+    }
+    statusCode |= 0;
+    if (statusCode < 100 || statusCode > 999) {
+      throw codedError(RangeError, 'ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
+    }
+    this.statusCode = statusCode;
+    if (reason !== undefined) this.statusMessage = reason;
+    if (headers) {
+      if (Array.isArray(headers)) {
+        if (headers.length && Array.isArray(headers[0])) {
+          for (const [k, v] of headers) this.appendHeader(k, v);
+        } else {
+          for (let i = 0; i + 1 < headers.length; i += 2) this.appendHeader(headers[i], headers[i + 1]);
+        }
+      } else {
+        for (const k of Object.keys(headers)) {
+          if (headers[k] !== undefined) this.setHeader(k, headers[k]);
+        }
+      }
+    }
+    this._sendHead(-1);
+    return this;
+  }
+
+  // contentLength: a known body length for an implicit head (end(data)), else -1.
+  _sendHead(contentLength) {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    const h = this[kHeaders];
+    let lines = '';
+    let hasLength = false;
+    for (const key in h) {
+      const [name, value] = h[key];
+      if (key === 'content-length') hasLength = true;
+      if (key === 'transfer-encoding') this.chunkedEncoding = true;
+      if (key === 'connection' || key === 'keep-alive' || key === 'date') continue;
+      if (Array.isArray(value)) {
+        for (const v of value) lines += name + ': ' + v + '\r\n';
+      } else {
+        lines += name + ': ' + value + '\r\n';
+      }
+    }
+    if (this.chunkedEncoding) {
+      // The handler frames the body itself.
+      contentLength = -2;
+    } else if (hasLength) {
+      contentLength = -2;
+    }
+    const handle = this[kHandle];
+    if (handle) handle.writeHead(this.statusCode, this.statusMessage, lines, contentLength);
+  }
+
+  flushHeaders() { this._sendHead(-1); }
+
+  _implicitHeader() { this._sendHead(-1); }
+
+  write(chunk, encoding, cb) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (this.writableEnded) {
+      const err = codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
+      process.nextTick(() => {
+        if (cb) cb(err);
+        this.emit('error', err);
+      });
+      return false;
+    }
+    if (chunk === null) {
+      throw codedError(TypeError, 'ERR_STREAM_NULL_VALUES', 'May not write null values to stream');
+    }
+    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
+    }
+    if (!this.headersSent) this._sendHead(-1);
+    if (typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
+      chunk = Buffer.from(chunk, encoding);
+    }
+    const handle = this[kHandle];
+    const ok = handle ? handle.write(chunk) : true;
+    if (cb) process.nextTick(cb);
+    if (!ok) this._needDrain = true;
+    return ok;
+  }
+
+  end(chunk, encoding, cb) {
+    if (typeof chunk === 'function') {
+      cb = chunk;
+      chunk = undefined;
+    } else if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (this.writableEnded) {
+      if (cb) process.nextTick(cb);
+      return this;
+    }
+    if (chunk !== undefined && chunk !== null && typeof chunk === 'string' && encoding &&
+        encoding !== 'utf8' && encoding !== 'utf-8') {
+      chunk = Buffer.from(chunk, encoding);
+    }
+    if (!this.headersSent) {
+      let length = 0;
+      if (chunk !== undefined && chunk !== null) {
+        length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+      }
+      this._sendHead(length);
+    }
+    this.writableEnded = true;
+    this.finished = true;
+    const handle = this[kHandle];
+    if (handle) handle.end(chunk === null ? undefined : chunk);
+    if (cb) this.once('finish', cb);
+    process.nextTick(() => {
+      this.writableFinished = true;
+      this.emit('prefinish');
+      this.emit('finish');
+      this._close();
+    });
+    return this;
+  }
+
+  _close() {
+    if (this._closed) return;
+    this._closed = true;
+    this.emit('close');
+  }
+
+  destroy(err) {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    if (!this.writableEnded) {
+      const handle = this[kHandle];
+      this.writableEnded = true;
+      if (handle) handle.end();
+    }
+    if (err) process.nextTick(() => this.emit('error', err));
+    process.nextTick(() => this._close());
+    return this;
+  }
+
+  setTimeout(ms, cb) {
+    if (cb) this.on('timeout', cb);
+    return this;
+  }
+
+  assignSocket() {}
+  detachSocket() {}
+  cork() {}
+  uncork() {}
+  addTrailers() {}
+  writeContinue() {}
+  writeProcessing() {}
+}
+
+const servers = new Map();  // id -> Server, this environment's
+
+class Server extends EventEmitter {
+  constructor(options, requestListener) {
+    super();
+    if (typeof options === 'function') {
+      requestListener = options;
+      options = {};
+    }
+    this._options = options || {};
+    if (requestListener) this.on('request', requestListener);
+    this._id = 0;
+    this._address = null;
+    this.listening = false;
+    this.keepAliveTimeout = 5000;
+    this.headersTimeout = 60000;
+    this.requestTimeout = 300000;
+    this.maxHeadersCount = null;
+    this.maxRequestsPerSocket = 0;
+    this.timeout = 0;
+  }
+
+  listen(...args) {
+    let port = 0;
+    let host;
+    let cb;
+    if (typeof args[args.length - 1] === 'function') cb = args.pop();
+    if (args.length && typeof args[0] === 'object' && args[0] !== null) {
+      port = args[0].port;
+      host = args[0].host;
+    } else {
+      port = args[0];
+      if (typeof args[1] === 'string') host = args[1];
+    }
+    if (typeof port === 'string' && /^\d+$/.test(port)) port = Number(port);
+    if (port === undefined || port === null) port = 0;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+      throw codedError(RangeError, 'ERR_SOCKET_BAD_PORT',
+        `options.port should be >= 0 and < 65536. Received ${port}.`);
+    }
+    if (cb) this.once('listening', cb);
+    let result;
+    try {
+      result = binding.listen(host || '::', port);
+    } catch (e) {
+      if (!host) {
+        try {
+          result = binding.listen('0.0.0.0', port);
+          host = '0.0.0.0';
+        } catch (e2) {
+          e = e2;
+        }
+      }
+      if (!result) {
+        e.syscall = 'listen';
+        e.port = port;
+        e.address = host || '::';
+        process.nextTick(() => this.emit('error', e));
+        return this;
+      }
+    }
+    this._id = result[0];
+    const address = host || '::';
+    this._address = {
+      address,
+      family: address.includes(':') ? 'IPv6' : 'IPv4',
+      port: result[1],
+    };
+    servers.set(this._id, this);
+    this.listening = true;
+    process.nextTick(() => this.emit('listening'));
+    return this;
+  }
+
+  address() { return this.listening ? { ...this._address } : null; }
+
+  close(cb) {
+    if (!this.listening) {
+      const err = codedError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.');
+      if (cb) process.nextTick(cb, err);
+      return this;
+    }
+    binding.close(this._id);
+    servers.delete(this._id);
+    this.listening = false;
+    if (cb) this.once('close', cb);
+    process.nextTick(() => this.emit('close'));
+    return this;
+  }
+
+  closeAllConnections() {}
+  closeIdleConnections() {}
+  setTimeout(ms, cb) {
+    this.timeout = ms;
+    if (cb) this.on('timeout', cb);
+    return this;
+  }
+  ref() { return this; }
+  unref() { return this; }
+}
+
+// A handler that throws or rejects answers 500 for its own request only.
+function handlerFailed(err, res) {
+  console.error(err && err.stack ? err.stack : err);
+  if (!res.headersSent) {
+    res.statusCode = 500;
+    for (const k of res.getHeaderNames()) res.removeHeader(k);
+    res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+    res.end('Internal Server Error');
+  } else if (!res.writableEnded) {
+    res.destroy();
+  }
+}
+
+function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddress) {
+  const server = servers.get(serverId);
+  const socket = new KuaiSocket(remoteAddress, 0, false);
+  const req = new IncomingMessage(socket);
+  req.method = method;
+  req.url = url;
+  req.httpVersionMinor = minor;
+  req.httpVersion = minor === 0 ? '1.0' : '1.1';
+  req[kRawHeaders] = rawHeaders;
+  const res = new ServerResponse(req);
+  res[kHandle] = handle;
+  handle.req = req;
+  handle.res = res;
+  if (!server) {
+    res.statusCode = 503;
+    res.end();
+    return;
+  }
+  const listeners = server.listeners('request');
+  if (listeners.length === 0) {
+    res.statusCode = 404;
+    res.end();
+    return;
+  }
+  for (const fn of listeners) {
+    try {
+      const r = fn.call(server, req, res);
+      if (r && typeof r.then === 'function') r.then(undefined, (err) => handlerFailed(err, res));
+    } catch (err) {
+      handlerFailed(err, res);
+    }
+  }
+}
+
+let binding;
+
+module.exports = function install(http, nativeBinding) {
+  binding = nativeBinding;
+  binding.setCallbacks({
+    onRequest: dispatch,
+    onBody(handle, chunk) {
+      const req = handle.req;
+      if (req) req.push(chunk);
+    },
+    onBodyEnd(handle) {
+      const req = handle.req;
+      if (!req || req.complete) return;
+      req.complete = true;
+      req.push(null);
+    },
+    onAbort(handle) {
+      const { req, res } = handle;
+      if (req && !req.complete) {
+        req.aborted = true;
+        req.emit('aborted');
+        req.destroy();
+      }
+      if (res && !res.writableEnded) {
+        res.destroyed = true;
+        res.writableEnded = true;
+        res._close();
+      }
+      if (req) req.emit('close');
+    },
+    onDrain(handle) {
+      const res = handle.res;
+      if (res && res._needDrain) {
+        res._needDrain = false;
+        res.emit('drain');
+      }
+    },
+  });
+
+  function createServer(options, listener) {
+    return new Server(options, listener);
+  }
+  http.createServer = createServer;
+  http.Server = Server;
+  http.IncomingMessage = IncomingMessage;
+  http.ServerResponse = ServerResponse;
+};
+module.exports.Server = Server;
+module.exports.IncomingMessage = IncomingMessage;
+module.exports.ServerResponse = ServerResponse;
