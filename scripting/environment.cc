@@ -6,6 +6,9 @@
 #include <uv.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <set>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -29,6 +32,18 @@ std::atomic<int> gExitCode{0};
 std::mutex gListenMutex;
 std::map<std::string, int> gListenPorts;
 
+// The first environment runs the main script before the others start, so that a
+// script that cannot start (syntax error, missing module) is reported once.
+std::mutex gStartMutex;
+std::condition_variable gStartCv;
+int gFirstStart = 0;  // 0: pending, 1: succeeded, -1: failed
+
+uint64_t monotonicMs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1'000'000;
+}
+
 v8::Local<v8::String> str(v8::Isolate* iso, std::string_view s) {
   return v8::String::NewFromUtf8(iso, s.data(), v8::NewStringType::kNormal, int(s.size()))
       .ToLocalChecked();
@@ -50,25 +65,40 @@ void throwError(v8::Isolate* iso, const std::string& msg, const char* code = nul
 }  // namespace
 
 class JsExchange;
+class JsServer;
+class ThreadScripting;
+class Environment;
+void registerWatch(Environment* e);
+void unregisterWatch(Environment* e);
 
-// One Node environment on one reactor thread.
-class Environment final : public server::LoopDriver {
+// One Node environment (isolate, context, libuv loop) on one reactor thread.
+// ThreadScripting replaces it with a fresh one when it has to be given up.
+class Environment final {
  public:
-  Environment(server::Reactor& reactor, const ScriptOptions& options)
-      : reactor_(reactor), options_(options) {}
-  ~Environment() override;
+  Environment(ThreadScripting& owner, server::Reactor& reactor, const ScriptOptions& options)
+      : owner_(owner), reactor_(reactor), options_(options) {}
+  ~Environment();
 
   bool start(std::string& err);
 
-  int fd() const override { return uv_backend_fd(loop_); }
-  int timeoutMs() const override {
+  int fd() const { return uv_backend_fd(loop_); }
+  int timeoutMs() const {
     // libuv measures timers against its cached clock, which only moves in
     // uv_run(): refresh it, or a pending timer would seem forever in the future.
     uv_update_time(loop_);
     return uv_backend_timeout(loop_);
   }
-  void runOnce() override;
-  bool alive() const override { return !stopped_ && uv_loop_alive(loop_); }
+  void runOnce();
+  bool alive() const { return !stopped_ && uv_loop_alive(loop_); }
+  // Stops JS for good (the environment is about to be replaced): answers 503 to
+  // the requests still open and unhooks everything from the reactor.
+  void abandon();
+
+  // Watchdog: when the current call into JS began (0: not in JS).
+  std::atomic<uint64_t> jsSince{0};
+  std::atomic<bool> terminated{false};
+  void markExplicitExit() { explicitExit_ = true; }
+  std::set<JsExchange*> exchanges;  // requests this environment still answers
 
   v8::Isolate* isolate() const { return isolate_; }
   v8::Local<v8::Context> context() const { return setup_->context(); }
@@ -85,13 +115,21 @@ class Environment final : public server::LoopDriver {
  private:
   v8::MaybeLocal<v8::Value> bootstrap(const node::StartExecutionCallbackInfo& info);
   v8::Local<v8::Object> makeBinding();
+  void afterJs();  // after any call into JS: act on a termination
+  static size_t nearHeapLimit(void* data, size_t current, size_t initial);
+  static void markExit(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void restart(const v8::FunctionCallbackInfo<v8::Value>& args);
 
   static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
 
+  ThreadScripting& owner_;
   server::Reactor& reactor_;
   ScriptOptions options_;
+  bool starting_ = false;
+  bool startFailed_ = false;
+  bool explicitExit_ = false;
   std::unique_ptr<node::CommonEnvironmentSetup> setup_;
   v8::Isolate* isolate_ = nullptr;
   node::Environment* env_ = nullptr;
@@ -100,21 +138,62 @@ class Environment final : public server::LoopDriver {
   std::unique_ptr<v8::Isolate::Scope> isolateScope_;
   bool stopped_ = false;
   bool exitEmitted_ = false;
-  std::map<int, std::unique_ptr<class JsServer>> servers_;
+  std::map<int, JsServer*> servers_;  // owned by ThreadScripting (they outlive us)
   int nextServerId_ = 1;
   std::map<std::string, int> listenCounts_;
+ public:
+  std::string terminatedWhy_;
 };
 
 // The AsyncHandler behind one JS server.listen(): hands each request to JS.
 class JsServer final : public server::AsyncHandler {
  public:
-  JsServer(Environment& env, int id) : env_(env), id_(id) {}
+  JsServer(Environment& env, int id) : env_(&env), id_(id) {}
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
+  // Its environment is gone: connections it accepted earlier get 503.
+  void orphan() { env_ = nullptr; }
   server::Listener* listener = nullptr;
 
  private:
-  Environment& env_;
+  Environment* env_;
   int id_;
+};
+
+// The LoopDriver a reactor sees: the thread's current Environment, replaced
+// after an uncaught exception, a handler over its CPU budget or a heap near its
+// limit, while the other threads keep serving.
+class ThreadScripting final : public server::LoopDriver {
+ public:
+  ThreadScripting(server::Reactor& reactor, const ScriptOptions& options)
+      : reactor_(reactor), options_(options) {}
+  ~ThreadScripting() override;
+
+  bool start(std::string& err) {
+    env_ = std::make_unique<Environment>(*this, reactor_, options_);
+    return env_->start(err);
+  }
+  int fd() const override { return env_->fd(); }
+  int timeoutMs() const override { return restart_ ? 0 : env_->timeoutMs(); }
+  void runOnce() override;
+  bool alive() const override { return restart_ || env_->alive(); }
+
+  void requestRestart(std::string why) {
+    if (restart_) return;
+    restart_ = true;
+    why_ = std::move(why);
+  }
+  JsServer* addServer(std::unique_ptr<JsServer> s) {
+    servers_.push_back(std::move(s));
+    return servers_.back().get();
+  }
+
+ private:
+  server::Reactor& reactor_;
+  ScriptOptions options_;
+  std::unique_ptr<Environment> env_;
+  std::vector<std::unique_ptr<JsServer>> servers_;
+  bool restart_ = false;
+  std::string why_;
 };
 
 // The C++ side of one request's JS handle: receives the Exchange's events and
@@ -125,9 +204,25 @@ class JsExchange final : public server::ExchangeListener {
       : env_(env), ex_(std::move(ex)), handle_(env.isolate(), handle) {
     ex_->setListener(this);
     handle->SetAlignedPointerInInternalField(0, this);
+    env_.exchanges.insert(this);
+  }
+  ~JsExchange() override { env_.exchanges.erase(this); }
+
+  // The environment is going away: finish the response without JS.
+  void abandon() {
+    if (!ex_->ended()) {
+      if (!ex_->headersSent()) {
+        ex_->writeHead(503, {}, "Content-Type: text/plain; charset=utf-8\r\n", 20);
+        ex_->write("Service Unavailable\n");
+      }
+      ex_->end();
+    }
+    ex_->setListener(nullptr);
+    delete this;
   }
 
   server::Exchange& exchange() { return *ex_; }
+  bool ownedBy(const Environment* e) const { return &env_ == e; }
 
   void onBody(std::string_view chunk) override {
     v8::HandleScope hs(env_.isolate());
@@ -242,6 +337,13 @@ class JsExchange final : public server::ExchangeListener {
 };
 
 void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) {
+  if (!env_) {
+    ex->writeHead(503, {}, "Content-Type: text/plain; charset=utf-8\r\n", 20);
+    ex->write("Service Unavailable\n");
+    ex->end();
+    return;
+  }
+  Environment& env_ = *this->env_;
   v8::Isolate* iso = env_.isolate();
   v8::HandleScope hs(iso);
   v8::Local<v8::Context> ctx = env_.context();
@@ -268,11 +370,12 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
 }
 
 Environment::~Environment() {
+  unregisterWatch(this);
   if (setup_) {
     {
       v8::HandleScope hs(isolate_);
       v8::Context::Scope cs(setup_->context());
-      if (!exitEmitted_) node::EmitProcessExit(env_);
+      if (!exitEmitted_ && !stopped_) node::EmitProcessExit(env_);
     }
     node::Stop(env_);
     onRequest_.Reset();
@@ -292,16 +395,64 @@ void Environment::call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v
   if (fn.IsEmpty() || stopped_) return;
   v8::Local<v8::Context> ctx = context();
   v8::Context::Scope cs(ctx);
-  node::CallbackScope scope(isolate_, binding_.Get(isolate_), node::async_context{0, 0});
-  v8::MaybeLocal<v8::Value> r = fn.Get(isolate_)->Call(ctx, v8::Undefined(isolate_), argc, argv);
-  (void)r;  // an exception became an uncaught exception, reported by Node
+  jsSince.store(monotonicMs(), std::memory_order_relaxed);
+  {
+    node::CallbackScope scope(isolate_, binding_.Get(isolate_), node::async_context{0, 0});
+    v8::MaybeLocal<v8::Value> r =
+        fn.Get(isolate_)->Call(ctx, v8::Undefined(isolate_), argc, argv);
+    (void)r;  // an exception became an uncaught exception, reported by Node
+  }
+  jsSince.store(0, std::memory_order_relaxed);
+  afterJs();
+}
+
+void Environment::afterJs() {
+  if (!terminated.load() && !isolate_->IsExecutionTerminating()) return;
+  stopped_ = true;
+  owner_.requestRestart(terminatedWhy_.empty() ? "its JavaScript was terminated" : terminatedWhy_);
+}
+
+void Environment::abandon() {
+  stopped_ = true;
+  for (auto& [id, srv] : servers_) {
+    if (srv->listener) reactor_.removeListener(srv->listener);
+    srv->listener = nullptr;
+    srv->orphan();
+  }
+  servers_.clear();
+  std::vector<JsExchange*> open(exchanges.begin(), exchanges.end());
+  for (JsExchange* ex : open) ex->abandon();
+}
+
+size_t Environment::nearHeapLimit(void* data, size_t current, size_t initial) {
+  auto* self = static_cast<Environment*>(data);
+  self->terminatedWhy_ = "its heap neared the limit (" + std::to_string(current >> 20) + " MiB)";
+  self->terminated.store(true);
+  self->isolate_->TerminateExecution();
+  // Room to unwind; the environment is replaced right after.
+  return current + current / 2;
+}
+
+// From JS: this environment cannot go on (an uncaught exception). It is replaced
+// at the reactor's next turn; nothing is torn down while JS is on the stack.
+void Environment::restart(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  self->owner_.requestRestart(toStdString(args.GetIsolate(), args[0]));
+}
+
+void Environment::markExit(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  static_cast<Environment*>(args.Data().As<v8::External>()->Value())->markExplicitExit();
 }
 
 void Environment::runOnce() {
   if (stopped_) return;
   v8::HandleScope hs(isolate_);
   v8::Context::Scope cs(context());
+  jsSince.store(monotonicMs(), std::memory_order_relaxed);
   uv_run(loop_, UV_RUN_NOWAIT);
+  jsSince.store(0, std::memory_order_relaxed);
+  afterJs();
+  if (stopped_) return;
   if (!uv_loop_alive(loop_) && !exitEmitted_) {
     gPlatform->DrainTasks(isolate_);
     if (!uv_loop_alive(loop_)) {
@@ -337,16 +488,43 @@ bool Environment::start(std::string& err) {
   v8::HandleScope hs(isolate_);
   v8::Context::Scope cs(setup_->context());
 
-  node::SetProcessExitHandler(env_, [](node::Environment*, int code) {
-    std::fflush(stdout);
-    std::fflush(stderr);
-    std::_Exit(code);
+  // process.exit() ends the process, as in Node. An uncaught exception (Node
+  // has printed it) ends only this environment, which is then replaced; while
+  // the main script first runs, it means the script cannot start.
+  node::SetProcessExitHandler(env_, [this](node::Environment*, int code) {
+    if (explicitExit_) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      std::_Exit(code);
+    }
+    if (starting_) {
+      startFailed_ = true;
+      stopped_ = true;
+      terminated.store(true);
+      isolate_->TerminateExecution();
+    } else {
+      // A fatal error with no JS handler in the way: replace the environment
+      // at the next turn (terminating here would unbalance Node's callback
+      // scopes).
+      owner_.requestRestart("a fatal error");
+    }
   });
+  isolate_->AddNearHeapLimitCallback(&Environment::nearHeapLimit, this);
+  registerWatch(this);
 
+  starting_ = true;
+  jsSince.store(monotonicMs());
   v8::MaybeLocal<v8::Value> r = node::LoadEnvironment(
       env_, [this](const node::StartExecutionCallbackInfo& info) { return bootstrap(info); });
-  if (r.IsEmpty()) {
-    err = "the script failed to start";
+  jsSince.store(0);
+  starting_ = false;
+  if (r.IsEmpty() || startFailed_ || terminated.load()) {
+    if (terminated.load() && !startFailed_) {
+      err = "the main script did not finish within its CPU budget";
+    }
+    if (terminated.load() && !terminatedWhy_.empty() && !startFailed_) {
+      err = "the main script was stopped: " + terminatedWhy_;
+    }
     return false;
   }
   return true;
@@ -365,6 +543,8 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("listen", &Environment::listen);
   fn("close", &Environment::closeServer);
   fn("setCallbacks", &Environment::setCallbacks);
+  fn("markExit", &Environment::markExit);
+  fn("restart", &Environment::restart);
   b->Set(ctx, str(iso, "reactor"), v8::Integer::New(iso, reactor_.index())).Check();
 
   v8::Local<v8::Object> sources = v8::Object::New(iso);
@@ -459,9 +639,9 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
     return;
   }
   int id = self->nextServerId_++;
-  auto srv = std::make_unique<JsServer>(*self, id);
-  srv->listener = self->reactor_.addListener(fd, srv.get());
-  self->servers_[id] = std::move(srv);
+  JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
+  srv->listener = self->reactor_.addListener(fd, srv);
+  self->servers_[id] = srv;
   v8::Local<v8::Array> out = v8::Array::New(iso, 2);
   out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();
   out->Set(ctx, 1, v8::Integer::New(iso, bound)).Check();
@@ -476,6 +656,66 @@ void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {
   if (it->second->listener) self->reactor_.removeListener(it->second->listener);
   it->second->listener = nullptr;
   // The handler object stays: connections accepted earlier may still use it.
+}
+
+// The watchdog: one thread for the process, looking at every environment's
+// current call into JS a few times a second.
+namespace {
+std::mutex gWatchMutex;
+std::set<Environment*> gWatched;
+std::atomic<uint64_t> gCpuBudgetMs{5000};
+std::once_flag gWatchOnce;
+
+void watchdog() {
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    uint64_t now = monotonicMs();
+    std::lock_guard<std::mutex> lock(gWatchMutex);
+    for (Environment* e : gWatched) {
+      uint64_t since = e->jsSince.load(std::memory_order_relaxed);
+      if (since == 0 || e->terminated.load() || now - since < gCpuBudgetMs.load()) continue;
+      e->terminatedWhy_ =
+          "JavaScript ran for more than its CPU budget (" + std::to_string(gCpuBudgetMs.load()) + " ms)";
+      e->terminated.store(true);
+      e->isolate()->TerminateExecution();
+    }
+  }
+}
+}  // namespace
+
+void registerWatch(Environment* e) {
+  std::call_once(gWatchOnce, [] { std::thread(watchdog).detach(); });
+  std::lock_guard<std::mutex> lock(gWatchMutex);
+  gWatched.insert(e);
+}
+
+void unregisterWatch(Environment* e) {
+  std::lock_guard<std::mutex> lock(gWatchMutex);
+  gWatched.erase(e);
+}
+
+ThreadScripting::~ThreadScripting() {
+  if (env_) env_.reset();
+}
+
+void ThreadScripting::runOnce() {
+  if (!restart_) {
+    env_->runOnce();
+    if (!restart_) return;
+  }
+  std::fprintf(stderr, "kuai: thread %d: %s; starting a fresh JavaScript environment\n",
+               reactor_.index(), why_.c_str());
+  env_->abandon();
+  env_.reset();
+  restart_ = false;
+  why_.clear();
+  std::string err;
+  env_ = std::make_unique<Environment>(*this, reactor_, options_);
+  if (!env_->start(err)) {
+    std::fprintf(stderr, "kuai: thread %d: the script did not start again%s%s\n",
+                 reactor_.index(), err.empty() ? "" : ": ", err.c_str());
+    env_->abandon();
+  }
 }
 
 bool initializeNode(const std::string& argv0, const ScriptOptions& options, std::string& err,
@@ -512,8 +752,27 @@ void shutdownNode() {
 std::unique_ptr<server::LoopDriver> startEnvironment(server::Reactor& reactor,
                                                      const ScriptOptions& options,
                                                      std::string& err) {
-  auto env = std::make_unique<Environment>(reactor, options);
-  if (!env->start(err)) return nullptr;
+  gCpuBudgetMs.store(options.cpuBudgetMs);
+  // The first thread runs the script alone; the others follow once it started.
+  if (reactor.index() != 0) {
+    std::unique_lock<std::mutex> lock(gStartMutex);
+    gStartCv.wait(lock, [] { return gFirstStart != 0; });
+    if (gFirstStart < 0) {
+      err = "the script failed to start";
+      return nullptr;
+    }
+  }
+  auto env = std::make_unique<ThreadScripting>(reactor, options);
+  bool ok = env->start(err);
+  if (reactor.index() == 0) {
+    std::lock_guard<std::mutex> lock(gStartMutex);
+    gFirstStart = ok ? 1 : -1;
+    gStartCv.notify_all();
+  }
+  if (!ok) {
+    if (err.empty()) err = "the script failed to start";
+    return nullptr;
+  }
   return env;
 }
 

@@ -23,6 +23,7 @@ struct ScriptOptions {
   std::string eval;                   // -e source
   std::vector<std::string> args;      // process.argv[2...]
   std::vector<std::string> nodeArgs;  // V8/Node options passed through
+  uint64_t cpuBudgetMs = 5000;        // one call into JS may run this long
 };
 
 // Process-wide set-up of Node and V8: call once from main() before any reactor

@@ -42,6 +42,10 @@ Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
   --body-timeout DUR        request body stalled for [30s] -> 408
   --max-requests N          requests per connection [1000]
   --shutdown-timeout DUR    SIGTERM/SIGINT: in-flight requests finish within [10s]
+  --cpu-budget DUR          scripts: one call into JS may run this long [5s]; then
+                            that request gets 503 and the thread's environment is
+                            replaced (also after an uncaught exception or a heap
+                            near its limit); other threads keep serving
 )";
 }
 
@@ -219,6 +223,8 @@ struct Parser {
         if (!duration(a, c.timeouts.bodyMs)) return false;
       } else if (a == "--shutdown-timeout") {
         if (!duration(a, c.timeouts.shutdownMs)) return false;
+      } else if (a == "--cpu-budget") {
+        if (!duration(a, c.cpuBudgetMs)) return false;
       } else if (a == "--max-requests") {
         if (!integer(a, n, 1, 100000000)) return false;
         c.maxRequestsPerConnection = uint32_t(n);

@@ -43,6 +43,7 @@ struct ServerConfig {
   std::string eval;                     // -e source (or stdin with "-")
   std::vector<std::string> scriptArgs;  // process.argv[2...]
   std::vector<std::string> nodeArgs;    // V8 / Node options passed through
+  uint32_t cpuBudgetMs = 5000;          // one call into JS may run this long
   // Native fixed responses: exact path -> body (text/plain).
   std::vector<std::pair<std::string, std::string>> responds;
 };

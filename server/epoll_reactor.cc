@@ -49,14 +49,18 @@ class EpollReactor final : public Reactor {
 
   void run() override {
     std::vector<epoll_event> events(512);
-    if (loop_) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = kLoopTag;
-      ::epoll_ctl(epfd_, EPOLL_CTL_ADD, loop_->fd(), &ev);
-      loop_->runOnce();
-    }
+    int polledFd = -1;
+    if (loop_) loop_->runOnce();
     while (true) {
+      if (loop_ && loop_->fd() != polledFd) {
+        // A restarted environment brings a new loop (and fd).
+        if (polledFd >= 0) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, polledFd, nullptr);
+        polledFd = loop_->fd();
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = kLoopTag;
+        ::epoll_ctl(epfd_, EPOLL_CTL_ADD, polledFd, &ev);
+      }
       int wait = int(kTickMs);
       int loopTimeout = loop_ ? loop_->timeoutMs() : -1;
       if (loopTimeout >= 0 && loopTimeout < wait) wait = loopTimeout;

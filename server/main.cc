@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   options.eval = cli.config.eval;
   options.args = cli.config.scriptArgs;
   options.nodeArgs = cli.config.nodeArgs;
+  options.cpuBudgetMs = cli.config.cpuBudgetMs;
   std::string err;
   int exitCode = -1;
   if (!kuai::scripting::initializeNode(argv[0], options, err, exitCode)) {

@@ -92,6 +92,7 @@ class UringReactor final : public Reactor {
   char* buffers_ = nullptr;
   unsigned buffersReturned_ = 0;
   bool loopPollArmed_ = false;
+  int polledFd_ = -1;
   bool loopReady_ = false;
   uint64_t wakeValue_ = 0;
   __kernel_timespec tickSpec_{};
@@ -185,13 +186,22 @@ void UringReactor::armListener(Listener* l) {
   l->armed = true;
 }
 
-// The thread's event loop (libuv) signals work through its backend fd.
+// The thread's event loop (libuv) signals work through its backend fd. A
+// restarted environment brings a new loop, hence a new fd: move the poll.
 void UringReactor::armLoopPoll() {
-  if (!loop_ || loopPollArmed_) return;
+  if (!loop_) return;
+  int fd = loop_->fd();
+  if (loopPollArmed_ && fd == polledFd_) return;
+  if (loopPollArmed_) {
+    io_uring_sqe* c = sqe();
+    io_uring_prep_cancel64(c, kLoopPoll, 0);
+    io_uring_sqe_set_data64(c, kCancel);
+  }
   io_uring_sqe* s = sqe();
-  io_uring_prep_poll_multishot(s, loop_->fd(), POLLIN);
+  io_uring_prep_poll_multishot(s, fd, POLLIN);
   io_uring_sqe_set_data64(s, kLoopPoll);
   loopPollArmed_ = true;
+  polledFd_ = fd;
 }
 
 // The periodic tick is a timeout request in the ring rather than a timeout on
@@ -378,6 +388,7 @@ void UringReactor::onRecv(Connection* c, io_uring_cqe* cqe) {
 void UringReactor::onCompletion(io_uring_cqe* cqe) {
   uint64_t data = io_uring_cqe_get_data64(cqe);
   if (data == kLoopPoll) {
+    if (cqe->res == -ECANCELED) return;  // the poll of a replaced loop
     loopReady_ = true;
     if (!(cqe->flags & IORING_CQE_F_MORE)) loopPollArmed_ = false;
     return;

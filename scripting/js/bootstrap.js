@@ -42,6 +42,14 @@
     return originalLoad.apply(this, arguments);
   };
 
+  // process.exit() ends the process; anything else that ends an environment
+  // (an uncaught exception) only replaces that environment.
+  const reallyExit = process.reallyExit;
+  process.reallyExit = function kuaiReallyExit(code) {
+    binding.markExit();
+    return reallyExit.call(process, code);
+  };
+
   // The server side of http (and node:http: the same exports object).
   const install = loadVirtual(kRoot + 'http_server.js');
   install(internalRequire('http'), binding);
@@ -52,8 +60,24 @@
     m.filename = path.join(cwd, '[eval]');
     m.paths = Module._nodeModulePaths(cwd);
     m.loaded = true;
-    return m._compile(binding.eval, m.filename);
+    const result = m._compile(binding.eval, m.filename);
+    installUncaughtHandler();
+    return result;
   }
   process.argv[1] = path.resolve(process.argv[1]);
-  return Module.runMain(process.argv[1]);
+  const result = Module.runMain(process.argv[1]);
+  installUncaughtHandler();
+  return result;
+
+  // Once the main script has run: an exception nobody catches ends only this
+  // thread's environment (replaced by a fresh one), unless the script listens
+  // for 'uncaughtException' itself.
+  function installUncaughtHandler() {
+    process.on('uncaughtException', function kuaiUncaughtException(err) {
+      if (process.listenerCount('uncaughtException') > 1) return;
+      const text = err && err.stack ? err.stack : String(err);
+      process._rawDebug(`Uncaught ${text}`);
+      binding.restart('an uncaught exception');
+    });
+  }
 });
