@@ -357,7 +357,7 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
     raw->Set(ctx, i++, str(iso, h.name)).Check();
     raw->Set(ctx, i++, str(iso, h.value)).Check();
   }
-  v8::Local<v8::Value> argv[7] = {
+  v8::Local<v8::Value> argv[9] = {
       v8::Integer::New(iso, id_),
       handle,
       str(iso, req.method),
@@ -365,8 +365,10 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
       raw,
       v8::Integer::New(iso, req.versionMinor),
       str(iso, ex->remoteAddress()),
+      v8::Integer::New(iso, ex->remotePort()),
+      v8::Boolean::New(iso, ex->encrypted()),
   };
-  env_.call(env_.onRequest_, 7, argv);
+  env_.call(env_.onRequest_, 9, argv);
 }
 
 Environment::~Environment() {
@@ -638,9 +640,42 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
                                                             : "ELISTEN");
     return;
   }
+  // https.createServer: args[2] = {cert: [pem...], key: [pem...]}.
+  std::shared_ptr<tls::TlsContext> tlsContext;
+  if (args.Length() > 2 && args[2]->IsObject()) {
+    v8::Local<v8::Object> o = args[2].As<v8::Object>();
+    auto list = [&](const char* name) {
+      std::vector<std::string> out;
+      v8::Local<v8::Value> v = o->Get(ctx, str(iso, name)).ToLocalChecked();
+      if (v->IsArray()) {
+        v8::Local<v8::Array> a = v.As<v8::Array>();
+        for (uint32_t i = 0; i < a->Length(); ++i) {
+          out.push_back(toStdString(iso, a->Get(ctx, i).ToLocalChecked()));
+        }
+      }
+      return out;
+    };
+    std::vector<std::string> certs = list("cert"), keys = list("key");
+    tls::TlsConfig config;
+    for (size_t i = 0; i < certs.size() && i < keys.size(); ++i) {
+      tls::CertificateConfig c;
+      c.certFile = "options.cert[" + std::to_string(i) + "]";
+      c.keyFile = "options.key[" + std::to_string(i) + "]";
+      c.certPem = certs[i];
+      c.keyPem = keys[i];
+      config.certificates.push_back(std::move(c));
+    }
+    std::string tlsErr;
+    tlsContext = tls::createTlsContext(config, tlsErr);
+    if (!tlsContext) {
+      ::close(fd);
+      throwError(iso, tlsErr, "ERR_KUAI_TLS");
+      return;
+    }
+  }
   int id = self->nextServerId_++;
   JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
-  srv->listener = self->reactor_.addListener(fd, srv);
+  srv->listener = self->reactor_.addListener(fd, srv, std::move(tlsContext));
   self->servers_[id] = srv;
   v8::Local<v8::Array> out = v8::Array::New(iso, 2);
   out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();

@@ -68,10 +68,12 @@ void Reactor::setTlsContext(std::shared_ptr<tls::TlsContext> ctx) {
   tlsPending_.store(true, std::memory_order_release);
 }
 
-Listener* Reactor::addListener(int fd, AsyncHandler* handler) {
+Listener* Reactor::addListener(int fd, AsyncHandler* handler,
+                               std::shared_ptr<tls::TlsContext> tls) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
   l->handler = handler;
+  l->tls = std::move(tls);
   Listener* raw = l.get();
   listeners_.push_back(std::move(l));
   if (!draining_) armListener(raw);
@@ -106,9 +108,10 @@ Connection* Reactor::addConnection(int fd, Listener* from) {
     tls_ = std::move(pendingTls_);
     tlsPending_.store(false, std::memory_order_relaxed);
   }
-  // Script listeners are plain HTTP for now; the CLI's listener may be TLS.
-  bool useTls = tls_ && from->handler == nullptr;
-  auto* c = new Connection(*this, fd, useTls ? tls_->newSession() : nullptr, from->handler);
+  // A script's listener carries its own TLS context; the CLI's uses the
+  // reactor's (replaced on SIGHUP).
+  tls::TlsContext* ctx = from->handler ? from->tls.get() : tls_.get();
+  auto* c = new Connection(*this, fd, ctx ? ctx->newSession() : nullptr, from->handler);
   c->next = head_;
   if (head_) head_->prev = c;
   head_ = c;

@@ -24,6 +24,7 @@ class Router;
 struct Listener {
   int fd = -1;
   AsyncHandler* handler = nullptr;
+  std::shared_ptr<tls::TlsContext> tls;  // a script's https server; null: plain
   bool armed = false;  // backend: an accept is in flight / fd is in the poll set
 };
 
@@ -45,7 +46,8 @@ class Reactor {
   void requestStop();
 
   // This thread only: listen on another socket (a script's server.listen()).
-  Listener* addListener(int fd, AsyncHandler* handler);
+  Listener* addListener(int fd, AsyncHandler* handler,
+                        std::shared_ptr<tls::TlsContext> tls = nullptr);
   // This thread only: stop accepting on it and close it (server.close()).
   void removeListener(Listener* l);
   // This thread only: an event loop to drive (the thread's Node environment).

@@ -319,7 +319,9 @@ bool Context::load(std::string& err) {
 bool Context::loadCertificate(const CertificateConfig& c, std::string& err) {
   ERR_clear_error();
   std::string pem, why;
-  if (!readFile(c.certFile, pem, why)) {
+  if (!c.certPem.empty()) {
+    pem = c.certPem;
+  } else if (!readFile(c.certFile, pem, why)) {
     err = "tls: cannot read certificate file " + c.certFile + ": " + why;
     return false;
   }
@@ -346,7 +348,9 @@ bool Context::loadCertificate(const CertificateConfig& c, std::string& err) {
   ERR_clear_error();
 
   std::string keyPem;
-  if (!readFile(c.keyFile, keyPem, why)) {
+  if (!c.keyPem.empty()) {
+    keyPem = c.keyPem;
+  } else if (!readFile(c.keyFile, keyPem, why)) {
     err = "tls: cannot read key file " + c.keyFile + ": " + why;
     return false;
   }

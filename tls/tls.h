@@ -22,6 +22,10 @@ struct CertificateConfig {
   std::string certFile;  // PEM chain, leaf first
   std::string keyFile;   // PEM private key (ECDSA or RSA)
   std::string ocspFile;  // optional DER OCSP response to staple
+  // In-memory PEM (https.createServer({cert, key})): used instead of the files
+  // when set; certFile/keyFile then only name them in messages.
+  std::string certPem;
+  std::string keyPem;
 };
 
 struct TlsConfig {

@@ -52,7 +52,7 @@
 
   // The server side of http (and node:http: the same exports object).
   const install = loadVirtual(kRoot + 'http_server.js');
-  install(internalRequire('http'), binding);
+  install(internalRequire('http'), binding, internalRequire('https'));
 
   if (binding.hasEval) {
     const cwd = process.cwd();

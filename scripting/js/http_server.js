@@ -407,6 +407,7 @@ class Server extends EventEmitter {
       options = {};
     }
     this._options = options || {};
+    this._tls = null;
     if (requestListener) this.on('request', requestListener);
     this._id = 0;
     this._address = null;
@@ -439,12 +440,13 @@ class Server extends EventEmitter {
     }
     if (cb) this.once('listening', cb);
     let result;
+    const tls = this._tls;
     try {
-      result = binding.listen(host || '::', port);
+      result = binding.listen(host || '::', port, tls);
     } catch (e) {
-      if (!host) {
+      if (!host && e.code !== 'ERR_KUAI_TLS') {
         try {
-          result = binding.listen('0.0.0.0', port);
+          result = binding.listen('0.0.0.0', port, tls);
           host = '0.0.0.0';
         } catch (e2) {
           e = e2;
@@ -511,9 +513,10 @@ function handlerFailed(err, res) {
   }
 }
 
-function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddress) {
+function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddress, remotePort,
+                  encrypted) {
   const server = servers.get(serverId);
-  const socket = new KuaiSocket(remoteAddress, 0, false);
+  const socket = new KuaiSocket(remoteAddress, remotePort, encrypted);
   const req = new IncomingMessage(socket);
   req.method = method;
   req.url = url;
@@ -547,7 +550,28 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
 
 let binding;
 
-module.exports = function install(http, nativeBinding) {
+// https.Server: the same server with TLS terminated by kuai (BoringSSL) on the
+// reactor. cert/key: PEM strings or Buffers, or arrays of them (SNI picks).
+class HttpsServer extends Server {
+  constructor(options, requestListener) {
+    if (typeof options === 'function') {
+      requestListener = options;
+      options = {};
+    }
+    super(options, requestListener);
+    const pems = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v])
+      .map((x) => (typeof x === 'string' ? x : Buffer.from(x).toString('latin1')));
+    const key = pems(options && options.key);
+    const cert = pems(options && options.cert);
+    if (!key.length || !cert.length) {
+      throw codedError(TypeError, 'ERR_KUAI_TLS',
+        'https.createServer needs options.key and options.cert (PEM)');
+    }
+    this._tls = { key, cert };
+  }
+}
+
+module.exports = function install(http, nativeBinding, https) {
   binding = nativeBinding;
   binding.setCallbacks({
     onRequest: dispatch,
@@ -591,6 +615,10 @@ module.exports = function install(http, nativeBinding) {
   http.Server = Server;
   http.IncomingMessage = IncomingMessage;
   http.ServerResponse = ServerResponse;
+  if (https) {
+    https.createServer = (options, listener) => new HttpsServer(options, listener);
+    https.Server = HttpsServer;
+  }
 };
 module.exports.Server = Server;
 module.exports.IncomingMessage = IncomingMessage;
