@@ -40,7 +40,7 @@ int gFirstStart = 0;  // 0: pending, 1: succeeded, -1: failed
 
 uint64_t monotonicMs() {
   timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1'000'000;
 }
 
@@ -85,11 +85,16 @@ class Environment final {
   int timeoutMs() const {
     // libuv measures timers against its cached clock, which only moves in
     // uv_run(): refresh it, or a pending timer would seem forever in the future.
+    // A loop with nothing alive (a server's sockets are the reactor's, not
+    // libuv's) has nothing to wait for: libuv says 0, which would spin.
+    if (!uv_loop_alive(loop_)) return -1;
     uv_update_time(loop_);
     return uv_backend_timeout(loop_);
   }
   void runOnce();
   bool alive() const { return !stopped_ && uv_loop_alive(loop_); }
+  // One callback scope around a reactor wake-up's worth of calls into JS.
+  void runBatch(void (*work)(void*), void* arg);
   // Stops JS for good (the environment is about to be replaced): answers 503 to
   // the requests still open and unhooks everything from the reactor.
   void abandon();
@@ -128,6 +133,7 @@ class Environment final {
   server::Reactor& reactor_;
   ScriptOptions options_;
   bool starting_ = false;
+  bool inBatch_ = false;
   bool startFailed_ = false;
   bool explicitExit_ = false;
   std::unique_ptr<node::CommonEnvironmentSetup> setup_;
@@ -176,6 +182,13 @@ class ThreadScripting final : public server::LoopDriver {
   int timeoutMs() const override { return restart_ ? 0 : env_->timeoutMs(); }
   void runOnce() override;
   bool alive() const override { return restart_ || env_->alive(); }
+  void runBatch(void (*work)(void*), void* arg) override {
+    if (restart_ || !env_) {
+      work(arg);
+    } else {
+      env_->runBatch(work, arg);
+    }
+  }
 
   void requestRestart(std::string why) {
     if (restart_) return;
@@ -393,8 +406,33 @@ Environment::~Environment() {
   setup_.reset();
 }
 
+void Environment::runBatch(void (*work)(void*), void* arg) {
+  if (stopped_) {
+    work(arg);
+    return;
+  }
+  v8::HandleScope hs(isolate_);
+  v8::Context::Scope cs(context());
+  jsSince.store(monotonicMs(), std::memory_order_relaxed);
+  {
+    node::CallbackScope scope(isolate_, binding_.Get(isolate_), node::async_context{0, 0});
+    inBatch_ = true;
+    work(arg);
+    inBatch_ = false;
+  }  // next-ticks and promise jobs of the whole batch run here
+  jsSince.store(0, std::memory_order_relaxed);
+  afterJs();
+}
+
 void Environment::call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v8::Value>* argv) {
   if (fn.IsEmpty() || stopped_) return;
+  if (inBatch_) {
+    // Inside runBatch: its scopes are already open.
+    v8::MaybeLocal<v8::Value> r =
+        fn.Get(isolate_)->Call(context(), v8::Undefined(isolate_), argc, argv);
+    (void)r;
+    return;
+  }
   v8::Local<v8::Context> ctx = context();
   v8::Context::Scope cs(ctx);
   jsSince.store(monotonicMs(), std::memory_order_relaxed);

@@ -67,6 +67,26 @@ class EpollReactor final : public Reactor {
       int n = ::epoll_wait(epfd_, events.data(), int(events.size()), wait);
       updateClock();
       bool loopReady = loopTimeout >= 0 && wait == loopTimeout;
+      batch_ = {events.data(), n, &loopReady};
+      if (loop_) {
+        loop_->runBatch([](void* self) { static_cast<EpollReactor*>(self)->handleEvents(); }, this);
+      } else {
+        handleEvents();
+      }
+      if (loop_ && loopReady) loop_->runOnce();
+      tick();
+      flushDirty();
+      for (Connection* c : graveyard_) destroyConnection(c);
+      graveyard_.clear();
+      if (finished() || quiescent()) break;
+    }
+  }
+
+  void handleEvents() {
+    epoll_event* events = batch_.events;
+    int n = batch_.count;
+    bool& loopReady = *batch_.loopReady;
+    {
       for (int i = 0; i < n; ++i) {
         const epoll_event& ev = events[i];
         if (ev.data.u64 & 1) {
@@ -85,12 +105,6 @@ class EpollReactor final : public Reactor {
           if ((ev.events & EPOLLOUT) && c->state() != Connection::State::kClosed) markDirty(c);
         }
       }
-      if (loop_ && loopReady) loop_->runOnce();
-      tick();
-      flushDirty();
-      for (Connection* c : graveyard_) destroyConnection(c);
-      graveyard_.clear();
-      if (finished() || quiescent()) break;
     }
   }
 
@@ -214,6 +228,11 @@ class EpollReactor final : public Reactor {
   static bool readClosed(Connection* c) { return c->backendFlags & kReadClosed; }
   static constexpr uint8_t kReadClosed = 2;
 
+  struct Batch {
+    epoll_event* events = nullptr;
+    int count = 0;
+    bool* loopReady = nullptr;
+  } batch_;
   int epfd_ = -1;
   std::vector<char> buffer_;
   std::vector<Connection*> graveyard_;

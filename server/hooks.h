@@ -99,6 +99,10 @@ class LoopDriver {
   virtual int timeoutMs() const = 0;   // until the loop's next timer; -1 none; 0 now
   virtual void runOnce() = 0;          // one non-blocking turn of the loop
   virtual bool alive() const = 0;      // the loop still has handles or requests
+  // Runs `work` (the processing of one wake-up's completions) inside one scope
+  // for calls into the loop's code: with JS, one callback scope per batch, so
+  // next-ticks and promise jobs run once the batch is handled.
+  virtual void runBatch(void (*work)(void*), void* arg) { work(arg); }
 };
 
 }  // namespace kuai::server

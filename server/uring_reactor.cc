@@ -78,6 +78,7 @@ class UringReactor final : public Reactor {
   void armWake();
   void armTick();
   void onCompletion(io_uring_cqe* cqe);
+  void drainCompletions();
   void onAccept(Listener* l, io_uring_cqe* cqe);
   void onRecv(Connection* c, io_uring_cqe* cqe);
   void onSend(Connection* c, int res);
@@ -421,6 +422,17 @@ void UringReactor::onCompletion(io_uring_cqe* cqe) {
   }
 }
 
+void UringReactor::drainCompletions() {
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    onCompletion(cqe);
+    ++seen;
+  }
+  io_uring_cq_advance(&ring_, seen);
+}
+
 void UringReactor::run() {
   armLoopPoll();
   if (loop_) loop_->runOnce();
@@ -442,14 +454,13 @@ void UringReactor::run() {
     }
     updateClock();
 
-    unsigned head;
-    unsigned seen = 0;
     (void)cqe;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      onCompletion(cqe);
-      ++seen;
+    if (loop_) {
+      loop_->runBatch([](void* self) { static_cast<UringReactor*>(self)->drainCompletions(); },
+                      this);
+    } else {
+      drainCompletions();
     }
-    io_uring_cq_advance(&ring_, seen);
     if (buffersReturned_) {
       io_uring_buf_ring_advance(bufRing_, buffersReturned_);
       buffersReturned_ = 0;
