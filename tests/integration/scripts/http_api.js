@@ -1,0 +1,323 @@
+'use strict';
+// Exercises Node's http server API (IncomingMessage, ServerResponse) through a
+// set of routes. test_scripting.py runs it under node and under kuai and
+// compares what comes back. Listens on $PORT (or argv[2]) at 127.0.0.1 and
+// prints "LISTENING <port> <env id>" once listening; kuai prints that line once
+// per reactor thread.
+//
+// State that a route records after its response (events, write() results) is
+// kept per environment under the client's ?k= key and read back with
+// /report?k=... sent on the same keep-alive connection (same connection, same
+// reactor, same environment). Events of aborted requests go to stdout as
+// "EVENTS <k> <json>".
+
+const http = require('http');
+const crypto = require('crypto');
+const { threadId } = require('worker_threads');
+
+const ENV_ID = `${process.pid}-${threadId}-${crypto.randomBytes(4).toString('hex')}`;
+const port = Number(process.env.PORT || process.argv[2]);
+const reports = new Map();
+let socketSerial = 0;
+
+function query(req) {
+  return new URL(req.url, 'http://x').searchParams;
+}
+
+function json(res, obj, status = 200) {
+  const body = JSON.stringify(obj);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.end(body);
+}
+
+function outState(res) {
+  return {
+    headersSent: res.headersSent,
+    writableEnded: res.writableEnded,
+    writableFinished: res.writableFinished,
+    finished: res.finished,
+  };
+}
+
+function sha(buf) {
+  return crypto.createHash('sha256').update(buf).digest('hex');
+}
+
+const routes = {
+  // Request line, headers and socket as the handler sees them.
+  '/info'(req, res) {
+    const sock = req.socket;
+    if (sock.kuaiTestSerial === undefined) sock.kuaiTestSerial = ++socketSerial;
+    const info = {
+      method: req.method,
+      url: req.url,
+      httpVersion: req.httpVersion,
+      httpVersionMajor: req.httpVersionMajor,
+      httpVersionMinor: req.httpVersionMinor,
+      headers: req.headers,
+      headersIsPlainObject: Object.getPrototypeOf(req.headers) === Object.prototype,
+      rawHeaders: req.rawHeaders,
+      remoteAddress: sock.remoteAddress,
+      remotePort: sock.remotePort,
+      remoteFamily: sock.remoteFamily,
+      encrypted: String(sock.encrypted),
+      connectionIsSocket: req.connection === sock && res.socket === sock,
+      socketSerial: sock.kuaiTestSerial,
+      completeAtStart: req.complete,
+      isIncomingMessage: req instanceof http.IncomingMessage,
+      isServerResponse: res instanceof http.ServerResponse,
+    };
+    req.resume();
+    req.on('end', () => {
+      info.completeAtEnd = req.complete;
+      json(res, info);
+    });
+  },
+
+  // The request body read four ways: 'data' events, pause()/resume(),
+  // async iteration and 'readable'/read().
+  '/body'(req, res) {
+    const mode = query(req).get('mode') || 'data';
+    const chunks = [];
+    const out = { mode, completeAtStart: req.complete };
+    const done = () => {
+      const body = Buffer.concat(chunks);
+      out.length = body.length;
+      out.sha256 = sha(body);
+      out.completeAtEnd = req.complete;
+      out.readableEnded = req.readableEnded;
+      out.gotChunks = chunks.length > 0;
+      json(res, out);
+    };
+    if (mode === 'data') {
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', done);
+    } else if (mode === 'pause') {
+      let paused = false;
+      out.dataWhilePaused = 0;
+      out.pauses = 0;
+      req.on('data', (c) => {
+        if (paused) out.dataWhilePaused++;
+        chunks.push(c);
+        if (out.pauses === 0) {
+          req.pause();
+          paused = true;
+          out.pauses++;
+          out.isPausedAfterPause = req.isPaused();
+          setTimeout(() => {
+            paused = false;
+            req.resume();
+            out.isPausedAfterResume = req.isPaused();
+          }, 100);
+        }
+      });
+      req.on('end', done);
+    } else if (mode === 'iter') {
+      (async () => {
+        for await (const c of req) chunks.push(c);
+        done();
+      })().catch((e) => json(res, { error: String(e) }, 500));
+    } else if (mode === 'readable') {
+      req.on('readable', () => {
+        let c;
+        while ((c = req.read()) !== null) chunks.push(c);
+      });
+      req.on('end', done);
+    }
+  },
+
+  // Echo through req.pipe(res).
+  '/pipe'(req, res) {
+    res.setHeader('Content-Type', 'application/octet-stream');
+    req.pipe(res);
+  },
+
+  '/status'(req, res) {
+    const q = query(req);
+    res.statusCode = Number(q.get('code'));
+    if (q.has('msg')) res.statusMessage = q.get('msg');
+    res.end(`status ${res.statusCode}`);
+  },
+
+  // setHeader/getHeader/getHeaders/getHeaderNames/hasHeader/removeHeader.
+  '/headers-api'(req, res) {
+    const r = {};
+    res.setHeader('X-MiXeD-Case', 'v1');
+    res.setHeader('x-number', 42);
+    res.setHeader('Set-Cookie', ['a=1; Path=/', 'b=2']);
+    res.setHeader('X-Removed', 'gone');
+    res.setHeader('X-Replaced', 'first');
+    res.setHeader('x-REPLACED', 'second');
+    r.getNumber = res.getHeader('X-NUMBER');
+    r.getNumberType = typeof res.getHeader('x-number');
+    r.getCookie = res.getHeader('set-cookie');
+    r.getMissing = String(res.getHeader('x-nope'));
+    r.hasMixed = res.hasHeader('x-mixed-case');
+    r.hasRemovedBefore = res.hasHeader('X-Removed');
+    res.removeHeader('x-removed');
+    r.hasRemovedAfter = res.hasHeader('X-Removed');
+    const h = res.getHeaders();
+    r.getHeadersNullProto = Object.getPrototypeOf(h) === null;
+    r.getHeaders = h;
+    r.names = res.getHeaderNames();
+    r.headersSentBefore = res.headersSent;
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify(r));
+  },
+
+  // setHeader values merged into writeHead's, writeHead's winning.
+  '/writehead-merge'(req, res) {
+    res.setHeader('X-A', 'from-setHeader');
+    res.setHeader('X-B', 'from-setHeader');
+    res.writeHead(201, { 'X-B': 'from-writeHead', 'X-C': 'from-writeHead' });
+    res.end('merged');
+  },
+
+  '/writehead-reason'(req, res) {
+    res.writeHead(202, 'Custom Reason Phrase', { 'Content-Type': 'text/plain' });
+    res.end('reason');
+  },
+
+  '/writehead-array'(req, res) {
+    res.writeHead(200, ['X-Arr', 'one', 'X-Arr', 'two', 'Content-Type', 'text/plain']);
+    res.end('array');
+  },
+
+  // A setHeader after the head went out: the script reports the error code.
+  '/late-setheader'(req, res) {
+    res.write('part;');
+    try {
+      res.setHeader('X-Late', '1');
+      res.end('no error');
+    } catch (e) {
+      res.end(`code=${e.code}`);
+    }
+  },
+
+  '/chunked'(req, res) {
+    res.setHeader('Content-Type', 'text/plain');
+    res.write('a');
+    res.write(Buffer.from('b'));
+    res.end('c');
+  },
+
+  '/fixed'(req, res) {
+    res.setHeader('Content-Type', 'text/plain');
+    res.end('fixed body');
+  },
+
+  '/empty'(req, res) {
+    res.end();
+  },
+
+  // 204/304: whatever the handler writes is not sent.
+  '/nocontent'(req, res) {
+    res.statusCode = Number(query(req).get('code'));
+    res.setHeader('X-Kept', 'yes');
+    res.write('not sent');
+    res.end('not sent either');
+  },
+
+  // flushHeaders sends the head now; the body follows 300 ms later.
+  '/flush'(req, res) {
+    res.setHeader('X-Flushed', 'yes');
+    const before = res.headersSent;
+    res.flushHeaders();
+    const after = res.headersSent;
+    setTimeout(() => res.end(`headersSent ${before}->${after}`), 300);
+  },
+
+  // headersSent/writableEnded/finished through a response, and the order of
+  // 'finish', 'close' and end()'s callback; read back with /report.
+  '/state'(req, res) {
+    const k = query(req).get('k');
+    const rec = { states: {}, events: [] };
+    reports.set(k, rec);
+    res.on('finish', () => {
+      rec.events.push('finish');
+      rec.states.onFinish = outState(res);
+    });
+    res.on('close', () => rec.events.push('close'));
+    req.on('close', () => rec.events.push('req-close'));
+    rec.states.start = outState(res);
+    res.write('x');
+    rec.states.afterWrite = outState(res);
+    res.end('y', () => rec.events.push('end-callback'));
+    rec.states.afterEnd = outState(res);
+  },
+
+  // A big streamed response: write() until it returns false, then wait for
+  // 'drain'. The counts are read back with /report.
+  '/big'(req, res) {
+    const q = query(req);
+    const k = q.get('k');
+    const total = Number(q.get('total'));
+    const chunk = Buffer.alloc(65536, 'z');
+    const rec = { falses: 0, drains: 0, sent: 0, needDrainSeen: false, events: [] };
+    reports.set(k, rec);
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.on('finish', () => rec.events.push('finish'));
+    res.on('close', () => rec.events.push('close'));
+    const pump = () => {
+      while (rec.sent < total) {
+        const ok = res.write(chunk);
+        rec.sent += chunk.length;
+        if (!ok) {
+          rec.falses++;
+          if (res.writableNeedDrain) rec.needDrainSeen = true;
+          res.once('drain', () => {
+            rec.drains++;
+            pump();
+          });
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+  },
+
+  '/report'(req, res) {
+    json(res, reports.get(query(req).get('k')) || null);
+  },
+
+  // Never answers by itself: the client goes away (mid-body or while waiting
+  // for the response) and the events seen in the next 500 ms go to stdout.
+  '/abort'(req, res) {
+    const k = query(req).get('k');
+    const rec = { req: [], res: [] };
+    req.on('aborted', () => rec.req.push('aborted'));
+    req.on('error', (e) => rec.req.push(`error:${e.code}`));
+    req.on('end', () => rec.req.push('end'));
+    req.on('close', () => rec.req.push('close'));
+    res.on('finish', () => rec.res.push('finish'));
+    res.on('close', () => {
+      rec.res.push('close');
+      setTimeout(() => {
+        rec.reqAborted = req.aborted;
+        rec.reqComplete = req.complete;
+        rec.resWritableEnded = res.writableEnded;
+        rec.resWritableFinished = res.writableFinished;
+        console.log(`EVENTS ${k} ${JSON.stringify(rec)}`);
+      }, 300);
+    });
+    req.on('data', () => {});
+  },
+
+  '/whoami'(req, res) {
+    res.setHeader('X-Env-Id', ENV_ID);
+    res.end(ENV_ID);
+  },
+};
+
+const server = http.createServer((req, res) => {
+  const path = req.url.split('?')[0];
+  const route = routes[path];
+  if (route) return route(req, res);
+  res.statusCode = 404;
+  res.end('no route');
+});
+server.listen(port, '127.0.0.1', () => {
+  console.log(`LISTENING ${server.address().port} ${ENV_ID}`);
+});

@@ -1,0 +1,882 @@
+"""kuai's JavaScript layer against Node: the same script (tests/integration/
+scripts/) runs under `kuai --threads 2` and under `node`, gets the same
+requests, and must answer the same (status, reason, body, the headers that
+matter). Node is the reference: where it is missing, the comparisons are
+skipped and only kuai-side assertions run.
+
+Headers compared: every header except Date, in order, names in the case sent,
+after taking out the ones each server adds itself (Date, Connection,
+Keep-Alive, Content-Length, Transfer-Encoding): Node writes those after the
+script's headers, kuai writes Date first, and their position carries no
+meaning. Their values are still compared (framing: Content-Length,
+Transfer-Encoding, Connection), except Keep-Alive's timeout: Node says
+timeout=5 (server.keepAliveTimeout, 5 s by default), kuai its own idle timeout
+(--idle-timeout, 10 s); test_keep_alive_timeout_property checks the value a
+script sets.
+
+The tests themselves can be checked against node alone: point KUAI_BIN at a
+wrapper that drops `--threads N` and runs `node "$@"` (with an empty kuai-node
+file beside it), set KUAI_SCRIPT_THREADS=1 and NODE_PATH=<repo>/scripting/lib
+(for require('kuai')); then only the kuai-only tests fail (a throwing handler
+kills node)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import KUAI, SANITIZER_MARKERS
+from httpraw import Conn, ResponseTimeout, build
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = HERE / "scripts"
+NODE = shutil.which("node")
+# Reactor threads for kuai (KUAI_SCRIPT_THREADS overrides; 1 lets KUAI_BIN point at a
+# wrapper that runs node, to check the tests themselves).
+THREADS = int(os.environ.get("KUAI_SCRIPT_THREADS", "2"))
+START_TIMEOUT = 20.0
+FRAMING = ("date", "connection", "keep-alive", "content-length", "transfer-encoding")
+
+
+def _no_scripting_reason():
+    if os.environ.get("KUAI_SANITIZED"):
+        return "KUAI_SANITIZED is set: sanitizer builds leave the scripting layer (libnode) out"
+    if not (Path(KUAI).parent / "kuai-node").exists():
+        return f"no kuai-node next to {KUAI}: this build has no scripting layer"
+    return None
+
+
+NO_SCRIPTING = _no_scripting_reason()
+pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
+
+
+def free_ports(n):
+    """n distinct ports that were free on 127.0.0.1 a moment ago."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class ScriptProc:
+    """A script running under kuai (--threads 2) or node; stdout and stderr go
+    to files. start() waits for `ready` lines matching a pattern (kuai: one per
+    reactor thread)."""
+
+    _counter = 0
+
+    def __init__(self, runtime, script, logdir, args=(), env=None, cwd=None,
+                 threads=THREADS):
+        ScriptProc._counter += 1
+        self.runtime = runtime
+        self.threads = threads if runtime == "kuai" else 1
+        if runtime == "kuai":
+            self.cmd = [KUAI, "--threads", str(threads), str(script), *args]
+        else:
+            self.cmd = [NODE, str(script), *args]
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        n = ScriptProc._counter
+        self.out_path = Path(logdir) / f"{runtime}-{Path(script).stem}-{n}.out"
+        self.err_path = Path(logdir) / f"{runtime}-{Path(script).stem}-{n}.err"
+        self.proc = None
+        self.port = None
+
+    def __repr__(self):
+        return f"<{self.runtime}: {' '.join(self.cmd[1:])}>"
+
+    def start(self, ready=r"^LISTENING (\d+)", count=None):
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL, env=self.env,
+                                         cwd=self.cwd)
+        lines = self.wait_lines(ready, count or self.threads, START_TIMEOUT)
+        m = re.search(ready, lines[0])
+        if m and m.groups():
+            self.port = int(m.group(1))
+        return self
+
+    def stdout(self):
+        return self.out_path.read_bytes().decode("utf-8", "replace")
+
+    def stderr(self):
+        return self.err_path.read_bytes().decode("utf-8", "replace")
+
+    def lines(self, pattern):
+        return [l for l in self.stdout().splitlines() if re.search(pattern, l)]
+
+    def wait_lines(self, pattern, count=1, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.lines(pattern)
+            if len(got) >= count:
+                return got
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self} exited with {self.proc.returncode} before printing "
+                            f"{count} line(s) matching {pattern!r}\nstdout: "
+                            f"{self.stdout()[-1500:]}\nstderr: {self.stderr()[-2500:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self}: {len(got)} of {count} line(s) matching {pattern!r} "
+                            f"after {timeout}s\nstdout: {self.stdout()[-1500:]}\n"
+                            f"stderr: {self.stderr()[-2500:]}")
+            time.sleep(0.02)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM and wait; returns problems found (kuai must exit 0 without
+        sanitizer reports; node's exit status on SIGTERM is not checked)."""
+        if self.proc is None:
+            return []
+        problems = []
+        if self.proc.poll() is not None:
+            problems.append(f"{self} had exited with {self.proc.returncode} before the "
+                            "end of the test")
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                problems.append(f"{self} still running 15s after SIGTERM")
+            else:
+                if self.runtime == "kuai" and self.proc.returncode != 0:
+                    problems.append(f"{self} exited with {self.proc.returncode} on SIGTERM")
+        if self.runtime == "kuai":
+            err = self.stderr()
+            for marker in SANITIZER_MARKERS:
+                if marker in err:
+                    problems.append(f"'{marker}' in the stderr of {self}")
+        return problems
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Pair:
+    """The same script under node (None without node) and under kuai."""
+
+    def __init__(self, node, kuai):
+        self.node = node
+        self.kuai = kuai
+
+    def procs(self):
+        return [p for p in (self.node, self.kuai) if p is not None]
+
+
+def start_pair(logdir, script, env=None, args=(), cwd=None, ready=r"^LISTENING (\d+)",
+               kuai_env=None):
+    """Starts the script under node (if present) and kuai, each on its own free
+    port given as $PORT."""
+    procs = {}
+    for runtime in ("node", "kuai"):
+        if runtime == "node" and NODE is None:
+            procs[runtime] = None
+            continue
+        port = free_ports(1)[0]
+        e = {"PORT": str(port), **(env or {})}
+        if runtime == "kuai" and kuai_env:
+            e.update(kuai_env)
+        p = ScriptProc(runtime, script, logdir, args=args, env=e, cwd=cwd)
+        procs[runtime] = p
+        try:
+            p.start(ready=ready)
+        except BaseException:
+            for q in procs.values():
+                if q is not None:
+                    q.kill()
+            raise
+    return Pair(procs["node"], procs["kuai"])
+
+
+def stop_pair(pair):
+    problems = []
+    for p in pair.procs():
+        problems += p.stop()
+    return problems
+
+
+@pytest.fixture(scope="module")
+def api(logdir):
+    """scripts/http_api.js under node and kuai for the whole module."""
+    pair = start_pair(logdir, SCRIPTS / "http_api.js")
+    yield pair
+    problems = stop_pair(pair)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def live(api):
+    """Fails at once (instead of timing out) when a server died in an earlier test."""
+    for p in api.procs():
+        if not p.alive():
+            pytest.fail(f"{p} died during an earlier test (exit {p.proc.returncode}); "
+                        f"stderr tail:\n{p.stderr()[-2500:]}")
+    return api
+
+
+# --------------------------------------------------------------------------
+# Comparing responses
+# --------------------------------------------------------------------------
+
+def shape(resp, keep_alive_value=False):
+    """What must be the same under kuai and node (see the module docstring)."""
+    framing = {}
+    for k, v in resp.headers:
+        lk = k.lower()
+        if lk in ("connection", "content-length", "transfer-encoding"):
+            framing.setdefault(lk, []).append(v)
+        elif lk == "keep-alive":
+            framing.setdefault(lk, []).append(
+                v if keep_alive_value else re.sub(r"timeout=\d+", "timeout=N", v))
+    return {
+        "version": resp.version,
+        "status": resp.status,
+        "reason": resp.reason,
+        "headers": [(k, v) for k, v in resp.headers if k.lower() not in FRAMING],
+        "framing": framing,
+        "has_date": resp.header("Date") is not None,
+        "body": resp.body,
+    }
+
+
+def exchange(port, requests, heads=None, timeout=5.0):
+    """Sends each request on one connection (waiting for each response) and
+    returns the responses; heads: which ones answer HEAD."""
+    out = []
+    with Conn(port, timeout=timeout) as c:
+        for i, req in enumerate(requests):
+            c.send(req)
+            _, r = c.read_final(head=bool(heads and heads[i]))
+            out.append(r)
+    return out
+
+
+def both(pair, probe):
+    """probe(proc) under node (None when node is missing) and under kuai."""
+    expected = probe(pair.node) if pair.node is not None else None
+    got = probe(pair.kuai)
+    return expected, got
+
+
+def assert_same(pair, probe, what):
+    """probe(proc) under node and under kuai must give equal results; returns
+    kuai's."""
+    expected, got = both(pair, probe)
+    if pair.node is not None:
+        assert got == expected, (
+            f"{what}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}")
+    return got
+
+
+def same_response(pair, req, what, head=False, keep_alive_value=False):
+    return assert_same(pair, lambda p: shape(exchange(p.port, [req], heads=[head])[0],
+                                             keep_alive_value), what)
+
+
+def key():
+    return uuid.uuid4().hex[:12]
+
+
+def get_json(port, path):
+    r = exchange(port, [build("GET", path)])[0]
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+# --------------------------------------------------------------------------
+# IncomingMessage
+# --------------------------------------------------------------------------
+
+def info_of(proc, req):
+    """/info's JSON, remotePort replaced by whether it is the client's port."""
+    with Conn(proc.port) as c:
+        c.send(req)
+        _, r = c.read_final()
+        assert r.status == 200, f"{proc}: {r!r}"
+        info = json.loads(r.body)
+        info["remotePortIsClients"] = info.pop("remotePort") == c.sock.getsockname()[1]
+        info.pop("socketSerial")
+    return info
+
+
+def test_request_line_and_socket(live):
+    req = build("GET", "/info?a=1&b=%20x", headers=[("X-Test", "yes")])
+
+    def probe(p):
+        with Conn(p.port) as c:
+            c.send(req)
+            _, r = c.read_final()
+            info = json.loads(r.body)
+            info["remotePortIsClients"] = info.pop("remotePort") == c.sock.getsockname()[1]
+            # A second request on the same keep-alive connection: same socket object.
+            first = info.pop("socketSerial")
+            c.send(req)
+            _, r2 = c.read_final()
+            info["sameSocketOnKeepAlive"] = json.loads(r2.body)["socketSerial"] == first
+        return info
+
+    got = assert_same(live, probe, "GET /info")
+    assert got["method"] == "GET" and got["url"] == "/info?a=1&b=%20x", got
+    assert got["httpVersion"] == "1.1", got
+    assert got["remoteAddress"] == "127.0.0.1", got
+    assert got["remotePortIsClients"], got
+    assert got["sameSocketOnKeepAlive"], got
+
+
+def test_http10_request(live):
+    got = assert_same(live, lambda p: info_of(p, build("GET", "/info", version="HTTP/1.0")),
+                      "GET /info HTTP/1.0")
+    assert got["httpVersion"] == "1.0" and got["httpVersionMinor"] == 0, got
+
+
+def test_request_headers_merging(live):
+    req = build("POST", "/info", headers=[
+        ("X-Dup", "a"), ("x-dup", "b"), ("X-DUP", "c"),
+        ("Cookie", "c1=1"), ("Cookie", "c2=2"),
+        ("Set-Cookie", "s1=1"), ("Set-Cookie", "s2=2"),
+        ("Content-Type", "text/plain"), ("Content-Type", "text/html"),
+        ("User-Agent", "ua-first"), ("User-Agent", "ua-second"),
+        ("Accept", "a/b"), ("Accept", "c/d"),
+        ("Authorization", "first"), ("Authorization", "second"),
+        ("X-MiXeD-CaSe", "kept"),
+        ("Content-Length", "3"),
+    ], body=b"abc")
+    got = assert_same(live, lambda p: info_of(p, req), "duplicate request headers")
+    h = got["headers"]
+    assert h["x-dup"] == "a, b, c", h
+    assert h["cookie"] == "c1=1; c2=2", h
+    assert h["set-cookie"] == ["s1=1", "s2=2"], h
+    assert h["content-type"] == "text/plain", h
+    assert h["user-agent"] == "ua-first", h
+    assert "X-MiXeD-CaSe" in got["rawHeaders"], got["rawHeaders"]
+    assert got["completeAtEnd"] is True, got
+
+
+@pytest.mark.parametrize("mode", ["data", "pause", "iter", "readable"])
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_request_body(live, mode, framing):
+    body = os.urandom(300_000)
+    if framing == "length":
+        req = build("POST", f"/body?mode={mode}", headers=[("Content-Length", str(len(body)))],
+                    body=body)
+    else:
+        parts = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50_000]), body[i:i + 50_000])
+                         for i in range(0, len(body), 50_000)) + b"0\r\n\r\n"
+        req = build("POST", f"/body?mode={mode}",
+                    headers=[("Transfer-Encoding", "chunked")], body=parts)
+
+    def probe(p):
+        r = exchange(p.port, [req])[0]
+        return r.status, json.loads(r.body) if r.status == 200 else r.body
+
+    status, got = assert_same(live, probe, f"POST /body?mode={mode} ({framing})")
+    assert status == 200, got
+    assert got["length"] == len(body) and got["sha256"] == hashlib.sha256(body).hexdigest(), got
+    assert got["completeAtEnd"] is True, got
+    if mode == "pause":
+        assert got["dataWhilePaused"] == 0 and got["isPausedAfterPause"] is True, got
+
+
+def test_pipe_echo_1mib(live):
+    body = os.urandom(1 << 20)
+    req = build("PUT", "/pipe", headers=[("Content-Length", str(len(body)))], body=body)
+
+    def probe(p):
+        r = exchange(p.port, [req], timeout=20)[0]
+        s = shape(r)
+        s["body"] = (len(r.body), hashlib.sha256(r.body).hexdigest())
+        return s
+
+    got = assert_same(live, probe, "PUT /pipe with 1 MiB (req.pipe(res))")
+    assert got["status"] == 200, got
+    assert got["body"] == (len(body), hashlib.sha256(body).hexdigest()), got
+
+
+def abort_events(proc, k, timeout=5.0):
+    line = proc.wait_lines(rf"^EVENTS {k} ", 1, timeout)[0]
+    return json.loads(line.split(" ", 2)[2])
+
+
+def test_client_aborts_mid_body(live):
+    """'aborted' and 'close' on the request, 'close' (no 'finish') on the
+    response when the client goes away before the body is complete."""
+
+    def probe(p):
+        k = key()
+        c = Conn(p.port)
+        c.send(build("POST", f"/abort?k={k}", headers=[("Content-Length", "100000")],
+                     body=b"x" * 1000))
+        time.sleep(0.2)
+        c.close()
+        return abort_events(p, k)
+
+    got = assert_same(live, probe, "client closes after 1000 of 100000 body bytes")
+    assert got["req"] == ["aborted", "error:ECONNRESET", "close"], got
+    assert got["res"] == ["close"] and got["resWritableEnded"] is False, got
+
+
+def test_client_aborts_before_response(live):
+    """The request was complete; the client leaves while the handler has not
+    answered: 'close' on the response, never 'finish'."""
+
+    def probe(p):
+        k = key()
+        c = Conn(p.port)
+        c.send(build("GET", f"/abort?k={k}"))
+        time.sleep(0.2)
+        c.close()
+        return abort_events(p, k)
+
+    got = assert_same(live, probe, "client closes while waiting for the response")
+    assert got["res"] == ["close"] and got["resWritableEnded"] is False, got
+    assert got["req"] == ["end", "close"], got
+
+
+# --------------------------------------------------------------------------
+# ServerResponse
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,reason", [
+    ("/status?code=200", "OK"),
+    ("/status?code=404", "Not Found"),
+    ("/status?code=418", "I'm a Teapot"),
+    ("/status?code=299", "unknown"),
+    ("/status?code=418&msg=I%27m%20a%20custom%20reason", "I'm a custom reason"),
+    ("/status?code=503&msg=Busy", "Busy"),
+])
+def test_status_and_reason(live, path, reason):
+    """Custom reason phrases, and the default ones of http.STATUS_CODES."""
+    got = same_response(live, build("GET", path), f"GET {path}")
+    assert got["reason"] == reason, got
+
+
+@pytest.mark.parametrize("path", [
+    "/headers-api", "/writehead-merge", "/writehead-reason", "/writehead-array",
+    "/late-setheader", "/chunked", "/fixed", "/empty", "/no-such-route",
+])
+def test_response_shape(live, path):
+    got = same_response(live, build("GET", path), f"GET {path}")
+    if path == "/headers-api":
+        r = json.loads(got["body"])
+        assert r["getHeadersNullProto"] is True and r["getNumber"] == 42, r
+        assert r["hasRemovedBefore"] and not r["hasRemovedAfter"], r
+        names = [k for k, _ in got["headers"]]
+        assert "X-MiXeD-Case" in names and names.count("Set-Cookie") == 2, got
+    elif path == "/writehead-merge":
+        assert got["status"] == 201, got
+        assert ("X-B", "from-writeHead") in got["headers"], got
+    elif path == "/late-setheader":
+        assert got["body"] == b"part;code=ERR_HTTP_HEADERS_SENT", got
+    elif path == "/chunked":
+        assert got["framing"].get("transfer-encoding") == ["chunked"], got
+
+
+@pytest.mark.parametrize("path", ["/fixed", "/chunked", "/empty"])
+def test_head_has_no_body(live, path):
+    """HEAD: the head GET would get, no body; the next request on the
+    connection still works (no stray body bytes). Content-Length is left out
+    of the comparison: Node drops it on HEAD (end()'s data is discarded),
+    while RFC 9110 §9.3.2 lets a server send the length GET would have; if
+    kuai sends one, it must be GET's."""
+
+    def probe(p):
+        rs = exchange(p.port, [build("HEAD", path), build("GET", path), build("GET", "/fixed")],
+                      heads=[True, False, False])
+        shapes = [shape(r) for r in rs]
+        head_length = shapes[0]["framing"].pop("content-length", None)
+        if head_length is not None and p is live.kuai:
+            assert head_length == [str(len(rs[1].body))], (
+                f"HEAD {path}: Content-Length {head_length} but GET's body is {len(rs[1].body)} bytes")
+        return shapes
+
+    got = assert_same(live, probe, f"HEAD {path}, GET {path}, GET /fixed")
+    assert got[0]["body"] == b"" and got[2]["body"] == b"fixed body", got
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_no_body_statuses(live, code):
+    def probe(p):
+        rs = exchange(p.port, [build("GET", f"/nocontent?code={code}"), build("GET", "/fixed")])
+        return [shape(r) for r in rs]
+
+    got = assert_same(live, probe, f"GET /nocontent?code={code} then GET /fixed")
+    assert got[0]["status"] == code and got[0]["body"] == b"", got
+    assert got[1]["body"] == b"fixed body", got
+
+
+def test_http10_response_framing(live):
+    """An HTTP/1.0 client: no chunked encoding; the body ends at the close."""
+
+    def probe(p):
+        with Conn(p.port) as c:
+            c.send(build("GET", "/chunked", version="HTTP/1.0"))
+            raw = c.read_until_close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        names = sorted(l.split(":")[0].lower() for l in lines[1:])
+        conn = [l for l in lines[1:] if l.lower().startswith("connection:")]
+        return lines[0], names, conn, body
+
+    status, names, conn, body = assert_same(live, probe, "GET /chunked HTTP/1.0")
+    assert body == b"abc" and "transfer-encoding" not in names, (status, names, body)
+
+
+def test_flush_headers(live):
+    """flushHeaders(): the head arrives before the body, which follows 300 ms later."""
+
+    def probe(p):
+        with Conn(p.port) as c:
+            c.send(build("GET", "/flush"))
+            deadline = time.monotonic() + 0.25
+            try:
+                while b"\r\n\r\n" not in c.buf:
+                    c._fill(deadline, "the flushed head")
+            except ResponseTimeout:
+                pass
+            head_early = b"\r\n\r\n" in c.buf
+            _, r = c.read_final()
+        return head_early, shape(r)
+
+    head_early, got = assert_same(live, probe, "GET /flush")
+    assert head_early, "the head did not arrive before the body"
+    assert got["body"] == b"headersSent false->true", got
+
+
+def test_response_state_and_events(live):
+    """headersSent/writableEnded/finished along a response; 'finish', then
+    end()'s callback, then 'close'."""
+
+    def probe(p):
+        k = key()
+        with Conn(p.port) as c:
+            c.send(build("GET", f"/state?k={k}"))
+            _, r1 = c.read_final()
+            time.sleep(0.1)
+            c.send(build("GET", f"/report?k={k}"))
+            _, r2 = c.read_final()
+        return shape(r1), json.loads(r2.body)
+
+    r1, rep = assert_same(live, probe, "GET /state then /report")
+    assert r1["body"] == b"xy", r1
+    assert rep["events"][:2] == ["finish", "end-callback"] and "close" in rep["events"], rep
+    assert rep["states"]["start"] == {"headersSent": False, "writableEnded": False,
+                                      "writableFinished": False, "finished": False}, rep
+    assert rep["states"]["afterEnd"]["writableEnded"] is True, rep
+    assert rep["events"] == ["finish", "end-callback", "close", "req-close"], rep
+
+
+def test_backpressure_and_drain(live):
+    """A big streamed response to a client that does not read for a while:
+    write() returns false, 'drain' follows each time, every byte arrives."""
+    total = 8 << 20
+
+    def probe(p):
+        k = key()
+        with Conn(p.port, rcvbuf=8192, timeout=30) as c:
+            c.send(build("GET", f"/big?k={k}&total={total}"))
+            time.sleep(0.5)
+            _, r = c.read_final()
+            c.send(build("GET", f"/report?k={k}"))
+            _, r2 = c.read_final()
+        rep = json.loads(r2.body)
+        return {
+            "status": r.status,
+            "length": len(r.body),
+            "framing": shape(r)["framing"],
+            "write_returned_false": rep["falses"] > 0,
+            "drain_per_false": rep["drains"] == rep["falses"],
+            "needDrain": rep["needDrainSeen"],
+            "events": rep["events"],
+        }
+
+    got = assert_same(live, probe, f"GET /big ({total} bytes) with a slow reader")
+    assert got["length"] == total and got["write_returned_false"], got
+
+
+# --------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------
+
+def test_both_environments_serve(live):
+    """With --threads 2 both environments get connections."""
+    ids = set()
+    for _ in range(40):
+        r = exchange(live.kuai.port, [build("GET", "/whoami")])[0]
+        assert r.status == 200, r
+        ids.add(r.body.decode())
+        if len(ids) == THREADS:
+            break
+    listening = {l.split()[2] for l in live.kuai.lines(r"^LISTENING ")}
+    assert len(listening) == THREADS, f"expected {THREADS} LISTENING lines with distinct ids: {listening}"
+    assert ids == listening, f"40 connections reached {ids}; environments: {listening}"
+
+
+# --------------------------------------------------------------------------
+# http.Server
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server_api(logdir):
+    """scripts/server_api.js under node and kuai; each gets its own six ports
+    and its own held port (a Python listener: EADDRINUSE)."""
+    procs, held = {}, []
+    try:
+        for runtime in ("node", "kuai"):
+            if runtime == "node" and NODE is None:
+                procs[runtime] = None
+                continue
+            hs = socket.socket()
+            hs.bind(("127.0.0.1", 0))
+            hs.listen(1)
+            held.append(hs)
+            ports = free_ports(6)
+            p = ScriptProc(runtime, SCRIPTS / "server_api.js", logdir, env={
+                "PORTS": ",".join(map(str, ports)), "HELD_PORT": str(hs.getsockname()[1])})
+            p.ports = ports
+            p.held = hs.getsockname()[1]
+            procs[runtime] = p
+            p.start(ready=r'"srv":"ready"')
+        yield Pair(procs["node"], procs["kuai"])
+    finally:
+        problems = []
+        for p in procs.values():
+            if p is not None:
+                problems += p.stop()
+        for hs in held:
+            hs.close()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def records(proc):
+    """The JSON lines, grouped per environment: {env: [record, ...]}."""
+    out = {}
+    for line in proc.stdout().splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            out.setdefault(rec.pop("env"), []).append(rec)
+    return out
+
+
+def normalized(recs, proc):
+    """One environment's records, with the run's own ports replaced by names."""
+    names = {proc.held: "HELD", **{p: f"P{i}" for i, p in enumerate(proc.ports)}}
+    out = []
+    for r in recs:
+        r = json.loads(json.dumps(r))
+        if r["srv"] == "e":
+            r.pop("port")
+        if isinstance(r.get("address"), dict):
+            r["address"]["port"] = names.get(r["address"]["port"], r["address"]["port"])
+        if "port" in r:
+            r["port"] = names.get(r["port"], r["port"])
+        out.append(r)
+    return sorted(out, key=lambda r: r["srv"])
+
+
+def test_server_events_and_listen_overloads(server_api):
+    """Each environment's records (listen overloads, address(), events,
+    close(), EADDRINUSE) equal node's."""
+    for p in server_api.procs():
+        p.wait_lines(r'"srv":"f-closed"', p.threads, 5)
+    kuai_envs = records(server_api.kuai)
+    assert len(kuai_envs) == THREADS, f"expected records from {THREADS} environments: {kuai_envs}"
+    if server_api.node is not None:
+        (node_recs,) = records(server_api.node).values()
+        expected = normalized(node_recs, server_api.node)
+        for env, recs in kuai_envs.items():
+            got = normalized(recs, server_api.kuai)
+            exp_by = {r["srv"]: r for r in expected}
+            got_by = {r["srv"]: r for r in got}
+            diffs = [f"  {s}: node {exp_by.get(s)!r}\n  {' ' * len(s)}  kuai {got_by.get(s)!r}"
+                     for s in sorted(set(exp_by) | set(got_by)) if exp_by.get(s) != got_by.get(s)]
+            assert not diffs, f"environment {env}: records differ from node's:\n" + "\n".join(diffs)
+    for env, recs in kuai_envs.items():
+        by = {r["srv"]: r for r in recs}
+        assert by["a"]["before"] is None, by["a"]
+        assert by["h-error"]["code"] == "EADDRINUSE", by.get("h-error")
+        assert "h-listening" not in by, by
+
+
+def test_server_order_of_close_records(server_api):
+    """'close' event listeners run before close()'s callback."""
+
+    def order(p):
+        out = []
+        for recs in records(p).values():
+            seq = [r["srv"] for r in recs if r["srv"].startswith("f")]
+            out.append(seq)
+        return out
+
+    for p in server_api.procs():
+        p.wait_lines(r'"srv":"f-closed"', p.threads, 5)
+    expected, got = both(server_api, order)
+    want = expected[0] if expected else ["f", "f-close-return", "f-close-event", "f-closed"]
+    for seq in got:
+        assert seq == want, f"kuai: {seq}; node: {want}"
+
+
+def test_server_listeners_answer(server_api):
+    """Every listening server answers with its own handler (a: no host, b: the
+    'request' event, c-e: the other overloads, k)."""
+    for p in server_api.procs():
+        e_port = json.loads(p.lines(r'"srv":"e"')[0])["port"]
+        for name, port in [("a", p.ports[0]), ("b", p.ports[1]), ("c", p.ports[2]),
+                           ("d", p.ports[3]), ("e", e_port), ("k", p.ports[5])]:
+            r = exchange(port, [build("GET", "/")])[0]
+            assert (r.status, r.body) == (200, f"server {name}".encode()), f"{p}: {name}: {r!r}"
+
+
+def test_closed_server_refuses(server_api):
+    """After close() (in every environment), connecting is refused."""
+    for p in server_api.procs():
+        p.wait_lines(r'"srv":"f-closed"', p.threads, 5)
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            with pytest.raises(ConnectionRefusedError):
+                s.connect(("127.0.0.1", p.ports[4]))
+                # Accepted by a listener that should be gone: show what it answers.
+                s.sendall(build("GET", "/"))
+                pytest.fail(f"{p}: connection to the closed server accepted; "
+                            f"it answered {s.recv(200)!r}")
+        finally:
+            s.close()
+
+
+def test_keep_alive_timeout_property(server_api):
+    """server.keepAliveTimeout = 2000 -> Keep-Alive: timeout=2 (node's value)."""
+
+    def probe(p):
+        r = exchange(p.ports[5], [build("GET", "/")])[0]
+        return r.header("Connection"), r.header("Keep-Alive")
+
+    got = assert_same(server_api, probe, "Keep-Alive header of a server with keepAliveTimeout=2000")
+    assert got == ("keep-alive", "timeout=2"), got
+
+
+# --------------------------------------------------------------------------
+# Errors, process, start-up failures
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def errors_kuai(logdir):
+    port = free_ports(1)[0]
+    p = ScriptProc("kuai", SCRIPTS / "errors.js", logdir, args=["--flag", "value"],
+                   env={"PORT": str(port), "KUAI_TEST_VAR": "from-env"}).start()
+    yield p
+    problems = p.stop()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.mark.parametrize("path,marker", [
+    ("/throw", "kuai-test-sync-throw-marker"),
+    ("/reject", "kuai-test-async-reject-marker"),
+])
+def test_handler_error_is_500(errors_kuai, path, marker):
+    """kuai only (node's process dies of an uncaught exception): a handler
+    that throws or rejects gets a 500 for that request, its stack on stderr,
+    and the same connection then serves the next request."""
+    p = errors_kuai
+    rs = exchange(p.port, [build("GET", path), build("GET", "/ok")])
+    assert rs[0].status == 500, rs[0]
+    assert rs[0].header("X-Set-Before-Throw") is None, rs[0]
+    assert rs[1].status == 200 and rs[1].body == b"ok", rs[1]
+    deadline = time.monotonic() + 3
+    while marker not in p.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    err = p.stderr()
+    assert marker in err, f"no stack with {marker!r} on stderr: {err[-1500:]!r}"
+    assert re.search(r"at .*errors\.js:\d+", err), f"no stack frame naming errors.js: {err[-1500:]!r}"
+    assert p.alive()
+
+
+def test_process_globals(errors_kuai, logdir):
+    """process.argv, __filename, __dirname, process.env and require.main as
+    node shows them (argv[0], the executable, differs by design)."""
+    got = get_json(errors_kuai.port, "/info")
+    if NODE is not None:
+        port = free_ports(1)[0]
+        n = ScriptProc("node", SCRIPTS / "errors.js", logdir, args=["--flag", "value"],
+                       env={"PORT": str(port), "KUAI_TEST_VAR": "from-env"}).start()
+        try:
+            expected = get_json(n.port, "/info")
+        finally:
+            n.stop()
+        assert got == expected, f"node: {expected!r}\nkuai: {got!r}"
+    assert got["args"] == ["--flag", "value"], got
+    assert got["filename"] == str(SCRIPTS / "errors.js"), got
+    assert got["env"] == "from-env" and got["requireMainIsModule"] is True, got
+
+
+def run_to_exit(runtime, script, timeout=20):
+    cmd = [KUAI, "--threads", str(THREADS), str(script)] if runtime == "kuai" else [NODE, str(script)]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{runtime} {script.name} still running after {timeout}s "
+                    f"(stdout={e.stdout!r}, stderr={e.stderr!r})")
+
+
+def test_syntax_error_exits_1():
+    script = SCRIPTS / "bad_syntax.js"
+    runtimes = ["kuai"] + (["node"] if NODE else [])
+    for runtime in runtimes:
+        p = run_to_exit(runtime, script)
+        assert p.returncode == 1, f"{runtime}: exit {p.returncode}, stderr {p.stderr!r}"
+        assert f"{script}:3" in p.stderr, f"{runtime}: {script}:3 not in stderr {p.stderr!r}"
+        assert "SyntaxError" in p.stderr, f"{runtime}: {p.stderr!r}"
+
+
+@pytest.mark.parametrize("script,word", [("bad_syntax.js", "SyntaxError:"),
+                                         ("missing_module.js", "Error: Cannot find module")])
+def test_start_error_reported_once(script, word):
+    """One report, not one per reactor thread (node prints it once)."""
+    p = run_to_exit("kuai", SCRIPTS / script)
+    n = p.stderr.count(word)
+    assert n == 1, f"{word!r} appears {n} times in kuai's stderr:\n{p.stderr}"
+
+
+def test_missing_module_exits_1():
+    script = SCRIPTS / "missing_module.js"
+    runtimes = ["kuai"] + (["node"] if NODE else [])
+    for runtime in runtimes:
+        p = run_to_exit(runtime, script)
+        assert p.returncode == 1, f"{runtime}: exit {p.returncode}, stderr {p.stderr!r}"
+        assert "Cannot find module 'kuai-test-no-such-module'" in p.stderr, f"{runtime}: {p.stderr!r}"
+
+
+def test_script_without_server_exits_0():
+    """Like node, a script that starts nothing exits 0 once it has run."""
+    try:
+        p = subprocess.run([KUAI, "--threads", str(THREADS), "-e",
+                            "setTimeout(() => console.log('ran-e'), 50)"],
+                           capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"kuai -e without a server still running after 10s (stdout={e.stdout!r})")
+    assert p.returncode == 0, p
+    assert "ran-e" in p.stdout, p

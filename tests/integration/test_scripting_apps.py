@@ -1,0 +1,206 @@
+"""npm apps under kuai and under node: tests/apps/express_app.js (Express 5)
+and tests/apps/koa_app.js (Koa 3 + @koa/router 13, and the same app on
+kuai's built-in App/Router with KOA_IMPL=kuai). Each request goes to every
+server; the answers must equal node's (status, reason, body, headers as
+compared in test_scripting.py). Needs tests/apps/node_modules (tools/setup
+runs `npm ci` there); without node only the expected statuses are checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO
+from httpraw import build
+from test_scripting import (NODE, NO_SCRIPTING, ScriptProc, exchange, free_ports, shape,
+                            start_pair, stop_pair)
+
+pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
+
+APPS = REPO / "tests" / "apps"
+MODULES = APPS / "node_modules"
+NEEDS_MODULES = pytest.mark.skipif(
+    not (MODULES / "koa").is_dir() or not (MODULES / "express").is_dir()
+    or not (MODULES / "@koa" / "router").is_dir(),
+    reason=f"{MODULES} is missing (run tools/setup, or `npm ci` in tests/apps)")
+
+JSON_BODY = b'{"name":"kuai","list":[1,2,3],"nested":{"ok":true}}'
+
+# (id, request, expected status, answers HEAD). Requests shared by both apps.
+COMMON = [
+    ("params-query", build("GET", "/users/42?x=1&y=two"), 200),
+    ("params-encoded", build("GET", "/users/a%20b"), 200),
+    ("wildcard", build("GET", "/files/a/b/c.txt"), 200),
+    ("json-in-out", build("POST", "/echo", headers=[
+        ("Content-Type", "application/json"), ("Content-Length", str(len(JSON_BODY)))],
+        body=JSON_BODY), 201),
+    ("stream", build("GET", "/stream"), 200),
+    ("text", build("GET", "/text"), 200),
+    ("html", build("GET", "/html"), 200),
+    ("redirect", build("GET", "/redirect"), 302),
+    ("sync-error", build("GET", "/error"), 500),
+    ("async-error", build("GET", "/async-error"), 500),
+    ("http-error", build("GET", "/teapot"), 418),
+    ("not-found", build("GET", "/no/such/path"), 404),
+    ("options", build("OPTIONS", "/users/1"), 200),
+    ("cookies", build("GET", "/cookies"), 200),
+]
+EXPRESS_ONLY = [
+    ("send-status", build("GET", "/status/201"), 201),
+    ("post-get-only", build("POST", "/only-get", headers=[("Content-Length", "0")]), 404),
+]
+KOA_ONLY = [
+    ("put-204", build("PUT", "/users/1", headers=[("Content-Length", "0")]), 204),
+    ("method-not-allowed", build("POST", "/users/1", headers=[("Content-Length", "0")]), 405),
+    ("null-body", build("GET", "/empty"), 204),
+]
+
+
+def start_app(logdir, runtime, script, env=None):
+    port = free_ports(1)[0]
+    return ScriptProc(runtime, APPS / script, logdir,
+                      env={"PORT": str(port), **(env or {})}).start()
+
+
+@pytest.fixture(scope="module")
+def express(logdir):
+    pair = start_pair(logdir, APPS / "express_app.js")
+    yield pair
+    problems = stop_pair(pair)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def koa(logdir):
+    """{'node': node+Koa (reference, None without node), 'kuai': kuai+Koa,
+    'kuai-module': kuai + require('kuai')}."""
+    servers = {}
+    try:
+        servers["node"] = start_app(logdir, "node", "koa_app.js") if NODE else None
+        servers["kuai"] = start_app(logdir, "kuai", "koa_app.js")
+        servers["kuai-module"] = start_app(logdir, "kuai", "koa_app.js", {"KOA_IMPL": "kuai"})
+        yield servers
+    finally:
+        problems = []
+        for p in servers.values():
+            if p is not None:
+                problems += p.stop()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def alive(*procs):
+    for p in procs:
+        if p is not None and not p.alive():
+            pytest.fail(f"{p} died during an earlier test (exit {p.proc.returncode}); "
+                        f"stderr tail:\n{p.stderr()[-2500:]}")
+
+
+def answer(proc, req, head=False):
+    r = exchange(proc.port, [req], heads=[head])[0]
+    return shape(r)
+
+
+def check(reference, candidate, req, status, what):
+    alive(reference, candidate)
+    got = answer(candidate, req)
+    if reference is not None:
+        expected = answer(reference, req)
+        assert got == expected, (f"{what}: {candidate.runtime} differs from node\n"
+                                 f"  node: {expected!r}\n  kuai: {got!r}")
+    assert got["status"] == status, f"{what}: {got!r}"
+    return got
+
+
+def cookie_round_trip(proc, first):
+    """Sends back the cookies the first /cookies response set."""
+    pairs = [h.split(";")[0] for k, h in first["headers"] if k.lower() == "set-cookie"]
+    return answer(proc, build("GET", "/cookies", headers=[("Cookie", "; ".join(pairs))]))
+
+
+# --------------------------------------------------------------------------
+# Express 5
+# --------------------------------------------------------------------------
+
+@NEEDS_MODULES
+@pytest.mark.parametrize("name,req,status", COMMON + EXPRESS_ONLY,
+                         ids=[c[0] for c in COMMON + EXPRESS_ONLY])
+def test_express(express, name, req, status):
+    got = check(express.node, express.kuai, req, status, f"express {name}")
+    if name == "json-in-out":
+        assert json.loads(got["body"])["got"] == json.loads(JSON_BODY), got
+    if name == "stream":
+        assert got["body"] == b"one\ntwo\nthree\n", got
+
+
+@NEEDS_MODULES
+def test_express_cookies_and_etag(express):
+    """Cookies sent back are seen; If-None-Match with the ETag gets 304; HEAD
+    has no body."""
+
+    def probe(p):
+        first = answer(p, build("GET", "/cookies"))
+        second = cookie_round_trip(p, first)
+        text = answer(p, build("GET", "/text"))
+        etag = dict((k.lower(), v) for k, v in text["headers"]).get("etag")
+        cond = answer(p, build("GET", "/text", headers=[("If-None-Match", etag)]))
+        head = answer(p, build("HEAD", "/text"), head=True)
+        return second, cond, head
+
+    alive(express.node, express.kuai)
+    got = probe(express.kuai)
+    if express.node is not None:
+        expected = probe(express.node)
+        assert got == expected, f"node: {expected!r}\nkuai: {got!r}"
+    second, cond, head = got
+    assert json.loads(second["body"])["cookie"].startswith("plain=value"), second
+    assert cond["status"] == 304 and cond["body"] == b"", cond
+    assert head["status"] == 200 and head["body"] == b"", head
+
+
+# --------------------------------------------------------------------------
+# Koa 3 (+ kuai's own App/Router)
+# --------------------------------------------------------------------------
+
+@NEEDS_MODULES
+@pytest.mark.parametrize("impl", ["kuai", "kuai-module"])
+@pytest.mark.parametrize("name,req,status", COMMON + KOA_ONLY,
+                         ids=[c[0] for c in COMMON + KOA_ONLY])
+def test_koa(koa, impl, name, req, status):
+    """impl kuai: Koa from node_modules under kuai; kuai-module: the same app
+    on require('kuai') under kuai. Both against Koa under node."""
+    got = check(koa["node"], koa[impl], req, status, f"koa app ({impl}) {name}")
+    headers = dict((k.lower(), v) for k, v in got["headers"])
+    if name == "method-not-allowed":
+        assert headers.get("allow") == "HEAD, GET, PUT", got
+    if name == "params-query":
+        assert json.loads(got["body"]) == {"id": "42", "query": {"x": "1", "y": "two"}}, got
+    if name == "stream":
+        assert got["body"] == b"one\ntwo\nthree\n", got
+
+
+@NEEDS_MODULES
+@pytest.mark.parametrize("impl", ["kuai", "kuai-module"])
+def test_koa_cookies_round_trip(koa, impl):
+    """The signed cookie set by the first response verifies on the second."""
+    alive(koa["node"], koa[impl])
+    got = cookie_round_trip(koa[impl], answer(koa[impl], build("GET", "/cookies")))
+    if koa["node"] is not None:
+        ref = koa["node"]
+        expected = cookie_round_trip(ref, answer(ref, build("GET", "/cookies")))
+        assert got == expected, f"node: {expected!r}\n{impl}: {got!r}"
+    assert json.loads(got["body"]) == {"plain": "value", "signed": "s1"}, got
+
+
+@NEEDS_MODULES
+def test_koa_head(koa):
+    """HEAD on a GET route: Koa keeps Content-Length and sends no body."""
+    for impl in ("kuai", "kuai-module"):
+        alive(koa["node"], koa[impl])
+        got = answer(koa[impl], build("HEAD", "/text"), head=True)
+        if koa["node"] is not None:
+            expected = answer(koa["node"], build("HEAD", "/text"), head=True)
+            assert got == expected, f"{impl}: node {expected!r}\nkuai {got!r}"
+        assert got["status"] == 200 and got["body"] == b"", got
