@@ -113,7 +113,7 @@ class Environment final {
   // that process.nextTick and promise jobs run afterwards, as Node does.
   void call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v8::Value>* argv);
 
-  v8::Global<v8::Function> onRequest_, onBody_, onBodyEnd_, onAbort_, onDrain_;
+  v8::Global<v8::Function> onRequest_, onBody_, onBodyEnd_, onAbort_, onDrain_, onSocketClose_;
   v8::Global<v8::ObjectTemplate> exchangeTemplate_;
   v8::Global<v8::Object> binding_;
 
@@ -156,6 +156,7 @@ class JsServer final : public server::AsyncHandler {
  public:
   JsServer(Environment& env, int id) : env_(&env), id_(id) {}
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
+  void onConnectionClose(uint64_t id) override;
   // Its environment is gone: connections it accepted earlier get 503.
   void orphan() { env_ = nullptr; }
   server::Listener* listener = nullptr;
@@ -304,7 +305,8 @@ class JsExchange final : public server::ExchangeListener {
     std::string reason = args[1]->IsString() ? toStdString(iso, args[1]) : std::string();
     std::string lines = toStdString(iso, args[2]);
     int64_t length = int64_t(args[3]->NumberValue(iso->GetCurrentContext()).FromMaybe(-1));
-    self->ex_->writeHead(status, reason, lines, length);
+    int keepAlive = args[4]->Int32Value(iso->GetCurrentContext()).FromMaybe(-1);
+    self->ex_->writeHead(status, reason, lines, length, keepAlive);
   }
 
   static bool writeValue(JsExchange* self, v8::Isolate* iso, v8::Local<v8::Value> v) {
@@ -370,7 +372,7 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
     raw->Set(ctx, i++, str(iso, h.name)).Check();
     raw->Set(ctx, i++, str(iso, h.value)).Check();
   }
-  v8::Local<v8::Value> argv[9] = {
+  v8::Local<v8::Value> argv[10] = {
       v8::Integer::New(iso, id_),
       handle,
       str(iso, req.method),
@@ -380,8 +382,18 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
       str(iso, ex->remoteAddress()),
       v8::Integer::New(iso, ex->remotePort()),
       v8::Boolean::New(iso, ex->encrypted()),
+      v8::Number::New(iso, double(ex->connectionId())),
   };
-  env_.call(env_.onRequest_, 9, argv);
+  env_.call(env_.onRequest_, 10, argv);
+}
+
+void JsServer::onConnectionClose(uint64_t id) {
+  if (!env_) return;
+  v8::Isolate* iso = env_->isolate();
+  v8::HandleScope hs(iso);
+  v8::Context::Scope cs(env_->context());
+  v8::Local<v8::Value> argv[1] = {v8::Number::New(iso, double(id))};
+  env_->call(env_->onSocketClose_, 1, argv);
 }
 
 Environment::~Environment() {
@@ -398,6 +410,7 @@ Environment::~Environment() {
     onBodyEnd_.Reset();
     onAbort_.Reset();
     onDrain_.Reset();
+    onSocketClose_.Reset();
     exchangeTemplate_.Reset();
     binding_.Reset();
   }
@@ -643,6 +656,7 @@ void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) 
   get("onBodyEnd", self->onBodyEnd_);
   get("onAbort", self->onAbort_);
   get("onDrain", self->onDrain_);
+  get("onSocketClose", self->onSocketClose_);
 }
 
 // listen(host, port) -> [serverId, boundPort]; throws with code EADDRINUSE etc.

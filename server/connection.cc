@@ -32,10 +32,14 @@ Connection::Connection(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession
       tls_(std::move(tls)),
       handler_(handler) {
   phaseStartMs_ = lastProgressMs_ = reactor.nowMs();
+  idleMs_ = reactor.config().timeouts.idleMs;
+  static thread_local uint64_t nextId = 0;
+  id_ = ++nextId;
 }
 
 Connection::~Connection() {
   dropExchange();
+  if (toldHandler_ && handler_) handler_->onConnectionClose(id_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -237,7 +241,7 @@ void Connection::onTick(uint64_t now) {
   }
   switch (parser_.phase()) {
     case parser::RequestParser::Phase::kIdle:
-      if (now - phaseStartMs_ >= t.idleMs) reactor_.closeConnection(this);
+      if (now - phaseStartMs_ >= idleMs_) reactor_.closeConnection(this);
       break;
     case parser::RequestParser::Phase::kHead:
       if (now - phaseStartMs_ >= t.headerMs) failRequest(408);
@@ -279,6 +283,8 @@ void Connection::onHeaders(const parser::Request& req) {
       peerAddress_ = host;
     }
     exchange_->setPeer(peerAddress_, peerPort_, tls_ != nullptr);
+    exchange_->setConnectionId(id_);
+    toldHandler_ = true;
     exchange_->setHead(headOnly_, http10_);
     handler_->onRequest(req, exchange_);
   }
@@ -329,7 +335,7 @@ void Connection::exchangeEnded(Exchange* ex) {
 }
 
 void Connection::writeHeadWithReason(int status, std::string_view reason,
-                                     std::string_view headerLines) {
+                                     std::string_view headerLines, int keepAliveSeconds) {
   std::string& b = out_.buffer();
   if (reason.empty() || reason == statusReason(status)) {
     b.append(statusLine(status));
@@ -346,14 +352,15 @@ void Connection::writeHeadWithReason(int status, std::string_view reason,
     b.append("Connection: close\r\n\r\n");
   } else {
     // As Node does: say the connection stays open, and for how long.
+    if (keepAliveSeconds > 0) idleMs_ = uint32_t(keepAliveSeconds) * 1000;
     b.append("Connection: keep-alive\r\nKeep-Alive: timeout=");
-    appendNumber(b, reactor_.config().timeouts.idleMs / 1000);
+    appendNumber(b, idleMs_ / 1000);
     b.append("\r\n\r\n");
   }
 }
 
 void Exchange::writeHead(int status, std::string_view reason, std::string_view headerLines,
-                         int64_t contentLength) {
+                         int64_t contentLength, int keepAliveSeconds) {
   if (!conn_ || headersSent_) return;
   headersSent_ = true;
   noBody_ = head_ || status == 204 || status == 304 || (status >= 100 && status < 200);
@@ -370,7 +377,7 @@ void Exchange::writeHead(int status, std::string_view reason, std::string_view h
       lines.append("Transfer-Encoding: chunked\r\n");
     }
   }
-  conn_->writeHeadWithReason(status, reason, lines);
+  conn_->writeHeadWithReason(status, reason, lines, keepAliveSeconds);
   conn_->exchangeWrote();
 }
 

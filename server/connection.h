@@ -70,7 +70,8 @@ class Connection final : public parser::RequestParser::Handler {
   // The request being answered is a HEAD (no body bytes may follow the head).
   bool headOnly() const { return headOnly_; }
   // Asynchronous responses (Exchange -> connection).
-  void writeHeadWithReason(int status, std::string_view reason, std::string_view headerLines);
+  void writeHeadWithReason(int status, std::string_view reason, std::string_view headerLines,
+                           int keepAliveSeconds = -1);
   bool keepAlive() const { return keepAlive_; }
   void setKeepAlive(bool on) { keepAlive_ = on; }
   bool http10() const { return http10_; }
@@ -116,6 +117,9 @@ class Connection final : public parser::RequestParser::Handler {
   AsyncHandler* handler_ = nullptr;     // null: the router answers
   std::shared_ptr<Exchange> exchange_;  // the request an AsyncHandler is answering
   bool inParser_ = false;               // inside parser_.feed()/resume()
+  bool toldHandler_ = false;            // handler_ saw requests: tell it of the close
+  uint64_t id_ = 0;                     // per reactor, for handlers
+  uint32_t idleMs_ = 0;                 // idle keep-alive timeout (config or handler's)
   std::string peerAddress_;             // filled on first use (getpeername)
   int peerPort_ = -1;
   uint64_t phaseStartMs_ = 0;  // when the current phase (idle/head/body/linger) began

@@ -45,8 +45,10 @@ class Exchange {
 
   // Status line, Server and Date are added by the connection; `headerLines` are
   // complete lines. contentLength < 0: chunked (HTTP/1.1) or close-delimited.
+  // keepAliveSeconds >= 0: the idle time to announce (Keep-Alive: timeout=N)
+  // and keep to on this connection (Node's server.keepAliveTimeout).
   void writeHead(int status, std::string_view reason, std::string_view headerLines,
-                 int64_t contentLength);
+                 int64_t contentLength, int keepAliveSeconds = -1);
   // Returns false when the client is slow: wait for onDrain.
   bool write(std::string_view bytes);
   void end();
@@ -56,6 +58,8 @@ class Exchange {
   std::string_view remoteAddress() const { return remoteAddress_; }
   int remotePort() const { return remotePort_; }
   bool encrypted() const { return encrypted_; }
+  uint64_t connectionId() const { return connectionId_; }
+  void setConnectionId(uint64_t id) { connectionId_ = id; }
   bool headRequest() const { return head_; }
 
   // For the connection.
@@ -83,6 +87,7 @@ class Exchange {
   std::string remoteAddress_;
   int remotePort_ = 0;
   bool encrypted_ = false;
+  uint64_t connectionId_ = 0;
 };
 
 class AsyncHandler {
@@ -90,6 +95,8 @@ class AsyncHandler {
   virtual ~AsyncHandler() = default;
   // A request head has arrived (its body follows through the Exchange).
   virtual void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) = 0;
+  // A connection that brought requests here has closed.
+  virtual void onConnectionClose(uint64_t connectionId) {}
 };
 
 class LoopDriver {

@@ -72,10 +72,14 @@ class KuaiSocket extends EventEmitter {
   end() { return this; }
 }
 
+const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
+const kSocket = Symbol('kuai.socket');
+
 class IncomingMessage extends Readable {
   constructor(socket) {
     super();
-    this.socket = socket;
+    this[kSocket] = socket || null;
+    this[kPeer] = null;
     this.httpVersionMajor = 1;
     this.httpVersionMinor = 1;
     this.httpVersion = '1.1';
@@ -91,6 +95,16 @@ class IncomingMessage extends Readable {
     this[kParsedHeaders] = null;
   }
 
+  // Made on first use: most handlers never look at the socket.
+  get socket() {
+    let s = this[kSocket];
+    if (!s) {
+      const p = this[kPeer] || ['', 0, false];
+      s = this[kSocket] = new KuaiSocket(p[0], p[1], p[2]);
+    }
+    return s;
+  }
+  set socket(v) { this[kSocket] = v; }
   get connection() { return this.socket; }
   set connection(v) { this.socket = v; }
 
@@ -149,7 +163,6 @@ class ServerResponse extends Stream {
   constructor(req) {
     super();
     this.req = req;
-    this.socket = req ? req.socket : null;
     this.statusCode = 200;
     this.statusMessage = undefined;
     this.sendDate = true;
@@ -166,6 +179,8 @@ class ServerResponse extends Stream {
     this[kHandle] = null;
   }
 
+  get socket() { return this.req ? this.req.socket : null; }
+  set socket(v) { Object.defineProperty(this, 'socket', { value: v, writable: true, configurable: true }); }
   get connection() { return this.socket; }
   get writableCorked() { return 0; }
   get writableLength() { return 0; }
@@ -289,7 +304,11 @@ class ServerResponse extends Stream {
       contentLength = -2;
     }
     const handle = this[kHandle];
-    if (handle) handle.writeHead(this.statusCode, this.statusMessage, lines, contentLength);
+    const reason = this.statusMessage !== undefined ? this.statusMessage
+      : (STATUS_CODES[this.statusCode] || 'unknown');
+    const server = this[kServer];
+    const keepAlive = server ? Math.floor(server.keepAliveTimeout / 1000) : -1;
+    if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive);
   }
 
   flushHeaders() { this._sendHead(-1); }
@@ -354,12 +373,18 @@ class ServerResponse extends Stream {
     this.finished = true;
     const handle = this[kHandle];
     if (handle) handle.end(chunk === null ? undefined : chunk);
+    this.writableFinished = true;
     if (cb) this.once('finish', cb);
     process.nextTick(() => {
-      this.writableFinished = true;
       this.emit('prefinish');
       this.emit('finish');
       this._close();
+      // As Node does: a request body nobody read is drained once the response
+      // is done, so the request ends (and closes) too.
+      const req = this.req;
+      if (req && !req.readableEnded && !req.destroyed && req.readableFlowing !== true) {
+        req.resume();
+      }
     });
     return this;
   }
@@ -513,10 +538,18 @@ function handlerFailed(err, res) {
   }
 }
 
+// One socket object per connection, for all its requests (as in Node).
+const sockets = new Map();  // connection id -> KuaiSocket
+
 function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddress, remotePort,
-                  encrypted) {
+                  encrypted, connId) {
   const server = servers.get(serverId);
-  const socket = new KuaiSocket(remoteAddress, remotePort, encrypted);
+  let socket = sockets.get(connId);
+  if (socket === undefined) {
+    socket = new KuaiSocket(remoteAddress, remotePort, encrypted);
+    socket.server = server;
+    sockets.set(connId, socket);
+  }
   const req = new IncomingMessage(socket);
   req.method = method;
   req.url = url;
@@ -525,6 +558,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
   req[kRawHeaders] = rawHeaders;
   const res = new ServerResponse(req);
   res[kHandle] = handle;
+  res[kServer] = server;
   handle.req = req;
   handle.res = res;
   if (!server) {
@@ -549,6 +583,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
 }
 
 let binding;
+let STATUS_CODES = {};
+const kServer = Symbol('kuai.server');
 
 // https.Server: the same server with TLS terminated by kuai (BoringSSL) on the
 // reactor. cert/key: PEM strings or Buffers, or arrays of them (SNI picks).
@@ -573,6 +609,7 @@ class HttpsServer extends Server {
 
 module.exports = function install(http, nativeBinding, https) {
   binding = nativeBinding;
+  STATUS_CODES = http.STATUS_CODES;
   binding.setCallbacks({
     onRequest: dispatch,
     onBody(handle, chunk) {
@@ -588,16 +625,27 @@ module.exports = function install(http, nativeBinding, https) {
     onAbort(handle) {
       const { req, res } = handle;
       if (req && !req.complete) {
+        // The client left mid-body: 'aborted', then an ECONNRESET error, 'close'.
         req.aborted = true;
         req.emit('aborted');
+        const err = new Error('aborted');
+        err.code = 'ECONNRESET';
+        req.destroy(err);
+      } else if (req && !req.destroyed) {
         req.destroy();
       }
       if (res && !res.writableEnded) {
         res.destroyed = true;
-        res.writableEnded = true;
         res._close();
       }
-      if (req) req.emit('close');
+    },
+    onSocketClose(connId) {
+      const socket = sockets.get(connId);
+      if (socket === undefined) return;
+      sockets.delete(connId);
+      socket.destroyed = true;
+      socket.readable = socket.writable = false;
+      socket.emit('close', false);
     },
     onDrain(handle) {
       const res = handle.res;
