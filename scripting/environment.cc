@@ -160,6 +160,7 @@ class JsServer final : public server::AsyncHandler {
   // Its environment is gone: connections it accepted earlier get 503.
   void orphan() { env_ = nullptr; }
   server::Listener* listener = nullptr;
+  std::string key;  // host:port#n, to hand the socket to a replacement environment
 
  private:
   Environment* env_;
@@ -200,12 +201,28 @@ class ThreadScripting final : public server::LoopDriver {
     servers_.push_back(std::move(s));
     return servers_.back().get();
   }
+  // A replaced environment's listening sockets stay open (no connection is
+  // refused meanwhile) and go to the new environment's listen() with the same
+  // address and order; those it does not claim are closed.
+  void park(const std::string& key, server::Listener* l) { parked_[key] = l; }
+  server::Listener* unpark(const std::string& key) {
+    auto it = parked_.find(key);
+    if (it == parked_.end()) return nullptr;
+    server::Listener* l = it->second;
+    parked_.erase(it);
+    return l;
+  }
+  void closeParked() {
+    for (auto& [key, l] : parked_) reactor_.removeListener(l);
+    parked_.clear();
+  }
 
  private:
   server::Reactor& reactor_;
   ScriptOptions options_;
   std::unique_ptr<Environment> env_;
   std::vector<std::unique_ptr<JsServer>> servers_;
+  std::map<std::string, server::Listener*> parked_;
   bool restart_ = false;
   std::string why_;
 };
@@ -330,6 +347,13 @@ class JsExchange final : public server::ExchangeListener {
     }
     bool ok = writeValue(self, args.GetIsolate(), args[0]);
     args.GetReturnValue().Set(ok);
+  }
+
+  static void pauseBody(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    if (JsExchange* self = from(args)) self->ex_->pauseBody();
+  }
+  static void resumeBody(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    if (JsExchange* self = from(args)) self->ex_->resumeBody();
   }
 
   static void end(const v8::FunctionCallbackInfo<v8::Value>& args) {
@@ -468,7 +492,7 @@ void Environment::afterJs() {
 void Environment::abandon() {
   stopped_ = true;
   for (auto& [id, srv] : servers_) {
-    if (srv->listener) reactor_.removeListener(srv->listener);
+    if (srv->listener) owner_.park(srv->key, srv->listener);
     srv->listener = nullptr;
     srv->orphan();
   }
@@ -616,6 +640,8 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
   ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
   ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));
+  ex->Set(str(iso, "pauseBody"), v8::FunctionTemplate::New(iso, &JsExchange::pauseBody));
+  ex->Set(str(iso, "resumeBody"), v8::FunctionTemplate::New(iso, &JsExchange::resumeBody));
   exchangeTemplate_.Reset(iso, ex);
   return b;
 }
@@ -672,7 +698,12 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
 
   int fd = -1;
   int bound = port;
-  try {
+  server::Listener* reused = self->owner_.unpark(key);
+  if (reused) {
+    std::lock_guard<std::mutex> lock(gListenMutex);
+    bound = gListenPorts[key];
+  }
+  if (!reused) try {
     std::lock_guard<std::mutex> lock(gListenMutex);
     auto it = gListenPorts.find(key);
     if (it == gListenPorts.end()) {
@@ -695,6 +726,7 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   // https.createServer: args[2] = {cert: [pem...], key: [pem...]}.
   std::shared_ptr<tls::TlsContext> tlsContext;
   if (args.Length() > 2 && args[2]->IsObject()) {
+    // (fd may be -1 here when a parked socket is reused.)
     v8::Local<v8::Object> o = args[2].As<v8::Object>();
     auto list = [&](const char* name) {
       std::vector<std::string> out;
@@ -720,14 +752,22 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
     std::string tlsErr;
     tlsContext = tls::createTlsContext(config, tlsErr);
     if (!tlsContext) {
-      ::close(fd);
+      if (fd >= 0) ::close(fd);
+      if (reused) self->owner_.park(key, reused);
       throwError(iso, tlsErr, "ERR_KUAI_TLS");
       return;
     }
   }
   int id = self->nextServerId_++;
   JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
-  srv->listener = self->reactor_.addListener(fd, srv, std::move(tlsContext));
+  srv->key = key;
+  if (reused) {
+    reused->handler = srv;
+    reused->tls = std::move(tlsContext);
+    srv->listener = reused;
+  } else {
+    srv->listener = self->reactor_.addListener(fd, srv, std::move(tlsContext));
+  }
   self->servers_[id] = srv;
   v8::Local<v8::Array> out = v8::Array::New(iso, 2);
   out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();
@@ -803,6 +843,7 @@ void ThreadScripting::runOnce() {
                  reactor_.index(), err.empty() ? "" : ": ", err.c_str());
     env_->abandon();
   }
+  closeParked();
 }
 
 bool initializeNode(const std::string& argv0, const ScriptOptions& options, std::string& err,

@@ -247,7 +247,8 @@ void Connection::onTick(uint64_t now) {
       if (now - phaseStartMs_ >= t.headerMs) failRequest(408);
       break;
     case parser::RequestParser::Phase::kBody:
-      if (now - phaseStartMs_ >= t.bodyMs) failRequest(408);
+      // A handler that stopped reading owns the wait, not the client.
+      if (!readPaused_ && now - phaseStartMs_ >= t.bodyMs) failRequest(408);
       break;
   }
 }
@@ -316,8 +317,18 @@ bool Connection::onRequest(const parser::Request& req) {
 
 void Connection::exchangeWrote() { wantFlush(); }
 
+void Connection::setReadPaused(bool paused) {
+  if (paused == readPaused_ || state_ == State::kClosed) return;
+  readPaused_ = paused;
+  reactor_.setReading(this, !paused);
+  if (!paused) phaseStartMs_ = reactor_.nowMs();  // the body timeout starts again
+}
+
 void Connection::exchangeEnded(Exchange* ex) {
   wantFlush();
+  // The answer is complete: whatever is left of the request body is read (and
+  // dropped), as Node does, so the connection can go on.
+  setReadPaused(false);
   // Inside the parser (the handler answered synchronously, or the body is still
   // arriving), onRequest sees the ended exchange and carries on by itself.
   if (inParser_ || !parser_.paused() || exchange_.get() != ex) return;
@@ -403,6 +414,14 @@ bool Exchange::write(std::string_view bytes) {
     return false;
   }
   return true;
+}
+
+void Exchange::pauseBody() {
+  if (conn_ && !ended_) conn_->setReadPaused(true);
+}
+
+void Exchange::resumeBody() {
+  if (conn_) conn_->setReadPaused(false);
 }
 
 void Exchange::end() {

@@ -78,6 +78,7 @@ class Connection final : public parser::RequestParser::Handler {
   size_t pendingBytes() const;
   void exchangeWrote();                // output queued: flush at the end of this turn
   void exchangeEnded(Exchange* ex);    // the response is complete
+  void setReadPaused(bool paused);     // the handler is (not) taking the body
   time_t reactorNowSeconds() const;
 
   // Intrusive list of the reactor's connections.
@@ -117,6 +118,7 @@ class Connection final : public parser::RequestParser::Handler {
   AsyncHandler* handler_ = nullptr;     // null: the router answers
   std::shared_ptr<Exchange> exchange_;  // the request an AsyncHandler is answering
   bool inParser_ = false;               // inside parser_.feed()/resume()
+  bool readPaused_ = false;             // reading stopped for the handler
   bool toldHandler_ = false;            // handler_ saw requests: tell it of the close
   uint64_t id_ = 0;                     // per reactor, for handlers
   uint32_t idleMs_ = 0;                 // idle keep-alive timeout (config or handler's)

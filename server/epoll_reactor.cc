@@ -147,6 +147,13 @@ class EpollReactor final : public Reactor {
     if (c->output().empty()) c->onDrained();
   }
 
+  void setReading(Connection* c, bool on) override {
+    bool paused = c->backendFlags & kReadPaused;
+    if (paused == !on) return;
+    c->backendFlags = on ? (c->backendFlags & ~kReadPaused) : (c->backendFlags | kReadPaused);
+    update(c, interest(c));
+  }
+
   void release(Connection* c) override {
     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd(), nullptr);
     graveyard_.push_back(c);
@@ -212,21 +219,30 @@ class EpollReactor final : public Reactor {
     ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd(), &ev);
   }
 
+  // The interest set follows three flags: want to write, read side closed, and
+  // reading paused by the handler.
+  static uint32_t interest(Connection* c) {
+    uint32_t ev = 0;
+    if (!(c->backendFlags & (kReadClosed | kReadPaused))) ev |= EPOLLIN | EPOLLRDHUP;
+    if (c->backendFlags & kWantOut) ev |= EPOLLOUT;
+    return ev;
+  }
+
   void setWantOut(Connection* c, bool on) {
     bool is = c->backendFlags & kWantOut;
     if (is == on) return;
     c->backendFlags = on ? (c->backendFlags | kWantOut) : (c->backendFlags & ~kWantOut);
-    update(c, (readClosed(c) ? 0u : uint32_t(EPOLLIN | EPOLLRDHUP)) | (on ? uint32_t(EPOLLOUT) : 0u));
+    update(c, interest(c));
   }
 
   void setWantIn(Connection* c, bool on) {
     if (on) return;
     c->backendFlags |= kReadClosed;
-    update(c, (c->backendFlags & kWantOut) ? uint32_t(EPOLLOUT) : 0u);
+    update(c, interest(c));
   }
 
-  static bool readClosed(Connection* c) { return c->backendFlags & kReadClosed; }
   static constexpr uint8_t kReadClosed = 2;
+  static constexpr uint8_t kReadPaused = 4;
 
   struct Batch {
     epoll_event* events = nullptr;

@@ -52,6 +52,9 @@ class Exchange {
   // Returns false when the client is slow: wait for onDrain.
   bool write(std::string_view bytes);
   void end();
+  // Backpressure on the request body: stop / restart reading the connection.
+  void pauseBody();
+  void resumeBody();
 
   void setListener(ExchangeListener* l) { listener_ = l; }
   ExchangeListener* listener() const { return listener_; }

@@ -69,6 +69,8 @@ class Reactor {
   void closeConnection(Connection* c);
   // Half-close after the last response (then linger).
   void shutdownWrite(Connection* c);
+  // Stop or restart reading from a connection (a handler not taking its body).
+  virtual void setReading(Connection* c, bool on) = 0;
   // Per-thread scratch buffers (TLS plaintext, file chunks to encrypt).
   std::string& plainScratch() { return plainScratch_; }
   std::string& fileScratch() { return fileScratch_; }

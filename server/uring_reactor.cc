@@ -45,6 +45,7 @@ constexpr uint64_t kOpMask = 7;
 
 // Connection::backendFlags bits.
 constexpr uint8_t kRecvArmed = 1;
+constexpr uint8_t kReadPaused = 8;  // the handler asked us to stop reading
 constexpr uint8_t kSending = 2;
 constexpr uint8_t kPolling = 4;
 
@@ -68,6 +69,7 @@ class UringReactor final : public Reactor {
  protected:
   void flush(Connection* c) override;
   void release(Connection* c) override;
+  void setReading(Connection* c, bool on) override;
   void armListener(Listener* l) override;
   void disarmListener(Listener* l) override;
 
@@ -260,6 +262,22 @@ void UringReactor::opDone(Connection* c) {
   }
 }
 
+void UringReactor::setReading(Connection* c, bool on) {
+  if (on) {
+    if (!(c->backendFlags & kReadPaused)) return;
+    c->backendFlags &= ~kReadPaused;
+    if (!(c->backendFlags & kRecvArmed) && c->state() != Connection::State::kClosed) armRecv(c);
+    return;
+  }
+  if (c->backendFlags & kReadPaused) return;
+  c->backendFlags |= kReadPaused;
+  if (c->backendFlags & kRecvArmed) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel64(s, tag(c, kRecv), 0);
+    io_uring_sqe_set_data64(s, kCancel);
+  }
+}
+
 void UringReactor::release(Connection* c) {
   // Wake any pending recv/send/poll: shutdown makes them complete at once.
   ::shutdown(c->fd(), SHUT_RDWR);
@@ -376,8 +394,10 @@ void UringReactor::onRecv(Connection* c, io_uring_cqe* cqe) {
     if (c->state() != Connection::State::kClosed) {
       if (res == 0) {
         c->onEof();
-      } else if (res == -ENOBUFS || res > 0) {
-        rearm_.push_back(c);
+      } else if (c->backendFlags & kReadPaused) {
+        // Cancelled (or ended) while paused: armed again by setReading(on).
+      } else if (res == -ENOBUFS || res == -ECANCELED || res > 0) {
+        rearm_.push_back(c);  // -ECANCELED: a pause that was lifted before it took
       } else if (res < 0) {
         closeConnection(c);
       }
@@ -466,7 +486,10 @@ void UringReactor::run() {
       buffersReturned_ = 0;
     }
     for (Connection* c : rearm_) {
-      if (c->state() != Connection::State::kClosed && !(c->backendFlags & kRecvArmed)) armRecv(c);
+      if (c->state() != Connection::State::kClosed &&
+          !(c->backendFlags & (kRecvArmed | kReadPaused))) {
+        armRecv(c);
+      }
     }
     rearm_.clear();
 

@@ -42,6 +42,9 @@
     return originalLoad.apply(this, arguments);
   };
 
+  // Node 18's V8 (10.2) lacks a few things current npm packages use.
+  installPolyfills(internalRequire);
+
   // process.exit() ends the process; anything else that ends an environment
   // (an uncaught exception) only replaces that environment.
   const reallyExit = process.reallyExit;
@@ -72,6 +75,57 @@
   // Once the main script has run: an exception nobody catches ends only this
   // thread's environment (replaced by a fresh one), unless the script listens
   // for 'uncaughtException' itself.
+  function installPolyfills(req) {
+    const define = (proto, name, fn) => {
+      if (typeof proto[name] !== 'function') {
+        Object.defineProperty(proto, name, { value: fn, writable: true, configurable: true });
+      }
+    };
+    const arrayLikes = [Array.prototype, Object.getPrototypeOf(Int8Array.prototype)];
+    for (const proto of arrayLikes) {
+      define(proto, 'toReversed', function toReversed() {
+        return Array.prototype.slice.call(this).reverse();
+      });
+      define(proto, 'toSorted', function toSorted(compare) {
+        if (compare !== undefined && typeof compare !== 'function') {
+          throw new TypeError('The comparison function must be either a function or undefined');
+        }
+        return Array.prototype.slice.call(this).sort(compare);
+      });
+      define(proto, 'with', function withAt(index, value) {
+        const copy = Array.prototype.slice.call(this);
+        const len = copy.length;
+        let i = Math.trunc(Number(index)) || 0;
+        if (i < 0) i += len;
+        if (i < 0 || i >= len) throw new RangeError('Invalid index : ' + index);
+        copy[i] = value;
+        return copy;
+      });
+    }
+    define(Array.prototype, 'toSpliced', function toSpliced(...args) {
+      const copy = Array.prototype.slice.call(this);
+      copy.splice(...args);
+      return copy;
+    });
+    // Globals that frameworks test for (Koa 3 checks Blob, ReadableStream, Response).
+    const globals = [
+      ['Blob', () => req('buffer').Blob],
+      ['ReadableStream', () => req('stream/web').ReadableStream],
+      ['WritableStream', () => req('stream/web').WritableStream],
+      ['TransformStream', () => req('stream/web').TransformStream],
+    ];
+    for (const [name, get] of globals) {
+      if (typeof globalThis[name] === 'undefined') {
+        try {
+          const value = get();
+          if (value) {
+            Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
+          }
+        } catch {}
+      }
+    }
+  }
+
   function installUncaughtHandler() {
     process.on('uncaughtException', function kuaiUncaughtException(err) {
       if (process.listenerCount('uncaughtException') > 1) return;

@@ -146,7 +146,13 @@ class IncomingMessage extends Readable {
     return out;
   }
 
-  _read() {}
+  _read() {
+    const handle = this[kHandle];
+    if (handle && handle.paused) {
+      handle.paused = false;
+      handle.resumeBody();
+    }
+  }
 
   setTimeout(ms, cb) {
     if (cb) this.on('timeout', cb);
@@ -558,6 +564,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
   req[kRawHeaders] = rawHeaders;
   const res = new ServerResponse(req);
   res[kHandle] = handle;
+  req[kHandle] = handle;
   res[kServer] = server;
   handle.req = req;
   handle.res = res;
@@ -614,7 +621,12 @@ module.exports = function install(http, nativeBinding, https) {
     onRequest: dispatch,
     onBody(handle, chunk) {
       const req = handle.req;
-      if (req) req.push(chunk);
+      // Backpressure: past the stream's high-water mark, stop reading the
+      // connection until the handler reads (_read) again.
+      if (req && !req.push(chunk) && !handle.paused) {
+        handle.paused = true;
+        handle.pauseBody();
+      }
     },
     onBodyEnd(handle) {
       const req = handle.req;
