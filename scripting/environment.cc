@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <set>
@@ -390,12 +391,21 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
   v8::Local<v8::Object> handle =
       env_.exchangeTemplate_.Get(iso)->NewInstance(ctx).ToLocalChecked();
   new JsExchange(env_, ex, handle);  // owned by the handle's lifecycle (maybeRelease)
-  v8::Local<v8::Array> raw = v8::Array::New(iso, int(req.headers.size() * 2));
-  uint32_t i = 0;
-  for (const parser::Header& h : req.headers) {
-    raw->Set(ctx, i++, str(iso, h.name)).Check();
-    raw->Set(ctx, i++, str(iso, h.value)).Check();
+  // rawHeaders in one allocation (element-by-element stores are much slower).
+  v8::Local<v8::Value> items[2 * 100 + 2];
+  size_t n = std::min<size_t>(req.headers.size(), 100);
+  std::vector<v8::Local<v8::Value>> spill;
+  v8::Local<v8::Value>* out = items;
+  if (req.headers.size() > 100) {
+    spill.resize(req.headers.size() * 2);
+    out = spill.data();
+    n = req.headers.size();
   }
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = str(iso, req.headers[i].name);
+    out[2 * i + 1] = str(iso, req.headers[i].value);
+  }
+  v8::Local<v8::Array> raw = v8::Array::New(iso, out, 2 * n);
   v8::Local<v8::Value> argv[10] = {
       v8::Integer::New(iso, id_),
       handle,
@@ -637,6 +647,11 @@ v8::Local<v8::Object> Environment::makeBinding() {
 
   v8::Local<v8::ObjectTemplate> ex = v8::ObjectTemplate::New(iso);
   ex->SetInternalFieldCount(1);
+  // Fields the JS side sets on every handle, declared up front so all handles
+  // share one shape.
+  ex->Set(str(iso, "req"), v8::Null(iso));
+  ex->Set(str(iso, "res"), v8::Null(iso));
+  ex->Set(str(iso, "paused"), v8::False(iso));
   ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
   ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
   ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));
