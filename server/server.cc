@@ -162,13 +162,14 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
   }
 
   bool v6 = config.host.find(':') != std::string::npos;
-  if (!config.scriptMode) {
-  std::string url = std::string(config.tls ? "https://" : "http://") + (v6 ? "[" + config.host + "]" : config.host) + ":" +
-                    std::to_string(config.port);
-  std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
-              config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
-              config.threads, config.threads == 1 ? "" : "s", reactors[0]->backendName());
-  std::fflush(stdout);
+  if (!config.scriptMode) {  // scripts print their own banners
+    std::string url = std::string(config.tls ? "https://" : "http://") +
+                      (v6 ? "[" + config.host + "]" : config.host) + ":" +
+                      std::to_string(config.port);
+    std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
+                config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
+                config.threads, config.threads == 1 ? "" : "s", reactors[0]->backendName());
+    std::fflush(stdout);
   }
 
   bool stopping = false;

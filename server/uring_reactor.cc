@@ -86,6 +86,7 @@ class UringReactor final : public Reactor {
   void onSend(Connection* c, int res);
   void onPollOut(Connection* c, int res);
   void sendFile(Connection* c);
+  void waitWritable(Connection* c);
   void opDone(Connection* c);
   void returnBuffer(unsigned bid);
 
@@ -319,11 +320,7 @@ void UringReactor::sendFile(Connection* c) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      io_uring_sqe* s = sqe();
-      io_uring_prep_poll_add(s, c->fd(), POLLOUT);
-      io_uring_sqe_set_data64(s, tag(c, kPollOut));
-      c->backendFlags |= kPolling;
-      ++c->opsInFlight;
+      waitWritable(c);
       return;
     }
     // n == 0: the file shrank under us; the promised length cannot be kept.
@@ -333,17 +330,22 @@ void UringReactor::sendFile(Connection* c) {
   flush(c);
 }
 
+// The socket buffer is full: flush again once it drains.
+void UringReactor::waitWritable(Connection* c) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_add(s, c->fd(), POLLOUT);
+  io_uring_sqe_set_data64(s, tag(c, kPollOut));
+  c->backendFlags |= kPolling;
+  ++c->opsInFlight;
+}
+
 void UringReactor::onSend(Connection* c, int res) {
   c->backendFlags &= ~kSending;
   OutputQueue& out = c->wire();
   out.freezeHead(false);
   if (c->state() == Connection::State::kClosed) return;
   if (res == -EAGAIN || res == -EINTR) {
-    io_uring_sqe* s = sqe();
-    io_uring_prep_poll_add(s, c->fd(), POLLOUT);
-    io_uring_sqe_set_data64(s, tag(c, kPollOut));
-    c->backendFlags |= kPolling;
-    ++c->opsInFlight;
+    waitWritable(c);
     return;
   }
   if (res < 0) {
