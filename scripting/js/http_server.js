@@ -386,9 +386,12 @@ class ServerResponse extends Stream {
       this.emit('finish');
       this._close();
       // As Node does: a request body nobody read is drained once the response
-      // is done, so the request ends (and closes) too.
+      // is done, so the request ends (and closes) too. A complete request that
+      // nobody listens to needs no draining: nothing could observe it.
       const req = this.req;
-      if (req && !req.readableEnded && !req.destroyed && req.readableFlowing !== true) {
+      if (req && !req.readableEnded && !req.destroyed && req.readableFlowing !== true &&
+          (!req.complete || req.listenerCount('end') + req.listenerCount('close') +
+            req.listenerCount('data') + req.listenerCount('readable') > 0)) {
         req.resume();
       }
     });
