@@ -13,36 +13,7 @@ request = function()
   return batch
 end
 
--- Percentiles are computed here from the histogram (latency(i) returns the
--- i-th distinct latency value and its sample count; #latency is the number of
--- distinct values) because wrk 4.1's own percentile() returns 0 for high
--- percentiles when requests are pipelined.
-local function percentiles(latency, ps)
-  local n, total = #latency, 0
-  for i = 1, n do
-    local _, c = latency(i)
-    total = total + c
-  end
-  local out, seen, k = {}, 0, 1
-  for i = 1, n do
-    local v, c = latency(i)
-    seen = seen + c
-    while k <= #ps and seen >= total * ps[k] / 100 do
-      out[k] = v
-      k = k + 1
-    end
-    if k > #ps then break end
-  end
-  for j = k, #ps do out[j] = latency.max end
-  return out
-end
-
-done = function(summary, latency, requests)
-  local e = summary.errors
-  local p = percentiles(latency, {50, 90, 99})
-  io.write(string.format(
-    "\nBENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
-    "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
-    summary.requests, summary.duration, p[1], p[2], p[3], latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout))
-end
+-- The `done` hook (percentiles and the BENCH line) is report.lua's, loaded from
+-- beside this file.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "report.lua")
