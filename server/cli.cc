@@ -241,7 +241,7 @@ struct Parser {
         // Not ours: a V8 / Node option (--max-old-space-size=64, --v8-options).
         // Only script mode takes them; checked below.
         c.nodeArgs.push_back(a);
-      } else if (positional.empty() && a != "serve" && (c.scriptMode || true)) {
+      } else if (positional.empty() && a != "serve") {
         if (c.scriptMode) {  // after -e, the rest are the script's arguments
           for (; i < args.size(); ++i) c.scriptArgs.push_back(args[i]);
           break;
