@@ -259,44 +259,31 @@ class JsExchange final : public server::ExchangeListener {
   void onBody(std::string_view chunk) override {
     v8::HandleScope hs(env_.isolate());
     v8::Context::Scope cs(env_.context());
-    v8::Local<v8::Value> argv[2] = {
-        handle_.Get(env_.isolate()),
-        node::Buffer::Copy(env_.isolate(), chunk.data(), chunk.size()).ToLocalChecked()};
-    ++depth_;
-    env_.call(env_.onBody_, 2, argv);
-    --depth_;
-    maybeRelease();
+    notify(env_.onBody_,
+           node::Buffer::Copy(env_.isolate(), chunk.data(), chunk.size()).ToLocalChecked());
   }
   void onBodyEnd() override {
     bodyDone_ = true;
-    v8::HandleScope hs(env_.isolate());
-    v8::Context::Scope cs(env_.context());
-    v8::Local<v8::Value> argv[1] = {handle_.Get(env_.isolate())};
-    ++depth_;
-    env_.call(env_.onBodyEnd_, 1, argv);
-    --depth_;
-    maybeRelease();
+    notify(env_.onBodyEnd_);
   }
   void onAbort() override {
     aborted_ = true;
-    v8::HandleScope hs(env_.isolate());
-    v8::Context::Scope cs(env_.context());
-    v8::Local<v8::Value> argv[1] = {handle_.Get(env_.isolate())};
-    ++depth_;
-    env_.call(env_.onAbort_, 1, argv);
-    --depth_;
-    maybeRelease();
+    notify(env_.onAbort_);
   }
-  void onDrain() override {
-    v8::HandleScope hs(env_.isolate());
-    v8::Context::Scope cs(env_.context());
-    v8::Local<v8::Value> argv[1] = {handle_.Get(env_.isolate())};
-    ++depth_;
-    env_.call(env_.onDrain_, 1, argv);
-    --depth_;
-    maybeRelease();
-  }
+  void onDrain() override { notify(env_.onDrain_); }
   void onFinish() override {}
+
+  // Calls fn(handle[, extra]) in JS. While it runs, this object must not go
+  // (JS may end the response inside); it releases itself afterwards if done.
+  void notify(const v8::Global<v8::Function>& fn, v8::Local<v8::Value> extra = {}) {
+    v8::HandleScope hs(env_.isolate());
+    v8::Context::Scope cs(env_.context());
+    v8::Local<v8::Value> argv[2] = {handle_.Get(env_.isolate()), extra};
+    ++depth_;
+    env_.call(fn, extra.IsEmpty() ? 1 : 2, argv);
+    --depth_;
+    maybeRelease();
+  }
 
   // After end() and the request body's end (or an abort) nothing more comes:
   // unlink from the JS handle and go.

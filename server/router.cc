@@ -56,16 +56,7 @@ void Router::handle(const parser::Request& req, Connection& conn) {
         break;
     }
   }
-  StaticResponse& r = scratch_;
-  r.status = 200;
-  r.cachedHeaders = {};
-  r.extraHeaders.clear();
-  r.contentLength = 0;
-  r.memory = {};
-  r.file.reset();
-  r.fileOffset = 0;
-  r.hold.reset();
-  r.owned.clear();
+  StaticResponse& r = scratch_;  // handle() resets it, keeping its buffers
   static_->handle(sreq, r, conn.reactorNowSeconds());
 
   if (r.extraHeaders.empty()) {
