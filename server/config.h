@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "parser/request_parser.h"
+#include "server/site.h"
 #include "server/static_files.h"
 #include "tls/tls.h"
 
@@ -46,6 +48,11 @@ struct ServerConfig {
   uint32_t cpuBudgetMs = 5000;          // one call into JS may run this long
   // Native fixed responses: exact path -> body (text/plain).
   std::vector<std::pair<std::string, std::string>> responds;
+  // Config-file mode (kuai --config FILE): listeners and routes from the file.
+  // The host/port/tls fields above are then unused.
+  std::string configFile;
+  bool checkConfigOnly = false;  // kuai --check-config FILE
+  std::shared_ptr<const Site> site;
 };
 
 }  // namespace kuai::server

@@ -1,0 +1,95 @@
+// Site: what a config file (kuai --config FILE) describes, as a native structure:
+// listeners, routes to static / proxy / app handlers, limits, logging. Built once
+// at start-up (and again on SIGHUP) by config_file.cc; read-only afterwards and
+// shared by the reactors through shared_ptr<const Site>.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/static_files.h"
+#include "tls/tls.h"
+
+namespace kuai::server {
+
+struct ListenSpec {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  bool tls = false;
+  tls::TlsConfig tlsConfig;  // certificates when tls
+};
+
+// One upstream server of a proxy route, its address resolved at load time.
+struct UpstreamSpec {
+  std::string name;  // as written: "127.0.0.1:9001"
+  sockaddr_storage addr{};
+  socklen_t addrLen = 0;
+  uint32_t weight = 1;
+};
+
+enum class Balance { kRoundRobin, kLeastConn, kWeighted };
+
+struct HealthCheckSpec {
+  bool enabled = false;    // active checks; passive health is always on
+  std::string path = "/";  // GET this; 2xx/3xx is healthy
+  uint32_t intervalMs = 5'000;
+  uint32_t timeoutMs = 2'000;
+};
+
+struct ProxySpec {
+  std::vector<UpstreamSpec> upstreams;
+  Balance balance = Balance::kRoundRobin;
+  // Timeouts: connect -> 502, send (request to upstream stalls) / read (no
+  // response byte for this long) -> 504.
+  uint32_t connectTimeoutMs = 2'000;
+  uint32_t sendTimeoutMs = 30'000;
+  uint32_t readTimeoutMs = 30'000;
+  // Keep-alive pool, per reactor and upstream.
+  uint32_t maxIdle = 32;
+  uint32_t idleTimeoutMs = 4'000;  // keep below the upstream's own keep-alive timeout
+  uint32_t maxRequestsPerConnection = 1000;
+  // Idempotent requests are tried again on another upstream after a connect
+  // failure or a reset before any response byte, at most this many times.
+  uint32_t retries = 1;
+  // Passive health: this many consecutive failures mark an upstream down for
+  // failTimeoutMs.
+  uint32_t maxFails = 1;
+  uint32_t failTimeoutMs = 10'000;
+  // Host header sent upstream: empty keeps the client's.
+  std::string hostRewrite;
+  // Prefix of the path replaced before forwarding ("/api/" -> "/"), when set.
+  bool stripPrefix = false;
+  HealthCheckSpec health;
+};
+
+struct RouteSpec {
+  // Match: path prefix (or exact path), optional host (no port, case-insensitive)
+  // and methods (empty: any).
+  std::string path = "/";
+  bool exact = false;
+  std::string host;
+  std::vector<std::string> methods;
+
+  enum class Kind { kStatic, kProxy, kApp } kind = Kind::kStatic;
+  StaticOptions statics;  // kStatic (root made absolute)
+  std::shared_ptr<const ProxySpec> proxy;  // kProxy
+  std::string app;        // kApp: script path, absolute
+};
+
+struct LoggingSpec {
+  std::string accessLog;  // path, "-" for stdout; empty: off
+  std::string metricsPath;  // e.g. "/metrics": Prometheus text on every listener; empty: off
+};
+
+struct Site {
+  std::string file;  // the config file it came from (for messages and reload)
+  std::vector<ListenSpec> listen;
+  std::vector<RouteSpec> routes;  // first match wins
+  LoggingSpec logging;
+};
+
+}  // namespace kuai::server
