@@ -1,5 +1,6 @@
 #include "server/cli.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,10 @@ std::string usage() {
 
 Usage:
   kuai serve DIR [options]     serve the files under DIR
+  kuai --config FILE           serve what FILE describes: listeners, routes to
+                               static files, proxies and apps, limits, logging
+                               (.json, or .js/.cjs/.mjs evaluated once by Node)
+  kuai --check-config FILE     check FILE and exit (0 when it is valid)
   kuai [options] [V8 options] script.js [--] [arguments]
                                run a script in a Node environment per reactor
   kuai [options] -e CODE       run CODE the same way ('-' reads it from stdin)
@@ -154,15 +159,30 @@ struct Parser {
   bool run() {
     ServerConfig& c = result.config;
     std::vector<std::string> positional;
+    std::string configFlag;          // --config or --check-config, when given
+    std::string firstServerOption;   // the first option a config file replaces
     for (i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
       long n = 0;
+      if (a.size() > 1 && a[0] == '-' && a != "--config" && a != "--check-config" && firstServerOption.empty() &&
+          !c.scriptMode) {
+        firstServerOption = a;  // an error when a config file is given
+      }
       if (a == "--help" || a == "-h") {
         result.action = CliResult::Action::kHelp;
         return true;
       } else if (a == "--version" || a == "-v") {
         result.action = CliResult::Action::kVersion;
         return true;
+      } else if (a == "--config" || a == "--check-config") {
+        if (!configFlag.empty()) {
+          return fail(configFlag == a ? "option " + a + " given twice"
+                                      : "options --config and --check-config cannot be used together");
+        }
+        if (!value(a, c.configFile)) return false;
+        if (c.configFile.empty()) return fail("option " + a + " needs a file name");
+        configFlag = a;
+        c.checkConfigOnly = a == "--check-config";
       } else if (a == "--host") {
         if (!value(a, c.host)) return false;
       } else if (a == "--port" || a == "-p") {
@@ -254,6 +274,25 @@ struct Parser {
       } else {
         positional.push_back(a);
       }
+    }
+    if (!configFlag.empty()) {
+      // Everything comes from the file: no DIR, no script, no other options.
+      if (c.scriptMode) {
+        return fail("option " + configFlag + " cannot be used with a script (use an app route in the config file)");
+      }
+      if (!positional.empty()) {
+        return fail("option " + configFlag + " cannot be used with '" + positional.front() +
+                    "' (use a static route in the config file)");
+      }
+      if (!firstServerOption.empty()) {
+        bool known = std::find(c.nodeArgs.begin(), c.nodeArgs.end(), firstServerOption) == c.nodeArgs.end();
+        if (!known) return fail("unknown option '" + firstServerOption + "' (see kuai --help)");
+        return fail("option " + firstServerOption + " cannot be used with " + configFlag +
+                    " (set it in the config file)");
+      }
+      if (!c.nodeArgs.empty()) return fail("unknown option '" + c.nodeArgs.front() + "' (see kuai --help)");
+      result.action = CliResult::Action::kServe;
+      return true;
     }
     if (c.scriptMode) {
       result.action = CliResult::Action::kScript;

@@ -89,6 +89,56 @@ TEST(Cli, ErrorsSayWhat) {
   }
 }
 
+TEST(Cli, ConfigFile) {
+  CliResult r = parse({"--config", "kuai.config.js"});
+  ASSERT_EQ(r.action, CliResult::Action::kServe) << r.error;
+  EXPECT_EQ(r.config.configFile, "kuai.config.js");
+  EXPECT_FALSE(r.config.checkConfigOnly);
+  EXPECT_FALSE(r.config.serveStatic);
+  EXPECT_FALSE(r.config.scriptMode);
+
+  r = parse({"--check-config", "site.json"});
+  ASSERT_EQ(r.action, CliResult::Action::kServe) << r.error;
+  EXPECT_EQ(r.config.configFile, "site.json");
+  EXPECT_TRUE(r.config.checkConfigOnly);
+
+  EXPECT_EQ(parse({"--config", "x.js", "--help"}).action, CliResult::Action::kHelp);
+  EXPECT_NE(usage().find("--config FILE"), std::string::npos);
+  EXPECT_NE(usage().find("--check-config FILE"), std::string::npos);
+}
+
+TEST(Cli, ConfigFileExcludesTheRest) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  } cases[] = {
+      {{"--config"}, "--config needs a value"},
+      {{"--check-config"}, "--check-config needs a value"},
+      {{"--config", ""}, "needs a file name"},
+      {{"--config", "a.js", "--config", "b.js"}, "given twice"},
+      {{"--config", "a.js", "--check-config", "a.js"}, "cannot be used together"},
+      {{"serve", "d", "--config", "a.js"}, "cannot be used with 'serve'"},
+      {{"--config", "a.js", "serve", "d"}, "cannot be used with 'serve'"},
+      {{"--config", "a.js", "app.js"}, "cannot be used with a script"},
+      {{"-e", "1", "--config", "a.js"}, "cannot be used with a script"},
+      {{"--config", "a.js", "-e", "1"}, "cannot be used with a script"},
+      {{"--config", "a.js", "--port", "80"}, "option --port cannot be used with --config"},
+      {{"--check-config", "a.js", "-t", "2"}, "option -t cannot be used with --check-config"},
+      {{"--io", "epoll", "--config", "a.js"}, "option --io cannot be used with --config"},
+      {{"--config", "a.js", "--frobnicate"}, "unknown option '--frobnicate'"},
+  };
+  for (const Case& c : cases) {
+    CliResult r = parse(c.args);
+    EXPECT_EQ(r.action, CliResult::Action::kError) << c.needle;
+    EXPECT_NE(r.error.find(c.needle), std::string::npos) << r.error << " (wanted " << c.needle << ")";
+  }
+  // After a script, --config is one of the script's arguments.
+  CliResult r = parse({"app.js", "--config", "x"});
+  ASSERT_EQ(r.action, CliResult::Action::kScript) << r.error;
+  EXPECT_TRUE(r.config.configFile.empty());
+  ASSERT_EQ(r.config.scriptArgs.size(), 2u);
+}
+
 TEST(Cli, Sizes) {
   EXPECT_EQ(parseSize("512"), 512u);
   EXPECT_EQ(parseSize("8k"), 8192u);
