@@ -11,14 +11,41 @@
 #include <vector>
 
 #ifndef KUAI_NO_SCRIPTING
+#include <node.h>
+
 #include "scripting/environment.h"
 #endif
 #include "server/cli.h"
+#include "server/config_file.h"
 #include "server/reactor.h"
 #include "server/server.h"
 
+#ifndef KUAI_NO_SCRIPTING
+// `kuai-node --kuai-eval-config FILE`, run by kuai to evaluate a .js config
+// file: plain Node running the evaluator (`node -e SOURCE FILE`), which prints
+// the exported config as JSON. The arguments are laid out in one block, as
+// libuv expects of argv.
+static int evalConfigMain(char* argv0, const char* file) {
+  const char* parts[] = {argv0, "-e", kuai::server::kConfigEvaluatorSource, file};
+  constexpr int n = 4;
+  std::string block;
+  for (const char* p : parts) block.append(p, std::strlen(p) + 1);
+  std::vector<char*> args;
+  char* cursor = block.data();
+  for (int i = 0; i < n; ++i) {
+    args.push_back(cursor);
+    cursor += std::strlen(cursor) + 1;
+  }
+  args.push_back(nullptr);
+  return node::Start(n, args.data());
+}
+#endif
+
 int main(int argc, char** argv) {
   using kuai::server::CliResult;
+#ifndef KUAI_NO_SCRIPTING
+  if (argc == 3 && std::strcmp(argv[1], "--kuai-eval-config") == 0) return evalConfigMain(argv[0], argv[2]);
+#endif
   std::vector<std::string> args(argv + 1, argv + argc);
   CliResult cli = kuai::server::parseCommandLine(args);
   switch (cli.action) {
@@ -32,6 +59,19 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "kuai: %s\n", cli.error.c_str());
       return 2;
     case CliResult::Action::kServe:
+      if (!cli.config.configFile.empty()) {
+        std::string err;
+        if (!kuai::server::loadConfigFile(cli.config.configFile, cli.config, err)) {
+          std::fprintf(stderr, "kuai: %s\n", err.c_str());
+          return 1;
+        }
+        if (cli.config.checkConfigOnly) {
+          size_t listeners = cli.config.site->listen.size(), routes = cli.config.site->routes.size();
+          std::printf("kuai: %s: ok (%zu listener%s, %zu route%s)\n", cli.config.configFile.c_str(), listeners,
+                      listeners == 1 ? "" : "s", routes, routes == 1 ? "" : "s");
+          return 0;
+        }
+      }
       return kuai::server::runServer(std::move(cli.config));
     case CliResult::Action::kScript:
       break;
