@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -67,6 +69,14 @@ void Connection::onData(const char* data, size_t len) {
   }
   if (state_ != State::kOpen) return;  // closing or lingering: leftovers are dropped
   feedParser(data, len);
+}
+
+// After a 101: the request's leftovers and everything after go to the handler.
+void Connection::startTunnel() {
+  tunnel_ = true;
+  lastProgressMs_ = reactor_.nowMs();
+  std::string rest = parser_.takeBuffered();
+  if (!rest.empty() && exchange_ && exchange_->listener()) exchange_->listener()->onBody(rest);
 }
 
 void Connection::onTlsData(const char* data, size_t len) {
@@ -133,6 +143,11 @@ void Connection::fillWire() {
 }
 
 void Connection::feedParser(const char* data, size_t len) {
+  if (tunnel_) {
+    lastProgressMs_ = reactor_.nowMs();
+    if (exchange_ && exchange_->listener()) exchange_->listener()->onBody({data, len});
+    return;
+  }
   auto before = parser_.phase();
   if (before == parser::RequestParser::Phase::kIdle) phaseStartMs_ = reactor_.nowMs();
   inParser_ = true;
@@ -153,6 +168,10 @@ void Connection::feedParser(const char* data, size_t len) {
 
 void Connection::onEof() {
   peerClosed_ = true;
+  if (tunnel_ && exchange_ && exchange_->listener() && state_ == State::kOpen) {
+    exchange_->listener()->onBodyEnd();  // the tunnel's handler closes both sides
+    return;
+  }
   switch (state_) {
     case State::kOpen:
       if (!out_.empty() || !tlsOut_.empty()) {
@@ -253,8 +272,65 @@ void Connection::onTick(uint64_t now) {
   }
 }
 
+const std::string& Connection::peerAddress() {
+  if (peerPort_ < 0) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "";
+    peerPort_ = 0;
+    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (ss.ss_family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        peerPort_ = ntohs(a->sin_port);
+      } else if (ss.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        peerPort_ = ntohs(a->sin6_port);
+      }
+    }
+    peerAddress_ = host;
+  }
+  return peerAddress_;
+}
+
+namespace {
+uint64_t monotonicMicros() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000 + uint64_t(ts.tv_nsec) / 1000;
+}
+}  // namespace
+
+void Connection::beginAccounting(const parser::Request& req) {
+  startUs_ = monotonicMicros();
+  status_ = 0;
+  respBytes_ = 0;
+  if (!reactor_.logging()) return;
+  logLine_.clear();
+  logLine_.append(req.method).push_back(' ');
+  logLine_.append(req.target).append(req.versionMinor == 0 ? " HTTP/1.0" : " HTTP/1.1");
+  logRefAt_ = uint32_t(logLine_.size());
+  logLine_.append(req.header("referer"));
+  logUaAt_ = uint32_t(logLine_.size());
+  logLine_.append(req.header("user-agent"));
+}
+
+void Connection::endAccounting() {
+  if (!startUs_) return;
+  uint64_t us = monotonicMicros() - startUs_;
+  startUs_ = 0;
+  reactor_.stats().record(status_, us);
+  if (!reactor_.logging()) return;
+  std::string_view line(logLine_);
+  formatCombined(reactor_.logBuffer(), peerAddress(), reactor_.nowSeconds(),
+                 line.substr(0, logRefAt_), status_, respBytes_,
+                 line.substr(logRefAt_, logUaAt_ - logRefAt_), line.substr(logUaAt_));
+}
+
 void Connection::onHeaders(const parser::Request& req) {
   ++requests_;
+  if (reactor_.observing()) beginAccounting(req);
   http10_ = req.versionMinor == 0;
   headOnly_ = req.isHead;
   keepAlive_ = req.keepAlive && !reactor_.draining() &&
@@ -263,31 +339,14 @@ void Connection::onHeaders(const parser::Request& req) {
     out_.buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
     wantFlush();
   }
-  if (handler_) {
+  active_ = handler_ ? handler_ : reactor_.router().asyncHandler(req);
+  if (active_) {
     exchange_ = std::make_shared<Exchange>(this);
-    if (peerPort_ < 0) {
-      sockaddr_storage ss{};
-      socklen_t len = sizeof(ss);
-      char host[INET6_ADDRSTRLEN] = "";
-      peerPort_ = 0;
-      if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-          auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-          ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-          peerPort_ = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-          auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-          ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-          peerPort_ = ntohs(a->sin6_port);
-        }
-      }
-      peerAddress_ = host;
-    }
-    exchange_->setPeer(peerAddress_, peerPort_, tls_ != nullptr);
+    exchange_->setPeer(peerAddress(), peerPort_, tls_ != nullptr);
     exchange_->setConnectionId(id_);
-    toldHandler_ = true;
+    if (active_ == handler_) toldHandler_ = true;
     exchange_->setHead(headOnly_, http10_);
-    handler_->onRequest(req, exchange_);
+    active_->onRequest(req, exchange_);
   }
 }
 
@@ -297,7 +356,7 @@ void Connection::onBody(const parser::Request&, std::string_view chunk) {
 }
 
 bool Connection::onRequest(const parser::Request& req) {
-  if (handler_) {
+  if (active_) {
     if (exchange_ && exchange_->listener()) exchange_->listener()->onBodyEnd();
     if (exchange_ && !exchange_->ended()) return false;  // resumed by exchangeEnded()
     if (exchange_) {
@@ -307,6 +366,7 @@ bool Connection::onRequest(const parser::Request& req) {
   } else {
     reactor_.router().handle(req, *this);
   }
+  if (startUs_) endAccounting();
   wantFlush();
   if (!keepAlive_) {
     closeAfterResponse();
@@ -317,6 +377,24 @@ bool Connection::onRequest(const parser::Request& req) {
 
 void Connection::exchangeWrote() { wantFlush(); }
 
+void Connection::abortExchange() {
+  // What was queued goes out first; then the connection closes, short of what
+  // the response announced.
+  keepAlive_ = false;
+  if (startUs_) endAccounting();
+  if (exchange_) {
+    exchange_->detach();
+    exchange_.reset();
+  }
+  if (state_ == State::kOpen) {
+    wantFlush();
+    state_ = State::kClosing;
+    peerClosed_ = true;  // no lingering: the response is broken anyway
+    lastProgressMs_ = reactor_.nowMs();
+    if (out_.empty() && tlsOut_.empty()) onDrained();
+  }
+}
+
 void Connection::setReadPaused(bool paused) {
   if (paused == readPaused_ || state_ == State::kClosed) return;
   readPaused_ = paused;
@@ -325,6 +403,7 @@ void Connection::setReadPaused(bool paused) {
 }
 
 void Connection::exchangeEnded(Exchange* ex) {
+  if (startUs_) endAccounting();
   wantFlush();
   // The answer is complete: whatever is left of the request body is read (and
   // dropped), as Node does, so the connection can go on.
@@ -347,6 +426,7 @@ void Connection::exchangeEnded(Exchange* ex) {
 
 void Connection::writeHeadWithReason(int status, std::string_view reason,
                                      std::string_view headerLines, int keepAliveSeconds) {
+  status_ = status;
   std::string& b = out_.buffer();
   if (reason.empty() || reason == statusReason(status)) {
     b.append(statusLine(status));
@@ -361,6 +441,8 @@ void Connection::writeHeadWithReason(int status, std::string_view reason,
   b.append(headerLines);
   if (!keepAlive_) {
     b.append("Connection: close\r\n\r\n");
+  } else if (keepAliveSeconds == Exchange::kNoKeepAliveHeader) {
+    b.append(http10_ ? "Connection: keep-alive\r\n\r\n" : "\r\n");
   } else {
     // As Node does: say the connection stays open, and for how long.
     if (keepAliveSeconds > 0) idleMs_ = uint32_t(keepAliveSeconds) * 1000;
@@ -392,8 +474,28 @@ void Exchange::writeHead(int status, std::string_view reason, std::string_view h
   conn_->exchangeWrote();
 }
 
+void Exchange::acceptUpgrade(std::string_view headerLines) {
+  if (!conn_ || headersSent_) return;
+  headersSent_ = true;
+  tunnel_ = true;
+  std::string& b = conn_->output().buffer();
+  b.append("HTTP/1.1 101 Switching Protocols\r\n");
+  b.append(headerLines);
+  b.append("\r\n");
+  conn_->startTunnel();
+}
+
 bool Exchange::write(std::string_view bytes) {
   if (!conn_ || ended_) return true;
+  if (tunnel_) {
+    conn_->output().buffer().append(bytes);
+    conn_->exchangeWrote();
+    if (conn_->pendingBytes() >= 64 * 1024) {
+      waitingDrain = true;
+      return false;
+    }
+    return true;
+  }
   if (!headersSent_) writeHead(200, {}, {}, -1);
   if (noBody_ || bytes.empty()) return true;
   std::string& b = conn_->output().buffer();
@@ -406,6 +508,7 @@ bool Exchange::write(std::string_view bytes) {
   } else {
     b.append(bytes);
   }
+  conn_->countBody(bytes.size());
   conn_->exchangeWrote();
   // Above this much unsent output, ask the writer to wait for 'drain'.
   constexpr size_t kHighWater = 64 * 1024;
@@ -415,6 +518,15 @@ bool Exchange::write(std::string_view bytes) {
   }
   return true;
 }
+
+void Exchange::abort() {
+  if (!conn_) return;
+  ended_ = true;
+  Connection* c = conn_;
+  c->abortExchange();
+}
+
+size_t Exchange::pendingBytes() const { return conn_ ? conn_->pendingBytes() : 0; }
 
 void Exchange::pauseBody() {
   if (conn_ && !ended_) conn_->setReadPaused(true);
@@ -437,6 +549,8 @@ void Exchange::end() {
 
 void Connection::writeHead(int status, std::string_view headerLines, uint64_t contentLength,
                            bool withLength) {
+  status_ = status;
+  if (!headOnly_ && withLength) respBytes_ = contentLength;
   std::string& b = out_.buffer();
   std::string_view line = statusLine(status);
   std::string_view date = reactor_.dateLine();
@@ -483,7 +597,14 @@ void Connection::failRequest(int status) {
   keepAlive_ = false;
   headOnly_ = false;
   http10_ = false;
+  if (reactor_.observing() && !startUs_) {
+    // Refused before its head was whole: counted, logged without a request line.
+    startUs_ = monotonicMicros();
+    logLine_.clear();
+    logRefAt_ = logUaAt_ = 0;
+  }
   writeError(status);
+  if (startUs_) endAccounting();
   wantFlush();
   closeAfterResponse();
 }

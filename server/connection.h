@@ -17,7 +17,8 @@ namespace kuai::server {
 
 class Reactor;
 
-class Connection final : public parser::RequestParser::Handler {
+// 16-byte aligned: the backends tag pointers with their low bits.
+class alignas(16) Connection final : public parser::RequestParser::Handler {
  public:
   enum class State : uint8_t {
     kOpen,       // reading requests
@@ -78,6 +79,9 @@ class Connection final : public parser::RequestParser::Handler {
   size_t pendingBytes() const;
   void exchangeWrote();                // output queued: flush at the end of this turn
   void exchangeEnded(Exchange* ex);    // the response is complete
+  void abortExchange();                // the response broke midway: close
+  void countBody(size_t n) { respBytes_ += n; }
+  void startTunnel();                  // 101 sent: bytes pass through from now on
   void setReadPaused(bool paused);     // the handler is (not) taking the body
   time_t reactorNowSeconds() const;
 
@@ -101,6 +105,10 @@ class Connection final : public parser::RequestParser::Handler {
   void failRequest(int status);
   void closeAfterResponse();
   void wantFlush();
+  // Metrics and access log (only while the reactor observes).
+  void beginAccounting(const parser::Request& req);
+  void endAccounting();
+  const std::string& peerAddress();
 
   Reactor& reactor_;
   int fd_;
@@ -115,15 +123,22 @@ class Connection final : public parser::RequestParser::Handler {
   bool keepAlive_ = true;   // for the response being written
   bool http10_ = false;
   bool headOnly_ = false;
-  AsyncHandler* handler_ = nullptr;     // null: the router answers
+  AsyncHandler* handler_ = nullptr;     // the listener's (a script's server); null: the router's
+  AsyncHandler* active_ = nullptr;      // answering the current request; null: router.handle()
   std::shared_ptr<Exchange> exchange_;  // the request an AsyncHandler is answering
   bool inParser_ = false;               // inside parser_.feed()/resume()
   bool readPaused_ = false;             // reading stopped for the handler
+  bool tunnel_ = false;                 // upgraded: bytes go to the handler as they are
   bool toldHandler_ = false;            // handler_ saw requests: tell it of the close
   uint64_t id_ = 0;                     // per reactor, for handlers
   uint32_t idleMs_ = 0;                 // idle keep-alive timeout (config or handler's)
   std::string peerAddress_;             // filled on first use (getpeername)
   int peerPort_ = -1;
+  int status_ = 0;             // of the response being written
+  uint64_t respBytes_ = 0;     // its body bytes
+  uint64_t startUs_ = 0;       // when its request's head was complete (0: not counted)
+  std::string logLine_;        // request line, referer and agent for the access log
+  uint32_t logRefAt_ = 0, logUaAt_ = 0;
   uint64_t phaseStartMs_ = 0;  // when the current phase (idle/head/body/linger) began
   uint64_t lastProgressMs_ = 0;
 };

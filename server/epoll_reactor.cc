@@ -21,12 +21,14 @@ constexpr uint8_t kWantOut = 1;  // EPOLLOUT in the interest set
 // epoll_event.data: a Connection* (8-aligned), a Listener* | 1, or a tag.
 constexpr uint64_t kWakeTag = 2;
 constexpr uint64_t kLoopTag = 4;
+constexpr uint64_t kSocketTag = 8;  // Socket* | 8 (sockets and connections are 16-aligned)
 constexpr size_t kReadBufferSize = 64 * 1024;
 
 class EpollReactor final : public Reactor {
  public:
   using Reactor::Reactor;
   ~EpollReactor() override {
+    teardown();
     if (epfd_ >= 0) ::close(epfd_);
   }
 
@@ -61,7 +63,7 @@ class EpollReactor final : public Reactor {
         ev.data.u64 = kLoopTag;
         ::epoll_ctl(epfd_, EPOLL_CTL_ADD, polledFd, &ev);
       }
-      int wait = int(kTickMs);
+      int wait = connectResults_.empty() ? int(kTickMs) : 0;
       int loopTimeout = loop_ ? loop_->timeoutMs() : -1;
       if (loopTimeout >= 0 && loopTimeout < wait) wait = loopTimeout;
       int n = ::epoll_wait(epfd_, events.data(), int(events.size()), wait);
@@ -76,8 +78,11 @@ class EpollReactor final : public Reactor {
       if (loop_ && loopReady) loop_->runOnce();
       tick();
       flushDirty();
+      runLater();
       for (Connection* c : graveyard_) destroyConnection(c);
       graveyard_.clear();
+      for (Socket* s : socketGraveyard_) destroySocket(s);
+      socketGraveyard_.clear();
       if (finished() || quiescent()) break;
     }
   }
@@ -89,7 +94,9 @@ class EpollReactor final : public Reactor {
     {
       for (int i = 0; i < n; ++i) {
         const epoll_event& ev = events[i];
-        if (ev.data.u64 & 1) {
+        if ((ev.data.u64 & 15) == kSocketTag) {
+          socketEvent(reinterpret_cast<Socket*>(ev.data.u64 & ~uint64_t(15)), ev.events);
+        } else if (ev.data.u64 & 1) {
           acceptAll(reinterpret_cast<Listener*>(ev.data.u64 & ~uint64_t(1)));
         } else if (ev.data.u64 == kLoopTag) {
           loopReady = true;
@@ -106,9 +113,112 @@ class EpollReactor final : public Reactor {
         }
       }
     }
+    // Connects that failed before reaching the poll set.
+    std::vector<Socket*> results;
+    results.swap(connectResults_);
+    for (Socket* s : results) {
+      if (!s->closed) s->owner->onSocketConnect(s, -s->connectError);
+    }
   }
 
  protected:
+  // --- outbound sockets: level-triggered like connections ---
+  static constexpr uint8_t kSockConnecting = 1;
+  static constexpr uint8_t kSockWantOut = 2;
+  static constexpr uint8_t kSockInSet = 4;
+
+  void socketConnect(Socket* s) override {
+    int rc = ::connect(s->fd, reinterpret_cast<sockaddr*>(&s->addr), s->addrLen);
+    if (rc < 0 && errno != EINPROGRESS) {
+      s->connectError = errno;
+      connectResults_.push_back(s);
+      return;
+    }
+    s->backendFlags |= kSockConnecting | kSockInSet;
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.u64 = reinterpret_cast<uint64_t>(s) | kSocketTag;
+    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, s->fd, &ev);
+  }
+
+  void socketUpdate(Socket* s) {
+    if (!(s->backendFlags & kSockInSet)) return;
+    uint32_t events = 0;
+    if (s->reading) events |= EPOLLIN | EPOLLRDHUP;
+    if (s->backendFlags & (kSockWantOut | kSockConnecting)) events |= EPOLLOUT;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = reinterpret_cast<uint64_t>(s) | kSocketTag;
+    ::epoll_ctl(epfd_, EPOLL_CTL_MOD, s->fd, &ev);
+  }
+
+  void socketEvent(Socket* s, uint32_t events) {
+    if (s->closed) return;
+    if (s->backendFlags & kSockConnecting) {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ::getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err == 0 && !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      s->backendFlags &= ~kSockConnecting;
+      if (err == 0) {
+        s->connected = true;
+        if (!s->out.empty()) s->backendFlags |= kSockWantOut;
+        socketUpdate(s);
+      }
+      s->owner->onSocketConnect(s, -err);
+      return;
+    }
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && s->reading) {
+      for (int i = 0; i < 4 && !s->closed && s->reading; ++i) {
+        ssize_t n = ::recv(s->fd, buffer_.data(), buffer_.size(), 0);
+        if (n > 0) {
+          s->owner->onSocketData(s, buffer_.data(), size_t(n));
+          if (size_t(n) < buffer_.size()) break;
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) break;
+        s->owner->onSocketEof(s, n == 0 ? 0 : -errno);
+        return;
+      }
+    }
+    if ((events & EPOLLOUT) && !s->closed && (s->backendFlags & kSockWantOut)) socketFlush(s);
+  }
+
+  void socketFlush(Socket* s) override {
+    while (!s->out.empty()) {
+      std::string_view bytes = s->out.headMemory();
+      ssize_t n = ::send(s->fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        s->out.consume(size_t(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) {
+        if (!(s->backendFlags & kSockWantOut)) {
+          s->backendFlags |= kSockWantOut;
+          socketUpdate(s);
+        }
+        return;
+      }
+      s->owner->onSocketEof(s, -errno);
+      return;
+    }
+    if (s->backendFlags & kSockWantOut) {
+      s->backendFlags &= ~kSockWantOut;
+      socketUpdate(s);
+    }
+    s->owner->onSocketDrained(s);
+  }
+
+  void socketReading(Socket* s, bool) override { socketUpdate(s); }
+
+  void socketRelease(Socket* s) override {
+    if (s->backendFlags & kSockInSet) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, s->fd, nullptr);
+    s->backendFlags &= ~kSockInSet;
+    socketGraveyard_.push_back(s);
+  }
+
   void flush(Connection* c) override {
     OutputQueue& out = c->wire();
     while (true) {
@@ -252,6 +362,8 @@ class EpollReactor final : public Reactor {
   int epfd_ = -1;
   std::vector<char> buffer_;
   std::vector<Connection*> graveyard_;
+  std::vector<Socket*> socketGraveyard_;
+  std::vector<Socket*> connectResults_;
 };
 
 }  // namespace

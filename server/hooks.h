@@ -46,12 +46,25 @@ class Exchange {
   // Status line, Server and Date are added by the connection; `headerLines` are
   // complete lines. contentLength < 0: chunked (HTTP/1.1) or close-delimited.
   // keepAliveSeconds >= 0: the idle time to announce (Keep-Alive: timeout=N)
-  // and keep to on this connection (Node's server.keepAliveTimeout).
+  // and keep to on this connection (Node's server.keepAliveTimeout);
+  // kNoKeepAliveHeader: no Keep-Alive line (HTTP/1.1's default is enough).
   void writeHead(int status, std::string_view reason, std::string_view headerLines,
                  int64_t contentLength, int keepAliveSeconds = -1);
+  static constexpr int kNoKeepAliveHeader = -2;
   // Returns false when the client is slow: wait for onDrain.
   bool write(std::string_view bytes);
   void end();
+  // Switches the connection to another protocol (a proxied WebSocket): sends
+  // "101 Switching Protocols" with `headerLines`, then bytes pass through
+  // untouched both ways: write() sends them raw, the listener's onBody gets
+  // the client's, onBodyEnd its EOF.
+  void acceptUpgrade(std::string_view headerLines);
+  bool tunnel() const { return tunnel_; }
+  // The response cannot be completed (its source failed midway): close the
+  // connection so the client sees a truncated response, never a wrong one.
+  void abort();
+  // Bytes not yet handed to the kernel on this connection.
+  size_t pendingBytes() const;
   // Backpressure on the request body: stop / restart reading the connection.
   void pauseBody();
   void resumeBody();
@@ -87,6 +100,7 @@ class Exchange {
   bool head_ = false;
   bool http10_ = false;
   bool noBody_ = false;
+  bool tunnel_ = false;
   std::string remoteAddress_;
   int remotePort_ = 0;
   bool encrypted_ = false;

@@ -1,5 +1,8 @@
 #include "server/reactor.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,16 +24,35 @@ Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
     listeners_.push_back(std::move(l));
   }
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  stats_ = registerReactorStats();
   updateClock();
-  router_ = std::make_unique<Router>(config);
+  router_ = std::make_unique<Router>(config, *this);
 }
 
-Reactor::~Reactor() {
+void Reactor::runLater() {
+  for (size_t i = 0; i < later_.size(); ++i) later_[i].fn(later_[i].arg);
+  later_.clear();
+}
+
+void Reactor::teardown() {
+  if (tearingDown_) return;
+  tearingDown_ = true;
   for (Connection* c = head_; c;) {
     Connection* n = c->next;
     delete c;
     c = n;
   }
+  head_ = nullptr;
+  live_ = 0;
+  router_.reset();
+  runLater();
+  while (sockHead_) destroySocket(sockHead_);  // closed ones whose I/O never completed
+  if (accessLog_) accessLog_->submit(logBuf_);
+  accessLog_.reset();
+}
+
+Reactor::~Reactor() {
+  teardown();
   if (wakeFd_ >= 0) ::close(wakeFd_);
   for (auto& l : listeners_) {
     if (l->fd >= 0) ::close(l->fd);
@@ -42,6 +64,91 @@ void Reactor::requestStop() {
   uint64_t one = 1;
   ssize_t n = ::write(wakeFd_, &one, sizeof(one));
   (void)n;
+}
+
+void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls) {
+  auto l = std::make_unique<Listener>();
+  l->fd = fd;
+  l->tls = std::move(tls);
+  listeners_.push_back(std::move(l));
+  ++initialListeners_;
+}
+
+void Reactor::setObservers(bool metrics, std::shared_ptr<AccessLog> log) {
+  metrics_ = metrics;
+  accessLog_ = std::move(log);
+  observing_ = metrics_ || accessLog_;
+}
+
+void Reactor::setSite(std::shared_ptr<const Site> site,
+                      std::vector<std::shared_ptr<tls::TlsContext>> tls,
+                      std::shared_ptr<AccessLog> log) {
+  {
+    std::lock_guard<std::mutex> lock(tlsMutex_);
+    pendingSite_ = std::move(site);
+    pendingSiteTls_ = std::move(tls);
+    pendingLog_ = std::move(log);
+  }
+  sitePending_.store(true, std::memory_order_release);
+}
+
+Socket* Reactor::openSocket(const sockaddr* addr, socklen_t len, SocketOwner* owner, int& err) {
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno;
+    return nullptr;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto* s = new Socket();
+  s->fd = fd;
+  s->owner = owner;
+  std::memcpy(&s->addr, addr, len);
+  s->addrLen = len;
+  ++sockets_;
+  s->next = sockHead_;
+  if (sockHead_) sockHead_->prev = s;
+  sockHead_ = s;
+  socketConnect(s);
+  return s;
+}
+
+void Reactor::sendSocket(Socket* s) {
+  if (s->dirty || s->closed) return;
+  s->dirty = true;
+  dirtySockets_.push_back(s);
+}
+
+void Reactor::setSocketReading(Socket* s, bool on) {
+  if (s->closed || s->reading == on) return;
+  s->reading = on;
+  if (s->connected) socketReading(s, on);
+}
+
+void Reactor::closeSocket(Socket* s) {
+  if (s->closed) return;
+  s->closed = true;
+  s->owner = nullptr;
+  if (tearingDown_) {
+    destroySocket(s);
+    return;
+  }
+  socketRelease(s);
+}
+
+void Reactor::destroySocket(Socket* s) {
+  if (s->dirty) {
+    for (auto& d : dirtySockets_) {
+      if (d == s) d = nullptr;
+    }
+    std::erase(dirtySockets_, nullptr);
+  }
+  if (s->fd >= 0) ::close(s->fd);
+  if (s->prev) s->prev->next = s->next;
+  else sockHead_ = s->next;
+  if (s->next) s->next->prev = s->prev;
+  --sockets_;
+  delete s;
 }
 
 void Reactor::markDirty(Connection* c) {
@@ -58,6 +165,12 @@ void Reactor::flushDirty() {
     if (c->state() != Connection::State::kClosed) flush(c);
   }
   dirty_.clear();
+  for (size_t i = 0; i < dirtySockets_.size(); ++i) {
+    Socket* s = dirtySockets_[i];
+    s->dirty = false;
+    if (!s->closed && s->connected) socketFlush(s);
+  }
+  dirtySockets_.clear();
 }
 
 void Reactor::setTlsContext(std::shared_ptr<tls::TlsContext> ctx) {
@@ -110,12 +223,13 @@ Connection* Reactor::addConnection(int fd, Listener* from) {
   }
   // A script's listener carries its own TLS context; the CLI's uses the
   // reactor's (replaced on SIGHUP).
-  tls::TlsContext* ctx = from->handler ? from->tls.get() : tls_.get();
+  tls::TlsContext* ctx = (from->handler || from->tls) ? from->tls.get() : tls_.get();
   auto* c = new Connection(*this, fd, ctx ? ctx->newSession() : nullptr, from->handler);
   c->next = head_;
   if (head_) head_->prev = c;
   head_ = c;
   ++live_;
+  stats_->openConnections.fetch_add(1, std::memory_order_relaxed);
   if (draining_) c->onShutdown();
   return c;
 }
@@ -133,6 +247,7 @@ void Reactor::destroyConnection(Connection* c) {
   else head_ = c->next;
   if (c->next) c->next->prev = c->prev;
   --live_;
+  stats_->openConnections.fetch_sub(1, std::memory_order_relaxed);
   if (c->dirty) {
     for (auto& d : dirty_) {
       if (d == c) d = nullptr;
@@ -172,9 +287,31 @@ void Reactor::beginDrain() {
 
 void Reactor::tick() {
   if (stopRequested_.load(std::memory_order_acquire) && !draining_) beginDrain();
+  if (sitePending_.load(std::memory_order_acquire)) {
+    std::shared_ptr<const Site> site;
+    std::vector<std::shared_ptr<tls::TlsContext>> tls;
+    std::shared_ptr<AccessLog> log;
+    {
+      std::lock_guard<std::mutex> lock(tlsMutex_);
+      site = std::move(pendingSite_);
+      tls = std::move(pendingSiteTls_);
+      log = std::move(pendingLog_);
+      sitePending_.store(false, std::memory_order_relaxed);
+    }
+    if (accessLog_) accessLog_->submit(logBuf_);
+    setObservers(!site->logging.metricsPath.empty(), std::move(log));
+    router_->setSite(std::move(site));
+    // Listeners keep their order; listeners_ begins with the initial ones
+    // unless a stop retired them.
+    for (size_t i = 0; i < tls.size() && i < listeners_.size() && i < initialListeners_; ++i) {
+      if (listeners_[i]->tls && tls[i]) listeners_[i]->tls = std::move(tls[i]);
+    }
+  }
   if (nowMs_ - lastTickMs_ < kTickMs) return;
   lastTickMs_ = nowMs_;
+  if (accessLog_ && !logBuf_.empty()) accessLog_->submit(logBuf_);
   for (Connection* c = head_; c; c = c->next) c->onTick(nowMs_);
+  for (size_t i = 0; i < tickers_.size(); ++i) tickers_[i]->onTick(nowMs_);
   if (draining_ && nowMs_ >= drainDeadlineMs_) {
     for (Connection* c = head_; c; c = c->next) closeConnection(c);
   }

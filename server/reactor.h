@@ -14,6 +14,8 @@
 
 #include "server/config.h"
 #include "server/hooks.h"
+#include "server/metrics.h"
+#include "server/socket.h"
 
 namespace kuai::server {
 
@@ -50,6 +52,9 @@ class Reactor {
                         std::shared_ptr<tls::TlsContext> tls = nullptr);
   // This thread only: stop accepting on it and close it (server.close()).
   void removeListener(Listener* l);
+  // This thread only, before init(): one more listening socket (a config file's
+  // listeners). tls: its certificates; null: plain.
+  void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls);
   // This thread only: an event loop to drive (the thread's Node environment).
   void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
   int index() const { return index_; }
@@ -76,6 +81,41 @@ class Reactor {
   std::string& fileScratch() { return fileScratch_; }
   // Thread-safe: connections accepted from now on use this TLS context (reload).
   void setTlsContext(std::shared_ptr<tls::TlsContext> ctx);
+  // Thread-safe: requests from now on are routed by this site (config reload);
+  // `tls`, when not empty, replaces the certificates of the initial listeners
+  // (in the order they were added).
+  void setSite(std::shared_ptr<const Site> site,
+               std::vector<std::shared_ptr<tls::TlsContext>> tls = {},
+               std::shared_ptr<AccessLog> log = nullptr);
+  // Before run(): count requests for the metrics endpoint and write the access
+  // log (null: none).
+  void setObservers(bool metrics, std::shared_ptr<AccessLog> log);
+  // Request accounting (connections call these only when observing()).
+  bool observing() const { return observing_; }
+  bool logging() const { return accessLog_ != nullptr; }
+  ReactorStats& stats() { return *stats_; }
+  std::string& logBuffer() { return logBuf_; }
+
+  // Outbound connections (a proxy's upstreams), this thread only. openSocket
+  // starts a non-blocking connect and returns null with `err` (an errno) when
+  // no socket can be made; the outcome arrives through owner->onSocketConnect.
+  Socket* openSocket(const sockaddr* addr, socklen_t len, SocketOwner* owner, int& err);
+  // s->out has bytes: sent at the end of this wake-up.
+  void sendSocket(Socket* s);
+  void setSocketReading(Socket* s, bool on);
+  // No more callbacks; the socket is freed once the backend lets go of it.
+  void closeSocket(Socket* s);
+  // Periodic work (proxy timeouts, idle pools), run from the reactor's tick.
+  class Ticker {
+   public:
+    virtual ~Ticker() = default;
+    virtual void onTick(uint64_t nowMs) = 0;
+  };
+  void addTicker(Ticker* t) { tickers_.push_back(t); }
+  // Runs fn(arg) once this wake-up's work is done (deferred frees of objects
+  // that callbacks further up the stack may still be using).
+  void later(void (*fn)(void*), void* arg) { later_.push_back({fn, arg}); }
+  void removeTicker(Ticker* t) { std::erase(tickers_, t); }
 
  protected:
   // Backend hooks.
@@ -83,6 +123,15 @@ class Reactor {
   virtual void release(Connection* c) = 0;        // c is closed: free when idle
   virtual void armListener(Listener* l) = 0;
   virtual void disarmListener(Listener* l) = 0;  // also closes its socket
+  virtual void socketConnect(Socket* s) = 0;      // s->fd is non-blocking, addr set
+  virtual void socketFlush(Socket* s) = 0;        // send s->out
+  virtual void socketReading(Socket* s, bool on) = 0;
+  virtual void socketRelease(Socket* s) = 0;      // closed: free when idle
+  void destroySocket(Socket* s);
+  // From the backend's destructor, once its I/O is stopped: connections, then
+  // handlers (which close their sockets) go while the backend still exists.
+  void teardown();
+  size_t openSockets() const { return sockets_; }
   void stopAccepting();
 
   Connection* addConnection(int fd, Listener* from);
@@ -113,6 +162,27 @@ class Reactor {
   std::string plainScratch_;
   std::string fileScratch_;
   std::vector<Connection*> dirty_;
+  std::vector<Socket*> dirtySockets_;
+  std::vector<Ticker*> tickers_;
+  struct Later {
+    void (*fn)(void*);
+    void* arg;
+  };
+  std::vector<Later> later_;
+  void runLater();
+  size_t sockets_ = 0;
+  Socket* sockHead_ = nullptr;
+  bool tearingDown_ = false;
+  std::shared_ptr<const Site> pendingSite_;  // guarded by tlsMutex_
+  std::vector<std::shared_ptr<tls::TlsContext>> pendingSiteTls_;
+  size_t initialListeners_ = 0;
+  std::shared_ptr<AccessLog> pendingLog_;
+  std::shared_ptr<ReactorStats> stats_;
+  std::shared_ptr<AccessLog> accessLog_;
+  std::string logBuf_;
+  bool observing_ = false;
+  bool metrics_ = false;
+  std::atomic<bool> sitePending_{false};
   Connection* head_ = nullptr;  // all live connections
   size_t live_ = 0;
   bool draining_ = false;

@@ -1,22 +1,114 @@
 #include "server/router.h"
 
 #include "server/connection.h"
+#include "server/proxy.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
 
-Router::Router(const ServerConfig& config) : config_(config) {
+Router::Router(const ServerConfig& config, Reactor& reactor) : config_(config), reactor_(reactor) {
   for (const auto& [path, body] : config.responds) {
     fixed_.push_back(Fixed{path, "Content-Type: text/plain; charset=utf-8\r\n", body});
   }
   if (config.serveStatic) static_ = std::make_unique<StaticFiles>(config.statics);
+  if (config.site) setSite(config.site);
 }
 
 Router::~Router() = default;
 
+void Router::setSite(std::shared_ptr<const Site> site) {
+  if (!site) return;
+  auto t = std::make_unique<Table>();
+  t->site = std::move(site);
+  for (const RouteSpec& spec : t->site->routes) {
+    Route r;
+    r.spec = &spec;
+    if (spec.kind == RouteSpec::Kind::kStatic) {
+      r.statics = std::make_unique<StaticFiles>(spec.statics);
+    } else if (spec.kind == RouteSpec::Kind::kProxy) {
+      r.proxy = ProxyRoute::create(reactor_, t->site, spec);
+    }
+    t->routes.push_back(std::move(r));
+  }
+  // The old table's proxy routes live on while requests still use them.
+  table_ = std::move(t);
+}
+
+namespace {
+
+std::string_view pathOf(std::string_view target) {
+  if (size_t q = target.find('?'); q != std::string_view::npos) return target.substr(0, q);
+  return target;
+}
+
+// Host header without its port, for matching.
+std::string_view hostName(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    size_t end = host.find(']');
+    return end == std::string_view::npos ? host : host.substr(0, end + 1);
+  }
+  size_t colon = host.rfind(':');
+  return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+}  // namespace
+
+const Router::Route* Router::match(const parser::Request& req) const {
+  if (!table_) return nullptr;
+  std::string_view path = pathOf(req.target);
+  for (const Route& r : table_->routes) {
+    const RouteSpec& s = *r.spec;
+    if (s.exact ? path != s.path : path.substr(0, s.path.size()) != s.path) {
+      // "/api/" also takes "/api" itself.
+      if (s.exact || s.path.size() < 2 || s.path.back() != '/' ||
+          path != std::string_view(s.path).substr(0, s.path.size() - 1)) {
+        continue;
+      }
+    }
+    if (!s.host.empty() && !parser::equalsIgnoreCase(hostName(req.host), s.host)) continue;
+    if (!s.methods.empty()) {
+      bool ok = false;
+      for (const std::string& m : s.methods) ok = ok || m == req.method;
+      if (!ok) continue;
+    }
+    return &r;
+  }
+  return nullptr;
+}
+
+AsyncHandler* Router::asyncHandler(const parser::Request& req) {
+  if (!table_) return nullptr;
+  const Route* r = match(req);
+  return r && r->proxy ? r->proxy.get() : nullptr;
+}
+
 void Router::handle(const parser::Request& req, Connection& conn) {
-  std::string_view path = req.target;
-  if (size_t q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  std::string_view path = pathOf(req.target);
+
+  if (table_) {
+    const Site& site = *table_->site;
+    if (!site.logging.metricsPath.empty() && path == site.logging.metricsPath) {
+      std::string body = renderMetrics();
+      conn.writeHead(200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
+                     body.size());
+      if (!conn.headOnly()) conn.writeBody(body);
+      return;
+    }
+    const Route* r = match(req);
+    if (!r) {
+      conn.writeError(404);
+      return;
+    }
+    if (r->statics) {
+      std::string_view strip = r->spec->path;
+      if (!r->spec->exact && strip.size() > 1 && strip.back() == '/') strip.remove_suffix(1);
+      serveStatic(*r->statics, req, conn, r->spec->exact ? std::string_view() : strip);
+      return;
+    }
+    // An app route outside script mode, or a proxy route that lost its handler.
+    conn.writeError(502);
+    return;
+  }
 
   for (const Fixed& f : fixed_) {
     if (path != f.path) continue;
@@ -33,10 +125,22 @@ void Router::handle(const parser::Request& req, Connection& conn) {
     conn.writeError(404);
     return;
   }
+  serveStatic(*static_, req, conn, {});
+}
 
+// `strip`: the route's mount point, removed from the path ("/static/a.css"
+// under "/static/" is "a.css" in the route's root).
+void Router::serveStatic(StaticFiles& files, const parser::Request& req, Connection& conn,
+                         std::string_view strip) {
   StaticRequest sreq;
   sreq.method = req.method;
   sreq.target = req.target;
+  std::string rewritten;
+  if (strip.size() > 1) {
+    rewritten.assign(req.target.substr(strip.size()));
+    if (rewritten.empty() || rewritten[0] != '/') rewritten.insert(0, 1, '/');
+    sreq.target = rewritten;
+  }
   for (const parser::Header& h : req.headers) {
     // Only the few conditional/range fields matter; compare lengths first.
     switch (h.name.size()) {
@@ -57,7 +161,7 @@ void Router::handle(const parser::Request& req, Connection& conn) {
     }
   }
   StaticResponse& r = scratch_;  // handle() resets it, keeping its buffers
-  static_->handle(sreq, r, conn.reactorNowSeconds());
+  files.handle(sreq, r, conn.reactorNowSeconds());
 
   if (r.extraHeaders.empty()) {
     conn.writeHead(r.status, r.cachedHeaders, r.contentLength, r.status != 304);

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/config_file.h"
 #include "server/listener.h"
 #include "server/reactor.h"
 
@@ -50,6 +51,55 @@ void reloadTls(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>
   }
   for (auto& r : reactors) r->setTlsContext(ctx);
   std::fprintf(stderr, "kuai: SIGHUP: certificates reloaded\n");
+}
+
+// SIGHUP with a config file: read it again; new requests use the new routes,
+// requests in flight finish on the old ones. Listener changes need a restart.
+void reloadSite(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>& reactors) {
+  ServerConfig fresh;
+  std::string err;
+  if (!loadConfigFile(config.configFile, fresh, err)) {
+    std::fprintf(stderr, "kuai: SIGHUP: %s; keeping the old configuration\n", err.c_str());
+    return;
+  }
+  const auto& before = config.site->listen;
+  const auto& after = fresh.site->listen;
+  bool sameListeners = before.size() == after.size();
+  for (size_t i = 0; sameListeners && i < before.size(); ++i) {
+    sameListeners = before[i].host == after[i].host && before[i].port == after[i].port &&
+                    before[i].tls == after[i].tls;
+  }
+  std::vector<std::shared_ptr<tls::TlsContext>> contexts;
+  if (sameListeners) {
+    for (const ListenSpec& l : after) {
+      std::shared_ptr<tls::TlsContext> ctx;
+      if (l.tls) {
+        ctx = tls::createTlsContext(l.tlsConfig, err);
+        if (!ctx) {
+          std::fprintf(stderr, "kuai: SIGHUP: %s: %s; keeping the old configuration\n",
+                       config.configFile.c_str(), err.c_str());
+          return;
+        }
+      }
+      contexts.push_back(std::move(ctx));
+    }
+  } else {
+    std::fprintf(stderr, "kuai: SIGHUP: %s: listeners changed; they take effect on restart\n",
+                 config.configFile.c_str());
+  }
+  // The access log is opened again: a rotated file is let go.
+  std::shared_ptr<AccessLog> log;
+  if (!fresh.site->logging.accessLog.empty()) {
+    log = AccessLog::open(fresh.site->logging.accessLog, err);
+    if (!log) {
+      std::fprintf(stderr, "kuai: SIGHUP: %s: logging.access: %s; keeping the old configuration\n",
+                   config.configFile.c_str(), err.c_str());
+      return;
+    }
+  }
+  for (auto& r : reactors) r->setSite(fresh.site, contexts, log);
+  std::fprintf(stderr, "kuai: SIGHUP: %s reloaded (%zu routes)\n", config.configFile.c_str(),
+               fresh.site->routes.size());
 }
 
 }  // namespace
@@ -104,15 +154,53 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
 
   std::vector<int> fds;
   std::vector<std::unique_ptr<Reactor>> reactors;
+  // A config file's listeners: every reactor gets a socket of each.
+  std::vector<ListenSpec> siteListen;
+  std::vector<std::vector<int>> siteFds;
+  std::vector<std::shared_ptr<tls::TlsContext>> siteTls;
   try {
-    if (!config.scriptMode) fds = openListeners(config.host, config.port, config.threads);
+    if (config.site) {
+      siteListen = config.site->listen;
+      for (ListenSpec& l : siteListen) {
+        std::shared_ptr<tls::TlsContext> ctx;
+        if (l.tls) {
+          std::string err;
+          ctx = tls::createTlsContext(l.tlsConfig, err);
+          if (!ctx) {
+            std::fprintf(stderr, "kuai: %s: listen %s:%d: %s\n", config.site->file.c_str(),
+                         l.host.c_str(), l.port, err.c_str());
+            return 1;
+          }
+        }
+        siteTls.push_back(std::move(ctx));
+        siteFds.push_back(openListeners(l.host, l.port, config.threads));
+      }
+    } else if (!config.scriptMode) {
+      fds = openListeners(config.host, config.port, config.threads);
+    }
     for (int i = 0; i < config.threads; ++i) {
-      reactors.push_back(
-          makeReactor(io, i, config, config.scriptMode ? -1 : fds[i], tlsContext));
+      int fd = config.scriptMode || config.site ? -1 : fds[i];
+      reactors.push_back(makeReactor(io, i, config, fd, tlsContext));
+      for (size_t k = 0; k < siteFds.size(); ++k) {
+        reactors.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k]);
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kuai: %s\n", e.what());
     return 1;
+  }
+  if (config.site) {
+    std::shared_ptr<AccessLog> log;
+    if (!config.site->logging.accessLog.empty()) {
+      std::string err;
+      log = AccessLog::open(config.site->logging.accessLog, err);
+      if (!log) {
+        std::fprintf(stderr, "kuai: %s: logging.access: %s\n", config.site->file.c_str(),
+                     err.c_str());
+        return 1;
+      }
+    }
+    for (auto& r : reactors) r->setObservers(!config.site->logging.metricsPath.empty(), log);
   }
 
   // Each reactor sets up its backend on its own thread (an io_uring created with
@@ -162,7 +250,17 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
   }
 
   bool v6 = config.host.find(':') != std::string::npos;
-  if (!config.scriptMode) {  // scripts print their own banners
+  if (config.site) {
+    for (const ListenSpec& l : siteListen) {
+      bool six = l.host.find(':') != std::string::npos;
+      std::printf("kuai: %s: serving %zu route%s on %s://%s:%d (%d thread%s, %s)\n",
+                  config.site->file.c_str(), config.site->routes.size(),
+                  config.site->routes.size() == 1 ? "" : "s", l.tls ? "https" : "http",
+                  (six ? "[" + l.host + "]" : l.host).c_str(), l.port, config.threads,
+                  config.threads == 1 ? "" : "s", reactors[0]->backendName());
+    }
+    std::fflush(stdout);
+  } else if (!config.scriptMode) {  // scripts print their own banners
     std::string url = std::string(config.tls ? "https://" : "http://") +
                       (v6 ? "[" + config.host + "]" : config.host) + ":" +
                       std::to_string(config.port);
@@ -184,7 +282,11 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
       stopping = true;
       for (auto& r : reactors) r->requestStop();
     } else if (sig == SIGHUP) {
-      reloadTls(config, reactors);
+      if (config.site) {
+        reloadSite(config, reactors);
+      } else {
+        reloadTls(config, reactors);
+      }
     }
     if (stopping && running.load() == 0) break;
     if (config.scriptMode && running.load() == 0) break;  // every script is done

@@ -1,0 +1,835 @@
+#include "server/proxy.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstdio>
+#include <mutex>
+
+#include "parser/response_parser.h"
+
+namespace kuai::server {
+
+namespace {
+
+using parser::equalsIgnoreCase;
+
+bool isIdempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" ||
+         m == "TRACE";
+}
+
+// Hop-by-hop fields (RFC 9110 §7.6.1) and the ones kuai writes itself.
+bool isHopByHop(std::string_view n) {
+  switch (n.size()) {
+    case 2:
+      return equalsIgnoreCase(n, "te");
+    case 7:
+      return equalsIgnoreCase(n, "trailer") || equalsIgnoreCase(n, "upgrade");
+    case 10:
+      return equalsIgnoreCase(n, "connection") || equalsIgnoreCase(n, "keep-alive");
+    case 16:
+      return equalsIgnoreCase(n, "proxy-connection");
+    case 17:
+      return equalsIgnoreCase(n, "transfer-encoding");
+    default:
+      return false;
+  }
+}
+
+// Whether `name` is one of the comma-separated tokens of a Connection field.
+bool listedIn(std::string_view connection, std::string_view name) {
+  while (!connection.empty()) {
+    size_t comma = connection.find(',');
+    std::string_view tok = connection.substr(0, comma);
+    while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+    while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+    if (equalsIgnoreCase(tok, name)) return true;
+    if (comma == std::string_view::npos) break;
+    connection.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void appendLine(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ", 2).append(value).append("\r\n", 2);
+}
+
+std::mutex gMetricsMutex;
+std::vector<UpstreamMetric>& metricsRegistry() {
+  static std::vector<UpstreamMetric> all;
+  return all;
+}
+
+}  // namespace
+
+std::vector<UpstreamMetric> upstreamMetrics() {
+  std::lock_guard<std::mutex> lock(gMetricsMutex);
+  return metricsRegistry();
+}
+
+// ---------------------------------------------------------------------------
+// One upstream connection: in the pool (call == null) or carrying a request.
+class UpstreamConn final : public SocketOwner, public parser::ResponseParser::Handler {
+ public:
+  UpstreamConn(ProxyRoute& route, ProxyRoute::Upstream& up, const parser::Limits& limits)
+      : route(route), up(&up), parser(*this, limits) {}
+
+  void onSocketConnect(Socket* s, int err) override;
+  void onSocketData(Socket* s, const char* data, size_t len) override;
+  void onSocketEof(Socket* s, int err) override;
+  void onSocketDrained(Socket* s) override;
+  void onHeaders(const parser::Response& resp) override;
+  void onBody(std::string_view chunk) override;
+  void onComplete(const parser::Response& resp) override;
+
+  ProxyRoute& route;
+  ProxyRoute::Upstream* up;
+  Socket* sock = nullptr;
+  parser::ResponseParser parser;
+  ProxyCall* call = nullptr;
+  uint32_t requests = 0;   // completed on this connection
+  uint64_t idleSince = 0;
+  bool connected = false;
+};
+
+// One proxied request, from the client's head to the upstream's last byte.
+class ProxyCall final : public ExchangeListener {
+ public:
+  enum class Phase : uint8_t { kConnecting, kWaiting, kStreaming, kTunnel, kDone };
+
+  ProxyCall(std::shared_ptr<ProxyRoute> route, std::shared_ptr<Exchange> ex)
+      : route_(std::move(route)), ex_(std::move(ex)) {}
+
+  void start(const parser::Request& req);
+  void onTick(uint64_t now);
+
+  // From the upstream connection.
+  void connected();
+  void connectFailed(int err);
+  void upstreamBytes();
+  void upstreamHead(const parser::Response& resp);
+  void upstreamBody(std::string_view chunk);
+  void upstreamComplete(const parser::Response& resp);
+  void upstreamEof(int err);
+  void upstreamDrained();
+  void afterFeed(parser::ResponseParser::Result r, const char* data, size_t len);
+  bool tunneling() const { return phase_ == Phase::kTunnel; }
+  void tunnelData(const char* data, size_t len);
+
+  // ExchangeListener (the client's side).
+  void onBody(std::string_view chunk) override;
+  void onBodyEnd() override;
+  void onAbort() override;
+  void onDrain() override;
+  void onFinish() override {}
+
+ private:
+  void attempt();
+  void sendError(int status);
+  void giveUp(int status);  // error answer (or abort when the head is out) and done
+  void endTunnel();
+  void finish(bool reusable);
+  void dropConn(bool failure);
+  uint64_t now() const { return route_->reactor().nowMs(); }
+
+  std::shared_ptr<ProxyRoute> route_;
+  std::shared_ptr<Exchange> ex_;
+  UpstreamConn* conn_ = nullptr;
+  std::string head_;        // request head as sent upstream (kept for retries)
+  Phase phase_ = Phase::kConnecting;
+  uint64_t tried_ = 0;      // upstream indexes tried
+  uint32_t attempts_ = 0;
+  uint64_t deadline_ = 0;   // 0: none (waiting for the client)
+  bool isHead_ = false;
+  bool hasBody_ = false;
+  bool chunkedBody_ = false;
+  bool bodyDone_ = false;
+  bool bodyStarted_ = false;  // body bytes went to an upstream connection
+  bool idempotent_ = false;
+  bool gotByte_ = false;       // any response byte from the current upstream
+  bool responseComplete_ = false;
+  bool bodyPaused_ = false;    // client body paused: upstream not keeping up
+  bool upstreamPaused_ = false;  // upstream reads paused: client not keeping up
+  bool upstreamKeepAlive_ = true;
+  bool upgrade_ = false;       // the client asked for a protocol switch
+
+  friend class ProxyRoute;
+};
+
+// ---------------------------------------------------------------------------
+// UpstreamConn
+
+void UpstreamConn::onSocketConnect(Socket*, int err) {
+  if (err == 0) {
+    connected = true;
+    if (call) call->connected();
+    return;
+  }
+  if (call) {
+    call->connectFailed(err);
+  } else {
+    route.dropIdle(this);
+  }
+}
+
+void UpstreamConn::onSocketData(Socket*, const char* data, size_t len) {
+  if (!call) {
+    // Bytes on an idle connection: nothing was asked; it cannot be trusted.
+    route.dropIdle(this);
+    return;
+  }
+  ProxyCall* c = call;
+  c->upstreamBytes();
+  if (c->tunneling()) {
+    c->tunnelData(data, len);
+    return;
+  }
+  auto r = parser.feed(data, len);
+  c->afterFeed(r, data, len);
+}
+
+void UpstreamConn::onSocketEof(Socket*, int err) {
+  if (!call) {
+    route.dropIdle(this);
+    return;
+  }
+  call->upstreamEof(err);
+}
+
+void UpstreamConn::onSocketDrained(Socket*) {
+  if (call) call->upstreamDrained();
+}
+
+void UpstreamConn::onHeaders(const parser::Response& resp) {
+  if (call) call->upstreamHead(resp);
+}
+
+void UpstreamConn::onBody(std::string_view chunk) {
+  if (call) call->upstreamBody(chunk);
+}
+
+void UpstreamConn::onComplete(const parser::Response& resp) {
+  if (call) call->upstreamComplete(resp);
+}
+
+// ---------------------------------------------------------------------------
+// ProxyCall
+
+void ProxyCall::start(const parser::Request& req) {
+  const ProxySpec& spec = route_->spec();
+  isHead_ = req.isHead;
+  idempotent_ = isIdempotent(req.method);
+  hasBody_ = req.contentLength > 0 || req.chunked;
+  chunkedBody_ = req.chunked;
+
+  // Request line: the target with the route's prefix taken off when asked.
+  std::string& h = head_;
+  h.reserve(256 + req.target.size());
+  h.append(req.method).push_back(' ');
+  std::string_view target = req.target;
+  if (spec.stripPrefix && !route_->route().exact) {
+    std::string_view prefix = route_->route().path;
+    if (prefix.size() > 1 && prefix.back() == '/') prefix.remove_suffix(1);
+    if (target.substr(0, prefix.size()) == prefix) target.remove_prefix(prefix.size());
+    if (target.empty() || target.front() != '/') h.push_back('/');
+  }
+  h.append(target).append(" HTTP/1.1\r\n");
+
+  std::string_view connection = req.header("connection");
+  std::string_view forwardedFor;
+  std::string_view via;
+  for (const parser::Header& f : req.headers) {
+    std::string_view n = f.name;
+    if (isHopByHop(n)) continue;
+    if (!connection.empty() && listedIn(connection, n)) continue;
+    switch (n.size()) {
+      case 3:
+        if (equalsIgnoreCase(n, "via")) {
+          via = f.value;
+          continue;
+        }
+        break;
+      case 4:
+        if (equalsIgnoreCase(n, "host")) continue;
+        break;
+      case 6:
+        // kuai answered 100-continue itself; the body follows at once.
+        if (equalsIgnoreCase(n, "expect")) continue;
+        break;
+      case 14:
+        if (equalsIgnoreCase(n, "content-length")) continue;
+        break;
+      case 15:
+        if (equalsIgnoreCase(n, "x-forwarded-for")) {
+          forwardedFor = f.value;
+          continue;
+        }
+        break;
+      case 16:
+        if (equalsIgnoreCase(n, "x-forwarded-host")) continue;
+        break;
+      case 17:
+        if (equalsIgnoreCase(n, "x-forwarded-proto")) continue;
+        break;
+      default:
+        break;
+    }
+    appendLine(h, n, f.value);
+  }
+  std::string_view host = spec.hostRewrite.empty() ? req.host : std::string_view(spec.hostRewrite);
+  if (host.empty()) host = spec.upstreams.front().name;  // HTTP/1.0 without Host
+  appendLine(h, "Host", host);
+  std::string xff(forwardedFor);
+  if (!xff.empty()) xff.append(", ");
+  xff.append(ex_->remoteAddress());
+  appendLine(h, "X-Forwarded-For", xff);
+  appendLine(h, "X-Forwarded-Proto", ex_->encrypted() ? "https" : "http");
+  if (!req.host.empty()) appendLine(h, "X-Forwarded-Host", req.host);
+  std::string v(via);
+  if (!v.empty()) v.append(", ");
+  v.append(req.versionMinor == 0 ? "1.0 kuai" : "1.1 kuai");
+  appendLine(h, "Via", v);
+  if (req.contentLength >= 0 && !req.chunked) {
+    char num[24];
+    auto [end, ec] = std::to_chars(num, num + sizeof(num), uint64_t(req.contentLength));
+    appendLine(h, "Content-Length", std::string_view(num, size_t(end - num)));
+  } else if (req.chunked) {
+    h.append("Transfer-Encoding: chunked\r\n");
+  }
+  if (req.upgrade) {
+    // A protocol switch (WebSocket): asked of the upstream, tunnelled on 101.
+    h.append("Connection: Upgrade\r\n");
+    appendLine(h, "Upgrade", req.header("upgrade"));
+    upgrade_ = true;
+  }
+  h.append("\r\n");
+  attempt();
+}
+
+void ProxyCall::attempt() {
+  ProxyRoute::Upstream* up = route_->pick(tried_);
+  if (!up) {
+    giveUp(502);
+    return;
+  }
+  tried_ |= uint64_t(1) << (route_->indexOf(up) & 63);
+  ++attempts_;
+  int err = 0;
+  UpstreamConn* c = route_->acquire(up, err);
+  if (!c) {
+    route_->failed(up);
+    giveUp(502);
+    return;
+  }
+  conn_ = c;
+  c->call = this;
+  c->parser.reset(isHead_);
+  gotByte_ = false;
+  c->sock->out.buffer().append(head_);
+  route_->reactor().sendSocket(c->sock);
+  const ProxySpec& spec = route_->spec();
+  if (c->connected) {
+    phase_ = Phase::kWaiting;
+    deadline_ = now() + spec.readTimeoutMs;
+  } else {
+    phase_ = Phase::kConnecting;
+    deadline_ = now() + spec.connectTimeoutMs;
+  }
+}
+
+void ProxyCall::connected() {
+  phase_ = Phase::kWaiting;
+  deadline_ = now() + route_->spec().readTimeoutMs;
+}
+
+void ProxyCall::connectFailed(int) {
+  // Nothing reached the upstream: any request may go to another one, its
+  // queued bytes (head and body so far) moving along.
+  UpstreamConn* c = conn_;
+  OutputQueue queued = std::move(c->sock->out);
+  route_->failed(c->up);
+  dropConn(true);
+  const ProxySpec& spec = route_->spec();
+  if (attempts_ <= spec.retries && route_->pick(tried_)) {
+    ProxyRoute::Upstream* up = route_->pick(tried_);
+    tried_ |= uint64_t(1) << (route_->indexOf(up) & 63);
+    ++attempts_;
+    int err = 0;
+    UpstreamConn* n = route_->acquire(up, err);
+    if (n) {
+      conn_ = n;
+      n->call = this;
+      n->parser.reset(isHead_);
+      gotByte_ = false;
+      n->sock->out = std::move(queued);
+      route_->reactor().sendSocket(n->sock);
+      phase_ = n->connected ? Phase::kWaiting : Phase::kConnecting;
+      deadline_ = now() + (n->connected ? spec.readTimeoutMs : spec.connectTimeoutMs);
+      return;
+    }
+    route_->failed(up);
+  }
+  giveUp(502);
+}
+
+void ProxyCall::upstreamBytes() {
+  gotByte_ = true;
+  if (phase_ != Phase::kDone && !upstreamPaused_) deadline_ = now() + route_->spec().readTimeoutMs;
+}
+
+void ProxyCall::upstreamHead(const parser::Response& resp) {
+  if (resp.status < 200 && resp.status != 101) return;  // interim: kuai sent its own 100
+  if (!ex_->valid()) return;
+  if (resp.status == 101 && !upgrade_) return;  // not asked for: afterFeed fails it
+  phase_ = resp.status == 101 ? Phase::kTunnel : Phase::kStreaming;
+  std::string lines;
+  lines.reserve(256);
+  std::string_view connection = resp.header("connection");
+  for (const parser::Header& f : resp.headers) {
+    std::string_view n = f.name;
+    if (isHopByHop(n)) continue;
+    if (!connection.empty() && listedIn(connection, n)) continue;
+    if (n.size() == 4 && equalsIgnoreCase(n, "date")) continue;  // kuai writes its own
+    if (n.size() == 14 && equalsIgnoreCase(n, "content-length")) continue;
+    appendLine(lines, n, f.value);
+  }
+  if (phase_ == Phase::kTunnel) {
+    lines.append("Connection: Upgrade\r\n");
+    appendLine(lines, "Upgrade", resp.header("upgrade"));
+    ex_->acceptUpgrade(lines);
+    deadline_ = now() + route_->spec().readTimeoutMs;
+    return;
+  }
+  int64_t length = resp.contentLength >= 0 && !resp.chunked ? resp.contentLength : -1;
+  ex_->writeHead(resp.status, resp.reason, lines, length, Exchange::kNoKeepAliveHeader);
+}
+
+void ProxyCall::upstreamBody(std::string_view chunk) {
+  if (!ex_->valid()) return;
+  if (!ex_->write(chunk) && !upstreamPaused_) {
+    // The client is slower than the upstream: stop reading it until 'drain'.
+    upstreamPaused_ = true;
+    deadline_ = 0;
+    route_->reactor().setSocketReading(conn_->sock, false);
+  }
+}
+
+void ProxyCall::upstreamComplete(const parser::Response& resp) {
+  if (resp.status < 200 && resp.status != 101) return;
+  responseComplete_ = true;
+  upstreamKeepAlive_ = resp.keepAlive;
+}
+
+void ProxyCall::tunnelData(const char* data, size_t len) {
+  if (!ex_->valid()) return;
+  deadline_ = now() + route_->spec().readTimeoutMs;
+  if (!ex_->write({data, len}) && !upstreamPaused_) {
+    upstreamPaused_ = true;
+    route_->reactor().setSocketReading(conn_->sock, false);
+  }
+}
+
+void ProxyCall::afterFeed(parser::ResponseParser::Result r, const char* data, size_t len) {
+  if (phase_ == Phase::kDone) return;
+  if (r == parser::ResponseParser::Result::kUpgrade) {
+    if (phase_ != Phase::kTunnel) {
+      giveUp(502);  // a switch the client did not ask for
+      return;
+    }
+    size_t used = conn_->parser.upgradeOffset();
+    if (used < len) tunnelData(data + used, len - used);
+    return;
+  }
+  if (r == parser::ResponseParser::Result::kError) {
+    // Malformed: the connection cannot be reused whatever came before.
+    route_->failed(conn_->up);
+    if (responseComplete_) {
+      if (ex_->valid()) ex_->end();
+      finish(false);
+      return;
+    }
+    giveUp(502);
+    return;
+  }
+  if (responseComplete_) {
+    if (ex_->valid()) ex_->end();
+    Socket* s = conn_->sock;
+    bool reusable = upstreamKeepAlive_ && bodyDone_ && s->out.empty() &&
+                    !conn_->parser.midMessage() &&
+                    conn_->requests + 1 < route_->spec().maxRequestsPerConnection;
+    route_->succeeded(conn_->up);
+    finish(reusable);
+  }
+}
+
+void ProxyCall::upstreamEof(int err) {
+  if (phase_ == Phase::kDone) return;
+  UpstreamConn* c = conn_;
+  if (phase_ == Phase::kTunnel) {
+    endTunnel();
+    return;
+  }
+  if (phase_ == Phase::kStreaming || (gotByte_ && err == 0)) {
+    // A body that runs to the connection's end is complete now.
+    auto r = c->parser.finish();
+    if (r != parser::ResponseParser::Result::kError && responseComplete_) {
+      if (ex_->valid()) ex_->end();
+      route_->succeeded(c->up);
+      finish(false);
+      return;
+    }
+    route_->failed(c->up);
+    giveUp(502);
+    return;
+  }
+  if (!gotByte_) {
+    // Reset or closed before any response byte.
+    bool reused = c->requests > 0;
+    dropConn(!reused);
+    if (!reused) route_->failed(c->up);
+    const ProxySpec& spec = route_->spec();
+    bool retry = idempotent_ && !hasBody_ && (attempts_ <= spec.retries || reused);
+    if (retry) {
+      if (reused) tried_ &= ~(uint64_t(1) << (route_->indexOf(c->up) & 63));
+      if (route_->pick(tried_)) {
+        attempt();
+        return;
+      }
+    }
+    giveUp(502);
+    return;
+  }
+  route_->failed(c->up);
+  giveUp(502);
+}
+
+void ProxyCall::upstreamDrained() {
+  if (bodyPaused_) {
+    bodyPaused_ = false;
+    if (ex_->valid()) ex_->resumeBody();
+  }
+  if (phase_ == Phase::kWaiting) deadline_ = now() + route_->spec().readTimeoutMs;
+}
+
+void ProxyCall::onBody(std::string_view chunk) {
+  if (!conn_ || phase_ == Phase::kDone) return;
+  bodyStarted_ = true;
+  std::string& b = conn_->sock->out.buffer();
+  if (chunkedBody_) {
+    char hex[20];
+    int n = std::snprintf(hex, sizeof(hex), "%zx\r\n", chunk.size());
+    b.append(hex, size_t(n)).append(chunk).append("\r\n", 2);
+  } else {
+    b.append(chunk);
+  }
+  route_->reactor().sendSocket(conn_->sock);
+  constexpr size_t kHighWater = 256 * 1024;
+  if (!bodyPaused_ && conn_->sock->out.bytes() >= kHighWater) {
+    bodyPaused_ = true;
+    ex_->pauseBody();
+  }
+  if (phase_ == Phase::kWaiting) deadline_ = now() + route_->spec().sendTimeoutMs;
+  if (phase_ == Phase::kTunnel) deadline_ = now() + route_->spec().readTimeoutMs;
+}
+
+void ProxyCall::endTunnel() {
+  // Either side closed: what is queued to the client goes out, then both close.
+  if (conn_) dropConn(false);
+  phase_ = Phase::kDone;
+  if (ex_->valid()) ex_->abort();
+  route_->callDone(this);
+}
+
+void ProxyCall::onBodyEnd() {
+  if (phase_ == Phase::kTunnel) {
+    endTunnel();
+    return;
+  }
+  bodyDone_ = true;
+  if (!conn_ || phase_ == Phase::kDone) return;
+  if (chunkedBody_) {
+    conn_->sock->out.buffer().append("0\r\n\r\n", 5);
+    route_->reactor().sendSocket(conn_->sock);
+  }
+}
+
+void ProxyCall::onAbort() {
+  // The client went away: the upstream connection is mid-exchange, close it.
+  if (phase_ == Phase::kDone) return;
+  if (conn_) dropConn(false);
+  phase_ = Phase::kDone;
+  route_->callDone(this);
+}
+
+void ProxyCall::onDrain() {
+  if (upstreamPaused_ && conn_) {
+    upstreamPaused_ = false;
+    route_->reactor().setSocketReading(conn_->sock, true);
+    deadline_ = now() + route_->spec().readTimeoutMs;
+  }
+}
+
+void ProxyCall::onTick(uint64_t t) {
+  if (phase_ == Phase::kDone || deadline_ == 0 || t < deadline_) return;
+  switch (phase_) {
+    case Phase::kConnecting: {
+      // Connect timeout: as a failed connect (another upstream may answer).
+      connectFailed(-ETIMEDOUT);
+      return;
+    }
+    case Phase::kWaiting:
+      route_->failed(conn_->up);
+      giveUp(504);
+      return;
+    case Phase::kStreaming:
+      route_->failed(conn_->up);
+      giveUp(504);  // head already out: aborts the client's response
+      return;
+    case Phase::kTunnel:
+      endTunnel();  // idle for readTimeout both ways
+      return;
+    case Phase::kDone:
+      return;
+  }
+}
+
+void ProxyCall::sendError(int status) {
+  const char* text = status == 504 ? "504 Gateway Timeout\n" : "502 Bad Gateway\n";
+  std::string_view body(text);
+  ex_->writeHead(status, {}, "Content-Type: text/plain; charset=utf-8\r\n", int64_t(body.size()),
+                 Exchange::kNoKeepAliveHeader);
+  ex_->write(body);
+  ex_->end();
+}
+
+void ProxyCall::giveUp(int status) {
+  if (phase_ == Phase::kDone) return;
+  if (conn_) dropConn(false);
+  phase_ = Phase::kDone;
+  if (ex_->valid()) {
+    if (ex_->headersSent()) {
+      ex_->abort();
+    } else {
+      sendError(status);
+    }
+  }
+  route_->callDone(this);
+}
+
+void ProxyCall::finish(bool reusable) {
+  UpstreamConn* c = conn_;
+  conn_ = nullptr;
+  phase_ = Phase::kDone;
+  if (c) {
+    if (upstreamPaused_) route_->reactor().setSocketReading(c->sock, true);
+    route_->release(c, reusable);
+  }
+  route_->callDone(this);
+}
+
+void ProxyCall::dropConn(bool) {
+  UpstreamConn* c = conn_;
+  conn_ = nullptr;
+  if (c) route_->release(c, false);
+}
+
+// ---------------------------------------------------------------------------
+// ProxyRoute
+
+std::shared_ptr<ProxyRoute> ProxyRoute::create(Reactor& reactor, std::shared_ptr<const Site> site,
+                                               const RouteSpec& route) {
+  return std::make_shared<ProxyRoute>(reactor, std::move(site), route);
+}
+
+ProxyRoute::ProxyRoute(Reactor& reactor, std::shared_ptr<const Site> site, const RouteSpec& route)
+    : reactor_(reactor), site_(std::move(site)), route_(route), spec_(route.proxy) {
+  upstreams_.resize(spec_->upstreams.size());
+  std::lock_guard<std::mutex> lock(gMetricsMutex);
+  for (size_t i = 0; i < upstreams_.size(); ++i) {
+    upstreams_[i].spec = &spec_->upstreams[i];
+    upstreams_[i].counters = std::make_shared<UpstreamCounters>();
+    metricsRegistry().push_back({route.path, spec_->upstreams[i].name, upstreams_[i].counters});
+  }
+  reactor_.addTicker(this);
+}
+
+ProxyRoute::~ProxyRoute() {
+  reactor_.removeTicker(this);
+  for (Upstream& u : upstreams_) {
+    for (UpstreamConn* c : u.idle) {
+      reactor_.closeSocket(c->sock);
+      delete c;
+    }
+    u.idle.clear();
+  }
+  std::lock_guard<std::mutex> lock(gMetricsMutex);
+  auto& all = metricsRegistry();
+  for (Upstream& u : upstreams_) {
+    std::erase_if(all, [&](const UpstreamMetric& m) { return m.counters == u.counters; });
+  }
+}
+
+void ProxyRoute::onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) {
+  auto* call = new ProxyCall(shared_from_this(), ex);
+  ex->setListener(call);
+  calls_.push_back(call);
+  call->start(req);
+}
+
+ProxyRoute::Upstream* ProxyRoute::pick(uint64_t tried) {
+  const uint64_t now = reactor_.nowMs();
+  size_t n = upstreams_.size();
+  auto usable = [&](size_t i) {
+    const Upstream& u = upstreams_[i];
+    return !(tried & (uint64_t(1) << (i & 63))) && u.downUntil <= now && !u.probeFailed;
+  };
+  Upstream* best = nullptr;
+  switch (spec_->balance) {
+    case Balance::kRoundRobin:
+      for (size_t k = 0; k < n; ++k) {
+        size_t i = (rr_ + k) % n;
+        if (usable(i)) {
+          rr_ = i + 1;
+          best = &upstreams_[i];
+          break;
+        }
+      }
+      break;
+    case Balance::kLeastConn: {
+      // Fewest active connections per unit of weight; ties go round the ring.
+      for (size_t k = 0; k < n; ++k) {
+        size_t i = (rr_ + k) % n;
+        if (!usable(i)) continue;
+        Upstream& u = upstreams_[i];
+        if (!best || uint64_t(u.active) * best->spec->weight <
+                         uint64_t(best->active) * u.spec->weight) {
+          best = &u;
+        }
+      }
+      if (best) rr_ = indexOf(best) + 1;
+      break;
+    }
+    case Balance::kWeighted: {
+      // Smooth weighted round-robin: each pick raises every candidate by its
+      // weight and lowers the chosen one by the total.
+      int64_t total = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!usable(i)) continue;
+        Upstream& u = upstreams_[i];
+        u.currentWeight += u.spec->weight;
+        total += u.spec->weight;
+        if (!best || u.currentWeight > best->currentWeight) best = &u;
+      }
+      if (best) best->currentWeight -= total;
+      break;
+    }
+  }
+  if (best || tried != 0) return best;
+  // Every upstream is marked down: try the one whose mark ends first rather
+  // than refuse outright (a single upstream would otherwise stay dark).
+  for (Upstream& u : upstreams_) {
+    if (!best || u.downUntil < best->downUntil) best = &u;
+  }
+  return best;
+}
+
+UpstreamConn* ProxyRoute::acquire(Upstream* u, int& err) {
+  if (!u->idle.empty()) {
+    UpstreamConn* c = u->idle.back();
+    u->idle.pop_back();
+    ++u->active;
+    u->counters->idle.store(int64_t(u->idle.size()), std::memory_order_relaxed);
+    u->counters->active.store(u->active, std::memory_order_relaxed);
+    u->counters->requests.fetch_add(1, std::memory_order_relaxed);
+    return c;
+  }
+  auto* c = new UpstreamConn(*this, *u, reactor_.config().limits);
+  c->sock = reactor_.openSocket(reinterpret_cast<const sockaddr*>(&u->spec->addr),
+                                u->spec->addrLen, c, err);
+  if (!c->sock) {
+    delete c;
+    return nullptr;
+  }
+  ++u->open;
+  ++u->active;
+  u->counters->connects.fetch_add(1, std::memory_order_relaxed);
+  u->counters->active.store(u->active, std::memory_order_relaxed);
+  u->counters->requests.fetch_add(1, std::memory_order_relaxed);
+  return c;
+}
+
+void ProxyRoute::release(UpstreamConn* c, bool reusable) {
+  Upstream* u = c->up;
+  c->call = nullptr;
+  --u->active;
+  u->counters->active.store(u->active, std::memory_order_relaxed);
+  if (reusable && c->sock->reading && u->idle.size() < spec_->maxIdle && !reactor_.draining()) {
+    ++c->requests;
+    c->idleSince = reactor_.nowMs();
+    u->idle.push_back(c);
+    u->counters->idle.store(int64_t(u->idle.size()), std::memory_order_relaxed);
+    return;
+  }
+  --u->open;
+  reactor_.closeSocket(c->sock);
+  c->sock = nullptr;
+  reactor_.later([](void* p) { delete static_cast<UpstreamConn*>(p); }, c);
+}
+
+void ProxyRoute::dropIdle(UpstreamConn* c) {
+  Upstream* u = c->up;
+  std::erase(u->idle, c);
+  u->counters->idle.store(int64_t(u->idle.size()), std::memory_order_relaxed);
+  --u->open;
+  reactor_.closeSocket(c->sock);
+  c->sock = nullptr;
+  reactor_.later([](void* p) { delete static_cast<UpstreamConn*>(p); }, c);
+}
+
+void ProxyRoute::failed(Upstream* u) {
+  u->counters->failures.fetch_add(1, std::memory_order_relaxed);
+  if (++u->fails >= spec_->maxFails && spec_->maxFails > 0) {
+    u->downUntil = reactor_.nowMs() + spec_->failTimeoutMs;
+    u->fails = 0;
+    u->counters->down.store(1, std::memory_order_relaxed);
+  }
+}
+
+void ProxyRoute::succeeded(Upstream* u) {
+  u->fails = 0;
+  if (u->downUntil) {
+    u->downUntil = 0;
+    u->counters->down.store(u->probeFailed ? 1 : 0, std::memory_order_relaxed);
+  }
+}
+
+void ProxyRoute::callDone(ProxyCall* call) {
+  std::erase(calls_, call);
+  if (call->ex_) call->ex_->setListener(nullptr);
+  reactor_.later([](void* p) { delete static_cast<ProxyCall*>(p); }, call);
+}
+
+void ProxyRoute::probeDone(Upstream* u, bool healthy) {
+  u->probeFailed = !healthy;
+  u->counters->down.store(!healthy || u->downUntil > reactor_.nowMs() ? 1 : 0,
+                          std::memory_order_relaxed);
+}
+
+void ProxyRoute::onTick(uint64_t now) {
+  // Deadlines of requests in flight (a call may finish, and leave, here).
+  std::vector<ProxyCall*> calls = calls_;
+  for (ProxyCall* c : calls) c->onTick(now);
+  // Idle connections past their time (oldest first in each pool).
+  for (Upstream& u : upstreams_) {
+    while (!u.idle.empty() && now - u.idle.front()->idleSince >= spec_->idleTimeoutMs) {
+      dropIdle(u.idle.front());
+    }
+    if (u.downUntil && u.downUntil <= now) {
+      u.downUntil = 0;
+      u.counters->down.store(u.probeFailed ? 1 : 0, std::memory_order_relaxed);
+    }
+  }
+}
+
+}  // namespace kuai::server
