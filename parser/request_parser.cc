@@ -2,11 +2,16 @@
 
 #include <cstring>
 
+#include "parser/http_grammar.h"
+
 namespace kuai::parser {
 
 namespace {
 
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
+using detail::lower;
+using detail::parseLength;
+using detail::trim;
+using detail::validFieldValue;
 
 inline RequestParser& self(llhttp_t* p) { return *static_cast<RequestParser*>(p->data); }
 
@@ -14,54 +19,11 @@ inline bool within(const char* p, const char* begin, size_t len) {
   return p >= begin && p < begin + len;
 }
 
-// Field values may hold HTAB, SP, VCHAR and obs-text; never NUL, CR, LF or other
-// controls (RFC 9110 §5.5).
-bool validFieldValue(std::string_view v) {
-  for (unsigned char c : v) {
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
-}
-
 bool validTarget(std::string_view t) {
   for (unsigned char c : t) {
     if (c <= 0x20 || c == 0x7f) return false;
   }
   return !t.empty();
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// Content-Length: 1*DIGIT, nothing else (no sign, no list, no spaces inside).
-bool parseLength(std::string_view v, int64_t& out) {
-  if (v.empty() || v.size() > 18) return false;
-  int64_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9') return false;
-    n = n * 10 + (c - '0');
-  }
-  out = n;
-  return true;
-}
-
-// Whether a Connection field lists `close`. llhttp 8.1 misses "close" followed
-// by whitespace ("Connection: close\t") and would keep the connection alive.
-bool saysClose(const Request& r) {
-  for (const Header& h : r.headers) {
-    if (h.name.size() != 10 || !equalsIgnoreCase(h.name, "connection")) continue;
-    std::string_view v = h.value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      if (equalsIgnoreCase(trim(v.substr(0, comma)), "close")) return true;
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return false;
 }
 
 // The most bytes a request head may take in all, whitespace and line ends
@@ -83,18 +45,11 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 std::string_view Request::header(std::string_view name) const {
-  for (const Header& h : headers) {
-    if (equalsIgnoreCase(h.name, name)) return h.value;
-  }
-  return {};
+  const Header* h = findHeader(headers, name);
+  return h ? h->value : std::string_view();
 }
 
-bool Request::hasHeader(std::string_view name) const {
-  for (const Header& h : headers) {
-    if (equalsIgnoreCase(h.name, name)) return true;
-  }
-  return false;
-}
+bool Request::hasHeader(std::string_view name) const { return findHeader(headers, name) != nullptr; }
 
 RequestParser::RequestParser(Handler& handler, const Limits& limits)
     : handler_(handler), limits_(limits) {
@@ -255,19 +210,9 @@ int RequestParser::onHeaderValueComplete(llhttp_t* p) {
   } else if (n.size() == 17 && equalsIgnoreCase(n, "transfer-encoding")) {
     ++s.encodingCount_;
     // Only a single, final "chunked" is understood; anything else is refused.
-    std::string_view v = h.value;
     bool onlyChunked = true;
     size_t count = 0;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string_view tok = trim(v.substr(0, comma));
-      if (!tok.empty()) {
-        ++count;
-        if (!equalsIgnoreCase(tok, "chunked")) onlyChunked = false;
-      }
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
+    detail::transferCodings(h.value, onlyChunked, count);
     if (!onlyChunked) return s.fail(501, "unsupported Transfer-Encoding");
     if (count != 1 || s.encodingCount_ > 1) return s.fail(400, "repeated chunked encoding");
   } else if (n.size() == 6 && equalsIgnoreCase(n, "expect")) {
@@ -299,7 +244,8 @@ int RequestParser::checkHead() {
   }
   r.isHead = parser_.method == HTTP_HEAD;
   r.upgrade = parser_.upgrade;
-  r.keepAlive = llhttp_should_keep_alive(&parser_) && !saysClose(r);
+  r.keepAlive = llhttp_should_keep_alive(&parser_) &&
+                !detail::listsToken(r.headers, "connection", "close");
   if (r.expectContinue && r.versionMinor == 0) r.expectContinue = false;
   return 0;
 }

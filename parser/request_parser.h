@@ -8,8 +8,8 @@
 // the views rebased there. Body bytes are never stored: they go to
 // Handler::onBody as they arrive.
 //
-// A response mode for the proxy can reuse this shape (llhttp's HTTP_RESPONSE type
-// with the same limits); only the request side exists today.
+// ResponseParser (response_parser.h) is the proxy's counterpart for upstream
+// responses; both share Limits, Header and Error (http_common.h).
 #pragma once
 
 #include <cstddef>
@@ -19,22 +19,9 @@
 #include <vector>
 
 #include "llhttp.h"
+#include "parser/http_common.h"
 
 namespace kuai::parser {
-
-// Defaults are at least as strict as nginx's.
-struct Limits {
-  uint32_t maxRequestLine = 8 * 1024;   // method SP target SP version -> 414
-  uint32_t maxFieldSize = 8 * 1024;     // one header field, name + value -> 431
-  uint32_t maxHeaderBytes = 32 * 1024;  // the whole header block -> 431
-  uint32_t maxHeaders = 100;            // number of fields -> 431
-  uint64_t maxBodyBytes = 1024 * 1024;  // decoded body -> 413
-};
-
-struct Header {
-  std::string_view name;
-  std::string_view value;
-};
 
 // One parsed request head. Valid from Handler::onHeaders until the handler returns
 // from onRequest (or, when the handler pauses the parser, until resume()).
@@ -55,12 +42,6 @@ struct Request {
   // First field with this name (ASCII case-insensitive); empty when absent.
   std::string_view header(std::string_view name) const;
   bool hasHeader(std::string_view name) const;
-};
-
-// Why a request was refused: the HTTP status to answer with and a short reason.
-struct Error {
-  int status = 0;
-  const char* reason = "";
 };
 
 class RequestParser {
@@ -95,6 +76,14 @@ class RequestParser {
   bool paused() const { return paused_; }
   // Bytes held while paused (pipelined requests not yet parsed).
   size_t buffered() const { return tail_.size() - tailPos_; }
+  // Hands over the bytes held while paused (after a protocol switch they are
+  // the new protocol's, not HTTP).
+  std::string takeBuffered() {
+    std::string rest = tail_.substr(tailPos_);
+    tail_.clear();
+    tailPos_ = 0;
+    return rest;
+  }
   const Request& request() const { return req_; }
   uint64_t bodyBytes() const { return bodyBytes_; }
 
@@ -143,8 +132,5 @@ class RequestParser {
   size_t tailPos_ = 0;
   bool inTail_ = false;              // execute() is running over tail_
 };
-
-// Case-insensitive ASCII comparison for header names and tokens.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
 }  // namespace kuai::parser
