@@ -482,6 +482,7 @@ void Exchange::acceptUpgrade(std::string_view headerLines) {
   b.append("HTTP/1.1 101 Switching Protocols\r\n");
   b.append(headerLines);
   b.append("\r\n");
+  conn_->exchangeWrote();
   conn_->startTunnel();
 }
 

@@ -93,15 +93,71 @@ class UpstreamConn final : public SocketOwner, public parser::ResponseParser::Ha
   bool connected = false;
 };
 
+// A client connection as the downstream: the upstream's head is passed on
+// without its hop-by-hop fields, errors become 502/504 pages.
+class ExchangeDownstream final : public Downstream {
+ public:
+  explicit ExchangeDownstream(std::shared_ptr<Exchange> ex) : ex_(std::move(ex)) {}
+
+  bool valid() const override { return ex_->valid(); }
+  bool headersSent() const override { return ex_->headersSent(); }
+  void head(const parser::Response& resp) override {
+    std::string lines;
+    filteredLines(resp, lines);
+    int64_t length = resp.contentLength >= 0 && !resp.chunked ? resp.contentLength : -1;
+    ex_->writeHead(resp.status, resp.reason, lines, length, Exchange::kNoKeepAliveHeader);
+  }
+  void upgrade(const parser::Response& resp) override {
+    std::string lines;
+    filteredLines(resp, lines);
+    lines.append("Connection: Upgrade\r\n");
+    appendLine(lines, "Upgrade", resp.header("upgrade"));
+    ex_->acceptUpgrade(lines);
+  }
+  bool write(std::string_view bytes) override { return ex_->write(bytes); }
+  void end() override { ex_->end(); }
+  void abort() override { ex_->abort(); }
+  void fail(int status, const char*) override {
+    std::string_view body = status == 504 ? "504 Gateway Timeout\n" : "502 Bad Gateway\n";
+    ex_->writeHead(status, {}, "Content-Type: text/plain; charset=utf-8\r\n",
+                   int64_t(body.size()), Exchange::kNoKeepAliveHeader);
+    ex_->write(body);
+    ex_->end();
+  }
+  void pauseBody() override { ex_->pauseBody(); }
+  void resumeBody() override { ex_->resumeBody(); }
+  void detach() override { ex_->setListener(nullptr); }
+
+ private:
+  static void filteredLines(const parser::Response& resp, std::string& lines) {
+    lines.reserve(256);
+    std::string_view connection = resp.header("connection");
+    for (const parser::Header& f : resp.headers) {
+      std::string_view n = f.name;
+      if (isHopByHop(n)) continue;
+      if (!connection.empty() && listedIn(connection, n)) continue;
+      if (n.size() == 4 && equalsIgnoreCase(n, "date")) continue;  // kuai writes its own
+      if (n.size() == 14 && equalsIgnoreCase(n, "content-length")) continue;
+      appendLine(lines, n, f.value);
+    }
+  }
+
+  std::shared_ptr<Exchange> ex_;
+};
+
+// ---------------------------------------------------------------------------
 // One proxied request, from the client's head to the upstream's last byte.
 class ProxyCall final : public ExchangeListener {
  public:
   enum class Phase : uint8_t { kConnecting, kWaiting, kStreaming, kTunnel, kDone };
 
-  ProxyCall(std::shared_ptr<ProxyRoute> route, std::shared_ptr<Exchange> ex)
-      : route_(std::move(route)), ex_(std::move(ex)) {}
+  ProxyCall(std::shared_ptr<ProxyRoute> route, std::shared_ptr<Downstream> down)
+      : route_(std::move(route)), ex_(std::move(down)) {}
 
-  void start(const parser::Request& req);
+  // A client's request, its head rewritten for the upstream.
+  void start(const parser::Request& req, const Exchange& ex);
+  // A request built elsewhere.
+  void startOutbound(OutboundRequest req);
   void onTick(uint64_t now);
 
   // From the upstream connection.
@@ -126,7 +182,6 @@ class ProxyCall final : public ExchangeListener {
 
  private:
   void attempt();
-  void sendError(int status);
   void giveUp(int status);  // error answer (or abort when the head is out) and done
   void endTunnel();
   void finish(bool reusable);
@@ -134,9 +189,13 @@ class ProxyCall final : public ExchangeListener {
   uint64_t now() const { return route_->reactor().nowMs(); }
 
   std::shared_ptr<ProxyRoute> route_;
-  std::shared_ptr<Exchange> ex_;
+  std::shared_ptr<Downstream> ex_;
   UpstreamConn* conn_ = nullptr;
-  std::string head_;        // request head as sent upstream (kept for retries)
+  // What went upstream so far (head, then body bytes as framed), kept while
+  // it is small enough to send again to another upstream.
+  std::string head_;
+  bool replayable_ = true;
+  static constexpr size_t kReplayMax = 64 * 1024;
   Phase phase_ = Phase::kConnecting;
   uint64_t tried_ = 0;      // upstream indexes tried
   uint32_t attempts_ = 0;
@@ -216,7 +275,17 @@ void UpstreamConn::onComplete(const parser::Response& resp) {
 // ---------------------------------------------------------------------------
 // ProxyCall
 
-void ProxyCall::start(const parser::Request& req) {
+void ProxyCall::startOutbound(OutboundRequest req) {
+  head_ = std::move(req.head);
+  isHead_ = req.isHead;
+  idempotent_ = req.idempotent;
+  hasBody_ = req.hasBody;
+  chunkedBody_ = req.chunked;
+  upgrade_ = req.upgrade;
+  attempt();
+}
+
+void ProxyCall::start(const parser::Request& req, const Exchange& ex) {
   const ProxySpec& spec = route_->spec();
   isHead_ = req.isHead;
   idempotent_ = isIdempotent(req.method);
@@ -282,9 +351,9 @@ void ProxyCall::start(const parser::Request& req) {
   appendLine(h, "Host", host);
   std::string xff(forwardedFor);
   if (!xff.empty()) xff.append(", ");
-  xff.append(ex_->remoteAddress());
+  xff.append(ex.remoteAddress());
   appendLine(h, "X-Forwarded-For", xff);
-  appendLine(h, "X-Forwarded-Proto", ex_->encrypted() ? "https" : "http");
+  appendLine(h, "X-Forwarded-Proto", ex.encrypted() ? "https" : "http");
   if (!req.host.empty()) appendLine(h, "X-Forwarded-Host", req.host);
   std::string v(via);
   if (!v.empty()) v.append(", ");
@@ -383,26 +452,12 @@ void ProxyCall::upstreamHead(const parser::Response& resp) {
   if (!ex_->valid()) return;
   if (resp.status == 101 && !upgrade_) return;  // not asked for: afterFeed fails it
   phase_ = resp.status == 101 ? Phase::kTunnel : Phase::kStreaming;
-  std::string lines;
-  lines.reserve(256);
-  std::string_view connection = resp.header("connection");
-  for (const parser::Header& f : resp.headers) {
-    std::string_view n = f.name;
-    if (isHopByHop(n)) continue;
-    if (!connection.empty() && listedIn(connection, n)) continue;
-    if (n.size() == 4 && equalsIgnoreCase(n, "date")) continue;  // kuai writes its own
-    if (n.size() == 14 && equalsIgnoreCase(n, "content-length")) continue;
-    appendLine(lines, n, f.value);
-  }
   if (phase_ == Phase::kTunnel) {
-    lines.append("Connection: Upgrade\r\n");
-    appendLine(lines, "Upgrade", resp.header("upgrade"));
-    ex_->acceptUpgrade(lines);
+    ex_->upgrade(resp);
     deadline_ = now() + route_->spec().readTimeoutMs;
     return;
   }
-  int64_t length = resp.contentLength >= 0 && !resp.chunked ? resp.contentLength : -1;
-  ex_->writeHead(resp.status, resp.reason, lines, length, Exchange::kNoKeepAliveHeader);
+  ex_->head(resp);
 }
 
 void ProxyCall::upstreamBody(std::string_view chunk) {
@@ -489,7 +544,7 @@ void ProxyCall::upstreamEof(int err) {
     dropConn(!reused);
     if (!reused) route_->failed(c->up);
     const ProxySpec& spec = route_->spec();
-    bool retry = idempotent_ && !hasBody_ && (attempts_ <= spec.retries || reused);
+    bool retry = idempotent_ && replayable_ && (attempts_ <= spec.retries || reused);
     if (retry) {
       if (reused) tried_ &= ~(uint64_t(1) << (route_->indexOf(c->up) & 63));
       if (route_->pick(tried_)) {
@@ -516,12 +571,22 @@ void ProxyCall::onBody(std::string_view chunk) {
   if (!conn_ || phase_ == Phase::kDone) return;
   bodyStarted_ = true;
   std::string& b = conn_->sock->out.buffer();
+  size_t from = b.size();
   if (chunkedBody_) {
     char hex[20];
     int n = std::snprintf(hex, sizeof(hex), "%zx\r\n", chunk.size());
     b.append(hex, size_t(n)).append(chunk).append("\r\n", 2);
   } else {
     b.append(chunk);
+  }
+  if (replayable_ && phase_ != Phase::kTunnel) {
+    if (head_.size() + (b.size() - from) > kReplayMax) {
+      replayable_ = false;
+      head_.clear();
+      head_.shrink_to_fit();
+    } else {
+      head_.append(b, from);
+    }
   }
   route_->reactor().sendSocket(conn_->sock);
   constexpr size_t kHighWater = 256 * 1024;
@@ -550,6 +615,7 @@ void ProxyCall::onBodyEnd() {
   if (!conn_ || phase_ == Phase::kDone) return;
   if (chunkedBody_) {
     conn_->sock->out.buffer().append("0\r\n\r\n", 5);
+    if (replayable_) head_.append("0\r\n\r\n", 5);
     route_->reactor().sendSocket(conn_->sock);
   }
 }
@@ -594,15 +660,6 @@ void ProxyCall::onTick(uint64_t t) {
   }
 }
 
-void ProxyCall::sendError(int status) {
-  const char* text = status == 504 ? "504 Gateway Timeout\n" : "502 Bad Gateway\n";
-  std::string_view body(text);
-  ex_->writeHead(status, {}, "Content-Type: text/plain; charset=utf-8\r\n", int64_t(body.size()),
-                 Exchange::kNoKeepAliveHeader);
-  ex_->write(body);
-  ex_->end();
-}
-
 void ProxyCall::giveUp(int status) {
   if (phase_ == Phase::kDone) return;
   if (conn_) dropConn(false);
@@ -611,7 +668,7 @@ void ProxyCall::giveUp(int status) {
     if (ex_->headersSent()) {
       ex_->abort();
     } else {
-      sendError(status);
+      ex_->fail(status, status == 504 ? "upstream timed out" : "bad gateway");
     }
   }
   route_->callDone(this);
@@ -633,6 +690,73 @@ void ProxyCall::dropConn(bool) {
   conn_ = nullptr;
   if (c) route_->release(c, false);
 }
+
+// ---------------------------------------------------------------------------
+// Active health check: GET healthCheck.path on a fresh connection; a 2xx or
+// 3xx within the timeout is healthy.
+class HealthProbe final : public SocketOwner, public parser::ResponseParser::Handler {
+ public:
+  HealthProbe(ProxyRoute& route, ProxyRoute::Upstream& up, const parser::Limits& limits)
+      : route_(route), up_(up), parser_(*this, limits) {}
+  ~HealthProbe() override {
+    if (sock_) route_.reactor().closeSocket(sock_);
+  }
+
+  bool start(uint64_t now) {
+    const HealthCheckSpec& h = route_.spec().health;
+    deadline_ = now + h.timeoutMs;
+    int err = 0;
+    sock_ = route_.reactor().openSocket(reinterpret_cast<const sockaddr*>(&up_.spec->addr),
+                                        up_.spec->addrLen, this, err);
+    if (!sock_) return false;
+    std::string& b = sock_->out.buffer();
+    b.append("GET ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(up_.spec->name);
+    b.append("\r\nUser-Agent: kuai-health-check\r\nConnection: close\r\n\r\n");
+    parser_.reset(false);
+    route_.reactor().sendSocket(sock_);
+    return true;
+  }
+  // Called on every tick: a probe past its deadline has failed.
+  void check(uint64_t now) {
+    if (now >= deadline_) result(false);
+  }
+
+  void onSocketConnect(Socket*, int err) override {
+    if (err) result(false);
+  }
+  void onSocketData(Socket*, const char* data, size_t len) override {
+    if (parser_.feed(data, len) == parser::ResponseParser::Result::kError) result(false);
+  }
+  void onSocketEof(Socket*, int) override {
+    parser_.finish();
+    result(false);  // a complete response has already decided
+  }
+  void onSocketDrained(Socket*) override {}
+  void onHeaders(const parser::Response& resp) override {
+    if (!resp.interim()) status_ = resp.status;
+  }
+  void onBody(std::string_view) override {}
+  void onComplete(const parser::Response& resp) override {
+    if (!resp.interim()) result(status_ >= 200 && status_ < 400);
+  }
+
+ private:
+  void result(bool healthy) {
+    if (done_) return;
+    done_ = true;
+    route_.reactor().closeSocket(sock_);
+    sock_ = nullptr;
+    route_.probeDone(&up_, healthy);  // deletes this probe (later)
+  }
+
+  ProxyRoute& route_;
+  ProxyRoute::Upstream& up_;
+  parser::ResponseParser parser_;
+  Socket* sock_ = nullptr;
+  uint64_t deadline_ = 0;
+  int status_ = 0;
+  bool done_ = false;
+};
 
 // ---------------------------------------------------------------------------
 // ProxyRoute
@@ -657,6 +781,11 @@ ProxyRoute::ProxyRoute(Reactor& reactor, std::shared_ptr<const Site> site, const
 ProxyRoute::~ProxyRoute() {
   reactor_.removeTicker(this);
   for (Upstream& u : upstreams_) {
+    if (!u.probe) continue;
+    delete u.probe;  // its socket: closed with the reactor's, or below
+    u.probe = nullptr;
+  }
+  for (Upstream& u : upstreams_) {
     for (UpstreamConn* c : u.idle) {
       reactor_.closeSocket(c->sock);
       delete c;
@@ -671,10 +800,17 @@ ProxyRoute::~ProxyRoute() {
 }
 
 void ProxyRoute::onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) {
-  auto* call = new ProxyCall(shared_from_this(), ex);
+  auto* call = new ProxyCall(shared_from_this(), std::make_shared<ExchangeDownstream>(ex));
   ex->setListener(call);
   calls_.push_back(call);
-  call->start(req);
+  call->start(req, *ex);
+}
+
+ProxyCall* ProxyRoute::startCall(std::shared_ptr<Downstream> down, OutboundRequest req) {
+  auto* call = new ProxyCall(shared_from_this(), std::move(down));
+  calls_.push_back(call);
+  call->startOutbound(std::move(req));
+  return call;
 }
 
 ProxyRoute::Upstream* ProxyRoute::pick(uint64_t tried) {
@@ -806,11 +942,20 @@ void ProxyRoute::succeeded(Upstream* u) {
 
 void ProxyRoute::callDone(ProxyCall* call) {
   std::erase(calls_, call);
-  if (call->ex_) call->ex_->setListener(nullptr);
+  if (call->ex_) call->ex_->detach();
   reactor_.later([](void* p) { delete static_cast<ProxyCall*>(p); }, call);
 }
 
 void ProxyRoute::probeDone(Upstream* u, bool healthy) {
+  if (u->probe) {
+    reactor_.later([](void* p) { delete static_cast<HealthProbe*>(p); }, u->probe);
+    u->probe = nullptr;
+  }
+  u->nextProbeMs = reactor_.nowMs() + spec_->health.intervalMs;
+  if (u->probeFailed != !healthy) {
+    std::fprintf(stderr, "kuai: upstream %s is %s (health check %s)\n", u->spec->name.c_str(),
+                 healthy ? "up" : "down", spec_->health.path.c_str());
+  }
   u->probeFailed = !healthy;
   u->counters->down.store(!healthy || u->downUntil > reactor_.nowMs() ? 1 : 0,
                           std::memory_order_relaxed);
@@ -828,6 +973,13 @@ void ProxyRoute::onTick(uint64_t now) {
     if (u.downUntil && u.downUntil <= now) {
       u.downUntil = 0;
       u.counters->down.store(u.probeFailed ? 1 : 0, std::memory_order_relaxed);
+    }
+    if (!spec_->health.enabled || reactor_.draining()) continue;
+    if (u.probe) {
+      u.probe->check(now);
+    } else if (now >= u.nextProbeMs) {
+      u.probe = new HealthProbe(*this, u, reactor_.config().limits);
+      if (!u.probe->start(now)) probeDone(&u, false);
     }
   }
 }

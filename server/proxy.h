@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "parser/response_parser.h"
 #include "server/hooks.h"
 #include "server/reactor.h"
 #include "server/site.h"
@@ -19,6 +20,39 @@ namespace kuai::server {
 class UpstreamConn;
 class ProxyCall;
 class HealthProbe;
+
+// Where a proxied response goes: a client connection (through its Exchange),
+// or a script's request (kuai's JS client). ProxyCall drives it.
+class Downstream {
+ public:
+  virtual ~Downstream() = default;
+  virtual bool valid() const = 0;        // still someone to answer
+  virtual bool headersSent() const = 0;
+  virtual void head(const parser::Response& resp) = 0;     // final response head
+  virtual void upgrade(const parser::Response& resp) = 0;  // 101: tunnel from now on
+  virtual bool write(std::string_view bytes) = 0;          // false: wait for resumeUpstream
+  virtual void end() = 0;
+  // The response broke after its head: the receiver must see it incomplete.
+  virtual void abort() = 0;
+  // No response could be had: 502 (bad gateway) or 504 (timeout).
+  virtual void fail(int status, const char* why) = 0;
+  // Backpressure on the request body (the upstream is slow to take it).
+  virtual void pauseBody() = 0;
+  virtual void resumeBody() = 0;
+  // The call is over: it must not be called again.
+  virtual void detach() = 0;
+};
+
+// What a request looks like upstream, for calls that do not come from a
+// client connection (kuai's JS client).
+struct OutboundRequest {
+  std::string head;        // request line and fields, blank line included
+  bool idempotent = true;
+  bool hasBody = false;
+  bool chunked = false;    // the body is sent with chunked framing
+  bool isHead = false;
+  bool upgrade = false;
+};
 
 // Counters of one upstream on one reactor, read by the metrics endpoint from
 // another thread (relaxed atomics; written only by the owning reactor).
@@ -43,6 +77,10 @@ class ProxyRoute final : public AsyncHandler,
 
   void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
   void onTick(uint64_t nowMs) override;
+  // Starts a request from elsewhere (the JS client). The returned call takes
+  // the request body through its ExchangeListener side (onBody, onBodyEnd,
+  // onAbort; onDrain when the downstream catches up) until down->detach().
+  ProxyCall* startCall(std::shared_ptr<Downstream> down, OutboundRequest req);
 
   struct Upstream {
     const UpstreamSpec* spec = nullptr;

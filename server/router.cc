@@ -78,6 +78,8 @@ const Router::Route* Router::match(const parser::Request& req) const {
 
 AsyncHandler* Router::asyncHandler(const parser::Request& req) {
   if (!table_) return nullptr;
+  const std::string& metrics = table_->site->logging.metricsPath;
+  if (!metrics.empty() && pathOf(req.target) == metrics) return nullptr;  // handle() answers
   const Route* r = match(req);
   return r && r->proxy ? r->proxy.get() : nullptr;
 }
