@@ -806,7 +806,7 @@ void ProxyRoute::onRequest(const parser::Request& req, const std::shared_ptr<Exc
   call->start(req, *ex);
 }
 
-ProxyCall* ProxyRoute::startCall(std::shared_ptr<Downstream> down, OutboundRequest req) {
+ExchangeListener* ProxyRoute::startCall(std::shared_ptr<Downstream> down, OutboundRequest req) {
   auto* call = new ProxyCall(shared_from_this(), std::move(down));
   calls_.push_back(call);
   call->startOutbound(std::move(req));

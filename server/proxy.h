@@ -80,7 +80,7 @@ class ProxyRoute final : public AsyncHandler,
   // Starts a request from elsewhere (the JS client). The returned call takes
   // the request body through its ExchangeListener side (onBody, onBodyEnd,
   // onAbort; onDrain when the downstream catches up) until down->detach().
-  ProxyCall* startCall(std::shared_ptr<Downstream> down, OutboundRequest req);
+  ExchangeListener* startCall(std::shared_ptr<Downstream> down, OutboundRequest req);
 
   struct Upstream {
     const UpstreamSpec* spec = nullptr;
