@@ -814,8 +814,20 @@ bool evaluateScript(const std::string& path, std::string& out, std::string& err)
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
   std::string flag = "--kuai-eval-config";
   char* argv[] = {node.data(), flag.data(), const_cast<char*>(path.c_str()), nullptr};
+  // A server reloading its config may block or ignore signals; the child
+  // starts with none blocked and the usual dispositions.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, reset;
+  sigemptyset(&none);
+  sigemptyset(&reset);
+  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&reset, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &reset);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, node.c_str(), &actions, nullptr, argv, environ);
+  int rc = ::posix_spawn(&pid, node.c_str(), &actions, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   ::close(fds[1]);
   if (rc != 0) {
