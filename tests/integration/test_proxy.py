@@ -89,11 +89,13 @@ def proxy_route(upstreams, match="/", **opts):
     return {"match": match, "proxy": {"upstreams": ups, **opts}}
 
 
-def make_config(routes, io, port, threads=1, logging=None):
+def make_config(routes, io, port, threads=1, logging=None, limits=None):
     cfg = {"threads": threads, "listen": [{"host": "127.0.0.1", "port": port}],
            "routes": routes}
     if io in ("uring", "epoll"):
         cfg["io"] = io
+    if limits:
+        cfg["limits"] = limits
     if logging:
         cfg["logging"] = logging
     return cfg
@@ -359,14 +361,15 @@ def upstreams():
 
 @pytest.fixture
 def proxy(tmp_path):
-    """start(routes, io, threads=1, logging=None) -> a running proxy (kuai, or
+    """start(routes, io, threads=1, logging=None, limits=None) -> a running proxy (kuai, or
     nginx under KUAI_PROXY_UNDER_TEST=nginx); stopped and checked at teardown."""
     started = []
 
-    def start(routes, io, threads=1, logging=None):
+    def start(routes, io, threads=1, logging=None, limits=None):
         d = tmp_path / f"proxy{len(started)}"
         d.mkdir()
-        cfg = make_config(routes, io, free_port(), threads=threads, logging=logging)
+        cfg = make_config(routes, io, free_port(), threads=threads, logging=logging,
+                          limits=limits)
         p = (NginxProxy if UNDER == "nginx" else KuaiProxy)(d, cfg)
         started.append(p)
         return p.start()
@@ -456,23 +459,32 @@ def test_basic_proxying(proxy, upstreams, io):
 
 def _hammer(port, conns, per_conn, path="/hello", timeout=10.0):
     """per_conn keep-alive requests on each of conns client connections in
-    parallel; returns (ok count, list of errors, max X-Request-Count seen)."""
+    parallel (a connection the proxy closes, after `Connection: close`, is
+    replaced); returns (ok count, list of errors, max X-Request-Count seen)."""
     results = [None] * conns
     req = get(path)
 
     def worker(i):
         ok, max_rc = 0, 0
+        c = None
         try:
-            with Conn(port, timeout=timeout) as c:
-                for _ in range(per_conn):
-                    c.send(req)
-                    r = c.read_response()
-                    if r.status == 200:
-                        ok += 1
-                        max_rc = max(max_rc, int(r.header("X-Request-Count", "0")))
+            for _ in range(per_conn):
+                if c is None:
+                    c = Conn(port, timeout=timeout)
+                c.send(req)
+                r = c.read_response()
+                if r.status == 200:
+                    ok += 1
+                    max_rc = max(max_rc, int(r.header("X-Request-Count", "0")))
+                if r.has_token("Connection", "close"):
+                    c.close()
+                    c = None
             results[i] = (ok, None, max_rc)
         except Exception as e:  # noqa: BLE001 - reported below
             results[i] = (ok, repr(e), max_rc)
+        finally:
+            if c is not None:
+                c.close()
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(conns)]
     for t in threads:
@@ -529,6 +541,31 @@ def test_keepalive_idle_timeout(proxy, upstreams, io):
     assert r.status == 200 and a.accepted == 2, (r, a.accepted)
 
 
+def test_pool_keeps_at_most_max_idle(proxy, upstreams, io):
+    """8 requests at once need 8 upstream connections; afterwards at most
+    maxIdle stay open."""
+    a = upstreams("a")
+    p = proxy([proxy_route([a], keepalive={"maxIdle": 2, "idleTimeout": "30s"})], io)
+    conns = [Conn(p.port, timeout=5) for _ in range(8)]
+    try:
+        for c in conns:
+            c.send(get("/slow/400"))
+        for c in conns:
+            assert c.read_response().status == 200
+        assert a.max_open == 8, a.max_open
+        deadline = time.monotonic() + 2
+        while a.open > 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert a.open <= 2, f"{a.open} upstream connections kept with maxIdle 2"
+        for c in conns:  # and the kept ones are used again
+            c.send(get("/hello"))
+            assert c.read_response().status == 200
+        assert a.accepted == 8, a.accepted
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_upstream_closes_pooled_connection(proxy, upstreams, io):
     """The upstream closes an idle pooled connection: the next request works
     on a fresh one."""
@@ -545,6 +582,48 @@ def test_upstream_closes_pooled_connection(proxy, upstreams, io):
             r = c.read_response()
             assert r.status == 200, r
     assert a.accepted == 2, a.accepted
+
+
+def test_pipelined_requests_in_order(proxy, upstreams, io):
+    a = upstreams("a")
+    p = proxy([proxy_route([a])], io)
+    paths = ["/slow/300", "/hello", "/bytes/70000", "/status/404", "/chunked/3000", "/echo"]
+    with Conn(p.port, timeout=10) as c:
+        c.send(b"".join(get(x) for x in paths))
+        rs = [c.read_response() for _ in paths]
+    assert [r.status for r in rs] == [200, 200, 200, 404, 200, 200], rs
+    assert rs[0].body.startswith(b"hello from a after 300 ms"), rs[0]
+    assert rs[2].body == b"".join(pattern_pieces(70000)), rs[2]
+    assert json.loads(rs[5].body)["target"] == "/echo"
+
+
+def test_http10_client(proxy, upstreams, io):
+    """An HTTP/1.0 client gets no chunked encoding, and a close after."""
+    a = upstreams("a")
+    p = proxy([proxy_route([a])], io)
+    with Conn(p.port) as c:
+        c.send(b"GET /chunked/5000 HTTP/1.0\r\nHost: x\r\n\r\n")
+        raw = read_raw_until_close(c, timeout=5)
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")), head
+    assert b"chunked" not in head.lower(), head
+    assert hashlib.sha256(body).hexdigest() == pattern_sha256(5000), (head, len(body))
+
+
+def test_client_aborts_mid_download(proxy, upstreams, io):
+    """The client goes away mid-body: the upstream connection carrying it is
+    not put back in the pool half-read, and the proxy goes on."""
+    a = upstreams("a")
+    p = proxy([proxy_route([a])], io)
+    c = Conn(p.port, timeout=5, rcvbuf=16384)
+    c.send(get(f"/bytes/{20 * MiB}"))
+    c._fill(time.monotonic() + 5)
+    c.close()
+    time.sleep(0.3)
+    for _ in range(5):
+        r = fetch(p.port, path="/bytes/1000")
+        assert r.status == 200 and r.body == b"".join(pattern_pieces(1000)), r
+        assert r.header("X-Conn-Id") != "1", "the aborted response's connection was reused"
 
 
 # --------------------------------------------------------------------------
@@ -889,7 +968,7 @@ def test_large_download(proxy, upstreams, io, framing):
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 def test_large_upload(proxy, upstreams, io, framing):
     a = upstreams("a")
-    p = proxy([proxy_route([a])], io)
+    p = proxy([proxy_route([a])], io, limits={"bodyBytes": 64 * MiB})
     n = 20 * MiB
     sha = pattern_sha256(n)
     with Conn(p.port, timeout=20) as c:
