@@ -128,6 +128,7 @@ class Environment final {
 
   static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void route(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
 
   ThreadScripting& owner_;
@@ -491,6 +492,8 @@ void Environment::abandon() {
   for (auto& [id, srv] : servers_) {
     if (srv->listener) owner_.park(srv->key, srv->listener);
     srv->listener = nullptr;
+    // An app route answers 503 until the replacement has loaded its script.
+    if (srv->key.rfind("app:", 0) == 0) reactor_.setAppHandler(srv->key.substr(4), nullptr);
     srv->orphan();
   }
   servers_.clear();
@@ -616,6 +619,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   };
   fn("listen", &Environment::listen);
   fn("close", &Environment::closeServer);
+  fn("route", &Environment::route);
   fn("setCallbacks", &Environment::setCallbacks);
   fn("markExit", &Environment::markExit);
   fn("restart", &Environment::restart);
@@ -631,6 +635,11 @@ v8::Local<v8::Object> Environment::makeBinding() {
   b->Set(ctx, str(iso, "script"), str(iso, options_.script)).Check();
   b->Set(ctx, str(iso, "eval"), str(iso, options_.eval)).Check();
   b->Set(ctx, str(iso, "hasEval"), v8::Boolean::New(iso, !options_.eval.empty())).Check();
+  v8::Local<v8::Array> apps = v8::Array::New(iso, int(options_.apps.size()));
+  for (size_t i = 0; i < options_.apps.size(); ++i) {
+    apps->Set(ctx, uint32_t(i), str(iso, options_.apps[i])).Check();
+  }
+  b->Set(ctx, str(iso, "apps"), apps).Check();
 
   v8::Local<v8::ObjectTemplate> ex = v8::ObjectTemplate::New(iso);
   ex->SetInternalFieldCount(1);
@@ -775,6 +784,19 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();
   out->Set(ctx, 1, v8::Integer::New(iso, bound)).Check();
   args.GetReturnValue().Set(out);
+}
+
+// route(appPath) -> serverId: the server answers a config file's app route.
+void Environment::route(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  v8::Isolate* iso = args.GetIsolate();
+  std::string app = toStdString(iso, args[0]);
+  int id = self->nextServerId_++;
+  JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
+  srv->key = "app:" + app;
+  self->servers_[id] = srv;
+  self->reactor_.setAppHandler(app, srv);
+  args.GetReturnValue().Set(v8::Integer::New(iso, id));
 }
 
 void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {

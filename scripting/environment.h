@@ -24,6 +24,10 @@ struct ScriptOptions {
   std::vector<std::string> args;      // process.argv[2...]
   std::vector<std::string> nodeArgs;  // V8/Node options passed through
   uint64_t cpuBudgetMs = 5000;        // one call into JS may run this long
+  // Config-file mode: the app routes' scripts (absolute paths), each loaded in
+  // every environment; its export (a (req, res) handler, or an object with
+  // callback(), like a Koa or kuai App) answers that route. No main script.
+  std::vector<std::string> apps;
 };
 
 // Process-wide set-up of Node and V8: call once from main() before any reactor

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
 #endif
   std::vector<std::string> args(argv + 1, argv + argc);
   CliResult cli = kuai::server::parseCommandLine(args);
+  bool appRoutes = false;
   switch (cli.action) {
     case CliResult::Action::kHelp:
       std::fputs(kuai::server::usage().c_str(), stdout);
@@ -72,7 +73,15 @@ int main(int argc, char** argv) {
           return 0;
         }
       }
-      return kuai::server::runServer(std::move(cli.config));
+      for (const auto& route : cli.config.site ? cli.config.site->routes
+                                                : std::vector<kuai::server::RouteSpec>{}) {
+        if (route.kind == kuai::server::RouteSpec::Kind::kApp) {
+          appRoutes = true;
+          break;
+        }
+      }
+      if (!appRoutes) return kuai::server::runServer(std::move(cli.config));
+      break;  // app routes need a Node environment per reactor
     case CliResult::Action::kScript:
       break;
   }
@@ -101,6 +110,16 @@ int main(int argc, char** argv) {
   options.args = cli.config.scriptArgs;
   options.nodeArgs = cli.config.nodeArgs;
   options.cpuBudgetMs = cli.config.cpuBudgetMs;
+  if (appRoutes) {
+    // A config file's app routes: each thread's environment loads every app
+    // script; requests for a route go to the handler its script exports.
+    for (const auto& route : cli.config.site->routes) {
+      if (route.kind != kuai::server::RouteSpec::Kind::kApp) continue;
+      bool seen = false;
+      for (const std::string& a : options.apps) seen = seen || a == route.app;
+      if (!seen) options.apps.push_back(route.app);
+    }
+  }
   std::string err;
   int exitCode = -1;
   if (!kuai::scripting::initializeNode(argv[0], options, err, exitCode)) {

@@ -29,6 +29,23 @@ Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
   router_ = std::make_unique<Router>(config, *this);
 }
 
+void Reactor::setAppHandler(const std::string& app, AsyncHandler* handler) {
+  for (auto& [path, h] : appHandlers_) {
+    if (path == app) {
+      h = handler;
+      return;
+    }
+  }
+  appHandlers_.emplace_back(app, handler);
+}
+
+AsyncHandler* Reactor::appHandler(const std::string& app) const {
+  for (const auto& [path, h] : appHandlers_) {
+    if (path == app) return h;
+  }
+  return nullptr;
+}
+
 void Reactor::runLater() {
   for (size_t i = 0; i < later_.size(); ++i) later_[i].fn(later_[i].arg);
   later_.clear();

@@ -55,6 +55,10 @@ class Reactor {
   // This thread only, before init(): one more listening socket (a config file's
   // listeners). tls: its certificates; null: plain.
   void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls);
+  // This thread only: the handler of a config file's `app` route (the script
+  // at `app`, loaded in this thread's Node environment); null removes it.
+  void setAppHandler(const std::string& app, AsyncHandler* handler);
+  AsyncHandler* appHandler(const std::string& app) const;
   // This thread only: an event loop to drive (the thread's Node environment).
   void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
   int index() const { return index_; }
@@ -164,6 +168,7 @@ class Reactor {
   std::vector<Connection*> dirty_;
   std::vector<Socket*> dirtySockets_;
   std::vector<Ticker*> tickers_;
+  std::vector<std::pair<std::string, AsyncHandler*>> appHandlers_;
   struct Later {
     void (*fn)(void*);
     void* arg;

@@ -81,7 +81,10 @@ AsyncHandler* Router::asyncHandler(const parser::Request& req) {
   const std::string& metrics = table_->site->logging.metricsPath;
   if (!metrics.empty() && pathOf(req.target) == metrics) return nullptr;  // handle() answers
   const Route* r = match(req);
-  return r && r->proxy ? r->proxy.get() : nullptr;
+  if (!r) return nullptr;
+  if (r->proxy) return r->proxy.get();
+  if (r->spec->kind == RouteSpec::Kind::kApp) return reactor_.appHandler(r->spec->app);
+  return nullptr;
 }
 
 void Router::handle(const parser::Request& req, Connection& conn) {
@@ -107,8 +110,9 @@ void Router::handle(const parser::Request& req, Connection& conn) {
       serveStatic(*r->statics, req, conn, r->spec->exact ? std::string_view() : strip);
       return;
     }
-    // An app route outside script mode, or a proxy route that lost its handler.
-    conn.writeError(502);
+    // An app route whose script is not loaded on this thread (yet, or it is
+    // being replaced after a failure).
+    conn.writeError(503);
     return;
   }
 

@@ -57,6 +57,25 @@
   const install = loadVirtual(kRoot + 'http_server.js');
   install(internalRequire('http'), binding, internalRequire('https'));
 
+  if (binding.apps.length) {
+    // kuai --config with app routes: every app script is loaded here; what it
+    // exports answers its route.
+    const http = internalRequire('http');
+    for (const app of binding.apps) {
+      const exported = Module._load(app, null, false);
+      let handler = exported && exported.__esModule && exported.default ? exported.default : exported;
+      if (handler && typeof handler.callback === 'function' && typeof handler.use === 'function') {
+        handler = handler.callback();  // a Koa or kuai App
+      }
+      if (typeof handler !== 'function') {
+        throw new TypeError(`${app}: an app route's script must export a request handler ` +
+          `(req, res) => {} or an app with callback(); it exports ${typeof handler}`);
+      }
+      http.createServer(handler)._kuaiRoute(app);
+    }
+    installUncaughtHandler();
+    return undefined;
+  }
   if (binding.hasEval) {
     const cwd = process.cwd();
     const m = new Module('[eval]', null);

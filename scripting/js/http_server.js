@@ -507,6 +507,14 @@ class Server extends EventEmitter {
     return this;
   }
 
+  // kuai --config: this server answers the app route whose script is `app`.
+  _kuaiRoute(app) {
+    this._id = binding.route(app);
+    servers.set(this._id, this);
+    this.listening = true;
+    return this;
+  }
+
   address() { return this.listening ? { ...this._address } : null; }
 
   close(cb) {
