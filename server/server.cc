@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -68,6 +69,22 @@ void reloadSite(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>
   for (size_t i = 0; sameListeners && i < before.size(); ++i) {
     sameListeners = before[i].host == after[i].host && before[i].port == after[i].port &&
                     before[i].tls == after[i].tls;
+  }
+  // App scripts are loaded once per environment at start-up.
+  auto apps = [](const Site& site) {
+    std::vector<std::string> out;
+    for (const RouteSpec& r : site.routes) {
+      if (r.kind == RouteSpec::Kind::kApp) out.push_back(r.app);
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  };
+  if (apps(*config.site) != apps(*fresh.site)) {
+    std::fprintf(stderr,
+                 "kuai: SIGHUP: %s: the set of app scripts changed; new ones answer 503 until a "
+                 "restart\n",
+                 config.configFile.c_str());
   }
   std::vector<std::shared_ptr<tls::TlsContext>> contexts;
   if (sameListeners) {
