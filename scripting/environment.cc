@@ -16,7 +16,9 @@
 #include <mutex>
 
 #include "scripting/embedded_js.h"
+#include "server/agent.h"
 #include "server/listener.h"
+#include "server/proxy.h"
 #include "server/reactor.h"
 
 namespace kuai::scripting {
@@ -50,6 +52,13 @@ v8::Local<v8::String> str(v8::Isolate* iso, std::string_view s) {
       .ToLocalChecked();
 }
 
+// HTTP field values and reason phrases as Node's parser gives them: latin1.
+v8::Local<v8::String> latin1(v8::Isolate* iso, std::string_view s) {
+  return v8::String::NewFromOneByte(iso, reinterpret_cast<const uint8_t*>(s.data()),
+                                    v8::NewStringType::kNormal, int(s.size()))
+      .ToLocalChecked();
+}
+
 std::string toStdString(v8::Isolate* iso, v8::Local<v8::Value> v) {
   v8::String::Utf8Value u(iso, v);
   return *u ? std::string(*u, size_t(u.length())) : std::string();
@@ -66,6 +75,7 @@ void throwError(v8::Isolate* iso, const std::string& msg, const char* code = nul
 }  // namespace
 
 class JsExchange;
+class JsClientCall;
 class JsServer;
 class ThreadScripting;
 class Environment;
@@ -105,6 +115,7 @@ class Environment final {
   std::atomic<bool> terminated{false};
   void markExplicitExit() { explicitExit_ = true; }
   std::set<JsExchange*> exchanges;  // requests this environment still answers
+  std::set<JsClientCall*> clientCalls;  // outbound requests (kuai's http client) in flight
 
   v8::Isolate* isolate() const { return isolate_; }
   v8::Local<v8::Context> context() const { return setup_->context(); }
@@ -112,10 +123,15 @@ class Environment final {
 
   // Calls a JS callback stored by the bootstrap, inside a callback scope so
   // that process.nextTick and promise jobs run afterwards, as Node does.
-  void call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v8::Value>* argv);
+  // Returns what fn returned (empty when it threw or JS is stopped).
+  v8::MaybeLocal<v8::Value> call(const v8::Global<v8::Function>& fn, int argc,
+                                 v8::Local<v8::Value>* argv);
 
   v8::Global<v8::Function> onRequest_, onBody_, onBodyEnd_, onAbort_, onDrain_, onSocketClose_;
-  v8::Global<v8::ObjectTemplate> exchangeTemplate_;
+  // The http client's events (js/http_client.js).
+  v8::Global<v8::Function> onClientHead_, onClientData_, onClientEnd_, onClientAbort_,
+      onClientFail_, onClientResume_;
+  v8::Global<v8::ObjectTemplate> exchangeTemplate_, clientTemplate_;
   v8::Global<v8::Object> binding_;
 
  private:
@@ -130,6 +146,9 @@ class Environment final {
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void route(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void clientRequest(const v8::FunctionCallbackInfo<v8::Value>& args);
+  void cancelClientCalls();
 
   ThreadScripting& owner_;
   server::Reactor& reactor_;
@@ -218,10 +237,17 @@ class ThreadScripting final : public server::LoopDriver {
     for (auto& [key, l] : parked_) reactor_.removeListener(l);
     parked_.clear();
   }
+  // The thread's keep-alive pools for the scripts' outbound requests: they
+  // outlive a replaced environment (made on first use).
+  server::Agent& agent() {
+    if (!agent_) agent_ = std::make_unique<server::Agent>(reactor_);
+    return *agent_;
+  }
 
  private:
   server::Reactor& reactor_;
   ScriptOptions options_;
+  std::unique_ptr<server::Agent> agent_;
   std::unique_ptr<Environment> env_;
   std::vector<std::unique_ptr<JsServer>> servers_;
   std::map<std::string, server::Listener*> parked_;
@@ -364,6 +390,191 @@ class JsExchange final : public server::ExchangeListener {
   int depth_ = 0;
 };
 
+// One outbound request of kuai's http client (js/http_client.js): the
+// Downstream a ProxyCall of the thread's Agent drives, forwarding the response
+// to the request's JS handle, whose methods (write/end/abort/drain) reach the
+// call's ExchangeListener side. Owned by the ProxyCall (shared); holds itself
+// until the call detaches, or the environment goes away first.
+class JsClientCall final : public server::Downstream {
+ public:
+  JsClientCall(Environment& env, v8::Local<v8::Object> handle)
+      : env_(&env), handle_(env.isolate(), handle) {
+    handle->SetAlignedPointerInInternalField(0, this);
+    env.clientCalls.insert(this);
+  }
+  ~JsClientCall() override { handle_.Reset(); }
+
+  std::shared_ptr<JsClientCall> self;   // while the JS handle may reach this
+  server::ExchangeListener* call = nullptr;
+  bool detached = false;
+
+  bool valid() const override { return env_ != nullptr && !cancelled_; }
+  bool headersSent() const override { return headSeen_; }
+
+  void head(const parser::Response& resp) override {
+    headSeen_ = true;
+    if (!valid()) return;
+    v8::Isolate* iso = env_->isolate();
+    v8::HandleScope hs(iso);
+    v8::Local<v8::Context> ctx = env_->context();
+    v8::Context::Scope cs(ctx);
+    std::vector<v8::Local<v8::Value>> items;
+    items.reserve(resp.headers.size() * 2);
+    for (const parser::Header& h : resp.headers) {
+      items.push_back(latin1(iso, h.name));
+      items.push_back(latin1(iso, h.value));
+    }
+    v8::Local<v8::Value> argv[5] = {
+        handle_.Get(iso),
+        v8::Integer::New(iso, resp.status),
+        latin1(iso, resp.reason),
+        v8::Array::New(iso, items.data(), items.size()),
+        v8::Integer::New(iso, resp.versionMinor),
+    };
+    env_->call(env_->onClientHead_, 5, argv);
+  }
+
+  // Never asked for (OutboundRequest::upgrade is false): treat as broken.
+  void upgrade(const parser::Response&) override { abort(); }
+
+  bool write(std::string_view bytes) override {
+    if (!valid()) return true;
+    v8::Isolate* iso = env_->isolate();
+    v8::HandleScope hs(iso);
+    v8::Local<v8::Context> ctx = env_->context();
+    v8::Context::Scope cs(ctx);
+    v8::Local<v8::Value> argv[2] = {
+        handle_.Get(iso),
+        node::Buffer::Copy(iso, bytes.data(), bytes.size()).ToLocalChecked(),
+    };
+    v8::Local<v8::Value> r;
+    // false: the response stream is full; the call stops reading the upstream
+    // until the handle's drain().
+    if (env_->call(env_->onClientData_, 2, argv).ToLocal(&r) && r->IsFalse()) return false;
+    return true;
+  }
+
+  void end() override { notify(env_ ? &env_->onClientEnd_ : nullptr); }
+  void abort() override { notify(env_ ? &env_->onClientAbort_ : nullptr); }
+
+  void fail(int status, const char* why) override {
+    if (!valid()) return;
+    v8::Isolate* iso = env_->isolate();
+    v8::HandleScope hs(iso);
+    v8::Local<v8::Context> ctx = env_->context();
+    v8::Context::Scope cs(ctx);
+    v8::Local<v8::Value> argv[3] = {handle_.Get(iso), v8::Integer::New(iso, status),
+                                    str(iso, why ? why : "")};
+    env_->call(env_->onClientFail_, 3, argv);
+  }
+
+  // The upstream is slow to take the request body: write() says false until
+  // resumeBody, which JS sees as 'drain'.
+  void pauseBody() override { bodyPaused_ = true; }
+  void resumeBody() override {
+    if (!bodyPaused_) return;
+    bodyPaused_ = false;
+    notify(env_ ? &env_->onClientResume_ : nullptr);
+  }
+
+  void detach() override {
+    detached = true;
+    call = nullptr;
+    release();
+  }
+
+  // The environment is going away: stop the call without telling JS.
+  void cancel() {
+    cancelled_ = true;
+    if (server::ExchangeListener* c = call) {
+      call = nullptr;
+      c->onAbort();  // detaches (and releases) at once
+    }
+    release();
+  }
+
+  // Unlinks from the JS handle; the ProxyCall keeps this object until it goes.
+  void release() {
+    Environment* env = env_;
+    env_ = nullptr;
+    if (env) {
+      env->clientCalls.erase(this);
+      v8::HandleScope hs(env->isolate());
+      handle_.Get(env->isolate())->SetAlignedPointerInInternalField(0, nullptr);
+    }
+    handle_.Reset();
+    std::shared_ptr<JsClientCall> keep = std::move(self);  // may be the last reference
+  }
+
+  static JsClientCall* from(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    v8::Local<v8::Object> self = args.This();
+    if (self->InternalFieldCount() < 1) return nullptr;
+    return static_cast<JsClientCall*>(self->GetAlignedPointerFromInternalField(0));
+  }
+
+  // handle.write(buffer | string) -> false when the caller should wait for 'drain'.
+  static void jsWrite(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsClientCall* self = from(args);
+    if (!self || !self->call) {
+      args.GetReturnValue().Set(true);
+      return;
+    }
+    v8::Isolate* iso = args.GetIsolate();
+    v8::Local<v8::Value> v = args[0];
+    if (node::Buffer::HasInstance(v)) {
+      size_t n = node::Buffer::Length(v);
+      if (n > 0) self->call->onBody(std::string_view(node::Buffer::Data(v), n));
+    } else if (v->IsString()) {
+      v8::Local<v8::String> s = v.As<v8::String>();
+      std::string buf(size_t(s->Utf8Length(iso)), '\0');
+      s->WriteUtf8(iso, buf.data(), int(buf.size()), nullptr, v8::String::NO_NULL_TERMINATION);
+      if (!buf.empty()) self->call->onBody(buf);
+    }
+    // onBody may have detached the call (and released this object's link).
+    self = from(args);
+    args.GetReturnValue().Set(!self || !self->bodyPaused_);
+  }
+  // handle.end(): the request body is complete.
+  static void jsEnd(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsClientCall* self = from(args);
+    if (self && self->call) self->call->onBodyEnd();
+  }
+  // handle.abort(): cancel (req.destroy()); nothing more comes from the call.
+  static void jsAbort(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsClientCall* self = from(args);
+    if (!self) return;
+    self->cancelled_ = true;
+    std::shared_ptr<JsClientCall> keep = self->self;
+    if (server::ExchangeListener* c = self->call) {
+      self->call = nullptr;
+      c->onAbort();
+    }
+    if (keep) keep->release();
+  }
+  // handle.drain(): JS took the response data it had refused; read on.
+  static void jsDrain(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsClientCall* self = from(args);
+    if (self && self->call) self->call->onDrain();
+  }
+
+ private:
+  void notify(const v8::Global<v8::Function>* fn) {
+    if (!valid() || !fn) return;
+    v8::Isolate* iso = env_->isolate();
+    v8::HandleScope hs(iso);
+    v8::Local<v8::Context> ctx = env_->context();
+    v8::Context::Scope cs(ctx);
+    v8::Local<v8::Value> argv[1] = {handle_.Get(iso)};
+    env_->call(*fn, 1, argv);
+  }
+
+  Environment* env_;
+  v8::Global<v8::Object> handle_;
+  bool headSeen_ = false;
+  bool bodyPaused_ = false;
+  bool cancelled_ = false;
+};
+
 void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) {
   if (!env_) {
     ex->writeHead(503, {}, "Content-Type: text/plain; charset=utf-8\r\n", 20);
@@ -420,6 +631,7 @@ void JsServer::onConnectionClose(uint64_t id) {
 
 Environment::~Environment() {
   unregisterWatch(this);
+  cancelClientCalls();
   if (setup_) {
     {
       v8::HandleScope hs(isolate_);
@@ -433,7 +645,14 @@ Environment::~Environment() {
     onAbort_.Reset();
     onDrain_.Reset();
     onSocketClose_.Reset();
+    onClientHead_.Reset();
+    onClientData_.Reset();
+    onClientEnd_.Reset();
+    onClientAbort_.Reset();
+    onClientFail_.Reset();
+    onClientResume_.Reset();
     exchangeTemplate_.Reset();
+    clientTemplate_.Reset();
     binding_.Reset();
   }
   isolateScope_.reset();
@@ -459,26 +678,25 @@ void Environment::runBatch(void (*work)(void*), void* arg) {
   afterJs();
 }
 
-void Environment::call(const v8::Global<v8::Function>& fn, int argc, v8::Local<v8::Value>* argv) {
-  if (fn.IsEmpty() || stopped_) return;
+v8::MaybeLocal<v8::Value> Environment::call(const v8::Global<v8::Function>& fn, int argc,
+                                            v8::Local<v8::Value>* argv) {
+  if (fn.IsEmpty() || stopped_) return {};
   if (inBatch_) {
     // Inside runBatch: its scopes are already open.
-    v8::MaybeLocal<v8::Value> r =
-        fn.Get(isolate_)->Call(context(), v8::Undefined(isolate_), argc, argv);
-    (void)r;
-    return;
+    return fn.Get(isolate_)->Call(context(), v8::Undefined(isolate_), argc, argv);
   }
   v8::Local<v8::Context> ctx = context();
   v8::Context::Scope cs(ctx);
   jsSince.store(monotonicMs(), std::memory_order_relaxed);
+  v8::MaybeLocal<v8::Value> r;
   {
     node::CallbackScope scope(isolate_, binding_.Get(isolate_), node::async_context{0, 0});
-    v8::MaybeLocal<v8::Value> r =
-        fn.Get(isolate_)->Call(ctx, v8::Undefined(isolate_), argc, argv);
-    (void)r;  // an exception became an uncaught exception, reported by Node
+    // An exception becomes an uncaught exception, reported by Node.
+    r = fn.Get(isolate_)->Call(ctx, v8::Undefined(isolate_), argc, argv);
   }
   jsSince.store(0, std::memory_order_relaxed);
   afterJs();
+  return r;
 }
 
 void Environment::afterJs() {
@@ -499,6 +717,13 @@ void Environment::abandon() {
   servers_.clear();
   std::vector<JsExchange*> open(exchanges.begin(), exchanges.end());
   for (JsExchange* ex : open) ex->abandon();
+  cancelClientCalls();
+}
+
+void Environment::cancelClientCalls() {
+  std::vector<JsClientCall*> calls(clientCalls.begin(), clientCalls.end());
+  for (JsClientCall* c : calls) c->cancel();
+  clientCalls.clear();
 }
 
 size_t Environment::nearHeapLimit(void* data, size_t current, size_t initial) {
@@ -621,6 +846,8 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("close", &Environment::closeServer);
   fn("route", &Environment::route);
   fn("setCallbacks", &Environment::setCallbacks);
+  fn("setClientCallbacks", &Environment::setClientCallbacks);
+  fn("clientRequest", &Environment::clientRequest);
   fn("markExit", &Environment::markExit);
   fn("restart", &Environment::restart);
   b->Set(ctx, str(iso, "reactor"), v8::Integer::New(iso, reactor_.index())).Check();
@@ -654,6 +881,16 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "pauseBody"), v8::FunctionTemplate::New(iso, &JsExchange::pauseBody));
   ex->Set(str(iso, "resumeBody"), v8::FunctionTemplate::New(iso, &JsExchange::resumeBody));
   exchangeTemplate_.Reset(iso, ex);
+
+  v8::Local<v8::ObjectTemplate> client = v8::ObjectTemplate::New(iso);
+  client->SetInternalFieldCount(1);
+  client->Set(str(iso, "req"), v8::Null(iso));
+  client->Set(str(iso, "paused"), v8::False(iso));
+  client->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsClientCall::jsWrite));
+  client->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsClientCall::jsEnd));
+  client->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsClientCall::jsAbort));
+  client->Set(str(iso, "drain"), v8::FunctionTemplate::New(iso, &JsClientCall::jsDrain));
+  clientTemplate_.Reset(iso, client);
   return b;
 }
 
@@ -694,6 +931,64 @@ void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) 
   get("onAbort", self->onAbort_);
   get("onDrain", self->onDrain_);
   get("onSocketClose", self->onSocketClose_);
+}
+
+void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  v8::Local<v8::Object> o = args[0].As<v8::Object>();
+  auto get = [&](const char* name, v8::Global<v8::Function>& out) {
+    v8::Local<v8::Value> v = o->Get(ctx, str(iso, name)).ToLocalChecked();
+    if (v->IsFunction()) out.Reset(iso, v.As<v8::Function>());
+  };
+  get("onHead", self->onClientHead_);
+  get("onData", self->onClientData_);
+  get("onEnd", self->onClientEnd_);
+  get("onAbort", self->onClientAbort_);
+  get("onFail", self->onClientFail_);
+  get("onResume", self->onClientResume_);
+}
+
+// clientRequest(address, port, head, flags) -> handle. address: an IP literal;
+// head: the request line and fields, blank line included (latin1); flags:
+// 1 idempotent, 2 has a body, 4 chunked body (framed natively), 8 HEAD.
+// The response comes through the client callbacks; throws when the address is
+// not a literal or the port is out of range.
+void Environment::clientRequest(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  std::string address = toStdString(iso, args[0]);
+  int port = args[1]->Int32Value(ctx).FromMaybe(0);
+  server::OutboundRequest req;
+  v8::Local<v8::String> head;
+  if (!args[2]->ToString(ctx).ToLocal(&head)) return;
+  req.head.resize(size_t(head->Length()));
+  head->WriteOneByte(iso, reinterpret_cast<uint8_t*>(req.head.data()), 0, int(req.head.size()),
+                     v8::String::NO_NULL_TERMINATION);
+  int flags = args[3]->Int32Value(ctx).FromMaybe(0);
+  req.idempotent = (flags & 1) != 0;
+  req.hasBody = (flags & 2) != 0;
+  req.chunked = (flags & 4) != 0;
+  req.isHead = (flags & 8) != 0;
+  req.upgrade = false;
+
+  v8::Local<v8::Object> handle;
+  if (!self->clientTemplate_.Get(iso)->NewInstance(ctx).ToLocal(&handle)) return;
+  auto c = std::make_shared<JsClientCall>(*self, handle);
+  c->self = c;
+  std::string err;
+  server::ExchangeListener* l = self->owner_.agent().request(address, port, c, std::move(req), err);
+  if (!l) {
+    c->release();
+    throwError(iso, err.empty() ? "cannot start the request" : err, "ERR_INVALID_ADDRESS");
+    return;
+  }
+  // A call that failed at once (no socket) has detached already; its failure
+  // reaches JS through onFail.
+  if (!c->detached) c->call = l;
+  args.GetReturnValue().Set(handle);
 }
 
 // listen(host, port) -> [serverId, boundPort]; throws with code EADDRINUSE etc.

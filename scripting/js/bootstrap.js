@@ -23,6 +23,11 @@
     return sources[p.slice(kRoot.length)] !== undefined ? p : null;
   }
 
+  // Modules that need the native binding get it when first loaded.
+  const installers = {
+    'http_client.js': (exports) => exports.install(binding),
+  };
+
   function loadVirtual(file) {
     const cached = virtualCache.get(file);
     if (cached) return cached.exports;
@@ -30,7 +35,9 @@
     m.filename = file;
     m.paths = [];
     virtualCache.set(file, m);
-    m._compile(sources[file.slice(kRoot.length)], file);
+    const name = file.slice(kRoot.length);
+    m._compile(sources[name], file);
+    if (installers[name]) installers[name](m.exports);
     m.loaded = true;
     return m.exports;
   }

@@ -694,3 +694,7 @@ module.exports = function install(http, nativeBinding, https) {
 module.exports.Server = Server;
 module.exports.IncomingMessage = IncomingMessage;
 module.exports.ServerResponse = ServerResponse;
+// Shared with the http client (js/http_client.js): header checks as Node's.
+module.exports.checkName = checkName;
+module.exports.checkValue = checkValue;
+module.exports.codedError = codedError;

@@ -6,6 +6,13 @@
 //
 // App follows Koa 3's Application, Router follows @koa/router 13; see
 // README.md in this folder for the API surface and known differences.
+//
+//   const { request, get, fetch } = require('kuai');
+//
+// The http client: Node's http.request / http.get and the WHATWG fetch over
+// the reactor thread's native keep-alive pools (scripting/js/http_client.js,
+// loaded on first use). Outside kuai (plain node, with this folder on
+// NODE_PATH) they are Node's own http.request, http.get and global fetch.
 
 const { App, compose } = require('./application');
 const { Router, Layer } = require('./router');
@@ -23,3 +30,24 @@ module.exports = {
   Cookies,
   Keys,
 };
+
+let client = null;
+function httpClient() {
+  if (client === null) {
+    if (__filename.startsWith('/@kuai/')) {
+      client = require('../http_client.js');
+    } else {
+      const http = require('http');
+      client = { request: http.request, get: http.get, fetch: (...a) => globalThis.fetch(...a),
+        ClientRequest: http.ClientRequest };
+    }
+  }
+  return client;
+}
+for (const name of ['request', 'get', 'fetch', 'ClientRequest']) {
+  Object.defineProperty(module.exports, name, {
+    enumerable: true,
+    configurable: true,
+    get: () => httpClient()[name],
+  });
+}
