@@ -448,10 +448,11 @@ class JsClientCall final : public server::Downstream {
         node::Buffer::Copy(iso, bytes.data(), bytes.size()).ToLocalChecked(),
     };
     v8::Local<v8::Value> r;
-    // false: the response stream is full; the call stops reading the upstream
-    // until the handle's drain().
-    if (env_->call(env_->onClientData_, 2, argv).ToLocal(&r) && r->IsFalse()) return false;
-    return true;
+    bool full = env_->call(env_->onClientData_, 2, argv).ToLocal(&r) && r->IsFalse();
+    // JS may have cancelled the call from its 'data' handler: the call is
+    // over then, nothing to pause. Otherwise false (the response stream is
+    // full) stops the reading of the upstream until the handle's drain().
+    return !full || !valid();
   }
 
   void end() override { notify(env_ ? &env_->onClientEnd_ : nullptr); }
