@@ -308,6 +308,29 @@ def test_connection_refused(origins):
     assert r["events"] == ["error:ECONNREFUSED:" + r["error"]["message"], "close"], r
 
 
+def test_upstream_hangs_up(origins):
+    up, _ = origins
+    up.fail_mode = "close"
+    try:
+        r = compare(origins, "hang_up")
+    finally:
+        up.fail_mode = None
+    assert r["error"]["code"] == "ECONNRESET" and r["error"]["message"] == "socket hang up", r
+    assert r["events"] == ["error:ECONNRESET:socket hang up", "close"], r
+
+
+def test_malformed_response(origins):
+    # Node says which parse error (HPE_INVALID_STATUS...); kuai's native
+    # client reports a bad response like a hang-up: compared loosely.
+    _, env = origins
+    r = run_case("kuai", "malformed", env)
+    assert r["error"] is not None and r["error"]["code"] in ("ECONNRESET", "HPE_INVALID_CONSTANT"), r
+    assert r["events"][-1] == "close" and "response" not in r["events"], r
+    if NODE is not None:
+        n = run_case("node", "malformed", env)
+        assert n["error"]["code"].startswith("HPE_") and n["events"][-1] == "close", n
+
+
 def test_timeout(origins):
     r = compare(origins, "timeout")
     assert r["events"] == ["timeout", "error:ECONNRESET:socket hang up", "close"], r

@@ -290,6 +290,24 @@ const cases = {
     return { events, error: errInfo(error) };
   },
 
+  // The upstream closes the connection once it has read the request.
+  async hang_up() {
+    const req = get(U + '/hello');
+    let error = null;
+    req.on('error', (e) => { error = e; });
+    const events = await track(req);
+    return { events, error: errInfo(error) };
+  },
+
+  // A response that is not HTTP.
+  async malformed() {
+    const req = get(U + '/garbage?kind=status');
+    let error = null;
+    req.on('error', (e) => { error = e; });
+    const events = await track(req);
+    return { events, error: errInfo(error) };
+  },
+
   async timeout() {
     const req = get(U + '/slow/3000');
     req.setTimeout(300, () => req.destroy());
