@@ -342,7 +342,8 @@ void Connection::onHeaders(const parser::Request& req) {
   active_ = handler_ ? handler_ : reactor_.router().asyncHandler(req);
   if (active_) {
     exchange_ = std::make_shared<Exchange>(this);
-    exchange_->setPeer(peerAddress(), peerPort_, tls_ != nullptr);
+    const std::string& addr = peerAddress();  // fills peerPort_ too
+    exchange_->setPeer(addr, peerPort_, tls_ != nullptr);
     exchange_->setConnectionId(id_);
     if (active_ == handler_) toldHandler_ = true;
     exchange_->setHead(headOnly_, http10_);

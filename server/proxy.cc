@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <mutex>
@@ -53,6 +54,22 @@ bool listedIn(std::string_view connection, std::string_view name) {
 
 void appendLine(std::string& out, std::string_view name, std::string_view value) {
   out.append(name).append(": ", 2).append(value).append("\r\n", 2);
+}
+
+const char* errnoName(int err) {
+  switch (err) {
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECONNRESET: return "ECONNRESET";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EPIPE: return "EPIPE";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ECANCELED: return "ECANCELED";
+    default: return "EIO";
+  }
 }
 
 std::mutex gMetricsMutex;
@@ -182,7 +199,9 @@ class ProxyCall final : public ExchangeListener {
 
  private:
   void attempt();
-  void giveUp(int status);  // error answer (or abort when the head is out) and done
+  // Error answer (or abort when the head is out) and done; `why` says what
+  // happened, with the errno name where there is one ("connect: ECONNREFUSED").
+  void giveUp(int status, std::string why);
   void endTunnel();
   void finish(bool reusable);
   void dropConn(bool failure);
@@ -212,6 +231,7 @@ class ProxyCall final : public ExchangeListener {
   bool upstreamPaused_ = false;  // upstream reads paused: client not keeping up
   bool upstreamKeepAlive_ = true;
   bool upgrade_ = false;       // the client asked for a protocol switch
+  std::string lastError_;      // why the last try failed
 
   friend class ProxyRoute;
 };
@@ -379,7 +399,7 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex) {
 void ProxyCall::attempt() {
   ProxyRoute::Upstream* up = route_->pick(tried_);
   if (!up) {
-    giveUp(502);
+    giveUp(502, lastError_.empty() ? "no upstream available" : lastError_);
     return;
   }
   tried_ |= uint64_t(1) << (route_->indexOf(up) & 63);
@@ -388,7 +408,7 @@ void ProxyCall::attempt() {
   UpstreamConn* c = route_->acquire(up, err);
   if (!c) {
     route_->failed(up);
-    giveUp(502);
+    giveUp(502, std::string("socket: ") + errnoName(err));
     return;
   }
   conn_ = c;
@@ -412,10 +432,11 @@ void ProxyCall::connected() {
   deadline_ = now() + route_->spec().readTimeoutMs;
 }
 
-void ProxyCall::connectFailed(int) {
+void ProxyCall::connectFailed(int err) {
   // Nothing reached the upstream: any request may go to another one, its
   // queued bytes (head and body so far) moving along.
   UpstreamConn* c = conn_;
+  lastError_ = std::string("connect: ") + errnoName(-err);
   OutputQueue queued = std::move(c->sock->out);
   route_->failed(c->up);
   dropConn(true);
@@ -439,7 +460,7 @@ void ProxyCall::connectFailed(int) {
     }
     route_->failed(up);
   }
-  giveUp(502);
+  giveUp(err == -ETIMEDOUT ? 504 : 502, lastError_);
 }
 
 void ProxyCall::upstreamBytes() {
@@ -489,7 +510,7 @@ void ProxyCall::afterFeed(parser::ResponseParser::Result r, const char* data, si
   if (phase_ == Phase::kDone) return;
   if (r == parser::ResponseParser::Result::kUpgrade) {
     if (phase_ != Phase::kTunnel) {
-      giveUp(502);  // a switch the client did not ask for
+      giveUp(502, "malformed response: an unasked protocol switch");
       return;
     }
     size_t used = conn_->parser.upgradeOffset();
@@ -504,7 +525,7 @@ void ProxyCall::afterFeed(parser::ResponseParser::Result r, const char* data, si
       finish(false);
       return;
     }
-    giveUp(502);
+    giveUp(502, std::string("malformed response: ") + conn_->parser.error().reason);
     return;
   }
   if (responseComplete_) {
@@ -535,12 +556,13 @@ void ProxyCall::upstreamEof(int err) {
       return;
     }
     route_->failed(c->up);
-    giveUp(502);
+    giveUp(502, std::string("malformed response: ") + c->parser.error().reason);
     return;
   }
   if (!gotByte_) {
     // Reset or closed before any response byte.
     bool reused = c->requests > 0;
+    lastError_ = err ? std::string("reset: ") + errnoName(-err) : "reset: closed before a response";
     dropConn(!reused);
     if (!reused) route_->failed(c->up);
     const ProxySpec& spec = route_->spec();
@@ -552,11 +574,11 @@ void ProxyCall::upstreamEof(int err) {
         return;
       }
     }
-    giveUp(502);
+    giveUp(502, lastError_);
     return;
   }
   route_->failed(c->up);
-  giveUp(502);
+  giveUp(502, err ? std::string("reset: ") + errnoName(-err) : "reset: truncated head");
 }
 
 void ProxyCall::upstreamDrained() {
@@ -646,11 +668,11 @@ void ProxyCall::onTick(uint64_t t) {
     }
     case Phase::kWaiting:
       route_->failed(conn_->up);
-      giveUp(504);
+      giveUp(504, "timeout: no response within readTimeout");
       return;
     case Phase::kStreaming:
       route_->failed(conn_->up);
-      giveUp(504);  // head already out: aborts the client's response
+      giveUp(504, "timeout: response stalled");  // head already out: aborts it
       return;
     case Phase::kTunnel:
       endTunnel();  // idle for readTimeout both ways
@@ -660,7 +682,7 @@ void ProxyCall::onTick(uint64_t t) {
   }
 }
 
-void ProxyCall::giveUp(int status) {
+void ProxyCall::giveUp(int status, std::string why) {
   if (phase_ == Phase::kDone) return;
   if (conn_) dropConn(false);
   phase_ = Phase::kDone;
@@ -668,7 +690,7 @@ void ProxyCall::giveUp(int status) {
     if (ex_->headersSent()) {
       ex_->abort();
     } else {
-      ex_->fail(status, status == 504 ? "upstream timed out" : "bad gateway");
+      ex_->fail(status, why.c_str());
     }
   }
   route_->callDone(this);
