@@ -178,6 +178,7 @@ class JsServer final : public server::AsyncHandler {
   JsServer(Environment& env, int id) : env_(&env), id_(id) {}
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
   void onConnectionClose(uint64_t id) override;
+  bool answersContinue() const override { return true; }  // 'checkContinue', as Node
   // Its environment is gone: connections it accepted earlier get 503.
   void orphan() { env_ = nullptr; }
   server::Listener* listener = nullptr;
@@ -369,6 +370,23 @@ class JsExchange final : public server::ExchangeListener {
   }
   static void resumeBody(const v8::FunctionCallbackInfo<v8::Value>& args) {
     if (JsExchange* self = from(args)) self->ex_->resumeBody();
+  }
+
+  // An 'upgrade' listener took the connection: raw bytes both ways from now.
+  static void startRaw(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    if (JsExchange* self = from(args)) self->ex_->startRaw();
+  }
+  static void writeContinue(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    if (JsExchange* self = from(args)) self->ex_->writeContinue();
+  }
+  // Closes the connection after what is queued (an upgraded socket's end or
+  // destroy, a response that cannot be finished).
+  static void abort(const v8::FunctionCallbackInfo<v8::Value>& args) {
+    JsExchange* self = from(args);
+    if (!self) return;
+    self->ex_->abort();
+    self->aborted_ = true;
+    self->maybeRelease();
   }
 
   static void end(const v8::FunctionCallbackInfo<v8::Value>& args) {
@@ -876,11 +894,15 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "req"), v8::Null(iso));
   ex->Set(str(iso, "res"), v8::Null(iso));
   ex->Set(str(iso, "paused"), v8::False(iso));
+  ex->Set(str(iso, "tunnel"), v8::Null(iso));
   ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
   ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
   ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));
   ex->Set(str(iso, "pauseBody"), v8::FunctionTemplate::New(iso, &JsExchange::pauseBody));
   ex->Set(str(iso, "resumeBody"), v8::FunctionTemplate::New(iso, &JsExchange::resumeBody));
+  ex->Set(str(iso, "startRaw"), v8::FunctionTemplate::New(iso, &JsExchange::startRaw));
+  ex->Set(str(iso, "writeContinue"), v8::FunctionTemplate::New(iso, &JsExchange::writeContinue));
+  ex->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsExchange::abort));
   exchangeTemplate_.Reset(iso, ex);
 
   v8::Local<v8::ObjectTemplate> client = v8::ObjectTemplate::New(iso);

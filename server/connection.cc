@@ -75,6 +75,12 @@ void Connection::onData(const char* data, size_t len) {
 void Connection::startTunnel() {
   tunnel_ = true;
   lastProgressMs_ = reactor_.nowMs();
+  // Inside the parser (a handler that switched while the request was being
+  // parsed), feedParser hands over the rest once the parser has stopped.
+  if (!inParser_) deliverTunnelLeftovers();
+}
+
+void Connection::deliverTunnelLeftovers() {
   std::string rest = parser_.takeBuffered();
   if (!rest.empty() && exchange_ && exchange_->listener()) exchange_->listener()->onBody(rest);
 }
@@ -153,6 +159,10 @@ void Connection::feedParser(const char* data, size_t len) {
   inParser_ = true;
   auto r = parser_.feed(data, len);
   inParser_ = false;
+  if (tunnel_) {
+    deliverTunnelLeftovers();
+    return;
+  }
   if (r == parser::RequestParser::Result::kError) {
     failRequest(parser_.error().status);
     return;
@@ -335,11 +345,12 @@ void Connection::onHeaders(const parser::Request& req) {
   headOnly_ = req.isHead;
   keepAlive_ = req.keepAlive && !reactor_.draining() &&
                requests_ < reactor_.config().maxRequestsPerConnection;
-  if (req.expectContinue && (req.contentLength > 0 || req.chunked)) {
+  active_ = handler_ ? handler_ : reactor_.router().asyncHandler(req);
+  if (req.expectContinue && (req.contentLength > 0 || req.chunked) &&
+      !(active_ && active_->answersContinue())) {
     out_.buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
     wantFlush();
   }
-  active_ = handler_ ? handler_ : reactor_.router().asyncHandler(req);
   if (active_) {
     exchange_ = std::make_shared<Exchange>(this);
     const std::string& addr = peerAddress();  // fills peerPort_ too
@@ -358,7 +369,10 @@ void Connection::onBody(const parser::Request&, std::string_view chunk) {
 
 bool Connection::onRequest(const parser::Request& req) {
   if (active_) {
-    if (exchange_ && exchange_->listener()) exchange_->listener()->onBodyEnd();
+    // (An upgraded exchange's body is the new protocol's: its end is the EOF.)
+    if (exchange_ && exchange_->listener() && !exchange_->tunnel()) {
+      exchange_->listener()->onBodyEnd();
+    }
     if (exchange_ && !exchange_->ended()) return false;  // resumed by exchangeEnded()
     if (exchange_) {
       exchange_->detach();
@@ -485,6 +499,20 @@ void Exchange::acceptUpgrade(std::string_view headerLines) {
   b.append("\r\n");
   conn_->exchangeWrote();
   conn_->startTunnel();
+}
+
+void Exchange::startRaw() {
+  if (!conn_ || headersSent_) return;
+  headersSent_ = true;
+  tunnel_ = true;
+  conn_->startTunnel();
+}
+
+void Exchange::writeContinue() {
+  if (!conn_ || headersSent_ || continued_) return;
+  continued_ = true;
+  conn_->output().buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
+  conn_->exchangeWrote();
 }
 
 bool Exchange::write(std::string_view bytes) {

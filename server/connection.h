@@ -82,6 +82,7 @@ class alignas(16) Connection final : public parser::RequestParser::Handler {
   void abortExchange();                // the response broke midway: close
   void countBody(size_t n) { respBytes_ += n; }
   void startTunnel();                  // 101 sent: bytes pass through from now on
+  void deliverTunnelLeftovers();
   void setReadPaused(bool paused);     // the handler is (not) taking the body
   time_t reactorNowSeconds() const;
 

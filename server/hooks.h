@@ -60,6 +60,12 @@ class Exchange {
   // the client's, onBodyEnd its EOF.
   void acceptUpgrade(std::string_view headerLines);
   bool tunnel() const { return tunnel_; }
+  // The same switch with nothing written: the handler writes its own 101 (a
+  // script's 'upgrade' listener, e.g. a WebSocket library).
+  void startRaw();
+  // "100 Continue" for a request with Expect: 100-continue, when the handler
+  // decides (see AsyncHandler::answersContinue).
+  void writeContinue();
   // The response cannot be completed (its source failed midway): close the
   // connection so the client sees a truncated response, never a wrong one.
   void abort();
@@ -101,6 +107,7 @@ class Exchange {
   bool http10_ = false;
   bool noBody_ = false;
   bool tunnel_ = false;
+  bool continued_ = false;
   std::string remoteAddress_;
   int remotePort_ = 0;
   bool encrypted_ = false;
@@ -114,6 +121,9 @@ class AsyncHandler {
   virtual void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) = 0;
   // A connection that brought requests here has closed.
   virtual void onConnectionClose(uint64_t connectionId) {}
+  // True: the handler answers Expect: 100-continue itself (writeContinue);
+  // false: the connection sends 100 Continue as soon as the head is in.
+  virtual bool answersContinue() const { return false; }
 };
 
 class LoopDriver {

@@ -427,8 +427,95 @@ class ServerResponse extends Stream {
   cork() {}
   uncork() {}
   addTrailers() {}
-  writeContinue() {}
+  writeContinue(cb) {
+    const h = this[kHandle];
+    if (h && !this.headersSent) h.writeContinue();
+    if (typeof cb === 'function') process.nextTick(cb);
+  }
   writeProcessing() {}
+}
+
+// The socket an 'upgrade' listener gets: the connection itself, raw bytes both
+// ways (the listener writes its own "101 Switching Protocols"). No half-close:
+// ending either side closes the connection once queued bytes are out.
+class UpgradedSocket extends Stream.Duplex {
+  constructor(handle, remoteAddress, remotePort, encrypted) {
+    super({ allowHalfOpen: false });
+    this[kHandle] = handle;
+    this.remoteAddress = remoteAddress;
+    this.remotePort = remotePort;
+    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    this.encrypted = encrypted || undefined;
+    this._writeCb = null;
+  }
+  _read() {
+    const h = this[kHandle];
+    if (h && h.paused) {
+      h.paused = false;
+      h.resumeBody();
+    }
+  }
+  _write(chunk, encoding, cb) {
+    const h = this[kHandle];
+    if (!h) {
+      cb(codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
+      return;
+    }
+    if (h.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) cb();
+    else this._writeCb = cb;  // called on 'drain' from the connection
+  }
+  _drained() {
+    const cb = this._writeCb;
+    this._writeCb = null;
+    if (cb) cb();
+  }
+  _final(cb) {
+    this._close();
+    cb();
+  }
+  _destroy(err, cb) {
+    this._close();
+    const w = this._writeCb;
+    this._writeCb = null;
+    if (w) w(err || codedError(Error, 'ERR_STREAM_DESTROYED', 'socket closed'));
+    cb(err);
+  }
+  _close() {
+    const h = this[kHandle];
+    this[kHandle] = null;
+    if (h) {
+      h.tunnel = null;
+      h.abort();
+    }
+  }
+  setTimeout(ms, cb) {
+    if (cb) this.once('timeout', cb);
+    return this;
+  }
+  setNoDelay() { return this; }
+  setKeepAlive() { return this; }
+  ref() { return this; }
+  unref() { return this; }
+  address() { return {}; }
+}
+
+// Upgrade: name + Connection: ... upgrade ... (as llhttp decides for Node).
+function wantsUpgrade(raw) {
+  let upgrade = false;
+  let connection = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i].toLowerCase();
+    if (n === 'upgrade') upgrade = true;
+    else if (n === 'connection' && /(^|,)\s*upgrade\s*(,|$)/i.test(raw[i + 1])) connection = true;
+  }
+  return upgrade && connection;
+}
+
+function expectation(raw) {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect') return raw[i + 1];
+  }
+  return undefined;
 }
 
 const servers = new Map();  // id -> Server, this environment's
@@ -584,6 +671,37 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
     res.end();
     return;
   }
+  if (method !== 'CONNECT' && wantsUpgrade(rawHeaders) && server.listenerCount('upgrade') > 0) {
+    // As Node: the 'upgrade' listener gets the connection; 'request' does not
+    // see the request. Bytes after the head arrive as the socket's data.
+    req.upgrade = true;
+    req.complete = true;
+    req.push(null);
+    const sock = new UpgradedSocket(handle, remoteAddress, remotePort, encrypted);
+    handle.tunnel = sock;
+    handle.req = null;
+    handle.res = null;
+    handle.startRaw();
+    server.emit('upgrade', req, sock, Buffer.alloc(0));
+    return;
+  }
+  const expect = expectation(rawHeaders);
+  if (expect !== undefined) {
+    if (/^\s*100-continue\s*$/i.test(expect)) {
+      if (server.listenerCount('checkContinue') > 0) {
+        server.emit('checkContinue', req, res);
+        return;
+      }
+      handle.writeContinue();
+    } else if (server.listenerCount('checkExpectation') > 0) {
+      server.emit('checkExpectation', req, res);
+      return;
+    } else {
+      res.writeHead(417);
+      res.end();
+      return;
+    }
+  }
   const listeners = server.listeners('request');
   if (listeners.length === 0) {
     res.statusCode = 404;
@@ -631,6 +749,14 @@ module.exports = function install(http, nativeBinding, https) {
   binding.setCallbacks({
     onRequest: dispatch,
     onBody(handle, chunk) {
+      const tunnel = handle.tunnel;
+      if (tunnel) {
+        if (!tunnel.push(chunk) && !handle.paused) {
+          handle.paused = true;
+          handle.pauseBody();
+        }
+        return;
+      }
       const req = handle.req;
       // Backpressure: past the stream's high-water mark, stop reading the
       // connection until the handler reads (_read) again.
@@ -640,12 +766,22 @@ module.exports = function install(http, nativeBinding, https) {
       }
     },
     onBodyEnd(handle) {
+      if (handle.tunnel) {
+        handle.tunnel.push(null);
+        return;
+      }
       const req = handle.req;
       if (!req || req.complete) return;
       req.complete = true;
       req.push(null);
     },
     onAbort(handle) {
+      if (handle.tunnel) {
+        const t = handle.tunnel;
+        handle.tunnel = null;
+        t.destroy();
+        return;
+      }
       const { req, res } = handle;
       if (req && !req.complete) {
         // The client left mid-body: 'aborted', then an ECONNRESET error, 'close'.
@@ -671,6 +807,10 @@ module.exports = function install(http, nativeBinding, https) {
       socket.emit('close', false);
     },
     onDrain(handle) {
+      if (handle.tunnel) {
+        handle.tunnel._drained();
+        return;
+      }
       const res = handle.res;
       if (res && res._needDrain) {
         res._needDrain = false;

@@ -1,0 +1,49 @@
+'use strict';
+// 'upgrade' (with the ws package's WebSocketServer in noServer mode, and a
+// hand-written raw protocol switch), 'checkContinue' and 'checkExpectation'.
+// $APPS: tests/apps (its node_modules holds ws).
+const http = require('http');
+const path = require('path');
+const { WebSocketServer } = require(path.join(process.env.APPS, 'node_modules', 'ws'));
+
+const wss = new WebSocketServer({ noServer: true });
+const server = http.createServer((req, res) => {
+  let n = 0;
+  req.on('data', (c) => { n += c.length; });
+  req.on('end', () => res.end(`request ${req.method} ${req.url} ${n}`));
+});
+
+server.on('upgrade', (req, socket, head) => {
+  if (req.url === '/ws') {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data, isBinary) => {
+        ws.send(isBinary ? data : `echo:${data}`, { binary: isBinary });
+      });
+    });
+  } else if (req.url === '/raw') {
+    // A protocol of our own: after the 101, upper-cased echo until "bye".
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\n');
+    if (head.length) socket.write(head.toString().toUpperCase());
+    socket.on('data', (d) => {
+      const s = d.toString();
+      if (s.includes('bye')) socket.end('BYE\n');
+      else socket.write(s.toUpperCase());
+    });
+  } else {
+    socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  }
+});
+
+server.on('checkContinue', (req, res) => {
+  if (req.headers['x-allow'] === 'yes') {
+    res.writeContinue();
+    server.emit('request', req, res);
+  } else {
+    res.writeHead(403, { 'Content-Type': 'text/plain' });
+    res.end('no continue');
+  }
+});
+
+server.listen(Number(process.env.PORT), '127.0.0.1', () => {
+  console.log(`LISTENING ${server.address().port}`);
+});

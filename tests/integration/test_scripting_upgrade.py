@@ -1,0 +1,148 @@
+"""kuai's http server side: 'upgrade' (the socket an upgrade listener gets is
+the connection itself: the ws package's WebSocketServer works on it unchanged),
+'checkContinue' / writeContinue() and Expect other than 100-continue (417),
+each compared with node running the same script (scripts/upgrade_expect.js)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from httpraw import Conn, build
+from test_scripting import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+from upstream import ws_accept_for, ws_frame, ws_read_frame
+
+APPS = Path(__file__).resolve().parent.parent / "apps"
+
+pytestmark = [
+    pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING)),
+    pytest.mark.skipif(not (APPS / "node_modules" / "ws").exists(),
+                       reason="tests/apps not installed (npm ci)"),
+]
+
+
+@pytest.fixture(scope="module")
+def pair(logdir):
+    p = start_pair(logdir, SCRIPTS / "upgrade_expect.js", env={"APPS": str(APPS)})
+    yield p
+    problems = stop_pair(p)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+class _Reader:
+    def __init__(self, sock, buf=b""):
+        self.sock = sock
+        self.buf = bytearray(buf)
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("connection closed")
+            self.buf += d
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+
+def handshake(port, path, extra=()):
+    c = Conn(port, timeout=5)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    c.send(build("GET", path, headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                       ("Sec-WebSocket-Key", key),
+                                       ("Sec-WebSocket-Version", "13"), *extra]))
+    while b"\r\n\r\n" not in c.buf:
+        c._fill(time.monotonic() + 5)
+    head, rest = bytes(c.buf).split(b"\r\n\r\n", 1)
+    return c, key, head, rest
+
+
+def procs(pair):
+    return pair.procs()
+
+
+def test_websocket_with_ws_package(pair):
+    for p in procs(pair):
+        for _ in range(2):  # both reactors (kuai --threads 2)
+            c, key, head, rest = handshake(p.port, "/ws")
+            with c:
+                assert head.startswith(b"HTTP/1.1 101"), (p, head)
+                assert ws_accept_for(key).encode() in head, (p, head)
+                reader = _Reader(c.sock, rest)
+                mask = b"\x01\x02\x03\x04"
+                c.sock.sendall(ws_frame(0x1, b"hello", mask=mask))
+                assert ws_read_frame(reader) == (True, 0x1, b"echo:hello"), p
+                big = bytes(range(256)) * 1000  # 256,000 bytes each way
+                c.sock.sendall(ws_frame(0x2, big, mask=mask))
+                assert ws_read_frame(reader) == (True, 0x2, big), p
+                c.sock.sendall(ws_frame(0x8, b"\x03\xe8", mask=mask))
+                fin, op, payload = ws_read_frame(reader)
+                assert (fin, op, payload[:2]) == (True, 0x8, b"\x03\xe8"), p
+
+
+def test_raw_upgrade_with_head_bytes(pair):
+    for p in procs(pair):
+        with Conn(p.port, timeout=5) as c:
+            # The first bytes of the new protocol ride along with the head.
+            c.send(build("GET", "/raw", headers=[("Upgrade", "shout"), ("Connection", "upgrade")])
+                   + b"early ")
+            deadline = time.monotonic() + 5
+            while b"EARLY " not in c.buf:
+                assert c._fill(deadline), (p, bytes(c.buf))
+            assert bytes(c.buf).startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), p
+            c.buf.clear()
+            c.sock.sendall(b"quiet words")
+            while b"QUIET WORDS" not in c.buf:
+                assert c._fill(deadline), (p, bytes(c.buf))
+            c.sock.sendall(b"bye")
+            while not c.eof:
+                c._fill(deadline)
+            assert bytes(c.buf).endswith(b"BYE\n"), (p, bytes(c.buf))
+
+
+def test_upgrade_request_without_listener_match_is_answered_by_listener(pair):
+    for p in procs(pair):
+        c, _, head, _ = handshake(p.port, "/nowhere")
+        with c:
+            assert head.startswith(b"HTTP/1.1 404"), (p, head)
+
+
+def expect_request(port, allow, expect="100-continue"):
+    with Conn(port, timeout=5) as c:
+        headers = [("Content-Length", "5"), ("Expect", expect)]
+        if allow:
+            headers.append(("X-Allow", "yes"))
+        c.send(build("POST", "/upload", headers=headers))
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in c.buf:
+            assert c._fill(deadline), bytes(c.buf)
+        first = bytes(c.buf)
+        if first.startswith(b"HTTP/1.1 100"):
+            c.buf = bytearray(first.split(b"\r\n\r\n", 1)[1])
+            c.send(b"hello")
+            r = c.read_response()
+            return "continued", r.status, r.body
+        c.buf = bytearray(first)
+        r = c.read_response()
+        return "answered", r.status, r.body
+
+
+def test_check_continue(pair):
+    results = {}
+    for p in procs(pair):
+        results[p.runtime] = (expect_request(p.port, True), expect_request(p.port, False))
+    assert results["kuai"][0] == ("continued", 200, b"request POST /upload 5")
+    assert results["kuai"][1] == ("answered", 403, b"no continue")
+    if "node" in results:
+        assert results["node"] == results["kuai"]
+
+
+def test_unknown_expectation_gets_417(pair):
+    results = {p.runtime: expect_request(p.port, True, expect="something-else")
+               for p in procs(pair)}
+    assert results["kuai"][:2] == ("answered", 417)
+    if "node" in results:
+        assert results["node"][:2] == results["kuai"][:2]
