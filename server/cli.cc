@@ -39,9 +39,9 @@ Options:
 Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
   --max-request-line SIZE   request line [8k] -> 414
   --max-field-size SIZE     one header field [8k] -> 431
-  --max-header-bytes SIZE   whole header block [32k] -> 431
-  --max-headers N           header fields [100] -> 431
-  --max-body SIZE           request body [1m] -> 413
+  --max-header-bytes SIZE   whole header block [32k; scripts: 16k, as Node] -> 431
+  --max-headers N           header fields [100; scripts: no count] -> 431
+  --max-body SIZE           request body [1m; scripts: none, as Node] -> 413
   --header-timeout DUR      request head must arrive within [10s] -> 408
   --idle-timeout DUR        idle keep-alive connections closed after [10s]
   --body-timeout DUR        request body stalled for [30s] -> 408
@@ -106,6 +106,10 @@ struct Parser {
   const std::vector<std::string>& args;
   size_t i = 0;
   CliResult result;
+  bool bodySet = false;  // limits given on the command line (else script defaults)
+  bool headerBytesSet = false;
+  bool headersSet = false;
+  static constexpr uint64_t kUnlimitedBody = ~uint64_t(0);
 
   bool fail(std::string msg) {
     result.action = CliResult::Action::kError;
@@ -230,11 +234,14 @@ struct Parser {
         if (!size(a, c.limits.maxFieldSize, 64, 1 << 20)) return false;
       } else if (a == "--max-header-bytes") {
         if (!size(a, c.limits.maxHeaderBytes, 256, 16 << 20)) return false;
+        headerBytesSet = true;
       } else if (a == "--max-headers") {
         if (!integer(a, n, 1, 100000)) return false;
         c.limits.maxHeaders = uint32_t(n);
+        headersSet = true;
       } else if (a == "--max-body") {
         if (!size(a, c.limits.maxBodyBytes, 0, 1ull << 40)) return false;
+        bodySet = true;
       } else if (a == "--header-timeout") {
         if (!duration(a, c.timeouts.headerMs)) return false;
       } else if (a == "--idle-timeout") {
@@ -295,6 +302,12 @@ struct Parser {
       return true;
     }
     if (c.scriptMode) {
+      // Scripts get Node's limits unless told otherwise: no cap on a body
+      // (it streams, with backpressure), 16 KiB of header fields in any number
+      // (server.maxHeadersCount keeps the first 2000, as Node does).
+      if (!bodySet) c.limits.maxBodyBytes = kUnlimitedBody;
+      if (!headerBytesSet) c.limits.maxHeaderBytes = 16 * 1024;
+      if (!headersSet) c.limits.maxHeaders = 100000;
       result.action = CliResult::Action::kScript;
       return true;
     }
@@ -326,7 +339,7 @@ struct Parser {
 }  // namespace
 
 CliResult parseCommandLine(const std::vector<std::string>& args) {
-  Parser p{args, 0, {}};
+  Parser p{args, 0, {}, false, false, false};
   p.run();
   return std::move(p.result);
 }

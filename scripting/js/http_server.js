@@ -74,6 +74,7 @@ class KuaiSocket extends EventEmitter {
 
 const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
+const kMaxFields = Symbol('kuai.maxFields');
 
 class IncomingMessage extends Readable {
   constructor(socket) {
@@ -117,7 +118,9 @@ class IncomingMessage extends Readable {
     if (h) return h;
     h = {};
     const raw = this[kRawHeaders];
-    for (let i = 0; i < raw.length; i += 2) {
+    // As Node: past server.maxHeadersCount fields (rawHeaders keeps them all).
+    const end = this[kMaxFields] > 0 ? Math.min(raw.length, 2 * this[kMaxFields]) : raw.length;
+    for (let i = 0; i < end; i += 2) {
       const name = raw[i].toLowerCase();
       const value = raw[i + 1];
       const prev = h[name];
@@ -659,6 +662,10 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
   req.url = url;
   req.httpVersionMinor = minor;
   req.httpVersion = minor === 0 ? '1.0' : '1.1';
+  // As Node: req.headers holds the first server.maxHeadersCount fields (2000
+  // when null; 0: all); the rest are not refused.
+  req[kMaxFields] = server && typeof server.maxHeadersCount === 'number'
+    ? server.maxHeadersCount : 2000;
   req[kRawHeaders] = rawHeaders;
   const res = new ServerResponse(req);
   res[kHandle] = handle;

@@ -1,0 +1,58 @@
+"""Scripts get Node's request limits by default (kuai's own stricter defaults
+are for native serving): a body of any size streams through, fields past
+server.maxHeadersCount are dropped, more than 16 KiB of fields is a 431.
+Compared with node running scripts/limits.js."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from httpraw import Conn, build
+from test_scripting import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+
+pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
+
+
+@pytest.fixture(scope="module")
+def pair(logdir):
+    p = start_pair(logdir, SCRIPTS / "limits.js")
+    yield p
+    problems = stop_pair(p)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def ask(port, headers=(), body=b""):
+    with Conn(port, timeout=20) as c:
+        c.send(build("POST", "/", headers=[("Content-Length", str(len(body))), *headers]))
+        for i in range(0, len(body), 1 << 20):
+            c.send(body[i:i + (1 << 20)])
+        r = c.read_response(timeout=30)
+        return r.status, (json.loads(r.body) if r.status == 200 else None)
+
+
+def both(pair, **kw):
+    out = {p.runtime: ask(p.port, **kw) for p in pair.procs()}
+    if "node" in out:
+        assert out["node"] == out["kuai"], out
+    return out["kuai"]
+
+
+def test_large_body_without_a_cap(pair):
+    assert both(pair, body=b"x" * (24 << 20)) == (200, {"body": 24 << 20, "raw": 2,
+                                                       "fields": ["host", "content-length"]})
+
+
+def test_max_headers_count_keeps_the_first(pair):
+    fields = [(f"X-F{i}", str(i)) for i in range(10)]
+    # Host and Content-Length come first in the request: 5 in req.headers,
+    # all 12 in rawHeaders.
+    assert both(pair, headers=fields) == (200, {"body": 0, "raw": 12, "fields": [
+        "host", "content-length", "x-f0", "x-f1", "x-f2"]})
+
+
+def test_header_fields_over_16k_get_431(pair):
+    status, _ = both(pair, headers=[("X-Big", "a" * 17000)])
+    assert status == 431
