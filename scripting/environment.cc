@@ -145,6 +145,7 @@ class Environment final {
   static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void route(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void clientRequest(const v8::FunctionCallbackInfo<v8::Value>& args);
@@ -864,6 +865,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("listen", &Environment::listen);
   fn("close", &Environment::closeServer);
   fn("route", &Environment::route);
+  fn("setTimeouts", &Environment::setTimeouts);
   fn("setCallbacks", &Environment::setCallbacks);
   fn("setClientCallbacks", &Environment::setClientCallbacks);
   fn("clientRequest", &Environment::clientRequest);
@@ -1115,6 +1117,24 @@ void Environment::route(const v8::FunctionCallbackInfo<v8::Value>& args) {
   self->servers_[id] = srv;
   self->reactor_.setAppHandler(app, srv);
   args.GetReturnValue().Set(v8::Integer::New(iso, id));
+}
+
+// setTimeouts(serverId, headersTimeoutMs, requestTimeoutMs): Node's limits for
+// the connections the server accepts from now on (0: none).
+void Environment::setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  v8::Local<v8::Context> ctx = args.GetIsolate()->GetCurrentContext();
+  int id = args[0]->Int32Value(ctx).FromMaybe(0);
+  auto it = self->servers_.find(id);
+  if (it == self->servers_.end() || !it->second->listener) return;
+  auto ms = [&](int i) {
+    double v = args[i]->NumberValue(ctx).FromMaybe(0);
+    return v > 0 && v < 4e9 ? uint32_t(v) : 0u;
+  };
+  server::Listener* l = it->second->listener;
+  l->headersTimeoutMs = ms(1);
+  l->requestTimeoutMs = ms(2);
+  l->nodeTimeouts = true;
 }
 
 void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {

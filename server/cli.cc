@@ -42,9 +42,11 @@ Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
   --max-header-bytes SIZE   whole header block [32k; scripts: 16k, as Node] -> 431
   --max-headers N           header fields [100; scripts: no count] -> 431
   --max-body SIZE           request body [1m; scripts: none, as Node] -> 413
-  --header-timeout DUR      request head must arrive within [10s] -> 408
+  --header-timeout DUR      request head must arrive within [10s; scripts: their
+                            server.headersTimeout, 60s as in Node] -> 408
   --idle-timeout DUR        idle keep-alive connections closed after [10s]
-  --body-timeout DUR        request body stalled for [30s] -> 408
+  --body-timeout DUR        request body stalled for [30s; scripts: none, the whole
+                            request within server.requestTimeout (300s)] -> 408
   --max-requests N          requests per connection [1000]
   --shutdown-timeout DUR    SIGTERM/SIGINT: in-flight requests finish within [10s]
   --cpu-budget DUR          scripts: one call into JS may run this long [5s]; then
@@ -244,10 +246,12 @@ struct Parser {
         bodySet = true;
       } else if (a == "--header-timeout") {
         if (!duration(a, c.timeouts.headerMs)) return false;
+        c.timeouts.headerExplicit = true;
       } else if (a == "--idle-timeout") {
         if (!duration(a, c.timeouts.idleMs)) return false;
       } else if (a == "--body-timeout") {
         if (!duration(a, c.timeouts.bodyMs)) return false;
+        c.timeouts.bodyExplicit = true;
       } else if (a == "--shutdown-timeout") {
         if (!duration(a, c.timeouts.shutdownMs)) return false;
       } else if (a == "--cpu-budget") {

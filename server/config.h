@@ -25,6 +25,10 @@ struct Timeouts {
   uint32_t sendMs = 60'000;     // client reads nothing of a pending response -> closed
   uint32_t lingerMs = 5'000;    // reading leftovers after the last response
   uint32_t shutdownMs = 10'000; // graceful shutdown deadline
+  // Given on the command line: they hold for scripts' servers too (which
+  // otherwise follow Node's headersTimeout / requestTimeout).
+  bool headerExplicit = false;
+  bool bodyExplicit = false;
 };
 
 struct ServerConfig {

@@ -155,7 +155,9 @@ void Connection::feedParser(const char* data, size_t len) {
     return;
   }
   auto before = parser_.phase();
-  if (before == parser::RequestParser::Phase::kIdle) phaseStartMs_ = reactor_.nowMs();
+  if (before == parser::RequestParser::Phase::kIdle) {
+    phaseStartMs_ = requestStartMs_ = reactor_.nowMs();
+  }
   inParser_ = true;
   auto r = parser_.feed(data, len);
   inParser_ = false;
@@ -273,11 +275,27 @@ void Connection::onTick(uint64_t now) {
       if (now - phaseStartMs_ >= idleMs_) reactor_.closeConnection(this);
       break;
     case parser::RequestParser::Phase::kHead:
-      if (now - phaseStartMs_ >= t.headerMs) failRequest(408);
+      if (nodeTimeouts_) {
+        if ((headersMs_ && now - requestStartMs_ >= headersMs_) ||
+            (requestMs_ && now - requestStartMs_ >= requestMs_) ||
+            (t.headerExplicit && now - phaseStartMs_ >= t.headerMs)) {
+          failRequest(408);
+        }
+      } else if (now - phaseStartMs_ >= t.headerMs) {
+        failRequest(408);
+      }
       break;
     case parser::RequestParser::Phase::kBody:
       // A handler that stopped reading owns the wait, not the client.
-      if (!readPaused_ && now - phaseStartMs_ >= t.bodyMs) failRequest(408);
+      if (readPaused_) break;
+      if (nodeTimeouts_) {
+        if ((requestMs_ && now - requestStartMs_ >= requestMs_) ||
+            (t.bodyExplicit && now - phaseStartMs_ >= t.bodyMs)) {
+          failRequest(408);
+        }
+      } else if (now - phaseStartMs_ >= t.bodyMs) {
+        failRequest(408);
+      }
       break;
   }
 }

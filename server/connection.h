@@ -81,6 +81,13 @@ class alignas(16) Connection final : public parser::RequestParser::Handler {
   void exchangeEnded(Exchange* ex);    // the response is complete
   void abortExchange();                // the response broke midway: close
   void countBody(size_t n) { respBytes_ += n; }
+  // Node's timeouts instead of kuai's: the head within headersMs, the whole
+  // request within requestMs (0: none), no limit on pauses inside a body.
+  void useNodeTimeouts(uint32_t headersMs, uint32_t requestMs) {
+    nodeTimeouts_ = true;
+    headersMs_ = headersMs;
+    requestMs_ = requestMs;
+  }
   void startTunnel();                  // 101 sent: bytes pass through from now on
   void deliverTunnelLeftovers();
   void setReadPaused(bool paused);     // the handler is (not) taking the body
@@ -140,6 +147,10 @@ class alignas(16) Connection final : public parser::RequestParser::Handler {
   uint64_t startUs_ = 0;       // when its request's head was complete (0: not counted)
   std::string logLine_;        // request line, referer and agent for the access log
   uint32_t logRefAt_ = 0, logUaAt_ = 0;
+  bool nodeTimeouts_ = false;
+  uint32_t headersMs_ = 0;
+  uint32_t requestMs_ = 0;
+  uint64_t requestStartMs_ = 0;  // when the current request's head began
   uint64_t phaseStartMs_ = 0;  // when the current phase (idle/head/body/linger) began
   uint64_t lastProgressMs_ = 0;
 };

@@ -242,6 +242,7 @@ Connection* Reactor::addConnection(int fd, Listener* from) {
   // reactor's (replaced on SIGHUP).
   tls::TlsContext* ctx = (from->handler || from->tls) ? from->tls.get() : tls_.get();
   auto* c = new Connection(*this, fd, ctx ? ctx->newSession() : nullptr, from->handler);
+  if (from->nodeTimeouts) c->useNodeTimeouts(from->headersTimeoutMs, from->requestTimeoutMs);
   c->next = head_;
   if (head_) head_->prev = c;
   head_ = c;

@@ -28,6 +28,12 @@ struct Listener {
   AsyncHandler* handler = nullptr;
   std::shared_ptr<tls::TlsContext> tls;  // a script's https server; null: plain
   bool armed = false;  // backend: an accept is in flight / fd is in the poll set
+  // A script's server.headersTimeout / requestTimeout (Node's meaning) for the
+  // connections accepted from now on; 0: the reactor's --header-timeout and
+  // --body-timeout apply instead.
+  uint32_t headersTimeoutMs = 0;
+  uint32_t requestTimeoutMs = 0;
+  bool nodeTimeouts = false;
 };
 
 class Reactor {

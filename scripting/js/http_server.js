@@ -537,8 +537,9 @@ class Server extends EventEmitter {
     this._address = null;
     this.listening = false;
     this.keepAliveTimeout = 5000;
-    this.headersTimeout = 60000;
-    this.requestTimeout = 300000;
+    const o = this._options;
+    this._headersTimeout = typeof o.headersTimeout === 'number' ? o.headersTimeout : 60000;
+    this._requestTimeout = typeof o.requestTimeout === 'number' ? o.requestTimeout : 300000;
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
@@ -593,6 +594,7 @@ class Server extends EventEmitter {
     };
     servers.set(this._id, this);
     this.listening = true;
+    this._pushTimeouts();
     process.nextTick(() => this.emit('listening'));
     return this;
   }
@@ -603,6 +605,25 @@ class Server extends EventEmitter {
     servers.set(this._id, this);
     this.listening = true;
     return this;
+  }
+
+  // Node's request timeouts (408 past them), for connections accepted after a
+  // change.
+  get headersTimeout() { return this._headersTimeout; }
+  set headersTimeout(v) {
+    this._headersTimeout = v;
+    this._pushTimeouts();
+  }
+  get requestTimeout() { return this._requestTimeout; }
+  set requestTimeout(v) {
+    this._requestTimeout = v;
+    this._pushTimeouts();
+  }
+  _pushTimeouts() {
+    if (this._id !== undefined && this.listening) {
+      binding.setTimeouts(this._id, Number(this._headersTimeout) || 0,
+                          Number(this._requestTimeout) || 0);
+    }
   }
 
   address() { return this.listening ? { ...this._address } : null; }

@@ -56,3 +56,39 @@ def test_max_headers_count_keeps_the_first(pair):
 def test_header_fields_over_16k_get_431(pair):
     status, _ = both(pair, headers=[("X-Big", "a" * 17000)])
     assert status == 431
+
+
+def quick_port(proc):
+    line = proc.wait_lines(r"^QUICK (\d+)", 1)[0]
+    return int(line.split()[1])
+
+
+def slow_request(port, head_pause, body_pause):
+    """Sends a request in pieces; the status line that comes back (or None
+    when the server waited it out)."""
+    import time as _time
+    with Conn(port, timeout=6) as c:
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        _time.sleep(head_pause)
+        try:
+            c.send(b"Content-Length: 4\r\n\r\nab")
+            _time.sleep(body_pause)
+            c.send(b"cd")
+        except OSError:
+            pass
+        try:
+            r = c.read_response(timeout=6)
+        except Exception:  # noqa: BLE001 - closed without an answer
+            return None
+        return r.status
+
+
+def test_headers_and_request_timeouts(pair):
+    out = {}
+    for p in pair.procs():
+        port = quick_port(p)
+        out[p.runtime] = (slow_request(port, 0, 0), slow_request(port, 1.6, 0),
+                          slow_request(port, 0, 2.8))
+    assert out["kuai"] == (200, 408, 408), out
+    if "node" in out:
+        assert out["node"] == out["kuai"], out

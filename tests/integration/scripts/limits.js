@@ -12,3 +12,15 @@ server.maxHeadersCount = 5;
 server.listen(Number(process.env.PORT), '127.0.0.1', () => {
   console.log(`LISTENING ${server.address().port}`);
 });
+
+// A second server with short timeouts, set after listen(), on a free port.
+// (Node looks at them every connectionsCheckingInterval; kuai every 250 ms.)
+const quick = http.createServer({ connectionsCheckingInterval: 100 }, (req, res) => {
+  req.resume();
+  req.on('end', () => res.end('ok'));
+});
+quick.listen(0, '127.0.0.1', () => {
+  quick.headersTimeout = 1000;
+  quick.requestTimeout = 2000;
+  console.log(`QUICK ${quick.address().port}`);
+});
