@@ -941,38 +941,38 @@ v8::MaybeLocal<v8::Value> Environment::bootstrap(const node::StartExecutionCallb
   return hs.Escape(out);
 }
 
-void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
-  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+namespace {
+// Keeps the functions named in args[0] (an object of callbacks) in `slots`.
+void readCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args,
+                   std::initializer_list<std::pair<const char*, v8::Global<v8::Function>*>> slots) {
   v8::Isolate* iso = args.GetIsolate();
   v8::Local<v8::Context> ctx = iso->GetCurrentContext();
   v8::Local<v8::Object> o = args[0].As<v8::Object>();
-  auto get = [&](const char* name, v8::Global<v8::Function>& out) {
+  for (const auto& [name, out] : slots) {
     v8::Local<v8::Value> v = o->Get(ctx, str(iso, name)).ToLocalChecked();
-    if (v->IsFunction()) out.Reset(iso, v.As<v8::Function>());
-  };
-  get("onRequest", self->onRequest_);
-  get("onBody", self->onBody_);
-  get("onBodyEnd", self->onBodyEnd_);
-  get("onAbort", self->onAbort_);
-  get("onDrain", self->onDrain_);
-  get("onSocketClose", self->onSocketClose_);
+    if (v->IsFunction()) out->Reset(iso, v.As<v8::Function>());
+  }
+}
+}  // namespace
+
+void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
+  readCallbacks(args, {{"onRequest", &self->onRequest_},
+                       {"onBody", &self->onBody_},
+                       {"onBodyEnd", &self->onBodyEnd_},
+                       {"onAbort", &self->onAbort_},
+                       {"onDrain", &self->onDrain_},
+                       {"onSocketClose", &self->onSocketClose_}});
 }
 
 void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
   auto* self = static_cast<Environment*>(args.Data().As<v8::External>()->Value());
-  v8::Isolate* iso = args.GetIsolate();
-  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
-  v8::Local<v8::Object> o = args[0].As<v8::Object>();
-  auto get = [&](const char* name, v8::Global<v8::Function>& out) {
-    v8::Local<v8::Value> v = o->Get(ctx, str(iso, name)).ToLocalChecked();
-    if (v->IsFunction()) out.Reset(iso, v.As<v8::Function>());
-  };
-  get("onHead", self->onClientHead_);
-  get("onData", self->onClientData_);
-  get("onEnd", self->onClientEnd_);
-  get("onAbort", self->onClientAbort_);
-  get("onFail", self->onClientFail_);
-  get("onResume", self->onClientResume_);
+  readCallbacks(args, {{"onHead", &self->onClientHead_},
+                       {"onData", &self->onClientData_},
+                       {"onEnd", &self->onClientEnd_},
+                       {"onAbort", &self->onClientAbort_},
+                       {"onFail", &self->onClientFail_},
+                       {"onResume", &self->onClientResume_}});
 }
 
 // clientRequest(address, port, head, flags) -> handle. address: an IP literal;

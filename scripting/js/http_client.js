@@ -22,7 +22,7 @@ const zlib = require('zlib');
 const { URL, urlToHttpOptions } = require('url');
 const server = require('./http_server.js');
 
-const { checkName, checkValue, codedError } = server;
+const { checkName, checkValue, codedError, kHeaders: kOutHeaders } = server;
 
 let binding = null;
 
@@ -199,7 +199,6 @@ class ClientIncomingMessage extends server.IncomingMessage {
   }
 }
 
-const kOutHeaders = Symbol('kuai.outHeaders');
 const kError = Symbol('kuai.error');
 
 class ClientRequest extends Stream {
@@ -357,72 +356,11 @@ class ClientRequest extends Stream {
   get writable() { return !this.writableEnded && !this.destroyed; }
 
   // --- headers (Node's OutgoingMessage API) --------------------------------
-  _checkHeadersOpen(what) {
+  _assertHeadersOpen(what) {
     if (this._header !== null || this._rawHeaderList !== null) {
       throw codedError(Error, 'ERR_HTTP_HEADERS_SENT',
         `Cannot ${what} headers after they are sent to the client`);
     }
-  }
-
-  setHeader(name, value) {
-    this._checkHeadersOpen('set');
-    checkName(name);
-    checkValue(name, value);
-    this[kOutHeaders][name.toLowerCase()] = [name, value];
-    return this;
-  }
-
-  appendHeader(name, value) {
-    this._checkHeadersOpen('append');
-    checkName(name);
-    checkValue(name, value);
-    const key = name.toLowerCase();
-    const prev = this[kOutHeaders][key];
-    if (prev === undefined) {
-      this[kOutHeaders][key] = [name, value];
-    } else {
-      prev[1] = (Array.isArray(prev[1]) ? prev[1] : [prev[1]]).concat(value);
-    }
-    return this;
-  }
-
-  getHeader(name) {
-    if (typeof name !== 'string') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
-    }
-    const e = this[kOutHeaders][name.toLowerCase()];
-    return e === undefined ? undefined : e[1];
-  }
-
-  getHeaders() {
-    const out = Object.create(null);
-    const h = this[kOutHeaders];
-    for (const key in h) out[key] = h[key][1];
-    return out;
-  }
-
-  getHeaderNames() { return Object.keys(this[kOutHeaders]); }
-
-  getRawHeaderNames() {
-    const h = this[kOutHeaders];
-    return Object.keys(h).map((k) => h[k][0]);
-  }
-
-  hasHeader(name) {
-    if (typeof name !== 'string') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
-    }
-    return this[kOutHeaders][name.toLowerCase()] !== undefined;
-  }
-
-  removeHeader(name) {
-    if (typeof name !== 'string') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
-    }
-    if (this._header !== null) {
-      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT', 'Cannot remove headers after they are sent to the client');
-    }
-    delete this[kOutHeaders][name.toLowerCase()];
   }
 
   flushHeaders() {
@@ -1239,6 +1177,8 @@ function install(nativeBinding) {
     }),
   });
 }
+
+server.installOutgoingHeaders(ClientRequest.prototype);
 
 module.exports = {
   request,

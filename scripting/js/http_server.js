@@ -197,64 +197,11 @@ class ServerResponse extends Stream {
   get writableObjectMode() { return false; }
   get writableNeedDrain() { return this._needDrain === true; }
 
-  setHeader(name, value) {
+  _assertHeadersOpen(what) {
     if (this.headersSent) {
       throw codedError(Error, 'ERR_HTTP_HEADERS_SENT',
-        'Cannot set headers after they are sent to the client');
+        `Cannot ${what} headers after they are sent to the client`);
     }
-    checkName(name);
-    checkValue(name, value);
-    this[kHeaders][name.toLowerCase()] = [name, value];
-    return this;
-  }
-
-  appendHeader(name, value) {
-    if (this.headersSent) {
-      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT',
-        'Cannot append headers after they are sent to the client');
-    }
-    checkName(name);
-    checkValue(name, value);
-    const key = name.toLowerCase();
-    const prev = this[kHeaders][key];
-    if (prev === undefined) {
-      this[kHeaders][key] = [name, value];
-    } else {
-      const a = Array.isArray(prev[1]) ? prev[1] : [prev[1]];
-      prev[1] = a.concat(value);
-    }
-    return this;
-  }
-
-  getHeader(name) {
-    if (typeof name !== 'string') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
-    }
-    const e = this[kHeaders][name.toLowerCase()];
-    return e === undefined ? undefined : e[1];
-  }
-
-  getHeaders() {
-    const out = Object.create(null);
-    const h = this[kHeaders];
-    for (const key in h) out[key] = h[key][1];
-    return out;
-  }
-
-  getHeaderNames() { return Object.keys(this[kHeaders]); }
-
-  getRawHeaderNames() {
-    const h = this[kHeaders];
-    return Object.keys(h).map((k) => h[k][0]);
-  }
-
-  hasHeader(name) { return this[kHeaders][String(name).toLowerCase()] !== undefined; }
-
-  removeHeader(name) {
-    if (this.headersSent) {
-      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT', 'Cannot remove headers after they are sent to the client');
-    }
-    delete this[kHeaders][String(name).toLowerCase()];
   }
 
   writeHead(statusCode, reason, headers) {
@@ -437,6 +384,71 @@ class ServerResponse extends Stream {
   }
   writeProcessing() {}
 }
+
+// The outgoing-header API of Node's OutgoingMessage, shared by ServerResponse
+// and the client's ClientRequest (js/http_client.js). Fields live in
+// this[kHeaders] as lower-case name -> [name as given, value]; each class says
+// when its head has gone out (_assertHeadersOpen).
+const outgoingHeaderMethods = {
+  setHeader(name, value) {
+    this._assertHeadersOpen('set');
+    checkName(name);
+    checkValue(name, value);
+    this[kHeaders][name.toLowerCase()] = [name, value];
+    return this;
+  },
+  appendHeader(name, value) {
+    this._assertHeadersOpen('append');
+    checkName(name);
+    checkValue(name, value);
+    const key = name.toLowerCase();
+    const prev = this[kHeaders][key];
+    if (prev === undefined) {
+      this[kHeaders][key] = [name, value];
+    } else {
+      prev[1] = (Array.isArray(prev[1]) ? prev[1] : [prev[1]]).concat(value);
+    }
+    return this;
+  },
+  getHeader(name) {
+    checkNameType(name);
+    const e = this[kHeaders][name.toLowerCase()];
+    return e === undefined ? undefined : e[1];
+  },
+  getHeaders() {
+    const out = Object.create(null);
+    const h = this[kHeaders];
+    for (const key in h) out[key] = h[key][1];
+    return out;
+  },
+  getHeaderNames() { return Object.keys(this[kHeaders]); },
+  getRawHeaderNames() {
+    const h = this[kHeaders];
+    return Object.keys(h).map((k) => h[k][0]);
+  },
+  hasHeader(name) {
+    checkNameType(name);
+    return this[kHeaders][name.toLowerCase()] !== undefined;
+  },
+  removeHeader(name) {
+    checkNameType(name);
+    this._assertHeadersOpen('remove');
+    delete this[kHeaders][name.toLowerCase()];
+  },
+};
+
+function checkNameType(name) {
+  if (typeof name !== 'string') {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
+  }
+}
+
+function installOutgoingHeaders(proto) {
+  for (const [key, fn] of Object.entries(outgoingHeaderMethods)) {
+    Object.defineProperty(proto, key, { value: fn, writable: true, configurable: true });
+  }
+}
+installOutgoingHeaders(ServerResponse.prototype);
 
 // The socket an 'upgrade' listener gets: the connection itself, raw bytes both
 // ways (the listener writes its own "101 Switching Protocols"). No half-close:
@@ -866,3 +878,5 @@ module.exports.ServerResponse = ServerResponse;
 module.exports.checkName = checkName;
 module.exports.checkValue = checkValue;
 module.exports.codedError = codedError;
+module.exports.kHeaders = kHeaders;
+module.exports.installOutgoingHeaders = installOutgoingHeaders;
