@@ -29,7 +29,7 @@ router.put('/users/:id', (ctx) => {
   ctx.status = 204;
 });
 
-router.get('/files/:path*', (ctx) => {
+router.get('/files/*path', (ctx) => {  // path-to-regexp 8 wildcard (@koa/router 15)
   ctx.body = { path: ctx.params.path };
 });
 

@@ -11,6 +11,8 @@
 //   /:a{-:b}?             group: prefix/suffix text around an optional param
 //   /a\\:b                escaped special character
 //   *                     kuai extension: a bare '*' is the same as '(.*)'
+//   /files/*path          path-to-regexp 8 (@koa/router 15): the rest of the
+//                         path, '/' included, as one parameter
 //
 // A '/' or '.' directly before a parameter is its prefix: it is matched
 // only together with the parameter. Matching is case-insensitive unless
@@ -35,7 +37,15 @@ function lex(str) {
   let i = 0;
   while (i < str.length) {
     const ch = str[i];
-    if (ch === '*' || ch === '+' || ch === '?') {
+    if (ch === '*' && i + 1 < str.length && isNameChar(str.charCodeAt(i + 1))) {
+      // path-to-regexp 8 (@koa/router 15): *name matches the rest, '/'
+      // included: the same as :name([\s\S]+).
+      let j = i + 1;
+      while (j < str.length && isNameChar(str.charCodeAt(j))) j++;
+      out.push({ type: 'NAME', value: str.slice(i + 1, j), index: i });
+      out.push({ type: 'PATTERN', value: '[\\s\\S]+', index: i });
+      i = j;
+    } else if (ch === '*' || ch === '+' || ch === '?') {
       out.push({ type: 'MODIFIER', value: ch, index: i++ });
     } else if (ch === '\\') {
       out.push({ type: 'ESCAPED', value: str[i + 1], index: i });

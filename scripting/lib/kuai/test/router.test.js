@@ -210,3 +210,21 @@ test('pattern compiler: syntax and errors', () => {
   const { keys } = compile('/:a/(.*)/:b?');
   assert.deepStrictEqual(keys.map((k) => k.name), ['a', 0, 'b']);
 });
+
+test('path-to-regexp 8 wildcards (@koa/router 15): *name takes the rest of the path', async () => {
+  const { regexp, keys } = compile('/files/*path', {});
+  assert.deepStrictEqual(keys.map((k) => k.name), ['path']);
+  assert.deepStrictEqual(regexp.exec('/files/a/b/c.txt').slice(1), ['a/b/c.txt']);
+  assert.strictEqual(regexp.test('/files/'), false, 'one character at least');
+  const router = new Router();
+  router.get('/files/*path', (ctx) => { ctx.body = { path: ctx.params.path }; });
+  const s = await serve((app) => app.use(router.routes()));
+  try {
+    const r = await send(s.port, 'GET', '/files/x/y%20z.txt');
+    assert.strictEqual(r.status, 200);
+    assert.deepStrictEqual(JSON.parse(r.body), { path: 'x/y z.txt' });
+    assert.strictEqual((await send(s.port, 'GET', '/files')).status, 404);
+  } finally {
+    s.close();
+  }
+});
