@@ -625,7 +625,10 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
     out[2 * i + 1] = str(iso, req.headers[i].value);
   }
   v8::Local<v8::Array> raw = v8::Array::New(iso, out, 2 * n);
-  v8::Local<v8::Value> argv[10] = {
+  // 1: an Upgrade request (llhttp's rule: Upgrade + Connection: upgrade);
+  // 2: it has an Expect field. JS looks closer only then.
+  int flags = (req.upgrade ? 1 : 0) | (req.hasHeader("expect") ? 2 : 0);
+  v8::Local<v8::Value> argv[11] = {
       v8::Integer::New(iso, id_),
       handle,
       str(iso, req.method),
@@ -636,8 +639,9 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
       v8::Integer::New(iso, ex->remotePort()),
       v8::Boolean::New(iso, ex->encrypted()),
       v8::Number::New(iso, double(ex->connectionId())),
+      v8::Integer::New(iso, flags),
   };
-  env_.call(env_.onRequest_, 10, argv);
+  env_.call(env_.onRequest_, 11, argv);
 }
 
 void JsServer::onConnectionClose(uint64_t id) {

@@ -514,18 +514,6 @@ class UpgradedSocket extends Stream.Duplex {
   address() { return {}; }
 }
 
-// Upgrade: name + Connection: ... upgrade ... (as llhttp decides for Node).
-function wantsUpgrade(raw) {
-  let upgrade = false;
-  let connection = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i].toLowerCase();
-    if (n === 'upgrade') upgrade = true;
-    else if (n === 'connection' && /(^|,)\s*upgrade\s*(,|$)/i.test(raw[i + 1])) connection = true;
-  }
-  return upgrade && connection;
-}
-
 function expectation(raw) {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect') return raw[i + 1];
@@ -682,7 +670,7 @@ function handlerFailed(err, res) {
 const sockets = new Map();  // connection id -> KuaiSocket
 
 function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddress, remotePort,
-                  encrypted, connId) {
+                  encrypted, connId, flags) {
   const server = servers.get(serverId);
   let socket = sockets.get(connId);
   if (socket === undefined) {
@@ -711,7 +699,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
     res.end();
     return;
   }
-  if (method !== 'CONNECT' && wantsUpgrade(rawHeaders) && server.listenerCount('upgrade') > 0) {
+  if ((flags & 1) && method !== 'CONNECT' && server.listenerCount('upgrade') > 0) {
     // As Node: the 'upgrade' listener gets the connection; 'request' does not
     // see the request. Bytes after the head arrive as the socket's data.
     req.upgrade = true;
@@ -725,7 +713,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
     server.emit('upgrade', req, sock, Buffer.alloc(0));
     return;
   }
-  const expect = expectation(rawHeaders);
+  const expect = flags & 2 ? expectation(rawHeaders) : undefined;
   if (expect !== undefined) {
     if (/^\s*100-continue\s*$/i.test(expect)) {
       if (server.listenerCount('checkContinue') > 0) {
