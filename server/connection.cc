@@ -519,6 +519,15 @@ void Exchange::acceptUpgrade(std::string_view headerLines) {
   conn_->startTunnel();
 }
 
+void Exchange::writeError(int status) {
+  std::string body(std::to_string(status));
+  body.append(" ").append(statusReason(status)).append("\n");
+  writeHead(status, {}, "Content-Type: text/plain; charset=utf-8\r\n", int64_t(body.size()),
+            kNoKeepAliveHeader);
+  write(body);
+  end();
+}
+
 void Exchange::startRaw() {
   if (!conn_ || headersSent_) return;
   headersSent_ = true;

@@ -51,6 +51,9 @@ class Exchange {
   void writeHead(int status, std::string_view reason, std::string_view headerLines,
                  int64_t contentLength, int keepAliveSeconds = -1);
   static constexpr int kNoKeepAliveHeader = -2;
+  // The whole response: a short text/plain page ("502 Bad Gateway\n"), as
+  // the connection writes for its own errors.
+  void writeError(int status);
   // Returns false when the client is slow: wait for onDrain.
   bool write(std::string_view bytes);
   void end();

@@ -134,13 +134,7 @@ class ExchangeDownstream final : public Downstream {
   bool write(std::string_view bytes) override { return ex_->write(bytes); }
   void end() override { ex_->end(); }
   void abort() override { ex_->abort(); }
-  void fail(int status, const char*) override {
-    std::string_view body = status == 504 ? "504 Gateway Timeout\n" : "502 Bad Gateway\n";
-    ex_->writeHead(status, {}, "Content-Type: text/plain; charset=utf-8\r\n",
-                   int64_t(body.size()), Exchange::kNoKeepAliveHeader);
-    ex_->write(body);
-    ex_->end();
-  }
+  void fail(int status, const char*) override { ex_->writeError(status); }
   void pauseBody() override { ex_->pauseBody(); }
   void resumeBody() override { ex_->resumeBody(); }
   void detach() override { ex_->setListener(nullptr); }
@@ -198,7 +192,7 @@ class ProxyCall final : public ExchangeListener {
   void onFinish() override {}
 
  private:
-  void attempt();
+  void attempt(OutputQueue* queued = nullptr, int noneLeft = 502);
   // Error answer (or abort when the head is out) and done; `why` says what
   // happened, with the errno name where there is one ("connect: ECONNREFUSED").
   void giveUp(int status, std::string why);
@@ -396,10 +390,13 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex) {
   attempt();
 }
 
-void ProxyCall::attempt() {
+// Sends the request to the next upstream not tried yet: its head (and the
+// body so far) from head_, or `queued`, the untouched output of a connect that
+// failed. No upstream left: gives up with `noneLeft`.
+void ProxyCall::attempt(OutputQueue* queued, int noneLeft) {
   ProxyRoute::Upstream* up = route_->pick(tried_);
   if (!up) {
-    giveUp(502, lastError_.empty() ? "no upstream available" : lastError_);
+    giveUp(noneLeft, lastError_.empty() ? "no upstream available" : lastError_);
     return;
   }
   tried_ |= uint64_t(1) << (route_->indexOf(up) & 63);
@@ -415,7 +412,11 @@ void ProxyCall::attempt() {
   c->call = this;
   c->parser.reset(isHead_);
   gotByte_ = false;
-  c->sock->out.buffer().append(head_);
+  if (queued) {
+    c->sock->out = std::move(*queued);
+  } else {
+    c->sock->out.buffer().append(head_);
+  }
   route_->reactor().sendSocket(c->sock);
   const ProxySpec& spec = route_->spec();
   if (c->connected) {
@@ -440,27 +441,12 @@ void ProxyCall::connectFailed(int err) {
   OutputQueue queued = std::move(c->sock->out);
   route_->failed(c->up);
   dropConn(true);
-  const ProxySpec& spec = route_->spec();
-  if (attempts_ <= spec.retries && route_->pick(tried_)) {
-    ProxyRoute::Upstream* up = route_->pick(tried_);
-    tried_ |= uint64_t(1) << (route_->indexOf(up) & 63);
-    ++attempts_;
-    int err = 0;
-    UpstreamConn* n = route_->acquire(up, err);
-    if (n) {
-      conn_ = n;
-      n->call = this;
-      n->parser.reset(isHead_);
-      gotByte_ = false;
-      n->sock->out = std::move(queued);
-      route_->reactor().sendSocket(n->sock);
-      phase_ = n->connected ? Phase::kWaiting : Phase::kConnecting;
-      deadline_ = now() + (n->connected ? spec.readTimeoutMs : spec.connectTimeoutMs);
-      return;
-    }
-    route_->failed(up);
+  int status = err == -ETIMEDOUT ? 504 : 502;
+  if (attempts_ <= route_->spec().retries) {
+    attempt(&queued, status);
+    return;
   }
-  giveUp(err == -ETIMEDOUT ? 504 : 502, lastError_);
+  giveUp(status, lastError_);
 }
 
 void ProxyCall::upstreamBytes() {
@@ -569,10 +555,8 @@ void ProxyCall::upstreamEof(int err) {
     bool retry = idempotent_ && replayable_ && (attempts_ <= spec.retries || reused);
     if (retry) {
       if (reused) tried_ &= ~(uint64_t(1) << (route_->indexOf(c->up) & 63));
-      if (route_->pick(tried_)) {
-        attempt();
-        return;
-      }
+      attempt();  // gives up itself when no upstream is left
+      return;
     }
     giveUp(502, lastError_);
     return;

@@ -51,6 +51,24 @@ def kuai_bin() -> str:
 KUAI = kuai_bin()
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def no_scripting_reason():
+    """Why scripts cannot run with this build (None when they can): sanitizer
+    builds leave the scripting layer (libnode, kuai-node) out."""
+    if os.environ.get("KUAI_SANITIZED"):
+        return "KUAI_SANITIZED is set: sanitizer builds leave the scripting layer (libnode) out"
+    if not (Path(KUAI).parent / "kuai-node").exists():
+        return f"no kuai-node next to {KUAI}: this build has no scripting layer"
+    return None
+
+
 def run_kuai(*args, timeout=10.0):
     """Runs kuai to completion (CLI tests); kills it if it outlives timeout."""
     try:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KUAI, KuaiServer
+from conftest import KUAI, KuaiServer, no_scripting_reason
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
-if os.environ.get("KUAI_SANITIZED") or not (Path(KUAI).parent / "kuai-node").exists():
-    pytest.skip("app routes need kuai-node (not in sanitizer builds)", allow_module_level=True)
+if no_scripting_reason():
+    pytest.skip(f"app routes need kuai-node: {no_scripting_reason()}", allow_module_level=True)
 
 
 def get(port, path, method="GET", data=None, headers=None):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KUAI, SANITIZER_MARKERS
+from conftest import KUAI, SANITIZER_MARKERS, free_port
 from httpraw import ConnectionClosed, Conn, ResponseTimeout, build, chunked, get
 from upstream import (Upstream, _Reader, pattern_pieces, pattern_sha256, ws_accept_for,
                       ws_frame, ws_read_frame)
@@ -70,10 +70,6 @@ def io1(request):
     return request.param
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dead_address():

@@ -17,18 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KUAI, KuaiServer
+from conftest import KUAI, KuaiServer, free_port
 from httpraw import Conn, get
 
 NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx not installed")
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

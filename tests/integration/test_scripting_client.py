@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import KUAI, SANITIZER_MARKERS
+from conftest import KUAI, SANITIZER_MARKERS, no_scripting_reason
 from httpraw import Conn, build
 from upstream import Upstream, pattern_sha256
 
@@ -48,15 +48,7 @@ NODE = shutil.which("node")
 RUN_TIMEOUT = 60
 
 
-def _no_scripting_reason():
-    if os.environ.get("KUAI_SANITIZED"):
-        return "KUAI_SANITIZED is set: sanitizer builds leave the scripting layer (libnode) out"
-    if not (Path(KUAI).parent / "kuai-node").exists():
-        return f"no kuai-node next to {KUAI}: this build has no scripting layer"
-    return None
-
-
-NO_SCRIPTING = _no_scripting_reason()
+NO_SCRIPTING = no_scripting_reason()
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
 
