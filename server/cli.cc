@@ -1,6 +1,7 @@
 #include "server/cli.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -19,12 +20,15 @@ Usage:
                                static files, proxies and apps, limits, logging
                                (.json, or .js/.cjs/.mjs evaluated once by Node)
   kuai --check-config FILE     check FILE and exit (0 when it is valid)
-  kuai [options] [V8 options] script.js [--] [arguments]
-                               run a script in a Node environment per reactor
+  kuai [options] [node options] script.js [--] [arguments]
+                               run a script in a Node.js environment per reactor
   kuai [options] -e CODE       run CODE the same way ('-' reads it from stdin)
+  kuai -p CODE                 run CODE and print its value (thread 0)
+  kuai [-i]                    Node's REPL (require('kuai') works), on a terminal
+  kuai -c script.js            check the script's syntax without running it
   kuai --help | --version | --v8-options
 
-Options:
+Options (--opt value and --opt=value alike):
   --host H               address to listen on (default 127.0.0.1)
   --port P               port (default 8080; 0 picks a free one)
   --threads N            reactor threads (default: one per core)
@@ -35,6 +39,18 @@ Options:
   --tls-key FILE           its key for more certificates (chosen by SNI; first is default)
   --tls-ocsp FILE        staple this DER OCSP response for the preceding certificate
   SIGHUP reloads the certificates without dropping connections.
+
+Scripts (as with node; anything else that starts with '-' goes to node itself):
+  -r, --require MODULE   load MODULE in every environment before the script
+  --import MODULE        import MODULE (ESM) in every environment before the script
+  --inspect[=[HOST:]PORT]  an inspector per thread: thread k on PORT+k
+                           (default 127.0.0.1:9229), each address printed
+  --inspect-brk[=...]    the same, and break on the script's first line
+  --inspect-wait[=...]   the same, and wait for a debugger before running
+  --watch                when the script's files change, replace each thread's
+                         environment, one at a time; sockets stay open
+  --watch-path PATH      watch PATH instead (repeatable)
+  --env-file FILE, --max-old-space-size N, --enable-source-maps, ...: Node's own
 
 Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
   --max-request-line SIZE   request line [8k] -> 414
@@ -96,12 +112,28 @@ std::optional<uint64_t> parseDurationMs(const std::string& s) {
 
 namespace {
 
-std::string readStdin() {
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), stdin)) > 0) out.append(buf, n);
-  return out;
+// Node's options that take a value, for the `--opt value` form (`--opt=value`
+// needs no list). V8 options with values are spelled the same way.
+bool nodeOptionTakesValue(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "--allow-fs-read", "--allow-fs-write", "-C", "--conditions", "--cpu-prof-dir",
+      "--cpu-prof-interval", "--cpu-prof-name", "--diagnostic-dir", "--disable-proto",
+      "--disable-warning", "--dns-result-order", "--env-file", "--env-file-if-exists",
+      "--experimental-loader", "--loader", "--heap-prof-dir", "--heap-prof-interval",
+      "--heap-prof-name", "--heapsnapshot-near-heap-limit", "--heapsnapshot-signal",
+      "--icu-data-dir", "--input-type", "--localstorage-file", "--max-http-header-size",
+      "--max-old-space-size-percentage", "--network-family-autoselection-attempt-timeout",
+      "--openssl-config", "--redirect-warnings", "--report-filename", "--report-signal",
+      "--secure-heap", "--secure-heap-min", "--title", "--tls-cipher-list", "--tls-keylog",
+      "--trace-event-categories", "--trace-event-file-pattern", "--trace-require-module",
+      "--unhandled-rejections", "--use-largepages", "--v8-pool-size",
+      // V8
+      "--max-old-space-size", "--max-semi-space-size", "--stack-size", "--stack-trace-limit",
+  };
+  for (std::string_view n : kNames) {
+    if (n == name) return true;
+  }
+  return false;
 }
 
 struct Parser {
@@ -111,6 +143,7 @@ struct Parser {
   bool bodySet = false;  // limits given on the command line (else script defaults)
   bool headerBytesSet = false;
   bool headersSet = false;
+  std::optional<std::string> inlineValue;  // the value of --opt=value
   static constexpr uint64_t kUnlimitedBody = ~uint64_t(0);
 
   bool fail(std::string msg) {
@@ -120,6 +153,11 @@ struct Parser {
   }
 
   bool value(const std::string& flag, std::string& out) {
+    if (inlineValue) {
+      out = *inlineValue;
+      inlineValue.reset();
+      return true;
+    }
     if (i + 1 >= args.size()) return fail("option " + flag + " needs a value");
     out = args[++i];
     return true;
@@ -151,6 +189,10 @@ struct Parser {
   bool integer(const std::string& flag, long& out, long min, long max) {
     std::string v;
     if (!value(flag, v)) return false;
+    return wholeNumber(flag, v, out, min, max);
+  }
+
+  bool wholeNumber(const std::string& flag, const std::string& v, long& out, long min, long max) {
     char* end = nullptr;
     errno = 0;
     long n = std::strtol(v.c_str(), &end, 10);
@@ -162,13 +204,43 @@ struct Parser {
     return true;
   }
 
+  // --inspect[=[host:]port], as Node reads it.
+  bool inspectAddress(const std::string& flag, const std::string& v) {
+    ServerConfig::Inspect& in = result.config.inspect;
+    std::string port = v;
+    size_t colon = v.rfind(':');
+    if (colon != std::string::npos) {
+      std::string host = v.substr(0, colon);
+      if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      if (host.empty()) return fail("option " + flag + ": '" + v + "' has no host before ':'");
+      in.host = host;
+      port = v.substr(colon + 1);
+    } else if (!v.empty() && !std::isdigit(static_cast<unsigned char>(v[0]))) {
+      in.host = v;  // --inspect=HOST
+      return true;
+    }
+    long n = 0;
+    if (!wholeNumber(flag, port, n, 0, 65535)) return false;
+    in.port = int(n);
+    return true;
+  }
+
   bool run() {
     ServerConfig& c = result.config;
     std::vector<std::string> positional;
     std::string configFlag;          // --config or --check-config, when given
     std::string firstServerOption;   // the first option a config file replaces
     for (i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
+      std::string a = args[i];
+      inlineValue.reset();
+      // --opt=value: the same as --opt value.
+      if (a.size() > 3 && a[0] == '-' && a[1] == '-') {
+        size_t eq = a.find('=');
+        if (eq != std::string::npos && eq > 2) {
+          inlineValue = a.substr(eq + 1);
+          a.resize(eq);
+        }
+      }
       long n = 0;
       if (a.size() > 1 && a[0] == '-' && a != "--config" && a != "--check-config" && firstServerOption.empty() &&
           !c.scriptMode) {
@@ -191,7 +263,7 @@ struct Parser {
         c.checkConfigOnly = a == "--check-config";
       } else if (a == "--host") {
         if (!value(a, c.host)) return false;
-      } else if (a == "--port" || a == "-p") {
+      } else if (a == "--port" || (a == "-p" && !positional.empty() && positional[0] == "serve")) {
         if (!integer(a, n, 0, 65535)) return false;
         c.port = int(n);
       } else if (a == "--threads" || a == "-t") {
@@ -207,7 +279,7 @@ struct Parser {
       } else if (a == "--tls-cert") {
         std::string v;
         if (!value(a, v)) return false;
-        c.tlsConfig.certificates.push_back(tls::CertificateConfig{v, "", ""});
+        c.tlsConfig.certificates.push_back(tls::CertificateConfig{v, "", "", "", ""});
       } else if (a == "--tls-key") {
         std::string v;
         if (!value(a, v)) return false;
@@ -221,6 +293,7 @@ struct Parser {
         if (c.tlsConfig.certificates.empty()) return fail("option --tls-ocsp must follow its --tls-cert");
         c.tlsConfig.certificates.back().ocspFile = v;
       } else if (a == "--list") {
+        if (inlineValue) return fail("option --list takes no value");
         c.statics.listDirectories = true;
       } else if (a == "--respond") {
         std::string v;
@@ -259,21 +332,68 @@ struct Parser {
       } else if (a == "--max-requests") {
         if (!integer(a, n, 1, 100000000)) return false;
         c.maxRequestsPerConnection = uint32_t(n);
-      } else if (a == "-e" || a == "--eval") {
+      } else if (a == "-e" || a == "--eval" || a == "-p" || a == "--print") {
         if (!value(a, c.eval)) return false;
         c.scriptMode = true;
+        c.print = c.print || a == "-p" || a == "--print";
+      } else if (a == "-pe" || a == "-ep") {  // node's spelling of -p -e
+        if (!value(a, c.eval)) return false;
+        c.scriptMode = true;
+        c.print = true;
       } else if (a == "-") {
         c.scriptMode = true;
-        c.eval = readStdin();
+        c.evalStdin = true;
+      } else if (a == "-i" || a == "--interactive") {
+        if (inlineValue) return fail("option " + a + " takes no value");
+        c.repl = true;
+        c.scriptMode = true;
+      } else if (a == "-c" || a == "--check") {
+        if (inlineValue) return fail("option " + a + " takes no value");
+        c.checkSyntax = true;
+      } else if (a == "-r" || a == "--require") {
+        std::string v;
+        if (!value(a, v)) return false;
+        c.requireModules.push_back(v);
+      } else if (a == "--import") {
+        std::string v;
+        if (!value(a, v)) return false;
+        c.imports.push_back(v);
+      } else if (a == "--inspect" || a == "--inspect-brk" || a == "--inspect-wait") {
+        c.inspect.mode = a == "--inspect"       ? ServerConfig::Inspect::Mode::kOn
+                         : a == "--inspect-brk" ? ServerConfig::Inspect::Mode::kBreak
+                                                : ServerConfig::Inspect::Mode::kWait;
+        if (inlineValue && !inspectAddress(a, *inlineValue)) return false;
+        inlineValue.reset();
+      } else if (a == "--inspect-port" || a == "--debug-port") {
+        std::string v;
+        if (!value(a, v)) return false;
+        if (!inspectAddress(a, v)) return false;
+      } else if (a == "--watch") {
+        if (inlineValue) return fail("option --watch takes no value");
+        c.watch = true;
+      } else if (a == "--watch-path") {
+        std::string v;
+        if (!value(a, v)) return false;
+        c.watch = true;
+        c.watchPaths.push_back(v);
+      } else if (a == "--watch-preserve-output") {
+        // kuai never restarts the process (nothing to clear): accepted as Node's.
       } else if (a == "--") {
         for (++i; i < args.size(); ++i) c.scriptArgs.push_back(args[i]);
         break;
       } else if (a.size() > 1 && a[0] == '-') {
-        // Not ours: a V8 / Node option (--max-old-space-size=64, --v8-options).
-        // Only script mode takes them; checked below.
-        c.nodeArgs.push_back(a);
+        // Not ours: a Node / V8 option (--max-old-space-size=64, --v8-options),
+        // for node's command line, always as one --opt=value word.
+        std::string word = args[i];
+        if (!inlineValue && nodeOptionTakesValue(a)) {
+          std::string v;
+          if (!value(a, v)) return false;
+          word = a + "=" + v;
+        }
+        inlineValue.reset();
+        c.nodeArgs.push_back(word);
       } else if (positional.empty() && a != "serve") {
-        if (c.scriptMode) {  // after -e, the rest are the script's arguments
+        if (c.scriptMode && !c.repl) {  // after -e, the rest are the script's arguments
           for (; i < args.size(); ++i) c.scriptArgs.push_back(args[i]);
           break;
         }
@@ -285,7 +405,10 @@ struct Parser {
       } else {
         positional.push_back(a);
       }
+      if (inlineValue) return fail("option " + a + " takes no value");
     }
+    bool scriptOptions = !c.requireModules.empty() || !c.imports.empty() || c.watch || c.checkSyntax ||
+                         c.inspect.mode != ServerConfig::Inspect::Mode::kOff;
     if (!configFlag.empty()) {
       // Everything comes from the file: no DIR, no script, no other options.
       if (c.scriptMode) {
@@ -305,7 +428,13 @@ struct Parser {
       result.action = CliResult::Action::kServe;
       return true;
     }
+    if (c.checkSyntax) {
+      if (c.script.empty()) return fail("option -c/--check needs a script: kuai -c app.js");
+      result.action = CliResult::Action::kScript;
+      return true;
+    }
     if (c.scriptMode) {
+      if (c.watch && c.script.empty()) return fail("option --watch needs a script: kuai --watch app.js");
       // Scripts get Node's limits unless told otherwise: no cap on a body
       // (it streams, with backpressure), 16 KiB of header fields in any number
       // (server.maxHeadersCount keeps the first 2000, as Node does).
@@ -315,8 +444,8 @@ struct Parser {
       result.action = CliResult::Action::kScript;
       return true;
     }
-    for (const std::string& n : c.nodeArgs) {
-      if (n == "--v8-options") {
+    for (const std::string& o : c.nodeArgs) {
+      if (o == "--v8-options") {
         c.scriptMode = true;
         result.action = CliResult::Action::kScript;
         return true;
@@ -326,7 +455,11 @@ struct Parser {
       return fail("unknown option '" + c.nodeArgs.front() + "' (see kuai --help)");
     }
     if (positional.empty()) {
+      if (scriptOptions) return fail("nothing to run: give a script (kuai [options] app.js)");
       return fail("nothing to do: try 'kuai serve DIR' or 'kuai app.js' (see kuai --help)");
+    }
+    if (scriptOptions) {
+      return fail("options -r, --import, --inspect and --watch are for scripts, not 'kuai serve'");
     }
     if (positional.size() != 2) return fail("usage: kuai serve DIR [options]");
     for (const auto& cert : c.tlsConfig.certificates) {
@@ -343,7 +476,7 @@ struct Parser {
 }  // namespace
 
 CliResult parseCommandLine(const std::vector<std::string>& args) {
-  Parser p{args, 0, {}, false, false, false};
+  Parser p{args};
   p.run();
   return std::move(p.result);
 }

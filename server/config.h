@@ -43,12 +43,26 @@ struct ServerConfig {
   uint32_t maxRequestsPerConnection = 1000;
   bool serveStatic = false;
   StaticOptions statics;
-  // Script mode: `kuai app.js` / `kuai -e CODE` runs a script per reactor thread.
+  // Script mode: `kuai app.js` / `kuai -e CODE` runs a script per reactor thread,
+  // in the pinned node with the scripting addon.
   bool scriptMode = false;
   std::string script;                   // path, or "" with eval
-  std::string eval;                     // -e source (or stdin with "-")
+  std::string eval;                     // -e / -p source
+  bool evalStdin = false;               // the source comes from stdin (`-`, or no script off a terminal)
+  bool print = false;                   // -p: print the value (thread 0), as `node -p`
+  bool repl = false;                    // -i, or nothing to run on a terminal: Node's REPL
+  bool checkSyntax = false;             // -c: `node --check` the script and exit
   std::vector<std::string> scriptArgs;  // process.argv[2...]
-  std::vector<std::string> nodeArgs;    // V8 / Node options passed through
+  std::vector<std::string> nodeArgs;    // Node / V8 options for node's own command line
+  std::vector<std::string> requireModules;    // -r MODULE, loaded before the script in every environment
+  std::vector<std::string> imports;     // --import MODULE, likewise (after the -r ones)
+  struct Inspect {
+    enum class Mode { kOff, kOn, kBreak, kWait } mode = Mode::kOff;
+    std::string host = "127.0.0.1";
+    int port = 9229;  // thread k listens on port + k (0: each picks one)
+  } inspect;
+  bool watch = false;                   // --watch: reload the environments when files change
+  std::vector<std::string> watchPaths;  // --watch-path: what to watch (default: the loaded files)
   uint32_t cpuBudgetMs = 5000;          // one call into JS may run this long
   // Native fixed responses: exact path -> body (text/plain).
   std::vector<std::pair<std::string, std::string>> responds;

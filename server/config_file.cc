@@ -1,4 +1,5 @@
 #include "server/config_file.h"
+#include "server/node_runtime.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -33,7 +34,7 @@ namespace kuai::server {
 namespace fs = std::filesystem;
 using json::Value;
 
-// Runs in kuai-node as `node -e SOURCE FILE`. The config's own console output
+// Runs in the pinned node as `node -e SOURCE FILE`. The config's own console output
 // is sent to stderr so that stdout carries only the result.
 const char* const kConfigEvaluatorSource = R"JS('use strict';
 const path = require('path');
@@ -795,12 +796,12 @@ bool readFile(const std::string& path, std::string& out, std::string& err) {
   return true;
 }
 
-// Runs `kuai-node --kuai-eval-config path`; its stdout (the evaluator's JSON)
-// goes to `out`, its stderr straight to ours.
+// Runs `node -e EVALUATOR path` with the pinned node; its stdout (the
+// evaluator's JSON) goes to `out`, its stderr straight to ours.
 bool evaluateScript(const std::string& path, std::string& out, std::string& err) {
-  std::string node = kuaiNodePath();
+  std::string node = nodeBinaryPath();
   if (node.empty() || ::access(node.c_str(), X_OK) != 0) {
-    err = "cannot evaluate " + path + ": kuai-node not found (use a .json config)";
+    err = "cannot evaluate " + path + ": Node.js not found at " + node + " (run tools/setup, or use a .json config)";
     return false;
   }
   int fds[2];
@@ -812,8 +813,9 @@ bool evaluateScript(const std::string& path, std::string& out, std::string& err)
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  std::string flag = "--kuai-eval-config";
-  char* argv[] = {node.data(), flag.data(), const_cast<char*>(path.c_str()), nullptr};
+  std::string flag = "-e";
+  char* argv[] = {node.data(), flag.data(), const_cast<char*>(kConfigEvaluatorSource),
+                  const_cast<char*>(path.c_str()), nullptr};
   // A server reloading its config may block or ignore signals; the child
   // starts with none blocked and the usual dispositions.
   posix_spawnattr_t attr;
@@ -865,11 +867,11 @@ bool evaluateScript(const std::string& path, std::string& out, std::string& err)
     return false;
   }
   if (WIFSIGNALED(status)) {
-    err = path + ": could not be evaluated (kuai-node was killed by signal " + std::to_string(WTERMSIG(status)) + ")";
+    err = path + ": could not be evaluated (node was killed by signal " + std::to_string(WTERMSIG(status)) + ")";
     return false;
   }
   if (WEXITSTATUS(status) != 0) {
-    err = path + ": could not be evaluated (see the error above; kuai-node exited with status " +
+    err = path + ": could not be evaluated (see the error above; node exited with status " +
           std::to_string(WEXITSTATUS(status)) + ")";
     return false;
   }
@@ -877,15 +879,6 @@ bool evaluateScript(const std::string& path, std::string& out, std::string& err)
 }
 
 }  // namespace
-
-std::string kuaiNodePath() {
-  if (const char* env = std::getenv("KUAI_NODE_BINARY"); env && *env) return env;
-  char exe[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0) return "";
-  std::string self(exe, size_t(n));
-  return self.substr(0, self.rfind('/') + 1) + "kuai-node";
-}
 
 bool applyConfigValue(const Value& root, const std::string& file, const std::string& baseDir, ServerConfig& config,
                       std::string& err) {
@@ -944,11 +937,11 @@ bool loadConfigFile(const std::string& path, ServerConfig& config, std::string& 
   Value envelope;
   std::string perr;
   if (out.empty()) {
-    err = path + ": could not be evaluated (kuai-node printed no result; does the file call process.exit()?)";
+    err = path + ": could not be evaluated (node printed no result; does the file call process.exit()?)";
     return false;
   }
   if (!json::parse(out, envelope, perr) || !envelope.isObject()) {
-    err = path + ": could not be evaluated (kuai-node printed something that is not the expected JSON)";
+    err = path + ": could not be evaluated (node printed something that is not the expected JSON)";
     return false;
   }
   if (const Value* e = envelope.find("error")) {
@@ -960,7 +953,7 @@ bool loadConfigFile(const std::string& path, ServerConfig& config, std::string& 
   }
   const Value* value = envelope.find("config");
   if (!value) {
-    err = path + ": could not be evaluated (kuai-node printed no config)";
+    err = path + ": could not be evaluated (node printed no config)";
     return false;
   }
   return applyConfigValue(*value, path, baseDir, config, err);

@@ -1,7 +1,7 @@
 // Config files: `kuai --config FILE` / `kuai --check-config FILE`.
 //
 // FILE is JSON (.json, parsed here) or JavaScript (.js/.cjs/.mjs, evaluated once
-// by kuai-node in its hidden `--kuai-eval-config` mode, which prints the
+// by the pinned node running kConfigEvaluatorSource, which prints the
 // exported value as JSON). The value is checked against the schema (unknown keys
 // are errors) and turned into a Site plus the server-wide settings of
 // ServerConfig.
@@ -53,12 +53,8 @@ bool loadConfigFile(const std::string& path, ServerConfig& config, std::string& 
 bool applyConfigValue(const json::Value& root, const std::string& file, const std::string& baseDir,
                       ServerConfig& config, std::string& err);
 
-// kuai-node, the build with libnode: $KUAI_NODE_BINARY, else beside this
-// executable. The path is returned whether or not it exists.
-std::string kuaiNodePath();
-
-// The JavaScript that kuai-node runs for `--kuai-eval-config FILE` (as `node -e
-// SOURCE FILE`). It prints {"config": VALUE} on stdout, or {"error": {"path",
+// The JavaScript that the pinned node runs to evaluate a .js config (`node -e
+// SOURCE FILE`; see node_runtime.h). It prints {"config": VALUE} on stdout, or {"error": {"path",
 // "message"}} when the value holds something JSON cannot carry (a function,
 // undefined, a symbol, a Map...); exceptions (syntax errors, missing modules)
 // are left to Node, which prints them on stderr and exits non-zero.

@@ -1,4 +1,5 @@
 #include "server/config_file.h"
+#include "server/node_runtime.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -590,18 +591,20 @@ TEST_F(ConfigFile, FileErrors) {
   EXPECT_EQ(err, (dir_ / "d.json").string() + ": is a directory, not a config file");
 }
 
-TEST_F(ConfigFile, ScriptsNeedKuaiNode) {
+TEST_F(ConfigFile, ScriptsNeedNode) {
   std::string path = write("kuai.config.js", "module.exports = {};\n");
   const char* old = std::getenv("KUAI_NODE_BINARY");
   std::string saved = old ? old : "";
-  ::setenv("KUAI_NODE_BINARY", (dir_ / "no-kuai-node").c_str(), 1);
+  std::string missing = (dir_ / "no-node").string();
+  ::setenv("KUAI_NODE_BINARY", missing.c_str(), 1);
   ServerConfig config;
   std::string err;
   EXPECT_FALSE(loadConfigFile(path, config, err));
-  EXPECT_EQ(err, "cannot evaluate " + path + ": kuai-node not found (use a .json config)");
+  EXPECT_EQ(err, "cannot evaluate " + path + ": Node.js not found at " + missing +
+                     " (run tools/setup, or use a .json config)");
   ::unsetenv("KUAI_NODE_BINARY");
-  std::string beside = kuaiNodePath();  // beside this test binary
-  EXPECT_EQ(beside.substr(beside.rfind('/') + 1), "kuai-node");
+  std::string beside = nodeBinaryPath();  // in this test binary's runfiles, or ../lib/kuai
+  EXPECT_EQ(beside.substr(beside.size() - 9), "/bin/node");
   if (old) ::setenv("KUAI_NODE_BINARY", saved.c_str(), 1);
 }
 

@@ -103,8 +103,7 @@ class EpollReactor final : public Reactor {
         } else if (ev.data.u64 == kWakeTag) {
           uint64_t v;
           ssize_t r = ::read(wakeFd_, &v, sizeof(v));
-          (void)r;
-          beginDrain();
+          (void)r;  // a stop or a posted task: tick() acts on it
         } else {
           auto* c = static_cast<Connection*>(ev.data.ptr);
           if (c->state() == Connection::State::kClosed) continue;

@@ -83,6 +83,27 @@ void Reactor::requestStop() {
   (void)n;
 }
 
+void Reactor::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(tlsMutex_);
+    posted_.push_back(std::move(fn));
+  }
+  postedPending_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t n = ::write(wakeFd_, &one, sizeof(one));
+  (void)n;
+}
+
+void Reactor::runPosted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(tlsMutex_);
+    tasks.swap(posted_);
+    postedPending_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& fn : tasks) fn();
+}
+
 void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
@@ -305,6 +326,7 @@ void Reactor::beginDrain() {
 
 void Reactor::tick() {
   if (stopRequested_.load(std::memory_order_acquire) && !draining_) beginDrain();
+  if (postedPending_.load(std::memory_order_acquire)) runPosted();
   if (sitePending_.load(std::memory_order_acquire)) {
     std::shared_ptr<const Site> site;
     std::vector<std::shared_ptr<tls::TlsContext>> tls;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,6 +53,9 @@ class Reactor {
   virtual const char* backendName() const = 0;
   // Thread-safe: begin a graceful shutdown.
   void requestStop();
+  // Thread-safe: runs fn on this reactor's thread at its next turn (control
+  // only: environment reloads; never per request).
+  void post(std::function<void()> fn);
 
   // This thread only: listen on another socket (a script's server.listen()).
   Listener* addListener(int fd, AsyncHandler* handler,
@@ -164,6 +168,9 @@ class Reactor {
   LoopDriver* loop_ = nullptr;
   int wakeFd_ = -1;  // eventfd written by requestStop()
   std::atomic<bool> stopRequested_{false};
+  std::atomic<bool> postedPending_{false};
+  std::vector<std::function<void()>> posted_;  // guarded by tlsMutex_
+  void runPosted();
   std::unique_ptr<Router> router_;
   std::shared_ptr<tls::TlsContext> tls_;  // null: plain HTTP listener
   std::mutex tlsMutex_;                   // guards pendingTls_ (control path only)

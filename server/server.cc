@@ -38,7 +38,7 @@ std::vector<int> allowedCpus() {
 
 // SIGHUP: load the certificates again. Open connections keep the context they
 // started with; new ones get the new one. A bad file keeps the old context.
-void reloadTls(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>& reactors) {
+void reloadTls(const ServerConfig& config, const std::vector<std::unique_ptr<Reactor>>& reactors) {
   if (!config.tls) {
     std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
     return;
@@ -56,7 +56,7 @@ void reloadTls(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>
 
 // SIGHUP with a config file: read it again; new requests use the new routes,
 // requests in flight finish on the old ones. Listener changes need a restart.
-void reloadSite(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>>& reactors) {
+void reloadSite(const ServerConfig& config, const std::vector<std::unique_ptr<Reactor>>& reactors) {
   ServerConfig fresh;
   std::string err;
   if (!loadConfigFile(config.configFile, fresh, err)) {
@@ -121,8 +121,17 @@ void reloadSite(const ServerConfig& config, std::vector<std::unique_ptr<Reactor>
 
 }  // namespace
 
-int runServer(ServerConfig config, ThreadStart threadStart) {
+Server::Server(ServerConfig config, ThreadStart threadStart)
+    : config_(std::move(config)), threadStart_(std::move(threadStart)) {}
+
+Server::~Server() {
+  stop();
+  join();
+}
+
+bool Server::start(std::string& err) {
   std::vector<int> cpus = allowedCpus();
+  ServerConfig& config = config_;
   if (config.threads <= 0) config.threads = int(cpus.size());
 
   if (config.serveStatic) {
@@ -139,9 +148,8 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
     std::string why;
     if (!uringAvailable(why)) {
       if (io == IoBackend::kUring) {
-        std::fprintf(stderr, "kuai: io_uring is not available here (%s); try --io epoll\n",
-                     why.c_str());
-        return 1;
+        err = "io_uring is not available here (" + why + "); try --io epoll";
+        return false;
       }
       std::fprintf(stderr, "kuai: io_uring refused (%s): using epoll\n", why.c_str());
       io = IoBackend::kEpoll;
@@ -149,44 +157,30 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
       io = IoBackend::kUring;
     }
   }
-
-  // Signals are taken by sigwait on this thread; reactors inherit the mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   std::shared_ptr<tls::TlsContext> tlsContext;
   if (config.tls) {
-    std::string err;
     tlsContext = tls::createTlsContext(config.tlsConfig, err);
-    if (!tlsContext) {
-      std::fprintf(stderr, "kuai: %s\n", err.c_str());
-      return 1;
-    }
+    if (!tlsContext) return false;
   }
 
   std::vector<int> fds;
-  std::vector<std::unique_ptr<Reactor>> reactors;
   // A config file's listeners: every reactor gets a socket of each.
-  std::vector<ListenSpec> siteListen;
   std::vector<std::vector<int>> siteFds;
   std::vector<std::shared_ptr<tls::TlsContext>> siteTls;
   try {
     if (config.site) {
-      siteListen = config.site->listen;
-      for (ListenSpec& l : siteListen) {
+      siteListen_ = config.site->listen;  // port 0 becomes the one picked
+      for (ListenSpec& l : siteListen_) {
         std::shared_ptr<tls::TlsContext> ctx;
         if (l.tls) {
-          std::string err;
-          ctx = tls::createTlsContext(l.tlsConfig, err);
+          std::string why;
+          ctx = tls::createTlsContext(l.tlsConfig, why);
           if (!ctx) {
-            std::fprintf(stderr, "kuai: %s: listen %s:%d: %s\n", config.site->file.c_str(),
-                         l.host.c_str(), l.port, err.c_str());
-            return 1;
+            err = config.site->file + ": listen " + l.host + ":" + std::to_string(l.port) + ": " + why;
+            for (auto& v : siteFds) for (int fd : v) ::close(fd);
+            return false;
           }
         }
         siteTls.push_back(std::move(ctx));
@@ -195,101 +189,158 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
     } else if (!config.scriptMode) {
       fds = openListeners(config.host, config.port, config.threads);
     }
+  } catch (const std::exception& e) {
+    for (auto& v : siteFds) for (int fd : v) ::close(fd);
+    err = e.what();
+    return false;
+  }
+  try {
     for (int i = 0; i < config.threads; ++i) {
-      int fd = config.scriptMode || config.site ? -1 : fds[i];
-      reactors.push_back(makeReactor(io, i, config, fd, tlsContext));
+      int fd = config.scriptMode || config.site ? -1 : fds[size_t(i)];
+      reactors_.push_back(makeReactor(io, i, config_, fd, tlsContext));
+      if (!fds.empty()) fds[size_t(i)] = -1;  // the reactor's now
       for (size_t k = 0; k < siteFds.size(); ++k) {
-        reactors.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k]);
+        reactors_.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k]);
+        siteFds[k][size_t(i)] = -1;
       }
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "kuai: %s\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {  // a static root that is not there, ...
+    reactors_.clear();
+    for (int fd : fds) if (fd >= 0) ::close(fd);
+    for (auto& v : siteFds) for (int fd : v) if (fd >= 0) ::close(fd);
+    err = e.what();
+    return false;
   }
+  backend_ = reactors_.empty() ? "" : reactors_[0]->backendName();
   if (config.site) {
     std::shared_ptr<AccessLog> log;
     if (!config.site->logging.accessLog.empty()) {
-      std::string err;
-      log = AccessLog::open(config.site->logging.accessLog, err);
+      std::string why;
+      log = AccessLog::open(config.site->logging.accessLog, why);
       if (!log) {
-        std::fprintf(stderr, "kuai: %s: logging.access: %s\n", config.site->file.c_str(),
-                     err.c_str());
-        return 1;
+        err = config.site->file + ": logging.access: " + why;
+        reactors_.clear();
+        return false;
       }
     }
-    for (auto& r : reactors) r->setObservers(!config.site->logging.metricsPath.empty(), log);
+    for (auto& r : reactors_) r->setObservers(!config.site->logging.metricsPath.empty(), log);
   }
 
   // Each reactor sets up its backend on its own thread (an io_uring created with
   // SINGLE_ISSUER belongs to its creator) and reports before serving.
-  std::vector<std::thread> threads;
-  std::vector<std::promise<std::string>> ready(reactors.size());
+  std::vector<std::promise<std::string>> ready(reactors_.size());
   std::vector<std::future<std::string>> readyF;
-  std::atomic<int> running{0};
   for (auto& p : ready) readyF.push_back(p.get_future());
-  for (size_t i = 0; i < reactors.size(); ++i) {
-    threads.emplace_back([&, i] {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(cpus[i % cpus.size()], &one);
-      ::pthread_setaffinity_np(::pthread_self(), sizeof(one), &one);
-      std::string name = "kuai-r" + std::to_string(i);
-      ::pthread_setname_np(::pthread_self(), name.c_str());
-      std::string err;
-      bool ok = reactors[i]->init(err);
-      std::unique_ptr<LoopDriver> loop;
-      if (ok && threadStart) {
-        ++running;
-        loop = threadStart(*reactors[i], err);
-        ok = loop != nullptr;
-        if (!ok) --running;
-      } else if (ok) {
-        ++running;
-      }
-      ready[i].set_value(ok ? std::string() : err);
-      if (!ok) return;
-      reactors[i]->setLoopDriver(loop.get());
-      reactors[i]->run();
-      loop.reset();  // the environment goes on its own thread
-      --running;
-    });
+  running_.store(int(reactors_.size()));
+  for (size_t i = 0; i < reactors_.size(); ++i) {
+    threads_.emplace_back([this, i, &cpus, &ready] { threadMain(i, cpus, ready[i]); });
   }
   std::string failure;
   for (auto& f : readyF) {
-    std::string err = f.get();
-    if (!err.empty() && failure.empty()) failure = err;
+    std::string e = f.get();
+    if (!e.empty() && failure.empty()) failure = e;
   }
   if (!failure.empty()) {
-    std::fprintf(stderr, "kuai: cannot start: %s\n", failure.c_str());
-    for (auto& r : reactors) r->requestStop();
-    for (auto& t : threads) t.join();
-    return 1;
+    stop();
+    join();
+    err = "cannot start: " + failure;
+    return false;
   }
+  return true;
+}
 
-  bool v6 = config.host.find(':') != std::string::npos;
+void Server::threadMain(size_t i, const std::vector<int>& cpus, std::promise<std::string>& ready) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpus[i % cpus.size()], &one);
+  ::pthread_setaffinity_np(::pthread_self(), sizeof(one), &one);
+  std::string name = "kuai-r" + std::to_string(i);
+  ::pthread_setname_np(::pthread_self(), name.c_str());
+  Reactor& reactor = *reactors_[i];
+  std::string err;
+  bool ok = reactor.init(err);
+  std::unique_ptr<LoopDriver> loop;
+  if (ok && threadStart_) {
+    loop = threadStart_(reactor, err);
+    ok = loop != nullptr;
+  }
+  // (`cpus` and `ready` belong to start(), which returns once all have set theirs.)
+  ready.set_value(ok ? std::string() : err);
+  if (ok) {
+    reactor.setLoopDriver(loop.get());
+    reactor.run();
+    reactor.setLoopDriver(nullptr);
+    loop.reset();  // the environment goes on its own thread
+  }
+  if (--running_ == 0 && onFinished_) onFinished_();
+}
+
+void Server::printBanner() const {
+  const ServerConfig& config = config_;
   if (config.site) {
-    for (const ListenSpec& l : siteListen) {
+    for (const ListenSpec& l : siteListen_) {
       bool six = l.host.find(':') != std::string::npos;
       std::printf("kuai: %s: serving %zu route%s on %s://%s:%d (%d thread%s, %s)\n",
                   config.site->file.c_str(), config.site->routes.size(),
                   config.site->routes.size() == 1 ? "" : "s", l.tls ? "https" : "http",
                   (six ? "[" + l.host + "]" : l.host).c_str(), l.port, config.threads,
-                  config.threads == 1 ? "" : "s", reactors[0]->backendName());
+                  config.threads == 1 ? "" : "s", backend_);
     }
-    std::fflush(stdout);
   } else if (!config.scriptMode) {  // scripts print their own banners
+    bool v6 = config.host.find(':') != std::string::npos;
     std::string url = std::string(config.tls ? "https://" : "http://") +
                       (v6 ? "[" + config.host + "]" : config.host) + ":" +
                       std::to_string(config.port);
     std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
                 config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
-                config.threads, config.threads == 1 ? "" : "s", reactors[0]->backendName());
-    std::fflush(stdout);
+                config.threads, config.threads == 1 ? "" : "s", backend_);
   }
+  std::fflush(stdout);
+}
+
+void Server::stop() {
+  for (auto& r : reactors_) r->requestStop();
+}
+
+void Server::reload() {
+  if (config_.site) {
+    reloadSite(config_, reactors_);
+  } else {
+    reloadTls(config_, reactors_);
+  }
+}
+
+void Server::post(int index, std::function<void()> fn) {
+  reactors_.at(size_t(index))->post(std::move(fn));
+}
+
+void Server::join() {
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+int runServer(ServerConfig config) {
+  // Signals are taken by sigwait on this thread; reactors inherit the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  Server server(std::move(config));
+  std::string err;
+  if (!server.start(err)) {
+    std::fprintf(stderr, "kuai: %s\n", err.c_str());
+    return 1;
+  }
+  server.printBanner();
 
   bool stopping = false;
   timespec wait{0, 100'000'000};
-  while (running.load() > 0 || !stopping) {
+  while (server.running() > 0) {
     int sig = ::sigtimedwait(&sigs, nullptr, &wait);
     if (sig == SIGINT || sig == SIGTERM) {
       if (stopping) {
@@ -297,18 +348,12 @@ int runServer(ServerConfig config, ThreadStart threadStart) {
         std::_Exit(1);
       }
       stopping = true;
-      for (auto& r : reactors) r->requestStop();
+      server.stop();
     } else if (sig == SIGHUP) {
-      if (config.site) {
-        reloadSite(config, reactors);
-      } else {
-        reloadTls(config, reactors);
-      }
+      server.reload();
     }
-    if (stopping && running.load() == 0) break;
-    if (config.scriptMode && running.load() == 0) break;  // every script is done
   }
-  for (auto& t : threads) t.join();
+  server.join();
   return 0;
 }
 

@@ -1,10 +1,16 @@
-// runServer: starts one reactor thread per core (or --threads), prints where it
-// listens, waits for SIGTERM/SIGINT and drains. Runs on the main thread.
+// Server: the reactor threads of one kuai process, and their control from the
+// thread that started them (stop, reload, tasks posted to one reactor). Two
+// owners drive it: runServer() in the kuai binary (signals taken with sigwait)
+// and the scripting addon inside node (signals through node's event loop).
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "server/config.h"
 #include "server/hooks.h"
@@ -17,9 +23,54 @@ class Reactor;
 // the thread's event loop (a Node environment) or null with `err` set.
 using ThreadStart = std::function<std::unique_ptr<LoopDriver>(Reactor&, std::string& err)>;
 
-// Returns the process exit code. Errors are printed as one "kuai: ..." line.
-// In script mode there is no listener of its own: scripts listen themselves, and
-// the process ends when every thread's loop has nothing left to do.
-int runServer(ServerConfig config, ThreadStart threadStart = {});
+class Server {
+ public:
+  Server(ServerConfig config, ThreadStart threadStart = {});
+  ~Server();  // stops and joins what is still running
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Opens the listeners and starts the reactor threads; returns once every one
+  // has set up its backend (and its environment, for scripts). False with
+  // `err` (one line for people) when the server cannot run; nothing is left
+  // running then.
+  bool start(std::string& err);
+  // The "kuai: serving ..." line(s) on stdout (not in script mode: scripts
+  // print their own).
+  void printBanner() const;
+
+  // Thread-safe: graceful shutdown (in-flight requests finish within
+  // --shutdown-timeout).
+  void stop();
+  // SIGHUP: the config file (or the certificates) again. Main thread.
+  void reload();
+  // Thread-safe: runs fn on reactor `index`'s thread at its next turn.
+  void post(int index, std::function<void()> fn);
+  int threads() const { return int(reactors_.size()); }
+  // Reactor threads still running.
+  int running() const { return running_.load(); }
+  // Called on the last reactor thread to finish (any thread): wake the owner.
+  void setOnFinished(std::function<void()> fn) { onFinished_ = std::move(fn); }
+  // Waits for every reactor thread.
+  void join();
+  const ServerConfig& config() const { return config_; }
+
+ private:
+  void threadMain(size_t i, const std::vector<int>& cpus, std::promise<std::string>& ready);
+
+  ServerConfig config_;
+  ThreadStart threadStart_;
+  std::vector<std::unique_ptr<Reactor>> reactors_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> running_{0};
+  std::function<void()> onFinished_;
+  const char* backend_ = "";
+  std::vector<ListenSpec> siteListen_;  // a config file's listeners, as bound
+};
+
+// The kuai binary's server: runs until SIGTERM/SIGINT (drain; a second one
+// exits at once), SIGHUP reloads. Returns the process exit code; errors are
+// printed as one "kuai: ..." line.
+int runServer(ServerConfig config);
 
 }  // namespace kuai::server

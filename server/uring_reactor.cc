@@ -451,8 +451,8 @@ void UringReactor::onCompletion(io_uring_cqe* cqe) {
       onPollOut(c, cqe->res);
       opDone(c);
       break;
-    case kWake:
-      beginDrain();
+    case kWake:  // a stop or a posted task: tick() acts on it
+      armWake();
       break;
     case kCancel:
       break;

@@ -1,12 +1,18 @@
-// createTlsContext for the kuai binary: loads BoringSSL's side of kuai from its
-// own shared object, libkuai_tls.so, opened with RTLD_LOCAL | RTLD_DEEPBIND.
+// createTlsContext for code that shares a process with node: loads BoringSSL's
+// side of kuai from its own shared object, libkuai_tls.so, opened with
+// RTLD_LOCAL | RTLD_DEEPBIND.
 //
-// Why: libnode (the scripting layer) links OpenSSL 3, whose SSL_* symbols have
-// the same names as BoringSSL's. Linked into one binary, one set binds to the
-// other's code and Node crashes at start-up. Deep binding keeps BoringSSL's
-// references inside the TLS object, and RTLD_LOCAL keeps its symbols out of
-// everyone else's way. Sanitizer builds cannot use RTLD_DEEPBIND; they link
-// tls.cc directly instead (see tls/BUILD.bazel).
+// Why: node exports OpenSSL 3's SSL_* symbols, which have the same names as
+// BoringSSL's; without deep binding, BoringSSL's references (from libssl to
+// libcrypto, say) would bind to OpenSSL's code. Deep binding keeps them inside
+// the TLS object and its libraries, and RTLD_LOCAL keeps its symbols out of
+// everyone else's way.
+//
+// Under AddressSanitizer the object is loaded with libc's own dlopen: the
+// sanitizer's dlopen refuses RTLD_DEEPBIND because a deep-bound library would
+// take libc's malloc. libkuai_tls.so is built with the sanitizer too, so its
+// first dependency is the sanitizer runtime and its lookups (BoringSSL's
+// included) find the sanitizer's malloc first.
 #include <dlfcn.h>
 #include <limits.h>
 #include <unistd.h>
@@ -23,20 +29,43 @@ namespace {
 
 using CreateFn = void* (*)(const TlsConfig*, std::string*);
 
-std::string libraryPath() {
-  if (const char* env = std::getenv("KUAI_TLS_LIBRARY"); env && *env) return env;
+// The folder of the object this code is linked into (the kuai binary, a test,
+// or the addon kuai.node, which node loaded from elsewhere).
+std::string ownDirectory() {
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(&ownDirectory), &info) && info.dli_fname) {
+    char real[PATH_MAX];
+    std::string path = ::realpath(info.dli_fname, real) ? real : info.dli_fname;
+    if (path.find('/') != std::string::npos) return path.substr(0, path.rfind('/'));
+  }
   char exe[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0) return "libkuai_tls.so";
-  exe[n] = 0;
-  std::string dir(exe);
-  dir.resize(dir.rfind('/'));
-  // bazel-bin/kuai beside bazel-bin/tls/libkuai_tls.so; or both in one folder.
+  if (n <= 0) return ".";
+  std::string dir(exe, size_t(n));
+  return dir.substr(0, dir.rfind('/'));
+}
+
+std::string libraryPath() {
+  if (const char* env = std::getenv("KUAI_TLS_LIBRARY"); env && *env) return env;
+  std::string dir = ownDirectory();
+  // bazel-bin/kuai (or kuai.node) beside bazel-bin/tls/libkuai_tls.so; or
+  // both in one folder.
   for (const char* rel : {"/tls/libkuai_tls.so", "/libkuai_tls.so", "/../lib/kuai/libkuai_tls.so"}) {
     std::string p = dir + rel;
     if (::access(p.c_str(), R_OK) == 0) return p;
   }
   return dir + "/tls/libkuai_tls.so";
+}
+
+void* openDeepBound(const std::string& path) {
+  int flags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#if defined(__SANITIZE_ADDRESS__)
+  using DlopenFn = void* (*)(const char*, int);
+  void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+  auto real = libc ? reinterpret_cast<DlopenFn>(::dlsym(libc, "dlopen")) : nullptr;
+  if (real) return real(path.c_str(), flags);
+#endif
+  return ::dlopen(path.c_str(), flags);
 }
 
 CreateFn load(std::string& err) {
@@ -45,7 +74,7 @@ CreateFn load(std::string& err) {
   static std::string loadError;
   std::call_once(once, [] {
     std::string path = libraryPath();
-    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void* handle = openDeepBound(path);
     if (!handle) {
       const char* e = ::dlerror();
       loadError = "cannot load the TLS library " + path + ": " + (e ? e : "unknown error");

@@ -1,14 +1,20 @@
-// Runs once in each reactor thread's Node environment, before user code:
-// makes require('kuai') resolvable, installs kuai's server side of `http`, then
-// runs the main script (or -e source) as Node would.
-// Called with (process, internalRequire, binding) from scripting/environment.cc.
-(function bootstrap(process, internalRequire, binding) {
+// Runs once in each reactor thread's Node environment, before user code: makes
+// require('kuai') (and import 'kuai') resolvable, installs kuai's server side of
+// `http`, opens this thread's inspector when asked, then runs what the command
+// line says (the main script, -e/-p code, the REPL, or a config file's apps) as
+// Node would.
+// Called with (process, require, binding) from scripting/environment.cc;
+// `require` loads Node's public builtins.
+(function bootstrap(process, require, binding) {
   'use strict';
-  const path = internalRequire('path');
-  const { Module } = internalRequire('internal/modules/cjs/loader');
+  const path = require('path');
+  const fs = require('fs');
+  const Module = require('module');
+  const { pathToFileURL, fileURLToPath } = require('url');
 
   // kuai's own modules live in the binary under a virtual folder.
   const kRoot = '/@kuai/';
+  const kRootURL = 'file://' + kRoot;
   const sources = binding.sources;
   const virtualCache = new Map();
 
@@ -42,6 +48,7 @@
     return m.exports;
   }
 
+  // require('kuai'): CommonJS's loader asks Module._load first.
   const originalLoad = Module._load;
   Module._load = function load(request, parent, isMain) {
     const v = typeof request === 'string' ? virtualPath(request, parent) : null;
@@ -49,8 +56,65 @@
     return originalLoad.apply(this, arguments);
   };
 
-  // Node 18's V8 (10.2) lacks a few things current npm packages use.
-  installPolyfills(internalRequire);
+  // The main script's file (absolute, symlinks resolved as Node does).
+  let mainFile = null;
+  if (binding.script) {
+    try {
+      mainFile = fs.realpathSync(Module._findPath(path.resolve(binding.script), null, true) ||
+                                 path.resolve(binding.script));
+    } catch {
+      mainFile = path.resolve(binding.script);
+    }
+  }
+  const kStarted = Symbol.for('kuai.started');
+  const watching = binding.watch && binding.reactor === 0;
+  const loadedFiles = [];
+  let reportScheduled = false;
+  function recordLoaded(file) {
+    if (file.includes('/node_modules/')) return;
+    loadedFiles.push(file);
+    if (!reportScheduled) {
+      reportScheduled = true;
+      setImmediate(() => {
+        reportScheduled = false;
+        binding.watchFiles(loadedFiles.splice(0));
+      }).unref();
+    }
+  }
+
+  // import 'kuai' (ES modules), the end of an ES module entry's evaluation
+  // (the script has started), and with --watch the files this thread loads.
+  const kEsmIndex = kRootURL + 'kuai/index.mjs';
+  Module.registerHooks({
+    resolve(specifier, context, next) {
+      if (specifier === 'kuai' || specifier === 'node:kuai') {
+        if (!context.conditions || !context.conditions.includes('require')) {
+          return { url: kEsmIndex, format: 'module', shortCircuit: true };
+        }
+      }
+      return next(specifier, context);
+    },
+    load(url, context, next) {
+      if (url === kEsmIndex) {
+        const names = Object.keys(loadVirtual(kRoot + 'kuai/index.js')).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+        const source = `import { createRequire } from 'node:module';\n` +
+          `const kuai = createRequire(${JSON.stringify(kRoot + 'kuai/index.js')})('kuai');\n` +
+          `export default kuai;\n` +
+          names.map((n) => `export const ${n} = kuai.${n};\n`).join('');
+        return { format: 'module', source, shortCircuit: true };
+      }
+      const result = next(url, context);
+      if (url.startsWith('file:')) {
+        const file = fileURLToPath(url);
+        if (watching) recordLoaded(file);
+        if (file === mainFile && result.format === 'module' && result.source != null) {
+          const text = typeof result.source === 'string' ? result.source : Buffer.from(result.source).toString();
+          result.source = `${text}\n;globalThis[Symbol.for('kuai.started')]?.();\n`;
+        }
+      }
+      return result;
+    },
+  });
 
   // process.exit() ends the process; anything else that ends an environment
   // (an uncaught exception) only replaces that environment.
@@ -62,12 +126,31 @@
 
   // The server side of http (and node:http: the same exports object).
   const install = loadVirtual(kRoot + 'http_server.js');
-  install(internalRequire('http'), binding, internalRequire('https'));
+  install(require('http'), binding, require('https'));
+
+  if (binding.inspect) openInspector();
+  const afterStart = [];
+  // --inspect-brk: a breakpoint on the first line of the main script (in a
+  // session of our own, removed once the script has started); the debugger
+  // that attached sees the pause there, as with node --inspect-brk.
+  const breakAtEntry = binding.inspect === 'brk' ? (file) => {
+    if (!file) return;
+    const inspector = require('inspector');
+    const session = new inspector.Session();
+    session.connect();
+    session.post('Debugger.enable');
+    const esc = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    session.post('Debugger.setBreakpointByUrl', {
+      lineNumber: 0,
+      urlRegex: `^(${esc(file)}|${esc(pathToFileURL(file).href)})$`,
+    });
+    afterStart.push(() => session.disconnect());
+  } : null;
 
   if (binding.apps.length) {
     // kuai --config with app routes: every app script is loaded here; what it
     // exports answers its route.
-    const http = internalRequire('http');
+    const http = require('http');
     for (const app of binding.apps) {
       const exported = Module._load(app, null, false);
       let handler = exported && exported.__esModule && exported.default ? exported.default : exported;
@@ -80,78 +163,103 @@
       }
       http.createServer(handler)._kuaiRoute(app);
     }
-    installUncaughtHandler();
+    return started();
+  }
+
+  // -r and --import, before the script, in every environment (Node's order).
+  if (binding.requires.length) Module._preloadModules(binding.requires);
+  if (binding.imports.length) {
+    const cwdModule = new Module(path.join(process.cwd(), '[kuai-import]'), null);
+    cwdModule.filename = path.join(process.cwd(), '[kuai-import]');
+    cwdModule.paths = Module._nodeModulePaths(process.cwd());
+    const importer = cwdModule._compile('module.exports = (s) => import(s);', cwdModule.filename) ||
+      cwdModule.exports;
+    let chain = Promise.resolve();
+    for (const specifier of binding.imports) chain = chain.then(() => importer(specifier));
+    chain.then(runEntry, (err) => { throw err; });
     return undefined;
   }
-  if (binding.hasEval) {
+  return runEntry();
+
+  function runEntry() {
+    if (binding.repl) return startRepl();
+    if (binding.hasEval) return evaluate();
+    process.argv[1] = path.resolve(process.argv[1]);
+    let entryDone = false;
+    globalThis[kStarted] = () => {
+      delete globalThis[kStarted];
+      entryDone = true;
+      started();
+    };
+    if (breakAtEntry) breakAtEntry(mainFile);
+    Module.runMain(process.argv[1]);
+    // A CommonJS entry has run by now; an ES module one says so itself
+    // (kStarted, appended to its source) once it has evaluated.
+    if (!entryDone && process.mainModule && process.mainModule.loaded) globalThis[kStarted]();
+    return undefined;
+  }
+
+  // -e / -p CODE (or the code read from stdin), as Node runs it: a script in
+  // the global scope named [eval], with module, exports, require and
+  // __dirname of a module in the current directory.
+  function evaluate() {
     const cwd = process.cwd();
-    const m = new Module('[eval]', null);
-    m.filename = path.join(cwd, '[eval]');
+    const name = '[eval]';
+    const m = new Module(name, null);
+    m.filename = path.join(cwd, name);
     m.paths = Module._nodeModulePaths(cwd);
-    m.loaded = true;
-    const result = m._compile(binding.eval, m.filename);
-    installUncaughtHandler();
+    globalThis.__filename = name;
+    const wrapper = m._compile('globalThis.module = module; globalThis.exports = exports; ' +
+      'globalThis.__dirname = __dirname; globalThis.require = require; return (main) => main();',
+    `${name}-wrapper`);
+    const vm = require('vm');
+    const result = wrapper(() => vm.runInThisContext(binding.eval, {
+      filename: name,
+      importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    }));
+    if (binding.print && binding.reactor === 0) {
+      // As `node -p`: the value is printed when the process exits.
+      process.on('exit', () => console.log(result));
+    }
+    started();
     return result;
   }
-  process.argv[1] = path.resolve(process.argv[1]);
-  const result = Module.runMain(process.argv[1]);
-  installUncaughtHandler();
-  return result;
 
-  // Once the main script has run: an exception nobody catches ends only this
-  // thread's environment (replaced by a fresh one), unless the script listens
-  // for 'uncaughtException' itself.
-  function installPolyfills(req) {
-    const define = (proto, name, fn) => {
-      if (typeof proto[name] !== 'function') {
-        Object.defineProperty(proto, name, { value: fn, writable: true, configurable: true });
-      }
-    };
-    const arrayLikes = [Array.prototype, Object.getPrototypeOf(Int8Array.prototype)];
-    for (const proto of arrayLikes) {
-      define(proto, 'toReversed', function toReversed() {
-        return Array.prototype.slice.call(this).reverse();
-      });
-      define(proto, 'toSorted', function toSorted(compare) {
-        if (compare !== undefined && typeof compare !== 'function') {
-          throw new TypeError('The comparison function must be either a function or undefined');
-        }
-        return Array.prototype.slice.call(this).sort(compare);
-      });
-      define(proto, 'with', function withAt(index, value) {
-        const copy = Array.prototype.slice.call(this);
-        const len = copy.length;
-        let i = Math.trunc(Number(index)) || 0;
-        if (i < 0) i += len;
-        if (i < 0 || i >= len) throw new RangeError('Invalid index : ' + index);
-        copy[i] = value;
-        return copy;
-      });
+  // Node's REPL, on thread 0 (require('kuai') works in it).
+  function startRepl() {
+    if (binding.reactor !== 0) return started();
+    const repl = require('repl');
+    const os = require('os');
+    if (process.stdin.isTTY) {
+      process.stdout.write(`Welcome to kuai ${binding.version} (Node.js ${process.version}).\n` +
+        'Type ".help" for more information.\n');
     }
-    define(Array.prototype, 'toSpliced', function toSpliced(...args) {
-      const copy = Array.prototype.slice.call(this);
-      copy.splice(...args);
-      return copy;
-    });
-    // Globals that frameworks test for (Koa 3 checks Blob, ReadableStream, Response).
-    const globals = [
-      ['Blob', () => req('buffer').Blob],
-      ['ReadableStream', () => req('stream/web').ReadableStream],
-      ['WritableStream', () => req('stream/web').WritableStream],
-      ['TransformStream', () => req('stream/web').TransformStream],
-    ];
-    for (const [name, get] of globals) {
-      if (typeof globalThis[name] === 'undefined') {
-        try {
-          const value = get();
-          if (value) {
-            Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
-          }
-        } catch {}
-      }
-    }
+    const server = repl.start({ prompt: '> ', useGlobal: true, terminal: process.stdin.isTTY });
+    const history = process.env.NODE_REPL_HISTORY !== undefined ? process.env.NODE_REPL_HISTORY
+      : path.join(os.homedir(), '.node_repl_history');
+    if (history && process.stdin.isTTY) server.setupHistory(history, () => {});
+    server.on('exit', () => process.exit());
+    return started();
   }
 
+  function started() {
+    installUncaughtHandler();
+    for (const fn of afterStart.splice(0)) fn();
+    binding.started();
+    return undefined;
+  }
+
+  // --inspect[-brk|-wait]: this thread's own inspector (port + thread index),
+  // printed by Node as "Debugger listening on ws://...".
+  function openInspector() {
+    const inspector = require('inspector');
+    inspector.open(binding.inspectPort, binding.inspectHost, false);
+    if (binding.inspect === 'wait' || binding.inspect === 'brk') inspector.waitForDebugger();
+  }
+
+  // Once the entry has started: an exception nobody catches ends only this
+  // thread's environment (replaced by a fresh one), unless the script listens
+  // for 'uncaughtException' itself.
   function installUncaughtHandler() {
     process.on('uncaughtException', function kuaiUncaughtException(err) {
       if (process.listenerCount('uncaughtException') > 1) return;

@@ -118,9 +118,7 @@ class IncomingMessage extends Readable {
     if (h) return h;
     h = {};
     const raw = this[kRawHeaders];
-    // As Node: past server.maxHeadersCount fields (rawHeaders keeps them all).
-    const end = this[kMaxFields] > 0 ? Math.min(raw.length, 2 * this[kMaxFields]) : raw.length;
-    for (let i = 0; i < end; i += 2) {
+    for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i].toLowerCase();
       const value = raw[i + 1];
       const prev = h[name];
@@ -329,21 +327,26 @@ class ServerResponse extends Stream {
     this.finished = true;
     const handle = this[kHandle];
     if (handle) handle.end(chunk === null ? undefined : chunk);
-    this.writableFinished = true;
-    if (cb) this.once('finish', cb);
+    // Node's order: 'prefinish' now; end()'s callback (null) and 'finish' once
+    // the data is handed over (writableFinished true from then on); 'close'
+    // in the tick after.
+    this.emit('prefinish');
     process.nextTick(() => {
-      this.emit('prefinish');
+      this.writableFinished = true;
+      process.nextTick(() => {
+        this._close();
+        // As Node does: a request body nobody read is drained once the response
+        // is done, so the request ends (and closes) too. A complete request that
+        // nobody listens to needs no draining: nothing could observe it.
+        const req = this.req;
+        if (req && !req.readableEnded && !req.destroyed && req.readableFlowing !== true &&
+            (!req.complete || req.listenerCount('end') + req.listenerCount('close') +
+              req.listenerCount('data') + req.listenerCount('readable') > 0)) {
+          req.resume();
+        }
+      });
+      if (cb) cb(null);
       this.emit('finish');
-      this._close();
-      // As Node does: a request body nobody read is drained once the response
-      // is done, so the request ends (and closes) too. A complete request that
-      // nobody listens to needs no draining: nothing could observe it.
-      const req = this.req;
-      if (req && !req.readableEnded && !req.destroyed && req.readableFlowing !== true &&
-          (!req.complete || req.listenerCount('end') + req.listenerCount('close') +
-            req.listenerCount('data') + req.listenerCount('readable') > 0)) {
-        req.resume();
-      }
     });
     return this;
   }
@@ -683,8 +686,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
   req.url = url;
   req.httpVersionMinor = minor;
   req.httpVersion = minor === 0 ? '1.0' : '1.1';
-  // As Node: req.headers holds the first server.maxHeadersCount fields (2000
-  // when null; 0: all); the rest are not refused.
+  // As Node: more fields than server.maxHeadersCount (2000 when null; 0: no
+  // count) is a 431, and the connection closes.
   req[kMaxFields] = server && typeof server.maxHeadersCount === 'number'
     ? server.maxHeadersCount : 2000;
   req[kRawHeaders] = rawHeaders;
@@ -696,6 +699,11 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
   handle.res = res;
   if (!server) {
     res.statusCode = 503;
+    res.end();
+    return;
+  }
+  if (req[kMaxFields] > 0 && rawHeaders.length > 2 * req[kMaxFields]) {
+    res.writeHead(431, { Connection: 'close' });
     res.end();
     return;
   }
@@ -801,7 +809,10 @@ module.exports = function install(http, nativeBinding, https) {
       const req = handle.req;
       if (!req || req.complete) return;
       req.complete = true;
-      req.push(null);
+      // As Node: the body's 'data' events, and the next-ticks and promise jobs
+      // they queue, come before 'end', also when the body and its end came in
+      // one read (after this turn's ticks, behind their promise jobs).
+      process.nextTick(() => queueMicrotask(() => req.push(null)));
     },
     onAbort(handle) {
       if (handle.tunnel) {

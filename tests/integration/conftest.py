@@ -59,13 +59,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The pinned Node.js that runs kuai's scripts (tools/setup installs it) is also
+# the reference the scripting tests compare kuai with, so that messages match
+# exactly. Missing, or another version: the whole run fails (pytest_sessionstart).
+NODE = str(Path(os.environ.get("KUAI_TEST_NODE") or REPO / ".deps" / "node" / "bin" / "node"))
+NODE_VERSION = re.search(r"^NODE_VERSION=(\S+)$", (REPO / "tools" / "setup").read_text(), re.M).group(1)
+
+
+def pytest_sessionstart(session):
+    try:
+        got = subprocess.run([NODE, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except OSError as e:
+        raise pytest.UsageError(f"the pinned Node.js is missing ({NODE}: {e}); run tools/setup")
+    if got != f"v{NODE_VERSION}":
+        raise pytest.UsageError(f"{NODE} is {got or 'not runnable'}, the pin (tools/setup) is v{NODE_VERSION}")
+
+
 def no_scripting_reason():
-    """Why scripts cannot run with this build (None when they can): sanitizer
-    builds leave the scripting layer (libnode, kuai-node) out."""
-    if os.environ.get("KUAI_SANITIZED"):
-        return "KUAI_SANITIZED is set: sanitizer builds leave the scripting layer (libnode) out"
-    if not (Path(KUAI).parent / "kuai-node").exists():
-        return f"no kuai-node next to {KUAI}: this build has no scripting layer"
+    """Why scripts cannot run with this kuai (None when they can): a KUAI_BIN
+    of a build without the scripting addon beside it."""
+    if not (Path(KUAI).parent / "kuai.node").exists() and not os.environ.get("KUAI_ADDON"):
+        return f"no kuai.node next to {KUAI}: this build has no scripting layer"
     return None
 
 

@@ -1,8 +1,7 @@
 """Config files: `kuai --check-config FILE` and `kuai --config FILE`.
 
 .json files are read by kuai itself; .js/.cjs/.mjs files are evaluated once by
-kuai-node (beside the kuai binary), so those tests are skipped where it is
-missing (sanitizer builds, KUAI_SANITIZED=1). Every error is one stderr line
+the pinned node (tools/setup). Every error is one stderr line
 `kuai: FILE: KEY.PATH: ...` and exit code 1; Node's own report of a broken
 script (SyntaxError with file:line, a missing module) comes before it."""
 
@@ -19,16 +18,9 @@ import pytest
 from conftest import KUAI, KuaiServer, SANITIZER_MARKERS, run_kuai
 
 
-def _no_node_reason():
-    if os.environ.get("KUAI_SANITIZED"):
-        return "KUAI_SANITIZED is set: sanitizer builds have no kuai-node"
-    if not (Path(KUAI).parent / "kuai-node").exists():
-        return f"no kuai-node next to {KUAI}"
-    return None
-
-
-NO_NODE = _no_node_reason()
-needs_node = pytest.mark.skipif(NO_NODE is not None, reason=str(NO_NODE))
+def needs_node(test):
+    """(.js configs are evaluated by the pinned node, which every run has.)"""
+    return test
 
 
 @pytest.fixture
@@ -206,11 +198,13 @@ def test_config_error_stops_before_serving(site):
 
 # ---- JavaScript ----
 
-def test_js_without_kuai_node(site, tmp_path):
-    """Where kuai-node is missing (sanitizer builds), .js configs say so."""
-    env = dict(os.environ, KUAI_NODE_BINARY=str(tmp_path / "no-kuai-node"))
+def test_js_without_node(site, tmp_path):
+    """Where the node that evaluates .js configs is missing, they say so."""
+    missing = tmp_path / "no-node"
+    env = dict(os.environ, KUAI_NODE_BINARY=str(missing))
     p = check(write(site, "kuai.config.js", "module.exports = {};\n"), env=env)
-    one_error(p, "cannot evaluate kuai.config.js: kuai-node not found (use a .json config)")
+    one_error(p, f"cannot evaluate kuai.config.js: Node.js not found at {missing} "
+                 "(run tools/setup, or use a .json config)")
 
 
 JS_GOOD = """

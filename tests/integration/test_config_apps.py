@@ -1,7 +1,7 @@
 """Config files with `app` routes: each reactor's Node environment loads the
 route's script and answers the route with what it exports (a (req, res)
 handler, or an App with callback(): kuai's App, Koa, Express), beside static
-and proxy routes of the same file. Needs kuai-node (skipped under sanitizers)."""
+and proxy routes of the same file. Run in the pinned node with the scripting addon."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from conftest import KUAI, KuaiServer, no_scripting_reason
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
 if no_scripting_reason():
-    pytest.skip(f"app routes need kuai-node: {no_scripting_reason()}", allow_module_level=True)
+    pytest.skip(f"app routes need the scripting addon: {no_scripting_reason()}", allow_module_level=True)
 
 
 def get(port, path, method="GET", data=None, headers=None):

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import KUAI, SANITIZER_MARKERS, no_scripting_reason
+from conftest import KUAI, NODE, SANITIZER_MARKERS, no_scripting_reason
 from httpraw import Conn, build
 from upstream import Upstream, pattern_sha256
 
@@ -44,7 +44,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SCRIPT = HERE / "scripts" / "client_cases.js"
 APP = HERE / "scripts" / "client_app.js"
-NODE = shutil.which("node")
 RUN_TIMEOUT = 60
 
 
@@ -192,14 +191,13 @@ def strip(result, ignore):
 
 
 def compare(origins, case, ignore=()):
-    """The case under kuai, and under node when present: equal results
+    """The case under kuai and under the pinned node: equal results
     (keys in `ignore` aside). Returns kuai's result."""
     _, env = origins
     got = run_case("kuai", case, env)
-    if NODE is not None:
-        expected = run_case("node", case, env)
-        assert strip(got, ignore) == strip(expected, ignore), (
-            f"{case}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}")
+    expected = run_case("node", case, env)
+    assert strip(got, ignore) == strip(expected, ignore), (
+        f"{case}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}")
     return got
 
 
@@ -318,9 +316,8 @@ def test_malformed_response(origins):
     r = run_case("kuai", "malformed", env)
     assert r["error"] is not None and r["error"]["code"] in ("ECONNRESET", "HPE_INVALID_CONSTANT"), r
     assert r["events"][-1] == "close" and "response" not in r["events"], r
-    if NODE is not None:
-        n = run_case("node", "malformed", env)
-        assert n["error"]["code"].startswith("HPE_") and n["events"][-1] == "close", n
+    n = run_case("node", "malformed", env)
+    assert n["error"]["code"].startswith("HPE_") and n["events"][-1] == "close", n
 
 
 def test_timeout(origins):

@@ -1,0 +1,323 @@
+#include "scripting/js_server.h"
+
+#include <node_buffer.h>
+
+#include <algorithm>
+
+#include "scripting/v8_util.h"
+#include "server/reactor.h"
+
+namespace kuai::scripting {
+
+void answerUnavailable(server::Exchange& ex) {
+  if (ex.ended()) return;
+  if (!ex.headersSent()) {
+    ex.writeHead(503, {}, "Content-Type: text/plain; charset=utf-8\r\n", 20);
+    ex.write("Service Unavailable\n");
+  }
+  ex.end();
+}
+
+// ---------------------------------------------------------------- JsServer
+
+void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) {
+  if (!env_) {
+    answerUnavailable(*ex);
+    return;
+  }
+  Environment& env = *env_;
+  v8::Isolate* iso = env.isolate();
+  v8::HandleScope hs(iso);
+  v8::Local<v8::Context> ctx = env.context();
+  v8::Context::Scope cs(ctx);
+  v8::Local<v8::Object> handle = env.exchangeTemplate.Get(iso)->NewInstance(ctx).ToLocalChecked();
+  new JsExchange(env, ex, handle);  // owned by the handle's lifecycle (maybeRelease)
+  // rawHeaders in one allocation (element-by-element stores are much slower).
+  constexpr size_t kInline = 100;
+  v8::Local<v8::Value> items[2 * kInline + 2];
+  std::vector<v8::Local<v8::Value>> spill;
+  v8::Local<v8::Value>* out = items;
+  size_t n = req.headers.size();
+  if (n > kInline) {
+    spill.resize(n * 2);
+    out = spill.data();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = str(iso, req.headers[i].name);
+    out[2 * i + 1] = str(iso, req.headers[i].value);
+  }
+  v8::Local<v8::Array> raw = v8::Array::New(iso, out, 2 * n);
+  // 1: an Upgrade request (llhttp's rule: Upgrade + Connection: upgrade);
+  // 2: it has an Expect field. JS looks closer only then.
+  int flags = (req.upgrade ? 1 : 0) | (req.hasHeader("expect") ? 2 : 0);
+  v8::Local<v8::Value> argv[11] = {
+      v8::Integer::New(iso, id_),
+      handle,
+      str(iso, req.method),
+      str(iso, req.target),
+      raw,
+      v8::Integer::New(iso, req.versionMinor),
+      str(iso, ex->remoteAddress()),
+      v8::Integer::New(iso, ex->remotePort()),
+      v8::Boolean::New(iso, ex->encrypted()),
+      v8::Number::New(iso, double(ex->connectionId())),
+      v8::Integer::New(iso, flags),
+  };
+  env.call(env.onRequest, 11, argv);
+}
+
+void JsServer::onConnectionClose(uint64_t id) {
+  if (!env_) return;
+  v8::Isolate* iso = env_->isolate();
+  v8::HandleScope hs(iso);
+  v8::Context::Scope cs(env_->context());
+  v8::Local<v8::Value> argv[1] = {v8::Number::New(iso, double(id))};
+  env_->call(env_->onSocketClose, 1, argv);
+}
+
+// ---------------------------------------------------------------- OwnedRequest
+
+OwnedRequest::OwnedRequest(const parser::Request& from) : req(from) {
+  size_t total = from.method.size() + from.target.size() + from.host.size();
+  for (const parser::Header& h : from.headers) total += h.name.size() + h.value.size();
+  storage.reserve(total);  // no reallocation below: the views stay valid
+  auto keep = [this](std::string_view v) {
+    size_t at = storage.size();
+    storage.append(v);
+    return std::string_view(storage.data() + at, v.size());
+  };
+  req.method = keep(from.method);
+  req.target = keep(from.target);
+  req.host = keep(from.host);
+  for (size_t i = 0; i < from.headers.size(); ++i) {
+    req.headers[i].name = keep(from.headers[i].name);
+    req.headers[i].value = keep(from.headers[i].value);
+  }
+}
+
+// ---------------------------------------------------------------- ServerSlot
+
+// A request that arrived while no environment took the slot: its head, the
+// body bytes that came with it (reading is paused meanwhile) and whether the
+// client went away.
+class ServerSlot::Waiting final : public server::ExchangeListener {
+ public:
+  Waiting(const parser::Request& req, std::shared_ptr<server::Exchange> ex) : head(req), ex(std::move(ex)) {}
+  ~Waiting() override {
+    if (ex->listener() == this) ex->setListener(nullptr);
+  }
+  void onBody(std::string_view chunk) override { body.emplace_back(chunk); }
+  void onBodyEnd() override { bodyEnd = true; }
+  void onAbort() override { aborted = true; }
+  void onDrain() override {}
+  void onFinish() override {}
+
+  OwnedRequest head;
+  std::shared_ptr<server::Exchange> ex;
+  std::vector<std::string> body;
+  bool bodyEnd = false;
+  bool aborted = false;
+};
+
+ServerSlot::ServerSlot(ThreadScripting& owner, std::string key) : owner_(owner), key_(std::move(key)) {}
+
+ServerSlot::~ServerSlot() = default;
+
+void ServerSlot::onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) {
+  if (target_ && waiting_.empty()) {
+    target_->onRequest(req, ex);
+    return;
+  }
+  if (!target_ && refusing_) {
+    answerUnavailable(*ex);
+    return;
+  }
+  auto w = std::make_unique<Waiting>(req, ex);
+  ex->setListener(w.get());
+  ex->pauseBody();
+  waiting_.push_back(std::move(w));
+}
+
+void ServerSlot::onConnectionClose(uint64_t id) {
+  if (target_) target_->onConnectionClose(id);
+}
+
+void ServerSlot::claim(JsServer* server) {
+  target_ = server;
+  refusing_ = false;
+  server->slot = this;
+  if (waiting_.empty() || replayScheduled_) return;
+  // Not from inside listen(): 'request' events come after the script's turn.
+  replayScheduled_ = true;
+  owner_.reactor().later([](void* self) { static_cast<ServerSlot*>(self)->replay(); }, this);
+}
+
+void ServerSlot::release() {
+  if (target_) target_->slot = nullptr;
+  target_ = nullptr;
+}
+
+void ServerSlot::replay() {
+  replayScheduled_ = false;
+  while (target_ && !waiting_.empty()) {
+    std::unique_ptr<Waiting> w = std::move(waiting_.front());
+    waiting_.pop_front();
+    std::shared_ptr<server::Exchange> ex = w->ex;
+    if (w->aborted || !ex->valid()) continue;
+    ex->setListener(nullptr);
+    ex->resumeBody();
+    target_->onRequest(w->head.req, ex);
+    for (const std::string& chunk : w->body) {
+      if (server::ExchangeListener* l = ex->listener()) l->onBody(chunk);
+    }
+    if (w->bodyEnd) {
+      if (server::ExchangeListener* l = ex->listener()) l->onBodyEnd();
+    }
+  }
+}
+
+void ServerSlot::close() {
+  if (listener) owner_.reactor().removeListener(listener);
+  listener = nullptr;
+  refuse();
+}
+
+void ServerSlot::refuse() {
+  release();
+  refusing_ = true;
+  while (!waiting_.empty()) {
+    std::unique_ptr<Waiting> w = std::move(waiting_.front());
+    waiting_.pop_front();
+    if (w->aborted || !w->ex->valid()) continue;
+    w->ex->setListener(nullptr);
+    w->ex->resumeBody();
+    answerUnavailable(*w->ex);
+  }
+}
+
+// ---------------------------------------------------------------- JsExchange
+
+JsExchange::JsExchange(Environment& env, std::shared_ptr<server::Exchange> ex, v8::Local<v8::Object> handle)
+    : env_(env), ex_(std::move(ex)), handle_(env.isolate(), handle) {
+  ex_->setListener(this);
+  handle->SetAlignedPointerInInternalField(0, this, kExchangeTag);
+  env_.exchanges.insert(this);
+}
+
+void JsExchange::abandon() {
+  answerUnavailable(*ex_);
+  ex_->setListener(nullptr);
+  delete this;
+}
+
+void JsExchange::onBody(std::string_view chunk) {
+  v8::HandleScope hs(env_.isolate());
+  v8::Context::Scope cs(env_.context());
+  notify(env_.onBody, node::Buffer::Copy(env_.isolate(), chunk.data(), chunk.size()).ToLocalChecked());
+}
+
+void JsExchange::onBodyEnd() {
+  bodyDone_ = true;
+  notify(env_.onBodyEnd);
+}
+
+void JsExchange::onAbort() {
+  aborted_ = true;
+  notify(env_.onAbort);
+}
+
+void JsExchange::onDrain() { notify(env_.onDrain); }
+
+void JsExchange::notify(const v8::Global<v8::Function>& fn, v8::Local<v8::Value> extra) {
+  v8::HandleScope hs(env_.isolate());
+  v8::Context::Scope cs(env_.context());
+  v8::Local<v8::Value> argv[2] = {handle_.Get(env_.isolate()), extra};
+  ++depth_;
+  env_.call(fn, extra.IsEmpty() ? 1 : 2, argv);
+  --depth_;
+  maybeRelease();
+}
+
+void JsExchange::maybeRelease() {
+  if (depth_ > 0) return;  // inside one of our own callbacks: it releases on return
+  if (!(aborted_ || (bodyDone_ && ex_->ended()))) return;
+  v8::HandleScope hs(env_.isolate());
+  handle_.Get(env_.isolate())->SetAlignedPointerInInternalField(0, nullptr, kExchangeTag);
+  ex_->setListener(nullptr);
+  delete this;
+}
+
+JsExchange* JsExchange::from(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  v8::Local<v8::Object> self = args.This();
+  if (self->InternalFieldCount() < 1) return nullptr;
+  return static_cast<JsExchange*>(self->GetAlignedPointerFromInternalField(0, kExchangeTag));
+}
+
+void JsExchange::writeHead(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  int status = args[0]->Int32Value(ctx).FromMaybe(200);
+  std::string reason = args[1]->IsString() ? toStdString(iso, args[1]) : std::string();
+  std::string lines = toStdString(iso, args[2]);
+  int64_t length = int64_t(args[3]->NumberValue(ctx).FromMaybe(-1));
+  int keepAlive = args[4]->Int32Value(ctx).FromMaybe(-1);
+  self->ex_->writeHead(status, reason, lines, length, keepAlive);
+}
+
+bool JsExchange::writeValue(JsExchange* self, v8::Isolate* iso, v8::Local<v8::Value> v) {
+  if (node::Buffer::HasInstance(v)) {
+    return self->ex_->write(std::string_view(node::Buffer::Data(v), node::Buffer::Length(v)));
+  }
+  if (v->IsString()) return self->ex_->write(utf8(iso, v.As<v8::String>()));
+  return true;
+}
+
+void JsExchange::write(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) {
+    args.GetReturnValue().Set(true);
+    return;
+  }
+  args.GetReturnValue().Set(writeValue(self, args.GetIsolate(), args[0]));
+}
+
+void JsExchange::pauseBody(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  if (JsExchange* self = from(args)) self->ex_->pauseBody();
+}
+
+void JsExchange::resumeBody(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  if (JsExchange* self = from(args)) self->ex_->resumeBody();
+}
+
+// An 'upgrade' listener took the connection: raw bytes both ways from now.
+void JsExchange::startRaw(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  if (JsExchange* self = from(args)) self->ex_->startRaw();
+}
+
+void JsExchange::writeContinue(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  if (JsExchange* self = from(args)) self->ex_->writeContinue();
+}
+
+// Closes the connection after what is queued (an upgraded socket's end or
+// destroy, a response that cannot be finished).
+void JsExchange::abort(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  self->ex_->abort();
+  self->aborted_ = true;
+  self->maybeRelease();
+}
+
+void JsExchange::end(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  if (args.Length() > 0 && !args[0]->IsUndefined() && !args[0]->IsNull()) {
+    writeValue(self, args.GetIsolate(), args[0]);
+  }
+  self->ex_->end();
+  self->maybeRelease();
+}
+
+}  // namespace kuai::scripting
