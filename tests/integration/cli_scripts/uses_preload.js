@@ -1,0 +1,2 @@
+// Prints what the preloads left, then exits.
+console.log(`MAIN preloaded=${globalThis.preloaded} imported=${globalThis.imported === true}`);
