@@ -10,10 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
-#include <iterator>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 

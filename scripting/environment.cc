@@ -393,6 +393,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "res"), v8::Null(iso));
   ex->Set(str(iso, "paused"), v8::False(iso));
   ex->Set(str(iso, "tunnel"), v8::Null(iso));
+  ex->Set(str(iso, "body"), v8::False(iso));
   ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
   ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
   ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));

@@ -794,6 +794,7 @@ module.exports = function install(http, nativeBinding, https) {
         return;
       }
       const req = handle.req;
+      handle.body = true;
       // Backpressure: past the stream's high-water mark, stop reading the
       // connection until the handler reads (_read) again.
       if (req && !req.push(chunk) && !handle.paused) {
@@ -809,6 +810,10 @@ module.exports = function install(http, nativeBinding, https) {
       const req = handle.req;
       if (!req || req.complete) return;
       req.complete = true;
+      if (!handle.body) {
+        req.push(null);
+        return;
+      }
       // As Node: the body's 'data' events, and the next-ticks and promise jobs
       // they queue, come before 'end', also when the body and its end came in
       // one read (after this turn's ticks, behind their promise jobs).
