@@ -248,7 +248,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
     }
   }
   // Print and the REPL run once: one thread unless told otherwise.
-  if ((o.repl || o.print) && config.threads <= 0) config.threads = 1;
+  if (((o.repl && o.script.empty()) || o.print) && config.threads <= 0) config.threads = 1;
   std::vector<std::string> watchPaths = config.watchPaths;
 
   uv_loop_t* loop = node::GetCurrentEventLoop(iso);

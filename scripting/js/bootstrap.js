@@ -182,8 +182,12 @@
   return runEntry();
 
   function runEntry() {
-    if (binding.repl) return startRepl();
-    if (binding.hasEval) return evaluate();
+    // -i with a script runs the script (as node); with -e, the code then the REPL.
+    if (binding.repl && !binding.script) {
+      if (binding.eval) evaluate(false);
+      return startRepl();
+    }
+    if (binding.hasEval) return evaluate(true);
     process.argv[1] = path.resolve(process.argv[1]);
     let entryDone = false;
     globalThis[kStarted] = () => {
@@ -202,7 +206,7 @@
   // -e / -p CODE (or the code read from stdin), as Node runs it: a script in
   // the global scope named [eval], with module, exports, require and
   // __dirname of a module in the current directory.
-  function evaluate() {
+  function evaluate(start) {
     const cwd = process.cwd();
     const name = '[eval]';
     const m = new Module(name, null);
@@ -221,7 +225,7 @@
       // As `node -p`: the value is printed when the process exits.
       process.on('exit', () => console.log(result));
     }
-    started();
+    if (start) started();
     return result;
   }
 

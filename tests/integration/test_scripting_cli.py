@@ -246,3 +246,12 @@ def test_repl_on_a_terminal(args):
 def test_repl_from_a_pipe_with_i():
     p = kuai("-i", input="1 + 41\n.exit\n", stdin=None)
     assert p.returncode == 0 and "42" in p.stdout, p
+
+
+def test_interactive_with_a_script_or_code():
+    """-i with a script runs the script (as node); -i -e runs the code, then
+    the REPL, where what the code defined is there."""
+    p = kuai("-i", str(CLI / "uses_preload.js"), input="", stdin=None)
+    assert p.returncode == 0 and "MAIN preloaded=undefined imported=false" in p.stdout, p
+    p = kuai("-i", "-e", "var fromCode = 20", input="fromCode + 22\n.exit\n", stdin=None)
+    assert p.returncode == 0 and "42" in p.stdout, p
