@@ -460,6 +460,7 @@ void Connection::exchangeEnded(Exchange* ex) {
 void Connection::writeHeadWithReason(int status, std::string_view reason,
                                      std::string_view headerLines, int keepAliveSeconds) {
   status_ = status;
+  if (reactor_.draining()) keepAlive_ = false;  // shutting down: this is the last answer
   std::string& b = out_.buffer();
   if (reason.empty() || reason == statusReason(status)) {
     b.append(statusLine(status));
@@ -607,6 +608,7 @@ void Exchange::end() {
 void Connection::writeHead(int status, std::string_view headerLines, uint64_t contentLength,
                            bool withLength) {
   status_ = status;
+  if (reactor_.draining()) keepAlive_ = false;  // shutting down: this is the last answer
   if (!headOnly_ && withLength) respBytes_ = contentLength;
   std::string& b = out_.buffer();
   std::string_view line = statusLine(status);

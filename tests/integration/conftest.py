@@ -67,6 +67,8 @@ NODE_VERSION = re.search(r"^NODE_VERSION=(\S+)$", (REPO / "tools" / "setup").rea
 
 
 def pytest_sessionstart(session):
+    if not os.access(KUAI, os.X_OK):
+        raise pytest.UsageError(f"no kuai binary at {KUAI} (build it, or set KUAI_BIN)")
     try:
         got = subprocess.run([NODE, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     except OSError as e:
@@ -220,13 +222,6 @@ class KuaiServer:
 
 def pytest_report_header(config):
     return f"kuai binary: {KUAI}"
-
-
-def pytest_collection_modifyitems(config, items):
-    if not os.access(KUAI, os.X_OK):
-        skip = pytest.mark.skip(reason=f"kuai binary not found at {KUAI} (set KUAI_BIN)")
-        for item in items:
-            item.add_marker(skip)
 
 
 # --------------------------------------------------------------------------

@@ -137,7 +137,3 @@ def test_explicit_port(kuai, io, docroot, logdir):
         srv.stop()
     srv.check_clean()
 
-
-def test_kuai_binary_exists():
-    import os
-    assert os.access(KUAI, os.X_OK), KUAI

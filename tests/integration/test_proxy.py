@@ -865,7 +865,12 @@ def test_active_health_check(proxy, upstreams, io):
         time.sleep(0.05)
     assert a.health_requests > 0 and b.health_requests > 0, "no health checks within 3 s"
     a.healthy = False
-    time.sleep(0.8)  # a few intervals
+    # Once a's failed check has been seen, requests go to b alone.
+    seen = a.health_requests
+    deadline = time.monotonic() + 5
+    while a.health_requests < seen + 2:
+        assert time.monotonic() < deadline, "no health check of a within 5 s"
+        time.sleep(0.02)
     names = [who(fetch(p.port)) for _ in range(10)]
     assert names == ["b"] * 10, f"requests still sent to an unhealthy upstream: {names}"
     a.healthy = True
@@ -1224,6 +1229,7 @@ def test_access_log(proxy, upstreams, io, tmp_path):
     assert r.status == 200
     r = fetch(p.port, path="/status/404")
     assert r.status == 404
+    # Written while the proxy runs (batched, not only at exit).
     lines = []
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -1231,9 +1237,6 @@ def test_access_log(proxy, upstreams, io, tmp_path):
         if len(lines) >= 2:
             break
         time.sleep(0.1)
-    else:
-        p.stop()  # maybe flushed at exit
-        lines = log.read_text().splitlines() if log.exists() else []
     assert len(lines) == 2, lines
     m = COMBINED.match(lines[0])
     assert m, f"not combined log format: {lines[0]!r}"
@@ -1287,3 +1290,201 @@ def test_metrics(proxy, upstreams, io):
     assert any("connections" in n for n, _ in samples), "no open-connections gauge"
     ups = {n for n, _ in samples if "upstream" in n}
     assert ups, "no upstream pool / failure metrics"
+
+
+# --------------------------------------------------------------------------
+# Promises the tests above left open
+
+def _start_slow(port, path, timeout=20):
+    """A request whose response takes a while: the connection, head sent."""
+    c = Conn(port, timeout=timeout)
+    c.send(build("GET", path))
+    return c
+
+
+@kuai_only
+def test_sigterm_drains_an_in_flight_proxied_request(proxy, upstreams, io):
+    a = upstreams("a")
+    p = proxy([proxy_route([a])], io)
+    c = _start_slow(p.port, "/slow/1500")
+    deadline = time.monotonic() + 5
+    while a.requests < 1:  # the request reached the upstream
+        assert time.monotonic() < deadline, "the slow request never reached the upstream"
+        time.sleep(0.02)
+    p.proc.send_signal(signal.SIGTERM)
+    p.stopping = True
+    with c:
+        _, r = c.read_final(timeout=10)
+    assert r.status == 200 and r.body == b"hello from a after 1500 ms\n", r
+    assert r.has_token("Connection", "close"), r.headers
+    assert p.proc.wait(STOP_TIMEOUT) == 0, p.output()[-2000:]
+    p.returncode = 0
+    p.check_clean()
+
+
+@kuai_only
+def test_request_in_flight_across_a_reload_keeps_its_route(proxy, upstreams, io1):
+    a, b = upstreams("a"), upstreams("b")
+    p = proxy([proxy_route([a])], io1)
+    c = _start_slow(p.port, "/slow/1500")
+    deadline = time.monotonic() + 5
+    while a.requests < 1:
+        assert time.monotonic() < deadline, "the slow request never reached a"
+        time.sleep(0.02)
+    p.reload(make_config([proxy_route([b])], io1, p.port))
+    deadline = time.monotonic() + 5
+    while "reloaded" not in p.output():
+        assert time.monotonic() < deadline, f"no reload: {p.output()[-2000:]}"
+        time.sleep(0.02)
+    assert who(fetch(p.port)) == "b"  # new requests: the new route
+    with c:
+        _, r = c.read_final(timeout=10)
+    assert r.status == 200 and who(r) == "a" and r.body == b"hello from a after 1500 ms\n", r
+
+
+def _blackhole():
+    """A listening socket whose accept queue is full: a further SYN is dropped
+    (no reset), so connecting to it hangs. Returns (address, sockets to keep)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    keep = [srv]
+    addr = srv.getsockname()
+    for _ in range(4):  # fill the queue (its size is backlog + 1)
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(addr)
+        keep.append(s)
+    time.sleep(0.1)
+    return f"127.0.0.1:{addr[1]}", keep
+
+
+@kuai_only
+def test_connect_timeout_is_a_504(proxy, io):
+    address, keep = _blackhole()
+    try:
+        p = proxy([proxy_route([address], connectTimeout="500ms", retries=0)], io)
+        t = time.monotonic()
+        r = fetch(p.port, timeout=10)
+        took = time.monotonic() - t
+        assert r.status == 504, r
+        assert 0.4 <= took <= 5, f"504 after {took:.2f} s with connectTimeout 500ms"
+    finally:
+        for s in keep:
+            s.close()
+
+
+@kuai_only
+def test_send_timeout_when_the_upstream_takes_no_body(proxy, upstreams, io):
+    """An upstream that reads the head and never the body: once the socket
+    buffers are full, nothing moves for sendTimeout, and the request fails."""
+    a = upstreams("a")
+    a.fail_mode = "stall"
+    p = proxy([proxy_route([a], sendTimeout="1s", readTimeout="30s")], io,
+              limits={"bodyBytes": "64m"})
+    body = b"x" * (32 * MiB)
+    head = build("POST", "/upload", headers=body_headers(body))
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.setblocking(False)
+    t = time.monotonic()
+    data, sent, raw, answered = head + body, 0, b"", None
+    import select
+    while time.monotonic() - t < 20 and b"\r\n\r\n" not in raw:
+        r, w, _ = select.select([s], [s] if sent < len(data) else [], [], 0.2)
+        if r:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                chunk = b""
+            raw += chunk
+            if not chunk:
+                break
+        if w:
+            try:
+                sent += s.send(data[sent:sent + 65536])
+            except (BlockingIOError, OSError):
+                pass
+    answered = time.monotonic() - t
+    s.close()
+    assert a.requests >= 1, "the upstream never got the head"
+    # readTimeout is 30 s: a 504 this soon is the send timeout.
+    assert raw.startswith(b"HTTP/1.1 504"), raw[:200]
+    assert answered < 15, f"504 after {answered:.1f} s with sendTimeout 1s"
+
+
+@kuai_only
+@pytest.mark.parametrize("size,retried", [(60 * 1024, True), (100 * 1024, False)],
+                         ids=["60k-replayed", "100k-not-replayed"])
+def test_retry_replays_bodies_up_to_64k(proxy, upstreams, io, size, retried):
+    """PUT (idempotent) to an upstream that resets before answering: retried
+    on the next upstream when its body fits the replay buffer (64 KiB)."""
+    good, bad = upstreams("good"), upstreams("bad")
+    bad.fail_mode = "reset"
+    # bad first in the rotation for every request: weight 1000 against 1.
+    p = proxy([proxy_route([(bad, 1000), (good, 1)], retries=1, maxFails=100)], io)
+    body = os.urandom(size)
+    r = fetch(p.port, method="PUT", path="/upload", body=body, headers=body_headers(body), timeout=10)
+    assert bad.requests >= 1, "the resetting upstream got no request"
+    if retried:
+        assert r.status == 200 and who(r) == "good", r
+        assert json.loads(r.body)["sha256"] == hashlib.sha256(body).hexdigest(), r.body
+    else:
+        assert r.status == 502, r
+
+
+@kuai_only
+def test_proxy_route_behind_a_tls_listener(proxy, upstreams, io, certs, tmp_path):
+    a = upstreams("a")
+    d = tmp_path / "tlsproxy"
+    d.mkdir()
+    port = free_port()
+    cfg = make_config([proxy_route([a])], io, port)
+    cfg["listen"] = [{"host": "127.0.0.1", "port": port,
+                      "tls": {"cert": str(certs.ecdsa), "key": str(certs.ecdsa_key)}}]
+    p = KuaiProxy(d, cfg).start()
+    try:
+        r = subprocess.run(["curl", "-sS", "--cacert", str(certs.ca), "-D", "-",
+                            f"https://localhost:{port}/echo"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        head, _, body = r.stdout.partition("\n\n")  # (text mode: \r\n read as \n)
+        assert head.startswith("HTTP/1.1 200"), head
+        doc = json.loads(body)
+        fwd = dict((k.lower(), v) for k, v in doc["headers"])
+        assert fwd["x-forwarded-proto"] == "https", doc
+        assert "x-upstream: a" in head.lower(), head
+    finally:
+        p.stop()
+
+
+@kuai_only
+def test_access_log_reopened_on_sighup(proxy, upstreams, io1, tmp_path):
+    """logrotate's way: rename the file, SIGHUP; the next lines go to a new
+    file at the configured path, none lost."""
+    a = upstreams("a")
+    log = tmp_path / "access.log"
+    p = proxy([proxy_route([a])], io1, logging={"access": str(log)})
+
+    def wait_lines(path, n):
+        deadline = time.monotonic() + 5
+        while True:
+            lines = path.read_text().splitlines() if path.exists() else []
+            if len(lines) >= n:
+                return lines
+            assert time.monotonic() < deadline, f"{path}: {lines}"
+            time.sleep(0.05)
+
+    assert fetch(p.port, path="/hello?first").status == 200
+    assert "GET /hello?first" in wait_lines(log, 1)[0]
+    rotated = tmp_path / "access.log.1"
+    os.rename(log, rotated)
+    p.reload(p.config)
+    deadline = time.monotonic() + 5
+    while "reloaded" not in p.output():
+        assert time.monotonic() < deadline, p.output()[-2000:]
+        time.sleep(0.02)
+    assert fetch(p.port, path="/hello?second").status == 200
+    lines = wait_lines(log, 1)
+    assert len(lines) == 1 and "GET /hello?second" in lines[0], lines
+    old = rotated.read_text().splitlines()
+    assert len(old) == 1 and "GET /hello?first" in old[0], old

@@ -53,11 +53,18 @@ class Server:
         return "".join(self.err)
 
     def stop(self):
+        """SIGTERM; kuai must exit 0 with no sanitizer report."""
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            code = self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("kuai still running 10 s after SIGTERM")
+        assert code == 0, f"kuai exited with {code} on SIGTERM:\n{self.stderr()[-3000:]}"
+        from conftest import SANITIZER_MARKERS
+        for marker in SANITIZER_MARKERS:
+            assert marker not in self.stderr(), self.stderr()[-3000:]
 
 
 @pytest.fixture
@@ -136,7 +143,8 @@ def test_slow_request_body_times_out_and_others_are_served(server):
         data += chunk
     assert time.time() - t < 4
     assert data.startswith(b"HTTP/1.1 408")
-    assert alive_id(server) >= 0
+    before = alive_id(server)  # still answering, and from the same environment
+    assert alive_id(server) == before
 
 
 def test_client_abort_mid_response(server):
@@ -150,7 +158,8 @@ def test_client_abort_mid_response(server):
     while not any("big closed finished=false" in l for l in server.out):
         assert time.time() < deadline, server.out
         time.sleep(0.05)
-    assert alive_id(server) >= 0
+    before = alive_id(server)
+    assert alive_id(server) == before
 
 
 def test_other_threads_keep_serving_while_one_loops():

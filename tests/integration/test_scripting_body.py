@@ -26,7 +26,10 @@ def server(request):
     assert "LISTENING" in p.stdout.readline()
     yield port
     p.terminate()
-    p.wait(10)
+    code = p.wait(10)
+    err = p.stderr.read()
+    assert code == 0, f"kuai exited with {code} on SIGTERM:\n{err[-3000:]}"
+    assert not any(m in err for m in ("AddressSanitizer", "runtime error", "LeakSanitizer")), err[-3000:]
 
 
 def exchange(port, head, body, timeout=30):

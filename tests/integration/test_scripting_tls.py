@@ -36,7 +36,10 @@ def https_server(certs):
     assert line.startswith("listening"), (line, p.stderr.read() if p.poll() is not None else "")
     yield port, certs
     p.terminate()
-    p.wait(10)
+    code = p.wait(10)
+    err = p.stderr.read()
+    assert code == 0, f"kuai exited with {code} on SIGTERM:\n{err[-3000:]}"
+    assert not any(m in err for m in ("AddressSanitizer", "runtime error", "LeakSanitizer")), err[-3000:]
 
 
 def curl(url, certs):

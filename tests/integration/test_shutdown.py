@@ -183,3 +183,57 @@ def test_request_in_progress_when_signalled(kuai):
     c.close()
     s.wait(timeout=6)
     s.check_clean()
+
+
+def test_graceful_shutdown_completes_in_flight_tls(kuai, bigroot):
+    """The same over TLS: the download that started before SIGTERM arrives
+    whole, encrypted to the end, then kuai exits 0."""
+    root, sha = bigroot
+    s = kuai("--shutdown-timeout", "20s", root=root, tls=True)
+    c = Conn(s.port, timeout=30)
+    try:
+        c.send(get("/big50.bin"))
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in c.buf:
+            c._fill(deadline)
+        s.send_signal(signal.SIGTERM)
+        r = c.read_response(timeout=30)
+        assert r.status == 200 and len(r.body) == BIG_SIZE, (r.status, len(r.body))
+        assert hashlib.sha256(r.body).hexdigest() == sha
+    finally:
+        c.close()
+    s.wait(timeout=10)
+    s.check_clean()
+
+
+def test_graceful_shutdown_completes_a_js_request(tmp_path):
+    """A script's request in flight (its answer due in 1 s) when SIGTERM comes:
+    answered whole, then kuai exits 0; new connections are refused meanwhile."""
+    import subprocess
+    from conftest import KUAI, SANITIZER_MARKERS, free_port
+    script = tmp_path / "slow.js"
+    script.write_text(
+        "require('http').createServer((q, s) => setTimeout(() => s.end('late ' + q.url), 1000))"
+        ".listen(Number(process.env.PORT), '127.0.0.1', () => console.log('LISTENING'));\n")
+    port = free_port()
+    proc = subprocess.Popen([KUAI, "--threads", "2", str(script)], env={**os.environ, "PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2):
+            assert proc.stdout.readline().startswith("LISTENING")
+        c = Conn(port, timeout=10)
+        c.send(get("/in-flight"))
+        time.sleep(0.2)  # the request is in the handler (its timer runs 1 s)
+        proc.send_signal(signal.SIGTERM)
+        assert connect_refused_within(port) is None, "new connections accepted after SIGTERM"
+        r = c.read_response(timeout=10)
+        assert r.status == 200 and r.body == b"late /in-flight", r
+        assert r.has_token("Connection", "close"), r.headers
+        c.close()
+        assert proc.wait(timeout=15) == 0
+        err = proc.stderr.read()
+        assert not any(m in err for m in SANITIZER_MARKERS), err[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -51,7 +51,8 @@ is read.
 
 Controls for tests (attributes of Upstream): `fail_mode` ("reset": read the
 request head, then reset the connection; "close": the same with a FIN; "hang":
-read it and never answer; None), `healthy`, `pause()` / `resume()` (stop and
+read it and never answer; "stall": read the head, then nothing more, and never
+answer; None), `healthy`, `pause()` / `resume()` (stop and
 start listening: connections are refused meanwhile), `drop_connections()`.
 Statistics: `accepted`, `open`, `max_open`, `requests`, `health_requests`,
 `log` (one RequestRecord per request head read, health checks included).
@@ -311,7 +312,7 @@ class Upstream:
         self.name = name
         self.host = host
         self.port = port
-        self.fail_mode = None  # None, "reset", "close", "hang"
+        self.fail_mode = None  # None, "reset", "close", "hang", "stall"
         self.healthy = True
         self._lock = threading.Lock()
         self.accepted = 0
@@ -466,6 +467,10 @@ class Upstream:
                                 reader._more()
                             except _Closed:
                                 return
+                        return
+                    if mode == "stall":
+                        while not self._stopping:  # reads nothing more: the body backs up
+                            time.sleep(0.05)
                         return
                 ctx = _Exchange(self, sock, reader, cid, nreq, method, target, version, headers)
                 if not ctx.handle():

@@ -220,12 +220,21 @@ const routes = {
   },
 
   // flushHeaders sends the head now; the body follows 300 ms later.
+  // flushHeaders(): the head goes out now; the body once /release?k= came
+  // (or after 10 s).
   '/flush'(req, res) {
     res.setHeader('X-Flushed', 'yes');
     const before = res.headersSent;
     res.flushHeaders();
     const after = res.headersSent;
-    setTimeout(() => res.end(`headersSent ${before}->${after}`), 300);
+    const done = () => res.end(`headersSent ${before}->${after}`);
+    const timer = setTimeout(done, 10000);
+    reports.set(`release ${query(req).get('k')}`, () => { clearTimeout(timer); done(); });
+  },
+  '/release'(req, res) {
+    const release = reports.get(`release ${query(req).get('k')}`);
+    if (release) release();
+    res.end(release ? 'released' : 'nothing to release');
   },
 
   // headersSent/writableEnded/finished through a response, and the order of
