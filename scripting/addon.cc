@@ -14,12 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "scripting/config_evaluator.h"
 #include "scripting/embedded_js.h"
 #include "scripting/environment.h"
 #include "scripting/v8_util.h"
 #include "server/cli.h"
 #include "server/config_file.h"
 #include "server/server.h"
+#include "server/site_config.h"
 
 namespace kuai::scripting {
 
@@ -207,6 +209,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   std::vector<std::string> argv = stringArray(iso, ctx, process->Get(ctx, str(iso, "argv")).ToLocalChecked());
   std::vector<std::string> args(argv.size() > 2 ? argv.begin() + 2 : argv.end(), argv.end());
 
+  server::setConfigEvaluator(std::string(configEvaluatorSource()));
   server::CliResult cli = server::parseCommandLine(args);
   if (cli.action == server::CliResult::Action::kError) {
     std::fprintf(stderr, "kuai: %s\n", cli.error.c_str());
@@ -214,9 +217,9 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
     return false;
   }
   server::ServerConfig config = std::move(cli.config);
-  if (!config.configFile.empty()) {
+  {
     std::string err;
-    if (!server::loadConfigFile(config.configFile, config, err)) {
+    if (!server::resolveSite(config, err)) {
       std::fprintf(stderr, "kuai: %s\n", err.c_str());
       exitCode = 1;
       return false;

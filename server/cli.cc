@@ -112,6 +112,23 @@ std::optional<uint64_t> parseDurationMs(const std::string& s) {
 
 namespace {
 
+// The options that describe the server (not a script), by their canonical
+// name; nullptr for the others. `serve`: after `kuai serve`, -p is --port.
+const char* serverOption(const std::string& a, bool serve) {
+  static constexpr const char* kNames[] = {
+      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--list", "--respond",
+      "--max-request-line", "--max-field-size", "--max-header-bytes", "--max-headers", "--max-body",
+      "--header-timeout", "--idle-timeout", "--body-timeout", "--shutdown-timeout", "--cpu-budget",
+      "--max-requests",
+  };
+  if (a == "-t") return "--threads";
+  if (a == "-p" && serve) return "--port";
+  for (const char* n : kNames) {
+    if (a == n) return n;
+  }
+  return nullptr;
+}
+
 // Node's options that take a value, for the `--opt value` form (`--opt=value`
 // needs no list). V8 options with values are spelled the same way.
 bool nodeOptionTakesValue(std::string_view name) {
@@ -229,7 +246,6 @@ struct Parser {
     ServerConfig& c = result.config;
     std::vector<std::string> positional;
     std::string configFlag;          // --config or --check-config, when given
-    std::string firstServerOption;   // the first option a config file replaces
     for (i = 0; i < args.size(); ++i) {
       std::string a = args[i];
       inlineValue.reset();
@@ -242,9 +258,8 @@ struct Parser {
         }
       }
       long n = 0;
-      if (a.size() > 1 && a[0] == '-' && a != "--config" && a != "--check-config" && firstServerOption.empty() &&
-          !c.scriptMode) {
-        firstServerOption = a;  // an error when a config file is given
+      if (const char* name = serverOption(a, !positional.empty() && positional[0] == "serve")) {
+        c.given.insert(name);  // with a config file, these override it
       }
       if (a == "--help" || a == "-h") {
         result.action = CliResult::Action::kHelp;
@@ -410,7 +425,8 @@ struct Parser {
     bool scriptOptions = !c.requireModules.empty() || !c.imports.empty() || c.watch || c.checkSyntax ||
                          c.inspect.mode != ServerConfig::Inspect::Mode::kOff;
     if (!configFlag.empty()) {
-      // Everything comes from the file: no DIR, no script, no other options.
+      // The file describes the site; options given here override it (see
+      // site_config.h). No DIR, no script.
       if (c.scriptMode) {
         return fail("option " + configFlag + " cannot be used with a script (use an app route in the config file)");
       }
@@ -418,13 +434,12 @@ struct Parser {
         return fail("option " + configFlag + " cannot be used with '" + positional.front() +
                     "' (use a static route in the config file)");
       }
-      if (!firstServerOption.empty()) {
-        bool known = std::find(c.nodeArgs.begin(), c.nodeArgs.end(), firstServerOption) == c.nodeArgs.end();
-        if (!known) return fail("unknown option '" + firstServerOption + "' (see kuai --help)");
-        return fail("option " + firstServerOption + " cannot be used with " + configFlag +
-                    " (set it in the config file)");
-      }
       if (!c.nodeArgs.empty()) return fail("unknown option '" + c.nodeArgs.front() + "' (see kuai --help)");
+      if (scriptOptions) return fail("options -r, --import, --inspect and --watch are for scripts, not " + configFlag);
+      for (const auto& cert : c.tlsConfig.certificates) {
+        if (cert.keyFile.empty()) return fail("--tls-cert " + cert.certFile + " has no --tls-key");
+      }
+      c.tls = !c.tlsConfig.certificates.empty();
       result.action = CliResult::Action::kServe;
       return true;
     }

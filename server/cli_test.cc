@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace kuai::server {
 namespace {
 
@@ -122,16 +124,22 @@ TEST(Cli, ConfigFileExcludesTheRest) {
       {{"--config", "a.js", "app.js"}, "cannot be used with a script"},
       {{"-e", "1", "--config", "a.js"}, "cannot be used with a script"},
       {{"--config", "a.js", "-e", "1"}, "cannot be used with a script"},
-      {{"--config", "a.js", "--port", "80"}, "option --port cannot be used with --config"},
-      {{"--check-config", "a.js", "-t", "2"}, "option -t cannot be used with --check-config"},
-      {{"--io", "epoll", "--config", "a.js"}, "option --io cannot be used with --config"},
       {{"--config", "a.js", "--frobnicate"}, "unknown option '--frobnicate'"},
+      {{"--config", "a.js", "--inspect"}, "for scripts, not --config"},
+      {{"--config", "a.js", "--tls-cert", "c.pem"}, "--tls-cert c.pem has no --tls-key"},
   };
   for (const Case& c : cases) {
     CliResult r = parse(c.args);
     EXPECT_EQ(r.action, CliResult::Action::kError) << c.needle;
     EXPECT_NE(r.error.find(c.needle), std::string::npos) << r.error << " (wanted " << c.needle << ")";
   }
+  // Options given beside a config file override it (site_config.h).
+  CliResult o = parse({"--config", "a.js", "--port=80", "-t", "2", "--io", "epoll", "--max-body", "2m"});
+  ASSERT_EQ(o.action, CliResult::Action::kServe) << o.error;
+  EXPECT_EQ(o.config.port, 80);
+  EXPECT_EQ(o.config.threads, 2);
+  EXPECT_EQ(o.config.io, IoBackend::kEpoll);
+  EXPECT_EQ(o.config.given, (std::set<std::string>{"--port", "--threads", "--io", "--max-body"}));
   // After a script, --config is one of the script's arguments.
   CliResult r = parse({"app.js", "--config", "x"});
   ASSERT_EQ(r.action, CliResult::Action::kScript) << r.error;

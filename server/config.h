@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,9 +67,11 @@ struct ServerConfig {
   uint32_t cpuBudgetMs = 5000;          // one call into JS may run this long
   // Native fixed responses: exact path -> body (text/plain).
   std::vector<std::pair<std::string, std::string>> responds;
-  // Config-file mode (kuai --config FILE): listeners and routes from the file.
-  // The host/port/tls fields above are then unused.
+  // Config-file mode (kuai --config FILE): listeners and routes from the file;
+  // the options in `given` (the command line's, by canonical name: "--port")
+  // override it.
   std::string configFile;
+  std::set<std::string> given;
   bool checkConfigOnly = false;  // kuai --check-config FILE
   std::shared_ptr<const Site> site;
 };

@@ -1,8 +1,9 @@
 // Config files: `kuai --config FILE` / `kuai --check-config FILE`.
 //
 // FILE is JSON (.json, parsed here) or JavaScript (.js/.cjs/.mjs, evaluated once
-// by the pinned node running kConfigEvaluatorSource, which prints the
-// exported value as JSON). The value is checked against the schema (unknown keys
+// by the pinned node running scripting/js/config_eval.js, which prints the
+// exported value as JSON; the program hands its source over with
+// setConfigEvaluator). The value is checked against the schema (unknown keys
 // are errors) and turned into a Site plus the server-wide settings of
 // ServerConfig.
 //
@@ -53,11 +54,8 @@ bool loadConfigFile(const std::string& path, ServerConfig& config, std::string& 
 bool applyConfigValue(const json::Value& root, const std::string& file, const std::string& baseDir,
                       ServerConfig& config, std::string& err);
 
-// The JavaScript that the pinned node runs to evaluate a .js config (`node -e
-// SOURCE FILE`; see node_runtime.h). It prints {"config": VALUE} on stdout, or {"error": {"path",
-// "message"}} when the value holds something JSON cannot carry (a function,
-// undefined, a symbol, a Map...); exceptions (syntax errors, missing modules)
-// are left to Node, which prints them on stderr and exits non-zero.
-extern const char* const kConfigEvaluatorSource;
+// The JavaScript that evaluates a .js config (`node -e SOURCE FILE`; see
+// scripting/js/config_eval.js): set once by the program before loading one.
+void setConfigEvaluator(std::string source);
 
 }  // namespace kuai::server

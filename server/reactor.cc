@@ -17,7 +17,8 @@ namespace kuai::server {
 
 Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
                  std::shared_ptr<tls::TlsContext> tls)
-    : index_(index), config_(config), tls_(std::move(tls)) {
+    : index_(index), config_(config) {
+  (void)tls;  // listeners carry their own TLS context (addInitialListener)
   if (listenFd >= 0) {
     auto l = std::make_unique<Listener>();
     l->fd = listenFd;
@@ -26,7 +27,7 @@ Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   stats_ = registerReactorStats();
   updateClock();
-  router_ = std::make_unique<Router>(config, *this);
+  router_ = std::make_unique<Router>(config.site, *this);
 }
 
 void Reactor::setAppHandler(const std::string& app, AsyncHandler* handler) {
@@ -128,6 +129,9 @@ void Reactor::setSite(std::shared_ptr<const Site> site,
     pendingLog_ = std::move(log);
   }
   sitePending_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t n = ::write(wakeFd_, &one, sizeof(one));
+  (void)n;
 }
 
 Socket* Reactor::openSocket(const sockaddr* addr, socklen_t len, SocketOwner* owner, int& err) {
@@ -211,14 +215,6 @@ void Reactor::flushDirty() {
   dirtySockets_.clear();
 }
 
-void Reactor::setTlsContext(std::shared_ptr<tls::TlsContext> ctx) {
-  {
-    std::lock_guard<std::mutex> lock(tlsMutex_);
-    pendingTls_ = std::move(ctx);
-  }
-  tlsPending_.store(true, std::memory_order_release);
-}
-
 Listener* Reactor::addListener(int fd, AsyncHandler* handler,
                                std::shared_ptr<tls::TlsContext> tls) {
   auto l = std::make_unique<Listener>();
@@ -254,14 +250,8 @@ bool Reactor::quiescent() const {
 }
 
 Connection* Reactor::addConnection(int fd, Listener* from) {
-  if (tlsPending_.load(std::memory_order_acquire)) {
-    std::lock_guard<std::mutex> lock(tlsMutex_);
-    tls_ = std::move(pendingTls_);
-    tlsPending_.store(false, std::memory_order_relaxed);
-  }
-  // A script's listener carries its own TLS context; the CLI's uses the
-  // reactor's (replaced on SIGHUP).
-  tls::TlsContext* ctx = (from->handler || from->tls) ? from->tls.get() : tls_.get();
+  if (sitePending_.load(std::memory_order_acquire)) applyPendingSite();
+  tls::TlsContext* ctx = from->tls.get();
   auto* c = new Connection(*this, fd, ctx ? ctx->newSession() : nullptr, from->handler);
   if (from->nodeTimeouts) c->useNodeTimeouts(from->headersTimeoutMs, from->requestTimeoutMs);
   c->next = head_;
@@ -324,29 +314,34 @@ void Reactor::beginDrain() {
   for (Connection* c = head_; c; c = c->next) c->onShutdown();
 }
 
+// A reload (setSite) takes effect here: at the next tick, or before the next
+// connection is accepted, whichever comes first.
+void Reactor::applyPendingSite() {
+  std::shared_ptr<const Site> site;
+  std::vector<std::shared_ptr<tls::TlsContext>> tls;
+  std::shared_ptr<AccessLog> log;
+  {
+    std::lock_guard<std::mutex> lock(tlsMutex_);
+    site = std::move(pendingSite_);
+    tls = std::move(pendingSiteTls_);
+    log = std::move(pendingLog_);
+    sitePending_.store(false, std::memory_order_relaxed);
+  }
+  if (!site) return;
+  if (accessLog_) accessLog_->submit(logBuf_);
+  setObservers(!site->logging.metricsPath.empty(), std::move(log));
+  router_->setSite(std::move(site));
+  // Listeners keep their order; listeners_ begins with the initial ones
+  // unless a stop retired them.
+  for (size_t i = 0; i < tls.size() && i < listeners_.size() && i < initialListeners_; ++i) {
+    if (listeners_[i]->tls && tls[i]) listeners_[i]->tls = std::move(tls[i]);
+  }
+}
+
 void Reactor::tick() {
   if (stopRequested_.load(std::memory_order_acquire) && !draining_) beginDrain();
   if (postedPending_.load(std::memory_order_acquire)) runPosted();
-  if (sitePending_.load(std::memory_order_acquire)) {
-    std::shared_ptr<const Site> site;
-    std::vector<std::shared_ptr<tls::TlsContext>> tls;
-    std::shared_ptr<AccessLog> log;
-    {
-      std::lock_guard<std::mutex> lock(tlsMutex_);
-      site = std::move(pendingSite_);
-      tls = std::move(pendingSiteTls_);
-      log = std::move(pendingLog_);
-      sitePending_.store(false, std::memory_order_relaxed);
-    }
-    if (accessLog_) accessLog_->submit(logBuf_);
-    setObservers(!site->logging.metricsPath.empty(), std::move(log));
-    router_->setSite(std::move(site));
-    // Listeners keep their order; listeners_ begins with the initial ones
-    // unless a stop retired them.
-    for (size_t i = 0; i < tls.size() && i < listeners_.size() && i < initialListeners_; ++i) {
-      if (listeners_[i]->tls && tls[i]) listeners_[i]->tls = std::move(tls[i]);
-    }
-  }
+  if (sitePending_.load(std::memory_order_acquire)) applyPendingSite();
   if (nowMs_ - lastTickMs_ < kTickMs) return;
   lastTickMs_ = nowMs_;
   if (accessLog_ && !logBuf_.empty()) accessLog_->submit(logBuf_);

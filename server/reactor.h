@@ -93,8 +93,6 @@ class Reactor {
   // Per-thread scratch buffers (TLS plaintext, file chunks to encrypt).
   std::string& plainScratch() { return plainScratch_; }
   std::string& fileScratch() { return fileScratch_; }
-  // Thread-safe: connections accepted from now on use this TLS context (reload).
-  void setTlsContext(std::shared_ptr<tls::TlsContext> ctx);
   // Thread-safe: requests from now on are routed by this site (config reload);
   // `tls`, when not empty, replaces the certificates of the initial listeners
   // (in the order they were added).
@@ -154,6 +152,7 @@ class Reactor {
   void updateClock();
   // Timeouts, Date refresh, shutdown progress. Call about every kTickMs.
   void tick();
+  void applyPendingSite();
   void beginDrain();
   bool finished() const { return draining_ && live_ == 0; }
   size_t liveConnections() const { return live_; }
@@ -172,10 +171,7 @@ class Reactor {
   std::vector<std::function<void()>> posted_;  // guarded by tlsMutex_
   void runPosted();
   std::unique_ptr<Router> router_;
-  std::shared_ptr<tls::TlsContext> tls_;  // null: plain HTTP listener
-  std::mutex tlsMutex_;                   // guards pendingTls_ (control path only)
-  std::shared_ptr<tls::TlsContext> pendingTls_;
-  std::atomic<bool> tlsPending_{false};
+  std::mutex tlsMutex_;  // guards the pending site and posted tasks (control path only)
   std::string plainScratch_;
   std::string fileScratch_;
   std::vector<Connection*> dirty_;

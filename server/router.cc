@@ -6,12 +6,8 @@
 
 namespace kuai::server {
 
-Router::Router(const ServerConfig& config, Reactor& reactor) : config_(config), reactor_(reactor) {
-  for (const auto& [path, body] : config.responds) {
-    fixed_.push_back(Fixed{path, "Content-Type: text/plain; charset=utf-8\r\n", body});
-  }
-  if (config.serveStatic) static_ = std::make_unique<StaticFiles>(config.statics);
-  if (config.site) setSite(config.site);
+Router::Router(std::shared_ptr<const Site> site, Reactor& reactor) : reactor_(reactor) {
+  setSite(std::move(site));
 }
 
 Router::~Router() = default;
@@ -89,49 +85,40 @@ AsyncHandler* Router::asyncHandler(const parser::Request& req) {
 
 void Router::handle(const parser::Request& req, Connection& conn) {
   std::string_view path = pathOf(req.target);
-
-  if (table_) {
-    const Site& site = *table_->site;
-    if (!site.logging.metricsPath.empty() && path == site.logging.metricsPath) {
-      std::string body = renderMetrics();
-      conn.writeHead(200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n",
-                     body.size());
-      if (!conn.headOnly()) conn.writeBody(body);
-      return;
-    }
-    const Route* r = match(req);
-    if (!r) {
-      conn.writeError(404);
-      return;
-    }
-    if (r->statics) {
-      std::string_view strip = r->spec->path;
-      if (!r->spec->exact && strip.size() > 1 && strip.back() == '/') strip.remove_suffix(1);
-      serveStatic(*r->statics, req, conn, r->spec->exact ? std::string_view() : strip);
-      return;
-    }
-    // An app route whose script is not loaded on this thread (yet, or it is
-    // being replaced after a failure).
-    conn.writeError(503);
+  if (!table_) {
+    conn.writeError(404);
     return;
   }
-
-  for (const Fixed& f : fixed_) {
-    if (path != f.path) continue;
+  const Site& site = *table_->site;
+  if (!site.logging.metricsPath.empty() && path == site.logging.metricsPath) {
+    std::string body = renderMetrics();
+    conn.writeHead(200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", body.size());
+    if (!conn.headOnly()) conn.writeBody(body);
+    return;
+  }
+  const Route* r = match(req);
+  if (!r) {
+    conn.writeError(404);
+    return;
+  }
+  if (r->statics) {
+    std::string_view strip = r->spec->path;
+    if (!r->spec->exact && strip.size() > 1 && strip.back() == '/') strip.remove_suffix(1);
+    serveStatic(*r->statics, req, conn, r->spec->exact ? std::string_view() : strip);
+    return;
+  }
+  if (r->spec->kind == RouteSpec::Kind::kFixed) {
     if (req.method != "GET" && req.method != "HEAD") {
       conn.writeError(405, "Allow: GET, HEAD\r\n");
       return;
     }
-    conn.writeHead(200, f.headers, f.body.size());
-    if (!conn.headOnly()) conn.writeBody(f.body);
+    conn.writeHead(200, "Content-Type: text/plain; charset=utf-8\r\n", r->spec->body.size());
+    if (!conn.headOnly()) conn.writeBody(r->spec->body);
     return;
   }
-
-  if (!static_) {
-    conn.writeError(404);
-    return;
-  }
-  serveStatic(*static_, req, conn, {});
+  // An app route whose script is not loaded on this thread (yet, or it is
+  // being replaced after a failure).
+  conn.writeError(503);
 }
 
 // `strip`: the route's mount point, removed from the path ("/static/a.css"

@@ -1,10 +1,7 @@
-// Router: picks the handler for a request. One per reactor (its static-file
-// caches and upstream pools are that thread's own).
-//  - Without a config file: fixed responses (--respond), then static files
-//    (kuai serve DIR).
-//  - With one (kuai --config): the site's routes, first match wins; static
-//    routes are answered here synchronously, proxy routes through their
-//    AsyncHandler (asyncHandler()).
+// Router: picks the handler for a request from the site's routes (first match
+// wins). One per reactor (its static-file caches and upstream pools are that
+// thread's own). Static and fixed routes are answered here synchronously,
+// proxy and app routes through their AsyncHandler (asyncHandler()).
 // A reload (SIGHUP) swaps in a new route table between requests; requests in
 // flight keep the handlers they started with.
 #pragma once
@@ -26,7 +23,7 @@ class ProxyRoute;
 
 class Router {
  public:
-  Router(const ServerConfig& config, Reactor& reactor);
+  Router(std::shared_ptr<const Site> site, Reactor& reactor);
   ~Router();
 
   // The asynchronous handler for this request (a proxy route), or null: then
@@ -36,11 +33,6 @@ class Router {
   void setSite(std::shared_ptr<const Site> site);
 
  private:
-  struct Fixed {
-    std::string path;
-    std::string headers;  // preformatted header lines
-    std::string body;
-  };
   struct Route {
     const RouteSpec* spec = nullptr;
     std::unique_ptr<StaticFiles> statics;
@@ -55,11 +47,8 @@ class Router {
   void serveStatic(StaticFiles& files, const parser::Request& req, Connection& conn,
                    std::string_view strip);
 
-  const ServerConfig& config_;
   Reactor& reactor_;
-  std::vector<Fixed> fixed_;
-  std::unique_ptr<StaticFiles> static_;  // kuai serve DIR
-  std::unique_ptr<Table> table_;         // kuai --config
+  std::unique_ptr<Table> table_;
   StaticResponse scratch_;  // reused for every static response
 };
 

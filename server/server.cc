@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "server/config_file.h"
+#include "server/site_config.h"
 #include "server/listener.h"
 #include "server/reactor.h"
 
@@ -36,87 +37,15 @@ std::vector<int> allowedCpus() {
   return cpus;
 }
 
-// SIGHUP: load the certificates again. Open connections keep the context they
-// started with; new ones get the new one. A bad file keeps the old context.
-void reloadTls(const ServerConfig& config, const std::vector<std::unique_ptr<Reactor>>& reactors) {
-  if (!config.tls) {
-    std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
-    return;
+// The set of app scripts a site loads (they load once per environment).
+std::vector<std::string> appScripts(const Site& site) {
+  std::vector<std::string> out;
+  for (const RouteSpec& r : site.routes) {
+    if (r.kind == RouteSpec::Kind::kApp) out.push_back(r.app);
   }
-  std::string err;
-  std::shared_ptr<tls::TlsContext> ctx = tls::createTlsContext(config.tlsConfig, err);
-  if (!ctx) {
-    std::fprintf(stderr, "kuai: SIGHUP: TLS reload failed, keeping the old certificates: %s\n",
-                 err.c_str());
-    return;
-  }
-  for (auto& r : reactors) r->setTlsContext(ctx);
-  std::fprintf(stderr, "kuai: SIGHUP: certificates reloaded\n");
-}
-
-// SIGHUP with a config file: read it again; new requests use the new routes,
-// requests in flight finish on the old ones. Listener changes need a restart.
-void reloadSite(const ServerConfig& config, const std::vector<std::unique_ptr<Reactor>>& reactors) {
-  ServerConfig fresh;
-  std::string err;
-  if (!loadConfigFile(config.configFile, fresh, err)) {
-    std::fprintf(stderr, "kuai: SIGHUP: %s; keeping the old configuration\n", err.c_str());
-    return;
-  }
-  const auto& before = config.site->listen;
-  const auto& after = fresh.site->listen;
-  bool sameListeners = before.size() == after.size();
-  for (size_t i = 0; sameListeners && i < before.size(); ++i) {
-    sameListeners = before[i].host == after[i].host && before[i].port == after[i].port &&
-                    before[i].tls == after[i].tls;
-  }
-  // App scripts are loaded once per environment at start-up.
-  auto apps = [](const Site& site) {
-    std::vector<std::string> out;
-    for (const RouteSpec& r : site.routes) {
-      if (r.kind == RouteSpec::Kind::kApp) out.push_back(r.app);
-    }
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
-    return out;
-  };
-  if (apps(*config.site) != apps(*fresh.site)) {
-    std::fprintf(stderr,
-                 "kuai: SIGHUP: %s: the set of app scripts changed; new ones answer 503 until a "
-                 "restart\n",
-                 config.configFile.c_str());
-  }
-  std::vector<std::shared_ptr<tls::TlsContext>> contexts;
-  if (sameListeners) {
-    for (const ListenSpec& l : after) {
-      std::shared_ptr<tls::TlsContext> ctx;
-      if (l.tls) {
-        ctx = tls::createTlsContext(l.tlsConfig, err);
-        if (!ctx) {
-          std::fprintf(stderr, "kuai: SIGHUP: %s: %s; keeping the old configuration\n",
-                       config.configFile.c_str(), err.c_str());
-          return;
-        }
-      }
-      contexts.push_back(std::move(ctx));
-    }
-  } else {
-    std::fprintf(stderr, "kuai: SIGHUP: %s: listeners changed; they take effect on restart\n",
-                 config.configFile.c_str());
-  }
-  // The access log is opened again: a rotated file is let go.
-  std::shared_ptr<AccessLog> log;
-  if (!fresh.site->logging.accessLog.empty()) {
-    log = AccessLog::open(fresh.site->logging.accessLog, err);
-    if (!log) {
-      std::fprintf(stderr, "kuai: SIGHUP: %s: logging.access: %s; keeping the old configuration\n",
-                   config.configFile.c_str(), err.c_str());
-      return;
-    }
-  }
-  for (auto& r : reactors) r->setSite(fresh.site, contexts, log);
-  std::fprintf(stderr, "kuai: SIGHUP: %s reloaded (%zu routes)\n", config.configFile.c_str(),
-               fresh.site->routes.size());
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 }  // namespace
@@ -134,15 +63,6 @@ bool Server::start(std::string& err) {
   ServerConfig& config = config_;
   if (config.threads <= 0) config.threads = int(cpus.size());
 
-  if (config.serveStatic) {
-    std::error_code ec;
-    auto abs = std::filesystem::absolute(config.statics.root, ec);
-    if (!ec) config.statics.root = abs.lexically_normal().string();
-    if (config.statics.root.size() > 1 && config.statics.root.back() == '/') {
-      config.statics.root.pop_back();
-    }
-  }
-
   IoBackend io = config.io;
   if (io != IoBackend::kEpoll) {
     std::string why;
@@ -159,46 +79,40 @@ bool Server::start(std::string& err) {
   }
   ::signal(SIGPIPE, SIG_IGN);
 
-  std::shared_ptr<tls::TlsContext> tlsContext;
-  if (config.tls) {
-    tlsContext = tls::createTlsContext(config.tlsConfig, err);
-    if (!tlsContext) return false;
-  }
-
-  std::vector<int> fds;
-  // A config file's listeners: every reactor gets a socket of each.
+  // The site's listeners: every reactor gets a socket of each.
   std::vector<std::vector<int>> siteFds;
   std::vector<std::shared_ptr<tls::TlsContext>> siteTls;
-  try {
-    if (config.site) {
-      siteListen_ = config.site->listen;  // port 0 becomes the one picked
+  auto closeAll = [&] {
+    for (auto& v : siteFds) for (int fd : v) if (fd >= 0) ::close(fd);
+  };
+  if (config.site) {
+    siteListen_ = config.site->listen;  // port 0 becomes the one picked
+    try {
       for (ListenSpec& l : siteListen_) {
         std::shared_ptr<tls::TlsContext> ctx;
         if (l.tls) {
           std::string why;
           ctx = tls::createTlsContext(l.tlsConfig, why);
           if (!ctx) {
-            err = config.site->file + ": listen " + l.host + ":" + std::to_string(l.port) + ": " + why;
-            for (auto& v : siteFds) for (int fd : v) ::close(fd);
+            err = config.site->file.empty()
+                      ? why
+                      : config.site->file + ": listen " + l.host + ":" + std::to_string(l.port) + ": " + why;
+            closeAll();
             return false;
           }
         }
         siteTls.push_back(std::move(ctx));
         siteFds.push_back(openListeners(l.host, l.port, config.threads));
       }
-    } else if (!config.scriptMode) {
-      fds = openListeners(config.host, config.port, config.threads);
+    } catch (const std::exception& e) {
+      closeAll();
+      err = e.what();
+      return false;
     }
-  } catch (const std::exception& e) {
-    for (auto& v : siteFds) for (int fd : v) ::close(fd);
-    err = e.what();
-    return false;
   }
   try {
     for (int i = 0; i < config.threads; ++i) {
-      int fd = config.scriptMode || config.site ? -1 : fds[size_t(i)];
-      reactors_.push_back(makeReactor(io, i, config_, fd, tlsContext));
-      if (!fds.empty()) fds[size_t(i)] = -1;  // the reactor's now
+      reactors_.push_back(makeReactor(io, i, config_, -1, nullptr));
       for (size_t k = 0; k < siteFds.size(); ++k) {
         reactors_.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k]);
         siteFds[k][size_t(i)] = -1;
@@ -206,13 +120,12 @@ bool Server::start(std::string& err) {
     }
   } catch (const std::exception& e) {  // a static root that is not there, ...
     reactors_.clear();
-    for (int fd : fds) if (fd >= 0) ::close(fd);
-    for (auto& v : siteFds) for (int fd : v) if (fd >= 0) ::close(fd);
+    closeAll();
     err = e.what();
     return false;
   }
   backend_ = reactors_.empty() ? "" : reactors_[0]->backendName();
-  if (config.site) {
+  if (config.site && (!config.site->logging.accessLog.empty() || !config.site->logging.metricsPath.empty())) {
     std::shared_ptr<AccessLog> log;
     if (!config.site->logging.accessLog.empty()) {
       std::string why;
@@ -277,23 +190,22 @@ void Server::threadMain(size_t i, const std::vector<int>& cpus, std::promise<std
 
 void Server::printBanner() const {
   const ServerConfig& config = config_;
-  if (config.site) {
-    for (const ListenSpec& l : siteListen_) {
-      bool six = l.host.find(':') != std::string::npos;
-      std::printf("kuai: %s: serving %zu route%s on %s://%s:%d (%d thread%s, %s)\n",
-                  config.site->file.c_str(), config.site->routes.size(),
-                  config.site->routes.size() == 1 ? "" : "s", l.tls ? "https" : "http",
-                  (six ? "[" + l.host + "]" : l.host).c_str(), l.port, config.threads,
-                  config.threads == 1 ? "" : "s", backend_);
+  if (!config.site) return;  // scripts print their own banners
+  auto url = [](const ListenSpec& l) {
+    bool six = l.host.find(':') != std::string::npos;
+    return std::string(l.tls ? "https://" : "http://") + (six ? "[" + l.host + "]" : l.host) + ":" +
+           std::to_string(l.port);
+  };
+  for (const ListenSpec& l : siteListen_) {
+    if (!config.site->file.empty()) {
+      std::printf("kuai: %s: serving %zu route%s on %s (%d thread%s, %s)\n", config.site->file.c_str(),
+                  config.site->routes.size(), config.site->routes.size() == 1 ? "" : "s", url(l).c_str(),
+                  config.threads, config.threads == 1 ? "" : "s", backend_);
+    } else {
+      const RouteSpec& files = config.site->routes.back();  // kuai serve DIR: the static route
+      std::printf("kuai: serving %s on %s (%d thread%s, %s)\n", files.statics.root.c_str(), url(l).c_str(),
+                  config.threads, config.threads == 1 ? "" : "s", backend_);
     }
-  } else if (!config.scriptMode) {  // scripts print their own banners
-    bool v6 = config.host.find(':') != std::string::npos;
-    std::string url = std::string(config.tls ? "https://" : "http://") +
-                      (v6 ? "[" + config.host + "]" : config.host) + ":" +
-                      std::to_string(config.port);
-    std::printf("kuai: serving %s on %s (%d thread%s, %s)\n",
-                config.serveStatic ? config.statics.root.c_str() : "routes", url.c_str(),
-                config.threads, config.threads == 1 ? "" : "s", backend_);
   }
   std::fflush(stdout);
 }
@@ -302,11 +214,79 @@ void Server::stop() {
   for (auto& r : reactors_) r->requestStop();
 }
 
+// SIGHUP: the site again, from its sources (the config file, the command
+// line's certificates). New requests use the new routes and new connections
+// the new certificates; requests in flight finish on the old ones; a broken
+// file keeps the old site. Listener changes need a restart.
 void Server::reload() {
-  if (config_.site) {
-    reloadSite(config_, reactors_);
+  const std::string& file = config_.configFile;
+  const char* keeping = file.empty() ? "" : "; keeping the old configuration";
+  ServerConfig fresh = config_;
+  fresh.site.reset();
+  std::string err;
+  if (!resolveSite(fresh, err)) {
+    std::fprintf(stderr, "kuai: SIGHUP: %s%s\n", err.c_str(), keeping);
+    return;
+  }
+  if (!fresh.site) {
+    std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+    return;
+  }
+  const Site& before = *config_.site;
+  const Site& after = *fresh.site;
+  if (file.empty()) {
+    bool anyTls = false;
+    for (const ListenSpec& l : after.listen) anyTls = anyTls || l.tls;
+    if (!anyTls) {
+      std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+      return;
+    }
+  }
+  bool sameListeners = before.listen.size() == after.listen.size();
+  for (size_t i = 0; sameListeners && i < before.listen.size(); ++i) {
+    sameListeners = before.listen[i].host == after.listen[i].host &&
+                    (before.listen[i].port == after.listen[i].port || before.listen[i].port == 0) &&
+                    before.listen[i].tls == after.listen[i].tls;
+  }
+  if (!file.empty() && appScripts(before) != appScripts(after)) {
+    std::fprintf(stderr, "kuai: SIGHUP: %s: the set of app scripts changed; new ones answer 503 until a restart\n",
+                 file.c_str());
+  }
+  std::vector<std::shared_ptr<tls::TlsContext>> contexts;
+  if (sameListeners) {
+    for (const ListenSpec& l : after.listen) {
+      std::shared_ptr<tls::TlsContext> ctx;
+      if (l.tls) {
+        ctx = tls::createTlsContext(l.tlsConfig, err);
+        if (!ctx) {
+          if (file.empty()) {
+            std::fprintf(stderr, "kuai: SIGHUP: TLS reload failed, keeping the old certificates: %s\n", err.c_str());
+          } else {
+            std::fprintf(stderr, "kuai: SIGHUP: %s: %s%s\n", file.c_str(), err.c_str(), keeping);
+          }
+          return;
+        }
+      }
+      contexts.push_back(std::move(ctx));
+    }
   } else {
-    reloadTls(config_, reactors_);
+    std::fprintf(stderr, "kuai: SIGHUP: %s: listeners changed; they take effect on restart\n", file.c_str());
+  }
+  // The access log is opened again: a rotated file is let go.
+  std::shared_ptr<AccessLog> log;
+  if (!after.logging.accessLog.empty()) {
+    log = AccessLog::open(after.logging.accessLog, err);
+    if (!log) {
+      std::fprintf(stderr, "kuai: SIGHUP: %s: logging.access: %s%s\n", file.c_str(), err.c_str(), keeping);
+      return;
+    }
+  }
+  for (auto& r : reactors_) r->setSite(fresh.site, contexts, log);
+  config_.site = fresh.site;
+  if (file.empty()) {
+    std::fprintf(stderr, "kuai: SIGHUP: certificates reloaded\n");
+  } else {
+    std::fprintf(stderr, "kuai: SIGHUP: %s reloaded (%zu routes)\n", file.c_str(), after.routes.size());
   }
 }
 

@@ -25,6 +25,7 @@ using ThreadStart = std::function<std::unique_ptr<LoopDriver>(Reactor&, std::str
 
 class Server {
  public:
+  // `config` as resolveSite() left it (site_config.h).
   Server(ServerConfig config, ThreadStart threadStart = {});
   ~Server();  // stops and joins what is still running
   Server(const Server&) = delete;
@@ -42,7 +43,8 @@ class Server {
   // Thread-safe: graceful shutdown (in-flight requests finish within
   // --shutdown-timeout).
   void stop();
-  // SIGHUP: the config file (or the certificates) again. Main thread.
+  // SIGHUP: the site again from its sources (the config file, or the
+  // certificates of `kuai serve`). Main thread.
   void reload();
   // Thread-safe: runs fn on reactor `index`'s thread at its next turn.
   void post(int index, std::function<void()> fn);

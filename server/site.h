@@ -1,7 +1,9 @@
-// Site: what a config file (kuai --config FILE) describes, as a native structure:
-// listeners, routes to static / proxy / app handlers, limits, logging. Built once
-// at start-up (and again on SIGHUP) by config_file.cc; read-only afterwards and
-// shared by the reactors through shared_ptr<const Site>.
+// Site: what kuai serves, as a native structure: listeners, routes to static /
+// proxy / app / fixed-response handlers, logging. The one model for both
+// sources: a config file (kuai --config FILE, config_file.cc) and the command
+// line (kuai serve DIR is one static route; site_config.cc), the command line
+// overriding the file. Built at start-up (and again on SIGHUP); read-only
+// afterwards and shared by the reactors through shared_ptr<const Site>.
 #pragma once
 
 #include <sys/socket.h>
@@ -74,10 +76,11 @@ struct RouteSpec {
   std::string host;
   std::vector<std::string> methods;
 
-  enum class Kind { kStatic, kProxy, kApp } kind = Kind::kStatic;
+  enum class Kind { kStatic, kProxy, kApp, kFixed } kind = Kind::kStatic;
   StaticOptions statics;  // kStatic (root made absolute)
   std::shared_ptr<const ProxySpec> proxy;  // kProxy
   std::string app;        // kApp: script path, absolute
+  std::string body;       // kFixed (--respond PATH=BODY): 200 text/plain to GET and HEAD
 };
 
 struct LoggingSpec {
@@ -86,7 +89,7 @@ struct LoggingSpec {
 };
 
 struct Site {
-  std::string file;  // the config file it came from (for messages and reload)
+  std::string file;  // the config file it came from (for messages and reload); empty: the command line
   std::vector<ListenSpec> listen;
   std::vector<RouteSpec> routes;  // first match wins
   LoggingSpec logging;

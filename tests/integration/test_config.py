@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import KUAI, KuaiServer, SANITIZER_MARKERS, run_kuai
+from httpraw import Conn, get
 
 
 def needs_node(test):
@@ -161,7 +162,7 @@ def test_unknown_extension(site):
 @pytest.mark.parametrize("args,needle", [
     (["serve", "{dir}", "--config", "x.json"], "cannot be used with 'serve'"),
     (["--config", "x.json", "app.js"], "cannot be used with a script"),
-    (["--config", "x.json", "--port", "1"], "option --port cannot be used with --config"),
+    (["--config", "x.json", "--watch"], "for scripts, not --config"),
     (["--config"], "--config needs a value"),
     (["--check-config", "a.json", "--config", "b.json"], "cannot be used together"),
 ])
@@ -170,6 +171,31 @@ def test_cli_errors(site, args, needle):
     assert p.returncode == 2, p
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("kuai: ") and needle in lines[0], p.stderr
+
+
+def test_command_line_overrides_the_file(site, logdir):
+    """Every option may come with --config and wins over the file: here the
+    listener, threads, backend, a fixed route and a limit."""
+    path = write(site, "kuai.config.json",
+                 json.dumps({"threads": 1, "io": "uring", "listen": [{"host": "127.0.0.1", "port": 1}],
+                             "routes": [{"static": "public"}], "limits": {"maxRequests": 5}}))
+    server = KuaiServer(["--config", str(path), "--threads=2", "--io", "epoll", "--port", "0",
+                         "--respond", "/ping=pong", "--max-requests", "3"], logdir).start()
+    try:
+        assert "(2 threads, epoll)" in server.banner, server.banner
+        with Conn(server.port) as c:
+            c.send(get("/ping"))
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"pong", r
+            c.send(get("/index.html"))
+            assert c.read_response().body == b"hello\n"
+            c.send(get("/index.html"))
+            assert c.read_response().has_token("Connection", "close")  # the third: --max-requests 3
+    finally:
+        server.stop()
+    server.check_clean()
+    p = run_kuai("--check-config", str(path), "--respond", "/a=b", timeout=30)
+    assert p.returncode == 0 and "ok (1 listener, 2 routes)" in p.stdout, p
 
 
 def test_help_mentions_config():

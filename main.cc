@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "scripting/config_evaluator.h"
 #include "server/cli.h"
 #include "server/config_file.h"
 #include "server/node_runtime.h"
 #include "server/server.h"
+#include "server/site_config.h"
 
 namespace {
 
@@ -35,6 +37,7 @@ int runNode(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kuai::server::setConfigEvaluator(std::string(kuai::scripting::configEvaluatorSource()));
   std::vector<std::string> args(argv + 1, argv + argc);
   // Nothing to run: Node's REPL on a terminal, else the script on stdin (as node).
   if (args.empty()) args.push_back(::isatty(0) ? "-i" : "-");
@@ -51,12 +54,12 @@ int main(int argc, char** argv) {
       return 2;
     case CliResult::Action::kServe: {
       kuai::server::ServerConfig& config = cli.config;
+      std::string err;
+      if (!kuai::server::resolveSite(config, err)) {
+        std::fprintf(stderr, "kuai: %s\n", err.c_str());
+        return 1;
+      }
       if (!config.configFile.empty()) {
-        std::string err;
-        if (!kuai::server::loadConfigFile(config.configFile, config, err)) {
-          std::fprintf(stderr, "kuai: %s\n", err.c_str());
-          return 1;
-        }
         if (config.checkConfigOnly) {
           size_t listeners = config.site->listen.size(), routes = config.site->routes.size();
           std::printf("kuai: %s: ok (%zu listener%s, %zu route%s)\n", config.configFile.c_str(), listeners,

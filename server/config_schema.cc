@@ -1,0 +1,730 @@
+#include "server/config_schema.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "server/cli.h"
+
+namespace kuai::server {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json::Value;
+
+// ---------------------------------------------------------------- messages
+
+std::string formatNumber(double d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.15g", d);
+  return buf;
+}
+
+// A value as a message shows it after "got": "abc", 12, true, null, an array...
+std::string describe(const Value& v) {
+  switch (v.type) {
+    case Value::Type::kNull: return "null";
+    case Value::Type::kBool: return v.boolean ? "true" : "false";
+    case Value::Type::kNumber: return formatNumber(v.number);
+    case Value::Type::kString:
+      if (v.string.size() > 60) return json::quote(v.string.substr(0, 57)) + "...";
+      return json::quote(v.string);
+    case Value::Type::kArray: return "an array";
+    case Value::Type::kObject: return "an object";
+  }
+  return "?";
+}
+
+// Edits (insert, delete, replace, swap two neighbours) from a to b, ignoring case.
+size_t editDistance(const std::string& a, const std::string& b) {
+  auto lower = [](char c) { return char(std::tolower(static_cast<unsigned char>(c))); };
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1])) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+std::string key(const std::string& path, const std::string& name) {
+  return path.empty() ? name : path + "." + name;
+}
+std::string elem(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+bool isToken(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (std::isalnum(c)) continue;
+    if (!std::strchr("!#$%&'*+-.^_`|~", c) || c == 0) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- the walk
+
+// What reads a value: the checks every field uses, and the first error.
+class Walk {
+ public:
+  Walk(std::string file, fs::path baseDir) : file_(std::move(file)), baseDir_(std::move(baseDir)) {}
+  const std::string& error() const { return err_; }
+
+  bool fail(const std::string& path, const std::string& msg) {
+    err_ = file_ + ": " + (path.empty() ? "" : path + ": ") + msg;
+    return false;
+  }
+  bool expected(const std::string& path, const std::string& what, const Value& got) {
+    return fail(path, "expected " + what + ", got " + describe(got));
+  }
+
+  // Every member of `obj` must be one of `known`.
+  bool knownKeys(const Value& obj, const std::string& path, const std::vector<std::string>& known) {
+    for (const auto& m : obj.members) {
+      if (std::find(known.begin(), known.end(), m.first) != known.end()) continue;
+      std::string best;
+      size_t bestDistance = SIZE_MAX;
+      for (const std::string& k : known) {
+        size_t d = editDistance(m.first, k);
+        if (d < bestDistance) bestDistance = d, best = k;
+      }
+      std::string msg = "unknown key";
+      if (bestDistance <= std::max<size_t>(1, std::min(m.first.size(), best.size()) / 3)) {
+        msg += " (did you mean \"" + best + "\"?)";
+      } else {
+        msg += " (known keys:";
+        for (const std::string& k : known) msg += " " + k;
+        msg += ")";
+      }
+      return fail(key(path, m.first), msg);
+    }
+    return true;
+  }
+
+  bool object(const Value& v, const std::string& path) { return v.isObject() || expected(path, "an object", v); }
+
+  bool string(const Value& v, const std::string& path, std::string& out, bool allowEmpty = false) {
+    if (!v.isString()) return expected(path, "a string", v);
+    if (v.string.empty() && !allowEmpty) return expected(path, "a non-empty string", v);
+    out = v.string;
+    return true;
+  }
+
+  bool boolean(const Value& v, const std::string& path, bool& out) {
+    if (!v.isBool()) return expected(path, "true or false", v);
+    out = v.boolean;
+    return true;
+  }
+
+  template <typename T>
+  bool whole(const Value& v, const std::string& path, T& out, uint64_t min, uint64_t max) {
+    if (!v.isNumber() || v.number != std::floor(v.number) || v.number < double(min) || v.number > double(max)) {
+      return expected(path, "a whole number " + std::to_string(min) + "-" + std::to_string(max), v);
+    }
+    out = T(v.number);
+    return true;
+  }
+
+  template <typename T>
+  bool size(const Value& v, const std::string& path, T& out, uint64_t min, uint64_t max) {
+    std::optional<uint64_t> n;
+    if (v.isNumber() && v.number >= 0 && v.number == std::floor(v.number) && v.number < 1.8e19) {
+      n = uint64_t(v.number);
+    } else if (v.isString()) {
+      n = parseSize(v.string);
+    }
+    if (!n || *n < min || *n > max) {
+      return expected(path, "a size from " + std::to_string(min) + " to " + std::to_string(max) +
+                                " bytes (a number, or a string like \"8k\", \"1m\")", v);
+    }
+    out = T(*n);
+    return true;
+  }
+
+  bool duration(const Value& v, const std::string& path, uint32_t& out) {
+    std::optional<uint64_t> n;
+    if (v.isNumber() && v.number >= 0 && v.number == std::floor(v.number) && v.number < 1e12) {
+      n = uint64_t(v.number);
+    } else if (v.isString()) {
+      n = parseDurationMs(v.string);
+    }
+    if (!n || *n == 0 || *n > 86'400'000ull) {
+      return expected(path, "a duration from 1ms to 24h (milliseconds, or a string like \"500ms\", \"10s\", \"2m\")", v);
+    }
+    out = uint32_t(*n);
+    return true;
+  }
+
+  template <typename E>
+  bool oneOf(const Value& v, const std::string& path, const std::vector<std::pair<const char*, E>>& choices, E& out) {
+    if (v.isString()) {
+      for (const auto& c : choices) {
+        if (v.string == c.first) {
+          out = c.second;
+          return true;
+        }
+      }
+    }
+    std::string list;
+    for (const auto& c : choices) list += (list.empty() ? "" : ", ") + json::quote(c.first);
+    return expected(path, "one of " + list, v);
+  }
+
+  // A path from the file, made absolute against the config file's directory.
+  std::string absolute(const std::string& p) const {
+    fs::path q(p);
+    if (q.is_relative()) q = baseDir_ / q;
+    return q.lexically_normal().string();
+  }
+
+  bool existingDirectory(const Value& v, const std::string& path, std::string& out) {
+    std::string written;
+    if (!string(v, path, written)) return false;
+    out = absolute(written);
+    struct stat st;
+    if (::stat(out.c_str(), &st) != 0) {
+      return fail(path, written + ": " + (errno == ENOENT ? std::string("no such directory") : std::strerror(errno)));
+    }
+    if (!S_ISDIR(st.st_mode)) return fail(path, written + ": not a directory");
+    if (::access(out.c_str(), R_OK | X_OK) != 0) return fail(path, written + ": " + std::strerror(errno));
+    return true;
+  }
+
+  bool readableFile(const Value& v, const std::string& path, std::string& out) {
+    std::string written;
+    if (!string(v, path, written)) return false;
+    out = absolute(written);
+    struct stat st;
+    if (::stat(out.c_str(), &st) != 0) {
+      return fail(path, written + ": " + (errno == ENOENT ? std::string("no such file") : std::strerror(errno)));
+    }
+    if (S_ISDIR(st.st_mode)) return fail(path, written + ": is a directory, not a file");
+    if (!S_ISREG(st.st_mode)) return fail(path, written + ": not a regular file");
+    if (::access(out.c_str(), R_OK) != 0) return fail(path, written + ": " + std::strerror(errno));
+    return true;
+  }
+
+ private:
+  std::string file_;
+  fs::path baseDir_;
+  std::string err_;
+};
+
+// ---------------------------------------------------------------- schemas
+
+// One key of an object: how its value is read into T. `required`: the hint
+// shown when the key is missing (null: optional).
+template <typename T>
+struct Field {
+  std::string key;
+  std::function<bool(Walk&, const Value&, const std::string& at, T&)> read;
+  const char* required = nullptr;
+};
+template <typename T>
+using Schema = std::vector<Field<T>>;
+
+// Reads `v` (an object) by `schema`, in the schema's order: unknown keys are
+// refused (`alsoKnown`: keys read elsewhere), a required one must be there.
+template <typename T>
+bool readObject(Walk& w, const Value& v, const std::string& at, const Schema<T>& schema, T& target,
+                const std::vector<std::string>& alsoKnown = {}) {
+  std::vector<std::string> known;
+  for (const Field<T>& f : schema) known.push_back(f.key);
+  known.insert(known.end(), alsoKnown.begin(), alsoKnown.end());
+  if (!w.knownKeys(v, at, known)) return false;
+  for (const Field<T>& f : schema) {
+    const Value* x = v.find(f.key);
+    if (!x) {
+      if (f.required) return w.fail(key(at, f.key), f.required[0] ? std::string("required ") + f.required : "required");
+      continue;
+    }
+    if (!f.read(w, *x, key(at, f.key), target)) return false;
+  }
+  return true;
+}
+
+// Field makers. `get` reaches the member the value goes to.
+template <typename T, typename Get>
+Field<T> whole(const char* k, Get get, uint64_t min, uint64_t max) {
+  return {k, [=](Walk& w, const Value& v, const std::string& at, T& t) { return w.whole(v, at, get(t), min, max); }};
+}
+template <typename T, typename Get>
+Field<T> size(const char* k, Get get, uint64_t min, uint64_t max) {
+  return {k, [=](Walk& w, const Value& v, const std::string& at, T& t) { return w.size(v, at, get(t), min, max); }};
+}
+template <typename T, typename Get>
+Field<T> duration(const char* k, Get get) {
+  return {k, [=](Walk& w, const Value& v, const std::string& at, T& t) { return w.duration(v, at, get(t)); }};
+}
+template <typename T, typename Get>
+Field<T> flag(const char* k, Get get) {
+  return {k, [=](Walk& w, const Value& v, const std::string& at, T& t) { return w.boolean(v, at, get(t)); }};
+}
+template <typename T>
+Field<T> custom(const char* k, std::function<bool(Walk&, const Value&, const std::string&, T&)> read,
+                const char* required = nullptr) {
+  return {k, std::move(read), required};
+}
+
+// Where the top level reads into.
+struct Top {
+  ServerConfig& config;
+  Site& site;
+};
+
+// ---- listen ----
+
+bool resolvableHost(Walk& w, const Value& h, const std::string& at, std::string& host) {
+  if (!w.string(h, at, host)) return false;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (res) ::freeaddrinfo(res);
+  if (rc != 0) return w.fail(at, "cannot resolve " + json::quote(h.string) + ": " + gai_strerror(rc));
+  return true;
+}
+
+const Schema<tls::CertificateConfig>& certificateSchema() {
+  using C = tls::CertificateConfig;
+  static const Schema<C> s = {
+      custom<C>("cert", [](Walk& w, const Value& v, const std::string& at, C& c) { return w.readableFile(v, at, c.certFile); },
+                "(a PEM certificate chain file)"),
+      custom<C>("key", [](Walk& w, const Value& v, const std::string& at, C& c) { return w.readableFile(v, at, c.keyFile); },
+                "(the certificate's PEM private key file)"),
+      custom<C>("ocsp", [](Walk& w, const Value& v, const std::string& at, C& c) { return w.readableFile(v, at, c.ocspFile); }),
+  };
+  return s;
+}
+
+bool certificate(Walk& w, const Value& v, const std::string& at, tls::CertificateConfig& cert) {
+  return w.object(v, at) && readObject(w, v, at, certificateSchema(), cert);
+}
+
+// tls: { cert, key, ocsp? } | { certificates: [{ cert, key, ocsp? }, ...] }
+bool tlsSection(Walk& w, const Value& v, const std::string& at, tls::TlsConfig& t) {
+  if (!w.object(v, at)) return false;
+  if (!w.knownKeys(v, at, {"cert", "key", "ocsp", "certificates"})) return false;
+  const Value* list = v.find("certificates");
+  if (!list) {
+    t.certificates.emplace_back();
+    return certificate(w, v, at, t.certificates.back());
+  }
+  if (v.members.size() != 1) {
+    return w.fail(at, "give either cert/key/ocsp or certificates: [{ cert, key, ocsp }, ...], not both");
+  }
+  std::string lat = key(at, "certificates");
+  if (!list->isArray()) return w.expected(lat, "an array of { cert, key, ocsp }", *list);
+  if (list->array.empty()) return w.fail(lat, "expected at least one certificate");
+  for (size_t i = 0; i < list->array.size(); ++i) {
+    t.certificates.emplace_back();
+    if (!certificate(w, list->array[i], elem(lat, i), t.certificates.back())) return false;
+  }
+  return true;
+}
+
+const Schema<ListenSpec>& listenerSchema() {
+  using L = ListenSpec;
+  static const Schema<L> s = {
+      custom<L>("host", [](Walk& w, const Value& v, const std::string& at, L& l) { return resolvableHost(w, v, at, l.host); }),
+      whole<L>("port", [](L& l) -> int& { return l.port; }, 0, 65535),
+      custom<L>("tls", [](Walk& w, const Value& v, const std::string& at, L& l) {
+        l.tls = true;
+        return tlsSection(w, v, at, l.tlsConfig);
+      }),
+  };
+  return s;
+}
+
+bool listener(Walk& w, const Value& v, const std::string& at, ListenSpec& l) {
+  if (v.isNumber()) return w.whole(v, at, l.port, 0, 65535);
+  if (!v.isObject()) return w.expected(at, "a port number or an object { host, port, tls }", v);
+  Schema<ListenSpec> s = listenerSchema();
+  s[1].required = "";
+  return readObject(w, v, at, s, l);
+}
+
+// listen: PORT | [PORT | { host, port, tls }, ...]
+bool listeners(Walk& w, const Value& v, const std::string& at, Site& site) {
+  if (v.isNumber()) {
+    site.listen.emplace_back();
+    return w.whole(v, at, site.listen.back().port, 0, 65535);
+  }
+  if (!v.isArray()) return w.expected(at, "a port number or an array of listeners", v);
+  if (v.array.empty()) return w.fail(at, "expected at least one listener");
+  for (size_t i = 0; i < v.array.size(); ++i) {
+    std::string lat = elem(at, i);
+    site.listen.emplace_back();
+    if (!listener(w, v.array[i], lat, site.listen.back())) return false;
+    const ListenSpec& l = site.listen.back();
+    for (size_t j = 0; j < i && l.port != 0; ++j) {
+      if (site.listen[j].host == l.host && site.listen[j].port == l.port) {
+        return w.fail(lat, l.host + " port " + std::to_string(l.port) + " is already listed at " + elem(at, j));
+      }
+    }
+  }
+  return true;
+}
+
+// ---- routes ----
+
+const Schema<StaticOptions>& staticSchema() {
+  using S = StaticOptions;
+  static const Schema<S> s = {
+      custom<S>("root", [](Walk& w, const Value& v, const std::string& at, S& o) { return w.existingDirectory(v, at, o.root); },
+                "(the directory to serve)"),
+      flag<S>("list", [](S& o) -> bool& { return o.listDirectories; }),
+      custom<S>("index", [](Walk& w, const Value& v, const std::string& at, S& o) {
+        if (!w.string(v, at, o.indexFile)) return false;
+        if (o.indexFile.find('/') != std::string::npos || o.indexFile == "." || o.indexFile == "..") {
+          return w.expected(at, "a file name without '/'", v);
+        }
+        return true;
+      }),
+  };
+  return s;
+}
+
+// static: DIR | { root, list, index }
+bool statics(Walk& w, const Value& v, const std::string& at, StaticOptions& s) {
+  if (v.isString()) return w.existingDirectory(v, at, s.root);
+  if (!v.isObject()) return w.expected(at, "an object { root, list, index } or a directory", v);
+  return readObject(w, v, at, staticSchema(), s);
+}
+
+// "host:port" (IPv4, [IPv6] or a name, resolved now) or { address, weight }.
+bool upstream(Walk& w, const Value& v, const std::string& at, UpstreamSpec& u) {
+  const Value* address = &v;
+  std::string aat = at;
+  if (v.isObject()) {
+    if (!w.knownKeys(v, at, {"address", "weight"})) return false;
+    aat = key(at, "address");
+    address = v.find("address");
+    if (!address) return w.fail(aat, "required (\"host:port\")");
+    if (const Value* x = v.find("weight")) {
+      if (!w.whole(*x, key(at, "weight"), u.weight, 1, 1000)) return false;
+    }
+  } else if (!v.isString()) {
+    return w.expected(at, "\"host:port\" or { address, weight }", v);
+  }
+  if (!address->isString()) return w.expected(aat, "\"host:port\"", *address);
+  const std::string& a = address->string;
+  std::string host, port;
+  if (!a.empty() && a[0] == '[') {
+    size_t close = a.find(']');
+    if (close == std::string::npos || close + 1 >= a.size() || a[close + 1] != ':') {
+      return w.expected(aat, "\"host:port\" (IPv6 as \"[::1]:port\")", *address);
+    }
+    host = a.substr(1, close - 1);
+    port = a.substr(close + 2);
+  } else {
+    size_t colon = a.rfind(':');
+    if (colon == std::string::npos || colon == 0 || a.find(':') != colon) {
+      return w.expected(aat, "\"host:port\" (IPv6 as \"[::1]:port\")", *address);
+    }
+    host = a.substr(0, colon);
+    port = a.substr(colon + 1);
+  }
+  bool digits = !port.empty() && port.size() <= 5 &&
+                std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  if (!digits || std::stoi(port) < 1 || std::stoi(port) > 65535) {
+    return w.fail(aat, json::quote(a) + ": expected a port 1-65535 after the last ':'");
+  }
+  if (host.empty()) return w.expected(aat, "\"host:port\"", *address);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || !res) {
+    if (res) ::freeaddrinfo(res);
+    return w.fail(aat, "cannot resolve " + json::quote(host) + ": " + gai_strerror(rc));
+  }
+  std::memcpy(&u.addr, res->ai_addr, res->ai_addrlen);
+  u.addrLen = res->ai_addrlen;
+  ::freeaddrinfo(res);
+  u.name = a;
+  return true;
+}
+
+const Schema<ProxySpec>& keepaliveSchema() {
+  using P = ProxySpec;
+  static const Schema<P> s = {
+      whole<P>("maxIdle", [](P& p) -> uint32_t& { return p.maxIdle; }, 0, 100000),
+      duration<P>("idleTimeout", [](P& p) -> uint32_t& { return p.idleTimeoutMs; }),
+      whole<P>("maxRequests", [](P& p) -> uint32_t& { return p.maxRequestsPerConnection; }, 1, 100000000),
+  };
+  return s;
+}
+
+const Schema<HealthCheckSpec>& healthSchema() {
+  using H = HealthCheckSpec;
+  static const Schema<H> s = {
+      custom<H>("path", [](Walk& w, const Value& v, const std::string& at, H& h) {
+        if (!w.string(v, at, h.path)) return false;
+        if (h.path[0] != '/') return w.expected(at, "a path starting with '/'", v);
+        for (unsigned char ch : h.path) {
+          if (ch <= 0x20 || ch >= 0x7F) return w.expected(at, "a path without spaces", v);
+        }
+        return true;
+      }),
+      duration<H>("interval", [](H& h) -> uint32_t& { return h.intervalMs; }),
+      duration<H>("timeout", [](H& h) -> uint32_t& { return h.timeoutMs; }),
+  };
+  return s;
+}
+
+const Schema<ProxySpec>& proxySchema() {
+  using P = ProxySpec;
+  static const Schema<P> s = {
+      custom<P>("upstreams", [](Walk& w, const Value& v, const std::string& at, P& p) {
+        if (!v.isArray()) return w.expected(at, "an array of \"host:port\" or { address, weight }", v);
+        if (v.array.empty()) return w.fail(at, "expected at least one upstream");
+        for (size_t i = 0; i < v.array.size(); ++i) {
+          p.upstreams.emplace_back();
+          if (!upstream(w, v.array[i], elem(at, i), p.upstreams.back())) return false;
+        }
+        return true;
+      }, "(e.g. upstreams: ['127.0.0.1:9001'])"),
+      custom<P>("balance", [](Walk& w, const Value& v, const std::string& at, P& p) {
+        return w.oneOf<Balance>(v, at,
+                                {{"round_robin", Balance::kRoundRobin},
+                                 {"least_conn", Balance::kLeastConn},
+                                 {"weighted", Balance::kWeighted}},
+                                p.balance);
+      }),
+      duration<P>("connectTimeout", [](P& p) -> uint32_t& { return p.connectTimeoutMs; }),
+      duration<P>("sendTimeout", [](P& p) -> uint32_t& { return p.sendTimeoutMs; }),
+      duration<P>("readTimeout", [](P& p) -> uint32_t& { return p.readTimeoutMs; }),
+      custom<P>("keepalive", [](Walk& w, const Value& v, const std::string& at, P& p) {
+        if (v.isBool()) {
+          if (!v.boolean) p.maxIdle = 0;  // false: a new connection per request
+          return true;
+        }
+        if (!v.isObject()) return w.expected(at, "an object { maxIdle, idleTimeout, maxRequests } or false", v);
+        return readObject(w, v, at, keepaliveSchema(), p);
+      }),
+      whole<P>("retries", [](P& p) -> uint32_t& { return p.retries; }, 0, 100),
+      whole<P>("maxFails", [](P& p) -> uint32_t& { return p.maxFails; }, 0, 1000),
+      duration<P>("failTimeout", [](P& p) -> uint32_t& { return p.failTimeoutMs; }),
+      custom<P>("host", [](Walk& w, const Value& v, const std::string& at, P& p) {
+        if (!w.string(v, at, p.hostRewrite)) return false;
+        for (unsigned char ch : p.hostRewrite) {
+          if (ch <= 0x20 || ch >= 0x7F) return w.expected(at, "a Host header value like \"backend.internal\"", v);
+        }
+        return true;
+      }),
+      flag<P>("stripPrefix", [](P& p) -> bool& { return p.stripPrefix; }),
+      custom<P>("healthCheck", [](Walk& w, const Value& v, const std::string& at, P& p) {
+        if (v.isBool()) {
+          p.health.enabled = v.boolean;
+          return true;
+        }
+        if (!v.isObject()) return w.expected(at, "an object { path, interval, timeout } or true/false", v);
+        p.health.enabled = true;
+        return readObject(w, v, at, healthSchema(), p.health);
+      }),
+  };
+  return s;
+}
+
+const Schema<RouteSpec>& routeMatchSchema() {
+  using R = RouteSpec;
+  static const Schema<R> s = {
+      custom<R>("match", [](Walk& w, const Value& v, const std::string& at, R& r) {
+        if (!w.string(v, at, r.path)) return false;
+        if (r.path[0] != '/') return w.expected(at, "a path starting with '/'", v);
+        for (unsigned char ch : r.path) {
+          if (ch <= 0x20 || ch == 0x7F || ch == '?' || ch == '#') {
+            return w.expected(at, "a path without spaces, control characters, '?' or '#'", v);
+          }
+        }
+        return true;
+      }),
+      flag<R>("exact", [](R& r) -> bool& { return r.exact; }),
+      custom<R>("host", [](Walk& w, const Value& v, const std::string& at, R& r) {
+        if (!w.string(v, at, r.host)) return false;
+        for (char& ch : r.host) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+        bool bracketed = r.host.front() == '[' && r.host.back() == ']';
+        for (unsigned char ch : r.host) {
+          if (ch <= 0x20 || ch >= 0x7F || ch == '/' || (ch == ':' && !bracketed)) {
+            return w.expected(at, "a host name without port or path (e.g. \"example.com\")", v);
+          }
+        }
+        return true;
+      }),
+      custom<R>("methods", [](Walk& w, const Value& v, const std::string& at, R& r) {
+        if (!v.isArray()) return w.expected(at, "an array of methods like [\"GET\", \"POST\"]", v);
+        if (v.array.empty()) return w.fail(at, "expected at least one method (leave the key out for any method)");
+        for (size_t i = 0; i < v.array.size(); ++i) {
+          const Value& m = v.array[i];
+          if (!m.isString() || !isToken(m.string)) return w.expected(elem(at, i), "a method name like \"GET\"", m);
+          std::string up = m.string;
+          for (char& ch : up) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+          r.methods.push_back(std::move(up));
+        }
+        return true;
+      }),
+  };
+  return s;
+}
+
+// A route: what it matches (routeMatchSchema), then exactly one of static,
+// proxy or app: what answers it.
+bool route(Walk& w, const Value& v, const std::string& at, RouteSpec& r) {
+  if (!w.object(v, at)) return false;
+  if (!readObject(w, v, at, routeMatchSchema(), r, {"static", "proxy", "app"})) return false;
+  const Value* st = v.find("static");
+  const Value* px = v.find("proxy");
+  const Value* app = v.find("app");
+  int handlers = (st ? 1 : 0) + (px ? 1 : 0) + (app ? 1 : 0);
+  if (handlers != 1) {
+    return w.fail(at, handlers == 0 ? "expected one of static, proxy or app (what the route does)"
+                                    : "expected only one of static, proxy or app");
+  }
+  if (st) {
+    r.kind = RouteSpec::Kind::kStatic;
+    return statics(w, *st, key(at, "static"), r.statics);
+  }
+  if (app) {
+    r.kind = RouteSpec::Kind::kApp;
+    return w.readableFile(*app, key(at, "app"), r.app);
+  }
+  r.kind = RouteSpec::Kind::kProxy;
+  auto spec = std::make_shared<ProxySpec>();
+  std::string pat = key(at, "proxy");
+  if (!w.object(*px, pat) || !readObject(w, *px, pat, proxySchema(), *spec)) return false;
+  r.proxy = std::move(spec);
+  return true;
+}
+
+// ---- limits, logging, the top level ----
+
+const Schema<ServerConfig>& limitsSchema() {
+  using C = ServerConfig;
+  static const Schema<C> s = {
+      size<C>("requestLine", [](C& c) -> uint32_t& { return c.limits.maxRequestLine; }, 64, 1 << 20),
+      size<C>("fieldSize", [](C& c) -> uint32_t& { return c.limits.maxFieldSize; }, 64, 1 << 20),
+      size<C>("headerBytes", [](C& c) -> uint32_t& { return c.limits.maxHeaderBytes; }, 256, 16 << 20),
+      whole<C>("headers", [](C& c) -> uint32_t& { return c.limits.maxHeaders; }, 1, 100000),
+      size<C>("bodyBytes", [](C& c) -> uint64_t& { return c.limits.maxBodyBytes; }, 0, 1ull << 40),
+      duration<C>("headerTimeout", [](C& c) -> uint32_t& { return c.timeouts.headerMs; }),
+      duration<C>("idleTimeout", [](C& c) -> uint32_t& { return c.timeouts.idleMs; }),
+      duration<C>("bodyTimeout", [](C& c) -> uint32_t& { return c.timeouts.bodyMs; }),
+      duration<C>("sendTimeout", [](C& c) -> uint32_t& { return c.timeouts.sendMs; }),
+      whole<C>("maxRequests", [](C& c) -> uint32_t& { return c.maxRequestsPerConnection; }, 1, 100000000),
+      duration<C>("shutdownTimeout", [](C& c) -> uint32_t& { return c.timeouts.shutdownMs; }),
+  };
+  return s;
+}
+
+const Schema<LoggingSpec>& loggingSchema() {
+  using L = LoggingSpec;
+  static const Schema<L> s = {
+      custom<L>("access", [](Walk& w, const Value& v, const std::string& at, L& l) {
+        std::string written;
+        if (!w.string(v, at, written)) return false;
+        if (written == "-") {
+          l.accessLog = "-";
+          return true;
+        }
+        l.accessLog = w.absolute(written);
+        fs::path dir = fs::path(l.accessLog).parent_path();
+        struct stat st;
+        if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+          return w.fail(at, written + ": no such directory " + dir.string());
+        }
+        if (::stat(l.accessLog.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+          return w.fail(at, written + ": is a directory, not a file");
+        }
+        return true;
+      }),
+      custom<L>("metrics", [](Walk& w, const Value& v, const std::string& at, L& l) {
+        if (!w.string(v, at, l.metricsPath)) return false;
+        if (l.metricsPath[0] != '/') return w.expected(at, "a path starting with '/' (e.g. \"/metrics\")", v);
+        for (unsigned char ch : l.metricsPath) {
+          if (ch <= 0x20 || ch >= 0x7F || ch == '?' || ch == '#') {
+            return w.expected(at, "a path without spaces, '?' or '#'", v);
+          }
+        }
+        return true;
+      }),
+  };
+  return s;
+}
+
+const Schema<Top>& topSchema() {
+  static const Schema<Top> s = {
+      custom<Top>("threads", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        return w.whole(v, at, t.config.threads, 1, 1024);
+      }),
+      custom<Top>("io", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        if (v.isString() && v.string == "io_uring") {
+          t.config.io = IoBackend::kUring;
+          return true;
+        }
+        return w.oneOf<IoBackend>(v, at,
+                                  {{"auto", IoBackend::kAuto}, {"uring", IoBackend::kUring}, {"epoll", IoBackend::kEpoll}},
+                                  t.config.io);
+      }),
+      custom<Top>("listen", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        return listeners(w, v, at, t.site);
+      }, "(e.g. listen: 8080, or [{ host: '127.0.0.1', port: 8080 }])"),
+      custom<Top>("routes", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        if (!v.isArray()) return w.expected(at, "an array of routes", v);
+        if (v.array.empty()) return w.fail(at, "expected at least one route");
+        for (size_t i = 0; i < v.array.size(); ++i) {
+          t.site.routes.emplace_back();
+          if (!route(w, v.array[i], elem(at, i), t.site.routes.back())) return false;
+        }
+        return true;
+      }, "(e.g. routes: [{ match: '/', static: { root: './public' } }])"),
+      custom<Top>("limits", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        return w.object(v, at) && readObject(w, v, at, limitsSchema(), t.config);
+      }),
+      custom<Top>("logging", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        return w.object(v, at) && readObject(w, v, at, loggingSchema(), t.site.logging);
+      }),
+  };
+  return s;
+}
+
+}  // namespace
+
+bool readConfig(const Value& root, const std::string& file, const std::string& baseDir, ServerConfig& config,
+                Site& site, std::string& err) {
+  Walk w(file, baseDir);
+  Top top{config, site};
+  if (!root.isObject()) {
+    w.expected("", "an object at the top level", root);
+  } else if (readObject(w, root, "", topSchema(), top)) {
+    return true;
+  }
+  err = w.error();
+  return false;
+}
+
+}  // namespace kuai::server
