@@ -619,9 +619,9 @@ void Environment::setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args) {
     return v > 0 && v < 4e9 ? uint32_t(v) : 0u;
   };
   server::Listener* l = it->second->slot->listener;
-  l->headersTimeoutMs = ms(1);
-  l->requestTimeoutMs = ms(2);
-  l->nodeTimeouts = true;
+  l->headDeadlineMs = ms(1);
+  l->requestDeadlineMs = ms(2);
+  l->deadlines = true;
 }
 
 void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "server/config.h"
-#include "server/hooks.h"
+#include "server/loop_driver.h"
 
 namespace kuai::server {
 class Agent;

@@ -11,11 +11,11 @@ namespace kuai::scripting {
 
 void answerUnavailable(server::Exchange& ex) {
   if (ex.ended()) return;
-  if (!ex.headersSent()) {
-    ex.writeHead(503, {}, "Content-Type: text/plain; charset=utf-8\r\n", 20);
-    ex.write("Service Unavailable\n");
+  if (ex.headersSent()) {
+    ex.end();
+    return;
   }
-  ex.end();
+  ex.writeError(503);
 }
 
 // ---------------------------------------------------------------- JsServer

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "scripting/environment.h"
-#include "server/hooks.h"
+#include "server/exchange.h"
 
 namespace kuai::scripting {
 
-class JsServer final : public server::AsyncHandler {
+class JsServer final : public server::Handler {
  public:
   JsServer(Environment& env, int id) : env_(&env), id_(id) {}
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
@@ -42,7 +42,7 @@ struct OwnedRequest {
   explicit OwnedRequest(const parser::Request& from);
 };
 
-class ServerSlot final : public server::AsyncHandler {
+class ServerSlot final : public server::Handler {
  public:
   ServerSlot(ThreadScripting& owner, std::string key);
   ~ServerSlot() override;

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "server/connection.h"
+#include "server/transport.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -18,7 +18,7 @@ namespace kuai::server {
 namespace {
 
 constexpr uint8_t kWantOut = 1;  // EPOLLOUT in the interest set
-// epoll_event.data: a Connection* (8-aligned), a Listener* | 1, or a tag.
+// epoll_event.data: a Transport* (8-aligned), a Listener* | 1, or a tag.
 constexpr uint64_t kWakeTag = 2;
 constexpr uint64_t kLoopTag = 4;
 constexpr uint64_t kSocketTag = 8;  // Socket* | 8 (sockets and connections are 16-aligned)
@@ -79,7 +79,7 @@ class EpollReactor final : public Reactor {
       tick();
       flushDirty();
       runLater();
-      for (Connection* c : graveyard_) destroyConnection(c);
+      for (Transport* c : graveyard_) destroyTransport(c);
       graveyard_.clear();
       for (Socket* s : socketGraveyard_) destroySocket(s);
       socketGraveyard_.clear();
@@ -105,10 +105,10 @@ class EpollReactor final : public Reactor {
           ssize_t r = ::read(wakeFd_, &v, sizeof(v));
           (void)r;  // a stop or a posted task: tick() acts on it
         } else {
-          auto* c = static_cast<Connection*>(ev.data.ptr);
-          if (c->state() == Connection::State::kClosed) continue;
+          auto* c = static_cast<Transport*>(ev.data.ptr);
+          if (c->state() == Transport::State::kClosed) continue;
           if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) readFrom(c);
-          if ((ev.events & EPOLLOUT) && c->state() != Connection::State::kClosed) markDirty(c);
+          if ((ev.events & EPOLLOUT) && c->state() != Transport::State::kClosed) markDirty(c);
         }
       }
     }
@@ -218,12 +218,12 @@ class EpollReactor final : public Reactor {
     socketGraveyard_.push_back(s);
   }
 
-  void flush(Connection* c) override {
+  void flush(Transport* c) override {
     OutputQueue& out = c->wire();
     while (true) {
       if (out.empty()) {
         c->fillWire();
-        if (c->state() == Connection::State::kClosed) return;
+        if (c->state() == Transport::State::kClosed) return;
         if (out.empty()) break;
       }
       OutputQueue::Segment& seg = out.head();
@@ -233,7 +233,7 @@ class EpollReactor final : public Reactor {
         size_t chunk = seg.remaining > (1u << 30) ? (1u << 30) : size_t(seg.remaining);
         n = ::sendfile(c->fd(), seg.file->fd, &off, chunk);
         if (n == 0) {  // the file shrank under us
-          closeConnection(c);
+          closeTransport(c);
           return;
         }
       } else {
@@ -249,21 +249,21 @@ class EpollReactor final : public Reactor {
         setWantOut(c, true);
         return;
       }
-      closeConnection(c);
+      closeTransport(c);
       return;
     }
     setWantOut(c, false);
     if (c->output().empty()) c->onDrained();
   }
 
-  void setReading(Connection* c, bool on) override {
+  void setReading(Transport* c, bool on) override {
     bool paused = c->backendFlags & kReadPaused;
     if (paused == !on) return;
     c->backendFlags = on ? (c->backendFlags & ~kReadPaused) : (c->backendFlags | kReadPaused);
     update(c, interest(c));
   }
 
-  void release(Connection* c) override {
+  void release(Transport* c) override {
     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd(), nullptr);
     graveyard_.push_back(c);
   }
@@ -290,8 +290,8 @@ class EpollReactor final : public Reactor {
     for (int i = 0; i < 64 && l->fd >= 0; ++i) {
       int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;  // EAGAIN, or EMFILE: try again on the next event
-      Connection* c = addConnection(fd, l);
-      if (c->state() == Connection::State::kClosed) continue;
+      Transport* c = addConnection(fd, l);
+      if (c->state() == Transport::State::kClosed) continue;
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLRDHUP;
       ev.data.ptr = c;
@@ -299,29 +299,29 @@ class EpollReactor final : public Reactor {
     }
   }
 
-  void readFrom(Connection* c) {
+  void readFrom(Transport* c) {
     // A few reads per event keeps one busy connection from starving the others;
     // level-triggered epoll reports the rest.
     for (int i = 0; i < 4; ++i) {
       ssize_t n = ::recv(c->fd(), buffer_.data(), buffer_.size(), 0);
       if (n > 0) {
         c->onData(buffer_.data(), size_t(n));
-        if (c->state() == Connection::State::kClosed) return;
+        if (c->state() == Transport::State::kClosed) return;
         if (size_t(n) < buffer_.size()) return;
         continue;
       }
       if (n == 0) {
         c->onEof();
-        if (c->state() != Connection::State::kClosed) setWantIn(c, false);
+        if (c->state() != Transport::State::kClosed) setWantIn(c, false);
         return;
       }
       if (errno == EINTR) continue;
-      if (errno != EAGAIN) closeConnection(c);
+      if (errno != EAGAIN) closeTransport(c);
       return;
     }
   }
 
-  void update(Connection* c, uint32_t events) {
+  void update(Transport* c, uint32_t events) {
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = c;
@@ -330,21 +330,21 @@ class EpollReactor final : public Reactor {
 
   // The interest set follows three flags: want to write, read side closed, and
   // reading paused by the handler.
-  static uint32_t interest(Connection* c) {
+  static uint32_t interest(Transport* c) {
     uint32_t ev = 0;
     if (!(c->backendFlags & (kReadClosed | kReadPaused))) ev |= EPOLLIN | EPOLLRDHUP;
     if (c->backendFlags & kWantOut) ev |= EPOLLOUT;
     return ev;
   }
 
-  void setWantOut(Connection* c, bool on) {
+  void setWantOut(Transport* c, bool on) {
     bool is = c->backendFlags & kWantOut;
     if (is == on) return;
     c->backendFlags = on ? (c->backendFlags | kWantOut) : (c->backendFlags & ~kWantOut);
     update(c, interest(c));
   }
 
-  void setWantIn(Connection* c, bool on) {
+  void setWantIn(Transport* c, bool on) {
     if (on) return;
     c->backendFlags |= kReadClosed;
     update(c, interest(c));
@@ -360,7 +360,7 @@ class EpollReactor final : public Reactor {
   } batch_;
   int epfd_ = -1;
   std::vector<char> buffer_;
-  std::vector<Connection*> graveyard_;
+  std::vector<Transport*> graveyard_;
   std::vector<Socket*> socketGraveyard_;
   std::vector<Socket*> connectResults_;
 };

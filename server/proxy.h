@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "parser/response_parser.h"
-#include "server/hooks.h"
+#include "server/exchange.h"
 #include "server/reactor.h"
 #include "server/site.h"
 
@@ -65,7 +65,7 @@ struct UpstreamCounters {
   std::atomic<int64_t> down{0};      // 1 while marked down
 };
 
-class ProxyRoute final : public AsyncHandler,
+class ProxyRoute final : public Handler,
                          public Reactor::Ticker,
                          public std::enable_shared_from_this<ProxyRoute> {
  public:

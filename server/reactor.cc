@@ -10,7 +10,8 @@
 #include <cstring>
 #include <ctime>
 
-#include "server/connection.h"
+#include "server/http1_session.h"
+#include "server/transport.h"
 #include "server/router.h"
 
 namespace kuai::server {
@@ -30,7 +31,7 @@ Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
   router_ = std::make_unique<Router>(config.site, *this);
 }
 
-void Reactor::setAppHandler(const std::string& app, AsyncHandler* handler) {
+void Reactor::setAppHandler(const std::string& app, Handler* handler) {
   for (auto& [path, h] : appHandlers_) {
     if (path == app) {
       h = handler;
@@ -40,7 +41,7 @@ void Reactor::setAppHandler(const std::string& app, AsyncHandler* handler) {
   appHandlers_.emplace_back(app, handler);
 }
 
-AsyncHandler* Reactor::appHandler(const std::string& app) const {
+Handler* Reactor::appHandler(const std::string& app) const {
   for (const auto& [path, h] : appHandlers_) {
     if (path == app) return h;
   }
@@ -55,8 +56,8 @@ void Reactor::runLater() {
 void Reactor::teardown() {
   if (tearingDown_) return;
   tearingDown_ = true;
-  for (Connection* c = head_; c;) {
-    Connection* n = c->next;
+  for (Transport* c = head_; c;) {
+    Transport* n = c->next;
     delete c;
     c = n;
   }
@@ -193,7 +194,7 @@ void Reactor::destroySocket(Socket* s) {
   delete s;
 }
 
-void Reactor::markDirty(Connection* c) {
+void Reactor::markDirty(Transport* c) {
   if (c->dirty) return;
   c->dirty = true;
   dirty_.push_back(c);
@@ -202,9 +203,9 @@ void Reactor::markDirty(Connection* c) {
 void Reactor::flushDirty() {
   // flush() may queue more connections (e.g. a close after the last byte).
   for (size_t i = 0; i < dirty_.size(); ++i) {
-    Connection* c = dirty_[i];
+    Transport* c = dirty_[i];
     c->dirty = false;
-    if (c->state() != Connection::State::kClosed) flush(c);
+    if (c->state() != Transport::State::kClosed) flush(c);
   }
   dirty_.clear();
   for (size_t i = 0; i < dirtySockets_.size(); ++i) {
@@ -215,7 +216,7 @@ void Reactor::flushDirty() {
   dirtySockets_.clear();
 }
 
-Listener* Reactor::addListener(int fd, AsyncHandler* handler,
+Listener* Reactor::addListener(int fd, Handler* handler,
                                std::shared_ptr<tls::TlsContext> tls) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
@@ -249,11 +250,11 @@ bool Reactor::quiescent() const {
   return listeners_.empty() && live_ == 0 && (!loop_ || !loop_->alive());
 }
 
-Connection* Reactor::addConnection(int fd, Listener* from) {
+Transport* Reactor::addConnection(int fd, Listener* from) {
   if (sitePending_.load(std::memory_order_acquire)) applyPendingSite();
   tls::TlsContext* ctx = from->tls.get();
-  auto* c = new Connection(*this, fd, ctx ? ctx->newSession() : nullptr, from->handler);
-  if (from->nodeTimeouts) c->useNodeTimeouts(from->headersTimeoutMs, from->requestTimeoutMs);
+  auto* c = new Transport(*this, fd, ctx ? ctx->newSession() : nullptr);
+  c->setProtocol(std::make_unique<Http1Session>(*c, *from));
   c->next = head_;
   if (head_) head_->prev = c;
   head_ = c;
@@ -263,15 +264,15 @@ Connection* Reactor::addConnection(int fd, Listener* from) {
   return c;
 }
 
-void Reactor::closeConnection(Connection* c) {
-  if (c->state() == Connection::State::kClosed) return;
+void Reactor::closeTransport(Transport* c) {
+  if (c->state() == Transport::State::kClosed) return;
   c->markClosed();
   release(c);
 }
 
-void Reactor::shutdownWrite(Connection* c) { ::shutdown(c->fd(), SHUT_WR); }
+void Reactor::shutdownWrite(Transport* c) { ::shutdown(c->fd(), SHUT_WR); }
 
-void Reactor::destroyConnection(Connection* c) {
+void Reactor::destroyTransport(Transport* c) {
   if (c->prev) c->prev->next = c->next;
   else head_ = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -311,7 +312,7 @@ void Reactor::beginDrain() {
   draining_ = true;
   drainDeadlineMs_ = nowMs_ + config_.timeouts.shutdownMs;
   stopAccepting();
-  for (Connection* c = head_; c; c = c->next) c->onShutdown();
+  for (Transport* c = head_; c; c = c->next) c->onShutdown();
 }
 
 // A reload (setSite) takes effect here: at the next tick, or before the next
@@ -345,10 +346,10 @@ void Reactor::tick() {
   if (nowMs_ - lastTickMs_ < kTickMs) return;
   lastTickMs_ = nowMs_;
   if (accessLog_ && !logBuf_.empty()) accessLog_->submit(logBuf_);
-  for (Connection* c = head_; c; c = c->next) c->onTick(nowMs_);
+  for (Transport* c = head_; c; c = c->next) c->onTick(nowMs_);
   for (size_t i = 0; i < tickers_.size(); ++i) tickers_[i]->onTick(nowMs_);
   if (draining_ && nowMs_ >= drainDeadlineMs_) {
-    for (Connection* c = head_; c; c = c->next) closeConnection(c);
+    for (Transport* c = head_; c; c = c->next) closeTransport(c);
   }
 }
 

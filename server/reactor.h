@@ -14,27 +14,30 @@
 #include <vector>
 
 #include "server/config.h"
-#include "server/hooks.h"
+#include "server/exchange.h"
+#include "server/loop_driver.h"
 #include "server/metrics.h"
 #include "server/socket.h"
 
 namespace kuai::server {
 
-class Connection;
+class Transport;
 class Router;
 
 // A listening socket owned by one reactor. handler == null: the Router answers.
 struct Listener {
   int fd = -1;
-  AsyncHandler* handler = nullptr;
+  Handler* handler = nullptr;
   std::shared_ptr<tls::TlsContext> tls;  // a script's https server; null: plain
   bool armed = false;  // backend: an accept is in flight / fd is in the poll set
-  // A script's server.headersTimeout / requestTimeout (Node's meaning) for the
-  // connections accepted from now on; 0: the reactor's --header-timeout and
-  // --body-timeout apply instead.
-  uint32_t headersTimeoutMs = 0;
-  uint32_t requestTimeoutMs = 0;
-  bool nodeTimeouts = false;
+  // The listener's own request deadlines, for the connections accepted from
+  // now on (a script's server.headersTimeout / requestTimeout): the head
+  // within headDeadlineMs and the whole request within requestDeadlineMs of
+  // its first byte (0: none), pauses inside a body not limited. Unless
+  // `deadlines`, the reactor's --header-timeout and --body-timeout apply.
+  uint32_t headDeadlineMs = 0;
+  uint32_t requestDeadlineMs = 0;
+  bool deadlines = false;
 };
 
 class Reactor {
@@ -58,7 +61,7 @@ class Reactor {
   void post(std::function<void()> fn);
 
   // This thread only: listen on another socket (a script's server.listen()).
-  Listener* addListener(int fd, AsyncHandler* handler,
+  Listener* addListener(int fd, Handler* handler,
                         std::shared_ptr<tls::TlsContext> tls = nullptr);
   // This thread only: stop accepting on it and close it (server.close()).
   void removeListener(Listener* l);
@@ -67,8 +70,8 @@ class Reactor {
   void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls);
   // This thread only: the handler of a config file's `app` route (the script
   // at `app`, loaded in this thread's Node environment); null removes it.
-  void setAppHandler(const std::string& app, AsyncHandler* handler);
-  AsyncHandler* appHandler(const std::string& app) const;
+  void setAppHandler(const std::string& app, Handler* handler);
+  Handler* appHandler(const std::string& app) const;
   // This thread only: an event loop to drive (the thread's Node environment).
   void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
   int index() const { return index_; }
@@ -83,13 +86,13 @@ class Reactor {
   time_t nowSeconds() const { return nowSec_; }
   bool draining() const { return draining_; }
   // The connection has output to send: flushed at the end of this wake-up.
-  void markDirty(Connection* c);
+  void markDirty(Transport* c);
   // Stop reading and writing; the backend frees it when no I/O is in flight.
-  void closeConnection(Connection* c);
+  void closeTransport(Transport* c);
   // Half-close after the last response (then linger).
-  void shutdownWrite(Connection* c);
+  void shutdownWrite(Transport* c);
   // Stop or restart reading from a connection (a handler not taking its body).
-  virtual void setReading(Connection* c, bool on) = 0;
+  virtual void setReading(Transport* c, bool on) = 0;
   // Per-thread scratch buffers (TLS plaintext, file chunks to encrypt).
   std::string& plainScratch() { return plainScratch_; }
   std::string& fileScratch() { return fileScratch_; }
@@ -131,8 +134,8 @@ class Reactor {
 
  protected:
   // Backend hooks.
-  virtual void flush(Connection* c) = 0;          // start sending c's output
-  virtual void release(Connection* c) = 0;        // c is closed: free when idle
+  virtual void flush(Transport* c) = 0;          // start sending c's output
+  virtual void release(Transport* c) = 0;        // c is closed: free when idle
   virtual void armListener(Listener* l) = 0;
   virtual void disarmListener(Listener* l) = 0;  // also closes its socket
   virtual void socketConnect(Socket* s) = 0;      // s->fd is non-blocking, addr set
@@ -146,8 +149,8 @@ class Reactor {
   size_t openSockets() const { return sockets_; }
   void stopAccepting();
 
-  Connection* addConnection(int fd, Listener* from);
-  void destroyConnection(Connection* c);  // unlinks and deletes
+  Transport* addConnection(int fd, Listener* from);
+  void destroyTransport(Transport* c);  // unlinks and deletes
   void flushDirty();
   void updateClock();
   // Timeouts, Date refresh, shutdown progress. Call about every kTickMs.
@@ -174,10 +177,10 @@ class Reactor {
   std::mutex tlsMutex_;  // guards the pending site and posted tasks (control path only)
   std::string plainScratch_;
   std::string fileScratch_;
-  std::vector<Connection*> dirty_;
+  std::vector<Transport*> dirty_;
   std::vector<Socket*> dirtySockets_;
   std::vector<Ticker*> tickers_;
-  std::vector<std::pair<std::string, AsyncHandler*>> appHandlers_;
+  std::vector<std::pair<std::string, Handler*>> appHandlers_;
   struct Later {
     void (*fn)(void*);
     void* arg;
@@ -197,7 +200,7 @@ class Reactor {
   bool observing_ = false;
   bool metrics_ = false;
   std::atomic<bool> sitePending_{false};
-  Connection* head_ = nullptr;  // all live connections
+  Transport* head_ = nullptr;  // all live connections
   size_t live_ = 0;
   bool draining_ = false;
   uint64_t drainDeadlineMs_ = 0;

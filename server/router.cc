@@ -1,6 +1,5 @@
 #include "server/router.h"
 
-#include "server/connection.h"
 #include "server/proxy.h"
 #include "server/reactor.h"
 
@@ -14,19 +13,37 @@ Router::~Router() = default;
 
 void Router::setSite(std::shared_ptr<const Site> site) {
   if (!site) return;
-  auto t = std::make_unique<Table>();
+  auto t = std::make_shared<Table>();
   t->site = std::move(site);
+  if (!t->site->logging.metricsPath.empty()) t->metrics = std::make_unique<MetricsHandler>();
   for (const RouteSpec& spec : t->site->routes) {
     Route r;
     r.spec = &spec;
-    if (spec.kind == RouteSpec::Kind::kStatic) {
-      r.statics = std::make_unique<StaticFiles>(spec.statics);
-    } else if (spec.kind == RouteSpec::Kind::kProxy) {
-      r.proxy = ProxyRoute::create(reactor_, t->site, spec);
+    switch (spec.kind) {
+      case RouteSpec::Kind::kStatic: {
+        // The match prefix is the mount point ("/static/a.css" under
+        // "/static/" is "/a.css" in the root).
+        std::string mount;
+        if (!spec.exact && spec.path.size() > 1) {
+          mount = spec.path;
+          if (mount.back() == '/') mount.pop_back();
+          if (mount.size() < 2) mount.clear();
+        }
+        r.handler = std::make_shared<StaticHandler>(reactor_, spec.statics, std::move(mount));
+        break;
+      }
+      case RouteSpec::Kind::kProxy:
+        r.handler = ProxyRoute::create(reactor_, t->site, spec);
+        break;
+      case RouteSpec::Kind::kFixed:
+        r.handler = std::make_shared<FixedHandler>(spec.body);
+        break;
+      case RouteSpec::Kind::kApp:
+        break;
     }
     t->routes.push_back(std::move(r));
   }
-  // The old table's proxy routes live on while requests still use them.
+  // The old table lives on while requests still use it.
   table_ = std::move(t);
 }
 
@@ -49,9 +66,7 @@ std::string_view hostName(std::string_view host) {
 
 }  // namespace
 
-const Router::Route* Router::match(const parser::Request& req) const {
-  if (!table_) return nullptr;
-  std::string_view path = pathOf(req.target);
+const Router::Route* Router::match(const parser::Request& req, std::string_view path) const {
   for (const Route& r : table_->routes) {
     const RouteSpec& s = *r.spec;
     if (s.exact ? path != s.path : path.substr(0, s.path.size()) != s.path) {
@@ -72,110 +87,18 @@ const Router::Route* Router::match(const parser::Request& req) const {
   return nullptr;
 }
 
-AsyncHandler* Router::asyncHandler(const parser::Request& req) {
-  if (!table_) return nullptr;
-  const std::string& metrics = table_->site->logging.metricsPath;
-  if (!metrics.empty() && pathOf(req.target) == metrics) return nullptr;  // handle() answers
-  const Route* r = match(req);
-  if (!r) return nullptr;
-  if (r->proxy) return r->proxy.get();
-  if (r->spec->kind == RouteSpec::Kind::kApp) return reactor_.appHandler(r->spec->app);
-  return nullptr;
-}
-
-void Router::handle(const parser::Request& req, Connection& conn) {
+Handler* Router::route(const parser::Request& req, std::shared_ptr<const void>& keep) {
+  if (!table_) return &notFound_;
+  if (keep.get() != table_.get()) keep = table_;
   std::string_view path = pathOf(req.target);
-  if (!table_) {
-    conn.writeError(404);
-    return;
-  }
-  const Site& site = *table_->site;
-  if (!site.logging.metricsPath.empty() && path == site.logging.metricsPath) {
-    std::string body = renderMetrics();
-    conn.writeHead(200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", body.size());
-    if (!conn.headOnly()) conn.writeBody(body);
-    return;
-  }
-  const Route* r = match(req);
-  if (!r) {
-    conn.writeError(404);
-    return;
-  }
-  if (r->statics) {
-    std::string_view strip = r->spec->path;
-    if (!r->spec->exact && strip.size() > 1 && strip.back() == '/') strip.remove_suffix(1);
-    serveStatic(*r->statics, req, conn, r->spec->exact ? std::string_view() : strip);
-    return;
-  }
-  if (r->spec->kind == RouteSpec::Kind::kFixed) {
-    if (req.method != "GET" && req.method != "HEAD") {
-      conn.writeError(405, "Allow: GET, HEAD\r\n");
-      return;
-    }
-    conn.writeHead(200, "Content-Type: text/plain; charset=utf-8\r\n", r->spec->body.size());
-    if (!conn.headOnly()) conn.writeBody(r->spec->body);
-    return;
-  }
-  // An app route whose script is not loaded on this thread (yet, or it is
-  // being replaced after a failure).
-  conn.writeError(503);
-}
-
-// `strip`: the route's mount point, removed from the path ("/static/a.css"
-// under "/static/" is "a.css" in the route's root).
-void Router::serveStatic(StaticFiles& files, const parser::Request& req, Connection& conn,
-                         std::string_view strip) {
-  StaticRequest sreq;
-  sreq.method = req.method;
-  sreq.target = req.target;
-  std::string rewritten;
-  if (strip.size() > 1) {
-    rewritten.assign(req.target.substr(strip.size()));
-    if (rewritten.empty() || rewritten[0] != '/') rewritten.insert(0, 1, '/');
-    sreq.target = rewritten;
-  }
-  for (const parser::Header& h : req.headers) {
-    // Only the few conditional/range fields matter; compare lengths first.
-    switch (h.name.size()) {
-      case 5:
-        if (parser::equalsIgnoreCase(h.name, "range")) sreq.range = h.value;
-        break;
-      case 8:
-        if (parser::equalsIgnoreCase(h.name, "if-range")) sreq.ifRange = h.value;
-        break;
-      case 13:
-        if (parser::equalsIgnoreCase(h.name, "if-none-match")) sreq.ifNoneMatch = h.value;
-        break;
-      case 17:
-        if (parser::equalsIgnoreCase(h.name, "if-modified-since")) sreq.ifModifiedSince = h.value;
-        break;
-      default:
-        break;
-    }
-  }
-  StaticResponse& r = scratch_;  // handle() resets it, keeping its buffers
-  files.handle(sreq, r, conn.reactorNowSeconds());
-
-  if (r.extraHeaders.empty()) {
-    conn.writeHead(r.status, r.cachedHeaders, r.contentLength, r.status != 304);
-  } else {
-    std::string headers;
-    headers.reserve(r.cachedHeaders.size() + r.extraHeaders.size());
-    headers.append(r.cachedHeaders).append(r.extraHeaders);
-    conn.writeHead(r.status, headers, r.contentLength, r.status != 304);
-  }
-  if (!conn.headOnly() && r.status != 304 && r.contentLength > 0) {
-    if (r.file) {
-      conn.writeFile(r.file, r.fileOffset, r.contentLength);
-    } else if (!r.memory.empty()) {
-      conn.writeBody(r.memory.substr(0, r.contentLength));
-    } else {
-      conn.writeBody(std::string_view(r.owned).substr(0, r.contentLength));
-    }
-  }
-  // Drop references promptly so a changed file's old copy can go.
-  r.file.reset();
-  r.hold.reset();
+  if (table_->metrics && path == table_->site->logging.metricsPath) return table_->metrics.get();
+  const Route* r = match(req, path);
+  if (!r) return &notFound_;
+  if (r->handler) return r->handler.get();
+  // An app route: its script's server on this thread, or 503 while it is not
+  // loaded (yet, or being replaced after a failure).
+  Handler* app = reactor_.appHandler(r->spec->app);
+  return app ? app : &unavailable_;
 }
 
 }  // namespace kuai::server

@@ -1,55 +1,53 @@
-// Router: picks the handler for a request from the site's routes (first match
-// wins). One per reactor (its static-file caches and upstream pools are that
-// thread's own). Static and fixed routes are answered here synchronously,
-// proxy and app routes through their AsyncHandler (asyncHandler()).
-// A reload (SIGHUP) swaps in a new route table between requests; requests in
-// flight keep the handlers they started with.
+// Router: picks the one handler that answers a request, from the site's routes
+// (first match wins), once, when the request's head is parsed. Every route kind
+// is a Handler: static files, fixed answers (--respond), the metrics page,
+// proxies, and app routes (the script's server on this thread, or a 503 while
+// it is not loaded); no match is the 404 handler.
+// One per reactor, owned by its Reactor, on its thread: the route table's
+// static-file caches and upstream pools are that thread's own. A reload
+// (SIGHUP) swaps in a new table between requests; a request in flight keeps
+// the table it was routed by (route()'s `keep`) and so its handler.
 #pragma once
 
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "parser/request_parser.h"
-#include "server/config.h"
-#include "server/hooks.h"
-#include "server/static_files.h"
+#include "server/exchange.h"
+#include "server/handlers.h"
+#include "server/site.h"
 
 namespace kuai::server {
 
-class Connection;
 class Reactor;
-class ProxyRoute;
 
 class Router {
  public:
   Router(std::shared_ptr<const Site> site, Reactor& reactor);
   ~Router();
 
-  // The asynchronous handler for this request (a proxy route), or null: then
-  // handle() answers it once its body has arrived.
-  AsyncHandler* asyncHandler(const parser::Request& req);
-  void handle(const parser::Request& req, Connection& conn);
+  // The handler for `req`. `keep` is set to what keeps it alive (the route
+  // table) for as long as the caller holds it.
+  Handler* route(const parser::Request& req, std::shared_ptr<const void>& keep);
   void setSite(std::shared_ptr<const Site> site);
 
  private:
   struct Route {
     const RouteSpec* spec = nullptr;
-    std::unique_ptr<StaticFiles> statics;
-    std::shared_ptr<ProxyRoute> proxy;
+    std::shared_ptr<Handler> handler;  // null for app routes (looked up per request)
   };
   struct Table {
     std::shared_ptr<const Site> site;
     std::vector<Route> routes;
+    std::unique_ptr<MetricsHandler> metrics;  // when the site has a metrics path
   };
 
-  const Route* match(const parser::Request& req) const;
-  void serveStatic(StaticFiles& files, const parser::Request& req, Connection& conn,
-                   std::string_view strip);
+  const Route* match(const parser::Request& req, std::string_view path) const;
 
   Reactor& reactor_;
-  std::unique_ptr<Table> table_;
-  StaticResponse scratch_;  // reused for every static response
+  std::shared_ptr<const Table> table_;
+  ErrorHandler notFound_{404};
+  ErrorHandler unavailable_{503};
 };
 
 }  // namespace kuai::server

@@ -23,7 +23,7 @@
 #include <cstring>
 #include <vector>
 
-#include "server/connection.h"
+#include "server/transport.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -44,9 +44,9 @@ enum Op : uint64_t {
 };
 // A tag for a completion that needs no pointer.
 constexpr uint64_t kLoopPoll = 14;  // event loop fd readable
-constexpr uint64_t kOpMask = 15;    // Connection, Listener and Socket are 16-aligned
+constexpr uint64_t kOpMask = 15;    // Transport, Listener and Socket are 16-aligned
 
-// Connection::backendFlags bits.
+// Transport::backendFlags bits.
 constexpr uint8_t kRecvArmed = 1;
 constexpr uint8_t kReadPaused = 8;  // the handler asked us to stop reading
 constexpr uint8_t kSending = 2;
@@ -73,9 +73,9 @@ class UringReactor final : public Reactor {
   const char* backendName() const override { return "io_uring"; }
 
  protected:
-  void flush(Connection* c) override;
-  void release(Connection* c) override;
-  void setReading(Connection* c, bool on) override;
+  void flush(Transport* c) override;
+  void release(Transport* c) override;
+  void setReading(Transport* c, bool on) override;
   void armListener(Listener* l) override;
   void disarmListener(Listener* l) override;
   void socketConnect(Socket* s) override;
@@ -91,18 +91,18 @@ class UringReactor final : public Reactor {
   void socketOpDone(Socket* s);
   io_uring_sqe* sqe();
   void armLoopPoll();
-  void armRecv(Connection* c);
+  void armRecv(Transport* c);
   void armWake();
   void armTick();
   void onCompletion(io_uring_cqe* cqe);
   void drainCompletions();
   void onAccept(Listener* l, io_uring_cqe* cqe);
-  void onRecv(Connection* c, io_uring_cqe* cqe);
-  void onSend(Connection* c, int res);
-  void onPollOut(Connection* c, int res);
-  void sendFile(Connection* c);
-  void waitWritable(Connection* c);
-  void opDone(Connection* c);
+  void onRecv(Transport* c, io_uring_cqe* cqe);
+  void onSend(Transport* c, int res);
+  void onPollOut(Transport* c, int res);
+  void sendFile(Transport* c);
+  void waitWritable(Transport* c);
+  void opDone(Transport* c);
   void returnBuffer(unsigned bid);
 
   io_uring ring_{};
@@ -115,8 +115,8 @@ class UringReactor final : public Reactor {
   bool loopReady_ = false;
   uint64_t wakeValue_ = 0;
   __kernel_timespec tickSpec_{};
-  std::vector<Connection*> rearm_;     // recv ended (ENOBUFS): arm again after the batch
-  std::vector<Connection*> graveyard_; // closed, no I/O in flight: delete after the batch
+  std::vector<Transport*> rearm_;     // recv ended (ENOBUFS): arm again after the batch
+  std::vector<Transport*> graveyard_; // closed, no I/O in flight: delete after the batch
   std::vector<Socket*> socketRearm_;
   std::vector<Socket*> socketGraveyard_;
 };
@@ -242,7 +242,7 @@ void UringReactor::armWake() {
   io_uring_sqe_set_data64(s, kWake);
 }
 
-void UringReactor::armRecv(Connection* c) {
+void UringReactor::armRecv(Transport* c) {
   io_uring_sqe* s = sqe();
   io_uring_prep_recv_multishot(s, c->fd(), nullptr, 0, 0);
   s->flags |= IOSQE_BUFFER_SELECT;
@@ -274,18 +274,18 @@ void UringReactor::returnBuffer(unsigned bid) {
   ++buffersReturned_;
 }
 
-void UringReactor::opDone(Connection* c) {
+void UringReactor::opDone(Transport* c) {
   --c->opsInFlight;
-  if (c->state() == Connection::State::kClosed && c->opsInFlight == 0) {
+  if (c->state() == Transport::State::kClosed && c->opsInFlight == 0) {
     graveyard_.push_back(c);
   }
 }
 
-void UringReactor::setReading(Connection* c, bool on) {
+void UringReactor::setReading(Transport* c, bool on) {
   if (on) {
     if (!(c->backendFlags & kReadPaused)) return;
     c->backendFlags &= ~kReadPaused;
-    if (!(c->backendFlags & kRecvArmed) && c->state() != Connection::State::kClosed) armRecv(c);
+    if (!(c->backendFlags & kRecvArmed) && c->state() != Transport::State::kClosed) armRecv(c);
     return;
   }
   if (c->backendFlags & kReadPaused) return;
@@ -297,16 +297,16 @@ void UringReactor::setReading(Connection* c, bool on) {
   }
 }
 
-void UringReactor::release(Connection* c) {
+void UringReactor::release(Transport* c) {
   // Wake any pending recv/send/poll: shutdown makes them complete at once.
   ::shutdown(c->fd(), SHUT_RDWR);
   if (c->opsInFlight == 0) graveyard_.push_back(c);
 }
 
-void UringReactor::flush(Connection* c) {
+void UringReactor::flush(Transport* c) {
   if (c->backendFlags & (kSending | kPolling)) return;  // resumes on completion
   c->fillWire();
-  if (c->state() == Connection::State::kClosed) return;
+  if (c->state() == Transport::State::kClosed) return;
   OutputQueue& out = c->wire();
   if (out.empty()) {
     if (c->output().empty()) c->onDrained();
@@ -325,7 +325,7 @@ void UringReactor::flush(Connection* c) {
   ++c->opsInFlight;
 }
 
-void UringReactor::sendFile(Connection* c) {
+void UringReactor::sendFile(Transport* c) {
   OutputQueue& out = c->wire();
   while (!out.empty() && out.head().isFile()) {
     OutputQueue::Segment& seg = out.head();
@@ -342,14 +342,14 @@ void UringReactor::sendFile(Connection* c) {
       return;
     }
     // n == 0: the file shrank under us; the promised length cannot be kept.
-    closeConnection(c);
+    closeTransport(c);
     return;
   }
   flush(c);
 }
 
 // The socket buffer is full: flush again once it drains.
-void UringReactor::waitWritable(Connection* c) {
+void UringReactor::waitWritable(Transport* c) {
   io_uring_sqe* s = sqe();
   io_uring_prep_poll_add(s, c->fd(), POLLOUT);
   io_uring_sqe_set_data64(s, tag(c, kPollOut));
@@ -357,28 +357,28 @@ void UringReactor::waitWritable(Connection* c) {
   ++c->opsInFlight;
 }
 
-void UringReactor::onSend(Connection* c, int res) {
+void UringReactor::onSend(Transport* c, int res) {
   c->backendFlags &= ~kSending;
   OutputQueue& out = c->wire();
   out.freezeHead(false);
-  if (c->state() == Connection::State::kClosed) return;
+  if (c->state() == Transport::State::kClosed) return;
   if (res == -EAGAIN || res == -EINTR) {
     waitWritable(c);
     return;
   }
   if (res < 0) {
-    closeConnection(c);
+    closeTransport(c);
     return;
   }
   out.consume(size_t(res));
   flush(c);
 }
 
-void UringReactor::onPollOut(Connection* c, int res) {
+void UringReactor::onPollOut(Transport* c, int res) {
   c->backendFlags &= ~kPolling;
-  if (c->state() == Connection::State::kClosed) return;
+  if (c->state() == Transport::State::kClosed) return;
   if (res < 0 && res != -EINTR) {
-    closeConnection(c);
+    closeTransport(c);
     return;
   }
   flush(c);
@@ -395,23 +395,23 @@ void UringReactor::onAccept(Listener* l, io_uring_cqe* cqe) {
     ::close(fd);
     return;
   }
-  Connection* c = addConnection(fd, l);
-  if (c->state() != Connection::State::kClosed) armRecv(c);
+  Transport* c = addConnection(fd, l);
+  if (c->state() != Transport::State::kClosed) armRecv(c);
 }
 
-void UringReactor::onRecv(Connection* c, io_uring_cqe* cqe) {
+void UringReactor::onRecv(Transport* c, io_uring_cqe* cqe) {
   int res = cqe->res;
   bool more = cqe->flags & IORING_CQE_F_MORE;
   if (cqe->flags & IORING_CQE_F_BUFFER) {
     unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    if (res > 0 && c->state() != Connection::State::kClosed) {
+    if (res > 0 && c->state() != Transport::State::kClosed) {
       c->onData(buffers_ + size_t(bid) * kBufferSize, size_t(res));
     }
     returnBuffer(bid);
   }
   if (!more) {
     c->backendFlags &= ~kRecvArmed;
-    if (c->state() != Connection::State::kClosed) {
+    if (c->state() != Transport::State::kClosed) {
       if (res == 0) {
         c->onEof();
       } else if (c->backendFlags & kReadPaused) {
@@ -419,7 +419,7 @@ void UringReactor::onRecv(Connection* c, io_uring_cqe* cqe) {
       } else if (res == -ENOBUFS || res == -ECANCELED || res > 0) {
         rearm_.push_back(c);  // -ECANCELED: a pause that was lifted before it took
       } else if (res < 0) {
-        closeConnection(c);
+        closeTransport(c);
       }
     }
     opDone(c);
@@ -435,7 +435,7 @@ void UringReactor::onCompletion(io_uring_cqe* cqe) {
     return;
   }
   Op op = Op(data & kOpMask);
-  auto* c = reinterpret_cast<Connection*>(data & ~kOpMask);
+  auto* c = reinterpret_cast<Transport*>(data & ~kOpMask);
   switch (op) {
     case kAccept:
       onAccept(reinterpret_cast<Listener*>(data & ~kOpMask), cqe);
@@ -633,8 +633,8 @@ void UringReactor::run() {
       io_uring_buf_ring_advance(bufRing_, buffersReturned_);
       buffersReturned_ = 0;
     }
-    for (Connection* c : rearm_) {
-      if (c->state() != Connection::State::kClosed &&
+    for (Transport* c : rearm_) {
+      if (c->state() != Transport::State::kClosed &&
           !(c->backendFlags & (kRecvArmed | kReadPaused))) {
         armRecv(c);
       }
@@ -658,7 +658,7 @@ void UringReactor::run() {
     }
     flushDirty();
     runLater();
-    for (Connection* c : graveyard_) destroyConnection(c);
+    for (Transport* c : graveyard_) destroyTransport(c);
     graveyard_.clear();
     for (Socket* s : socketGraveyard_) destroySocket(s);
     socketGraveyard_.clear();

@@ -546,7 +546,12 @@ def test_flush_headers(live):
             except ResponseTimeout:
                 pass
             head_early = b"\r\n\r\n" in c.buf and c.buf.endswith(b"\r\n\r\n")
-            released = exchange(p.port, [build("GET", f"/release?k={k}")])[0].body
+            # /release must reach the thread that holds the /flush response:
+            # each try is a new connection, which may land on another thread.
+            for _ in range(40):
+                released = exchange(p.port, [build("GET", f"/release?k={k}")])[0].body
+                if released != b"nothing to release":
+                    break
             _, r = c.read_final()
         return head_early, released, shape(r)
 

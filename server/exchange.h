@@ -1,0 +1,164 @@
+// The request path's core types, shared by every protocol and every handler:
+//  - Handler: answers the requests of a route (static files, fixed answers,
+//    the metrics page, the proxy, scripts); the router picks one per request,
+//    once, when its head is parsed;
+//  - Exchange: one request and its response: the one way every handler
+//    answers, whatever the protocol;
+//  - ExchangeSink: the protocol's side of an exchange (an HTTP/1.1 session
+//    today; HTTP/2 plugs in as a second sink), which turns the response into
+//    bytes: status line and framing, chunks, files.
+// Everything here lives on one reactor thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "parser/request_parser.h"
+
+namespace kuai::server {
+
+class Exchange;
+struct OpenFile;
+
+// Receives an Exchange's events: the request body and what happens to the
+// response. Set by a handler that takes the body (the proxy, scripts).
+class ExchangeListener {
+ public:
+  virtual ~ExchangeListener() = default;
+  virtual void onBody(std::string_view chunk) = 0;
+  virtual void onBodyEnd() = 0;
+  // The connection went away before the response ended (client abort).
+  virtual void onAbort() = 0;
+  // Output fell below the backpressure mark after write() returned false.
+  virtual void onDrain() = 0;
+  // The response's last byte was handed to the kernel.
+  virtual void onFinish() = 0;
+};
+
+// The protocol's side of an exchange: it writes the head with the framing its
+// protocol needs, the body, files, and the end.
+class ExchangeSink {
+ public:
+  virtual ~ExchangeSink() = default;
+  // The head (see Exchange::writeHead). `length` < 0: not known in advance.
+  virtual void sendHead(Exchange& ex, int status, std::string_view reason, std::string_view headerLines,
+                        int64_t length, int keepAliveSeconds, bool serverField) = 0;
+  virtual void sendBody(Exchange& ex, std::string_view bytes) = 0;
+  virtual void sendFile(Exchange& ex, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) = 0;
+  virtual void sendEnd(Exchange& ex) = 0;
+  virtual void sendContinue(Exchange& ex) = 0;
+  // 101: `headerLines` go out with it (writeHead), or the handler writes its
+  // own (raw); bytes pass through untouched both ways from now on.
+  virtual void switchProtocols(Exchange& ex, std::string_view headerLines, bool writeHead) = 0;
+  virtual void sendRaw(Exchange& ex, std::string_view bytes) = 0;
+  // The response cannot be completed: the client must see it cut short.
+  virtual void abortResponse(Exchange& ex) = 0;
+  virtual size_t pendingBytes(const Exchange& ex) const = 0;
+  virtual void setReading(Exchange& ex, bool on) = 0;
+  // The client's side of the connection.
+  virtual std::string_view peerAddress() = 0;
+  virtual int peerPort() = 0;
+  virtual bool encrypted() const = 0;
+  virtual uint64_t connectionId() const = 0;
+};
+
+class Exchange {
+ public:
+  explicit Exchange(ExchangeSink* sink) : sink_(sink) {}
+
+  bool valid() const { return sink_ != nullptr; }
+  bool ended() const { return ended_; }
+  bool headersSent() const { return headersSent_; }
+
+  // The response head: status (reason empty: the standard phrase), header
+  // lines ("Name: value\r\n" each; the protocol adds Date, framing and, with
+  // serverField, Server), and the body's length (-1: not known, the protocol
+  // frames it: chunked, or until the close for HTTP/1.0).
+  // keepAliveSeconds >= 0: announce and keep this idle time (Node's
+  // server.keepAliveTimeout); kNoKeepAliveHeader: no Keep-Alive field.
+  void writeHead(int status, std::string_view reason, std::string_view headerLines, int64_t contentLength,
+                 int keepAliveSeconds = -1, bool serverField = false);
+  static constexpr int kNoKeepAliveHeader = -2;
+  // kuai's own short text/plain page ("404 Not Found\n"), with Server; the
+  // one error page of every route, protocol and handler.
+  void writeError(int status, std::string_view extraHeaders = {});
+  // Returns false when the client is slow: wait for onDrain.
+  bool write(std::string_view bytes);
+  // A file range as the body (sendfile where the protocol allows).
+  void sendFile(std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length);
+  void end();
+  // Switches the connection to another protocol (a proxied WebSocket): sends
+  // "101 Switching Protocols" with `headerLines`, then bytes pass through
+  // untouched both ways: write() sends them raw, the listener's onBody gets
+  // the client's, onBodyEnd its EOF.
+  void acceptUpgrade(std::string_view headerLines);
+  bool tunnel() const { return tunnel_; }
+  // The same switch with nothing written: the handler writes its own 101 (a
+  // script's 'upgrade' listener, e.g. a WebSocket library).
+  void startRaw();
+  // "100 Continue" for a request with Expect: 100-continue, when the handler
+  // decides (see Handler::answersContinue).
+  void writeContinue();
+  // The response cannot be completed (its source failed midway): the client
+  // sees it truncated, never a wrong one.
+  void abort();
+  // Bytes not yet handed to the kernel for this exchange's connection.
+  size_t pendingBytes() const;
+  // Backpressure on the request body: stop / restart reading it.
+  void pauseBody();
+  void resumeBody();
+
+  void setListener(ExchangeListener* l) { listener_ = l; }
+  ExchangeListener* listener() const { return listener_; }
+  // The client (empty / 0 once the connection is gone).
+  std::string_view remoteAddress() const { return sink_ ? sink_->peerAddress() : std::string_view(); }
+  int remotePort() const { return sink_ ? sink_->peerPort() : 0; }
+  bool encrypted() const { return sink_ && sink_->encrypted(); }
+  uint64_t connectionId() const { return sink_ ? sink_->connectionId() : 0; }
+  bool headRequest() const { return head_; }
+  bool bodyless() const { return noBody_; }
+  bool continued() const { return continued_; }
+
+  // For the protocol.
+  void detach() { sink_ = nullptr; }
+  // Ready for another request of the same connection (an exchange nobody
+  // else holds is used again rather than allocated).
+  void reset(ExchangeSink* sink);
+  void setHead(bool head) { head_ = head; }
+  bool waitingDrain = false;
+
+ private:
+  ExchangeSink* sink_;
+  ExchangeListener* listener_ = nullptr;
+  bool ended_ = false;
+  bool headersSent_ = false;
+  bool head_ = false;
+  bool noBody_ = false;
+  bool tunnel_ = false;
+  bool continued_ = false;
+};
+
+// Answers the requests of a route, or of a script's listener.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // A request for this handler: with its head, when the handler takes the
+  // body (it comes through the exchange's listener), or else once the whole
+  // request is in (its body read and dropped by the protocol).
+  virtual void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) = 0;
+  virtual bool takesBody() const { return true; }
+  // A connection that brought requests here has closed.
+  virtual void onConnectionClose(uint64_t connectionId) {}
+  // True: the handler answers Expect: 100-continue itself (writeContinue);
+  // false: the protocol sends 100 Continue as soon as the head is in.
+  virtual bool answersContinue() const { return false; }
+};
+
+// The error page every route and protocol writes: its header lines and body.
+// (Exchange::writeError uses it; so do the protocols for requests that never
+// reached a handler: malformed, too large, timed out.)
+void errorPage(int status, std::string& headerLines, std::string& body);
+
+}  // namespace kuai::server

@@ -1,0 +1,68 @@
+// The native route handlers: what a static, fixed (--respond), metrics or
+// error route answers, each through the request's Exchange like every other
+// handler (the proxy's ProxyRoute and the scripts' servers are the others).
+// All of them answer at once, when the whole request is in (takesBody() is
+// false: a body is read and dropped by the protocol). One instance per route
+// and reactor, owned by the Router's route table; on the reactor's thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "server/exchange.h"
+#include "server/static_files.h"
+
+namespace kuai::server {
+
+class Reactor;
+
+// Files under one root: GET/HEAD, conditionals, ranges (sendfile for what is
+// not held in memory). `mount`: the route's path prefix, removed from the
+// target ("/static/a.css" under "/static" is "/a.css" in the root); empty: none.
+class StaticHandler final : public Handler {
+ public:
+  StaticHandler(Reactor& reactor, StaticOptions options, std::string mount);
+  void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
+  bool takesBody() const override { return false; }
+
+ private:
+  Reactor& reactor_;
+  StaticFiles files_;
+  std::string mount_;
+  StaticResponse scratch_;  // reused for every response, keeping its buffers
+  std::string target_;      // reused: the target below the mount point
+};
+
+// A fixed 200 text/plain body for GET and HEAD (--respond PATH=BODY); 405
+// for other methods.
+class FixedHandler final : public Handler {
+ public:
+  explicit FixedHandler(std::string_view body) : body_(body) {}
+  void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
+  bool takesBody() const override { return false; }
+
+ private:
+  std::string_view body_;  // the site's, which outlives the route table
+};
+
+// The Prometheus text of every reactor's counters (logging.metrics).
+class MetricsHandler final : public Handler {
+ public:
+  void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
+  bool takesBody() const override { return false; }
+};
+
+// kuai's error page with one status: 404 where no route matches, 503 for an
+// app route whose script is not loaded on this thread.
+class ErrorHandler final : public Handler {
+ public:
+  explicit ErrorHandler(int status) : status_(status) {}
+  void onRequest(const parser::Request&, const std::shared_ptr<Exchange>& ex) override { ex->writeError(status_); }
+  bool takesBody() const override { return false; }
+
+ private:
+  int status_;
+};
+
+}  // namespace kuai::server
