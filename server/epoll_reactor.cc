@@ -1,5 +1,6 @@
 // EpollReactor: the fallback backend for hosts that refuse io_uring (containers
-// often do). Same Reactor contract: level-triggered epoll, reads into one
+// often do). Same Reactor contract, the same code for accepted and outbound
+// transports: level-triggered epoll, non-blocking connects, reads into one
 // per-reactor buffer, output flushed once per wake-up with send/sendfile.
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
@@ -17,12 +18,17 @@ namespace kuai::server {
 
 namespace {
 
-constexpr uint8_t kWantOut = 1;  // EPOLLOUT in the interest set
-// epoll_event.data: a Transport* (8-aligned), a Listener* | 1, or a tag.
+// epoll_event.data: a Transport* (16-aligned), a Listener* | 1, or a tag.
 constexpr uint64_t kWakeTag = 2;
 constexpr uint64_t kLoopTag = 4;
-constexpr uint64_t kSocketTag = 8;  // Socket* | 8 (sockets and connections are 16-aligned)
 constexpr size_t kReadBufferSize = 64 * 1024;
+
+// Transport::backendFlags bits. The interest set follows them.
+constexpr uint8_t kWantOut = 1;     // output waits for the socket buffer
+constexpr uint8_t kReadClosed = 2;  // EOF seen: nothing more to read
+constexpr uint8_t kReadPaused = 4;  // the protocol stopped reading
+constexpr uint8_t kConnecting = 8;  // outbound, connect in progress
+constexpr uint8_t kInSet = 16;      // registered with epoll
 
 class EpollReactor final : public Reactor {
  public:
@@ -81,8 +87,6 @@ class EpollReactor final : public Reactor {
       runLater();
       for (Transport* c : graveyard_) destroyTransport(c);
       graveyard_.clear();
-      for (Socket* s : socketGraveyard_) destroySocket(s);
-      socketGraveyard_.clear();
       if (finished() || quiescent()) break;
     }
   }
@@ -91,131 +95,38 @@ class EpollReactor final : public Reactor {
     epoll_event* events = batch_.events;
     int n = batch_.count;
     bool& loopReady = *batch_.loopReady;
-    {
-      for (int i = 0; i < n; ++i) {
-        const epoll_event& ev = events[i];
-        if ((ev.data.u64 & 15) == kSocketTag) {
-          socketEvent(reinterpret_cast<Socket*>(ev.data.u64 & ~uint64_t(15)), ev.events);
-        } else if (ev.data.u64 & 1) {
-          acceptAll(reinterpret_cast<Listener*>(ev.data.u64 & ~uint64_t(1)));
-        } else if (ev.data.u64 == kLoopTag) {
-          loopReady = true;
-        } else if (ev.data.u64 == kWakeTag) {
-          uint64_t v;
-          ssize_t r = ::read(wakeFd_, &v, sizeof(v));
-          (void)r;  // a stop or a posted task: tick() acts on it
-        } else {
-          auto* c = static_cast<Transport*>(ev.data.ptr);
-          if (c->state() == Transport::State::kClosed) continue;
-          if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) readFrom(c);
-          if ((ev.events & EPOLLOUT) && c->state() != Transport::State::kClosed) markDirty(c);
-        }
+    for (int i = 0; i < n; ++i) {
+      const epoll_event& ev = events[i];
+      if (ev.data.u64 & 1) {
+        acceptAll(reinterpret_cast<Listener*>(ev.data.u64 & ~uint64_t(1)));
+      } else if (ev.data.u64 == kLoopTag) {
+        loopReady = true;
+      } else if (ev.data.u64 == kWakeTag) {
+        uint64_t v;
+        ssize_t r = ::read(wakeFd_, &v, sizeof(v));
+        (void)r;  // a stop or a posted task: tick() acts on it
+      } else {
+        transportEvent(static_cast<Transport*>(ev.data.ptr), ev.events);
       }
     }
     // Connects that failed before reaching the poll set.
-    std::vector<Socket*> results;
+    std::vector<std::pair<Transport*, int>> results;
     results.swap(connectResults_);
-    for (Socket* s : results) {
-      if (!s->closed) s->owner->onSocketConnect(s, -s->connectError);
-    }
+    for (auto [c, err] : results) c->onConnect(-err);
   }
 
  protected:
-  // --- outbound sockets: level-triggered like connections ---
-  static constexpr uint8_t kSockConnecting = 1;
-  static constexpr uint8_t kSockWantOut = 2;
-  static constexpr uint8_t kSockInSet = 4;
-
-  void socketConnect(Socket* s) override {
-    int rc = ::connect(s->fd, reinterpret_cast<sockaddr*>(&s->addr), s->addrLen);
+  void startConnect(Transport* c) override {
+    int rc = ::connect(c->fd(), c->peerSockaddr(), c->peerSockaddrLen());
     if (rc < 0 && errno != EINPROGRESS) {
-      s->connectError = errno;
-      connectResults_.push_back(s);
+      connectResults_.emplace_back(c, errno);
       return;
     }
-    s->backendFlags |= kSockConnecting | kSockInSet;
+    c->backendFlags |= kConnecting | kInSet;
     epoll_event ev{};
     ev.events = EPOLLOUT;
-    ev.data.u64 = reinterpret_cast<uint64_t>(s) | kSocketTag;
-    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, s->fd, &ev);
-  }
-
-  void socketUpdate(Socket* s) {
-    if (!(s->backendFlags & kSockInSet)) return;
-    uint32_t events = 0;
-    if (s->reading) events |= EPOLLIN | EPOLLRDHUP;
-    if (s->backendFlags & (kSockWantOut | kSockConnecting)) events |= EPOLLOUT;
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u64 = reinterpret_cast<uint64_t>(s) | kSocketTag;
-    ::epoll_ctl(epfd_, EPOLL_CTL_MOD, s->fd, &ev);
-  }
-
-  void socketEvent(Socket* s, uint32_t events) {
-    if (s->closed) return;
-    if (s->backendFlags & kSockConnecting) {
-      int err = 0;
-      socklen_t len = sizeof(err);
-      ::getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err == 0 && !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-      s->backendFlags &= ~kSockConnecting;
-      if (err == 0) {
-        s->connected = true;
-        if (!s->out.empty()) s->backendFlags |= kSockWantOut;
-        socketUpdate(s);
-      }
-      s->owner->onSocketConnect(s, -err);
-      return;
-    }
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && s->reading) {
-      for (int i = 0; i < 4 && !s->closed && s->reading; ++i) {
-        ssize_t n = ::recv(s->fd, buffer_.data(), buffer_.size(), 0);
-        if (n > 0) {
-          s->owner->onSocketData(s, buffer_.data(), size_t(n));
-          if (size_t(n) < buffer_.size()) break;
-          continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) break;
-        s->owner->onSocketEof(s, n == 0 ? 0 : -errno);
-        return;
-      }
-    }
-    if ((events & EPOLLOUT) && !s->closed && (s->backendFlags & kSockWantOut)) socketFlush(s);
-  }
-
-  void socketFlush(Socket* s) override {
-    while (!s->out.empty()) {
-      std::string_view bytes = s->out.headMemory();
-      ssize_t n = ::send(s->fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        s->out.consume(size_t(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) {
-        if (!(s->backendFlags & kSockWantOut)) {
-          s->backendFlags |= kSockWantOut;
-          socketUpdate(s);
-        }
-        return;
-      }
-      s->owner->onSocketEof(s, -errno);
-      return;
-    }
-    if (s->backendFlags & kSockWantOut) {
-      s->backendFlags &= ~kSockWantOut;
-      socketUpdate(s);
-    }
-    s->owner->onSocketDrained(s);
-  }
-
-  void socketReading(Socket* s, bool) override { socketUpdate(s); }
-
-  void socketRelease(Socket* s) override {
-    if (s->backendFlags & kSockInSet) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, s->fd, nullptr);
-    s->backendFlags &= ~kSockInSet;
-    socketGraveyard_.push_back(s);
+    ev.data.ptr = c;
+    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, c->fd(), &ev);
   }
 
   void flush(Transport* c) override {
@@ -223,7 +134,7 @@ class EpollReactor final : public Reactor {
     while (true) {
       if (out.empty()) {
         c->fillWire();
-        if (c->state() == Transport::State::kClosed) return;
+        if (c->closed()) return;
         if (out.empty()) break;
       }
       OutputQueue::Segment& seg = out.head();
@@ -233,7 +144,7 @@ class EpollReactor final : public Reactor {
         size_t chunk = seg.remaining > (1u << 30) ? (1u << 30) : size_t(seg.remaining);
         n = ::sendfile(c->fd(), seg.file->fd, &off, chunk);
         if (n == 0) {  // the file shrank under us
-          closeTransport(c);
+          c->onError(-EIO);
           return;
         }
       } else {
@@ -246,25 +157,25 @@ class EpollReactor final : public Reactor {
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        setWantOut(c, true);
+        setFlag(c, kWantOut, true);
         return;
       }
-      closeTransport(c);
+      c->onError(-errno);
       return;
     }
-    setWantOut(c, false);
+    setFlag(c, kWantOut, false);
     if (c->output().empty()) c->onDrained();
   }
 
-  void setReading(Transport* c, bool on) override {
-    bool paused = c->backendFlags & kReadPaused;
-    if (paused == !on) return;
-    c->backendFlags = on ? (c->backendFlags & ~kReadPaused) : (c->backendFlags | kReadPaused);
-    update(c, interest(c));
-  }
+  void setReading(Transport* c, bool on) override { setFlag(c, kReadPaused, !on); }
 
   void release(Transport* c) override {
-    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd(), nullptr);
+    if (c->backendFlags & kInSet) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c->fd(), nullptr);
+    c->backendFlags &= ~kInSet;
+    for (auto& r : connectResults_) {
+      if (r.first == c) r.first = nullptr;
+    }
+    std::erase_if(connectResults_, [](const auto& r) { return r.first == nullptr; });
     graveyard_.push_back(c);
   }
 
@@ -291,12 +202,36 @@ class EpollReactor final : public Reactor {
       int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;  // EAGAIN, or EMFILE: try again on the next event
       Transport* c = addConnection(fd, l);
-      if (c->state() == Transport::State::kClosed) continue;
+      if (c->closed()) continue;
+      c->backendFlags |= kInSet;
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLRDHUP;
       ev.data.ptr = c;
       ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
     }
+  }
+
+  void transportEvent(Transport* c, uint32_t events) {
+    if (c->closed()) return;
+    if (c->backendFlags & kConnecting) {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ::getsockopt(c->fd(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err == 0 && !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      c->backendFlags &= ~kConnecting;
+      c->onConnect(-err);
+      if (c->closed() || !c->connected()) return;
+      update(c);
+      if (!c->output().empty()) markDirty(c);
+      return;
+    }
+    // Errors and hang-ups are reported even while reading is paused: the
+    // read then finds out what happened.
+    if (((events & (EPOLLIN | EPOLLRDHUP)) && !(c->backendFlags & kReadPaused)) ||
+        (events & (EPOLLHUP | EPOLLERR))) {
+      readFrom(c);
+    }
+    if ((events & EPOLLOUT) && !c->closed()) markDirty(c);
   }
 
   void readFrom(Transport* c) {
@@ -306,52 +241,36 @@ class EpollReactor final : public Reactor {
       ssize_t n = ::recv(c->fd(), buffer_.data(), buffer_.size(), 0);
       if (n > 0) {
         c->onData(buffer_.data(), size_t(n));
-        if (c->state() == Transport::State::kClosed) return;
+        if (c->closed() || (c->backendFlags & kReadPaused)) return;
         if (size_t(n) < buffer_.size()) return;
         continue;
       }
       if (n == 0) {
         c->onEof();
-        if (c->state() != Transport::State::kClosed) setWantIn(c, false);
+        if (!c->closed()) setFlag(c, kReadClosed, true);
         return;
       }
       if (errno == EINTR) continue;
-      if (errno != EAGAIN) closeTransport(c);
+      if (errno != EAGAIN) c->onError(-errno);
       return;
     }
   }
 
-  void update(Transport* c, uint32_t events) {
+  // The interest set: reading unless closed or paused, writing when output waits.
+  void update(Transport* c) {
+    if (!(c->backendFlags & kInSet) || (c->backendFlags & kConnecting)) return;
     epoll_event ev{};
-    ev.events = events;
+    if (!(c->backendFlags & (kReadClosed | kReadPaused))) ev.events |= EPOLLIN | EPOLLRDHUP;
+    if (c->backendFlags & kWantOut) ev.events |= EPOLLOUT;
     ev.data.ptr = c;
     ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd(), &ev);
   }
 
-  // The interest set follows three flags: want to write, read side closed, and
-  // reading paused by the handler.
-  static uint32_t interest(Transport* c) {
-    uint32_t ev = 0;
-    if (!(c->backendFlags & (kReadClosed | kReadPaused))) ev |= EPOLLIN | EPOLLRDHUP;
-    if (c->backendFlags & kWantOut) ev |= EPOLLOUT;
-    return ev;
+  void setFlag(Transport* c, uint8_t flag, bool on) {
+    if (bool(c->backendFlags & flag) == on) return;
+    c->backendFlags = on ? (c->backendFlags | flag) : (c->backendFlags & ~flag);
+    update(c);
   }
-
-  void setWantOut(Transport* c, bool on) {
-    bool is = c->backendFlags & kWantOut;
-    if (is == on) return;
-    c->backendFlags = on ? (c->backendFlags | kWantOut) : (c->backendFlags & ~kWantOut);
-    update(c, interest(c));
-  }
-
-  void setWantIn(Transport* c, bool on) {
-    if (on) return;
-    c->backendFlags |= kReadClosed;
-    update(c, interest(c));
-  }
-
-  static constexpr uint8_t kReadClosed = 2;
-  static constexpr uint8_t kReadPaused = 4;
 
   struct Batch {
     epoll_event* events = nullptr;
@@ -361,8 +280,7 @@ class EpollReactor final : public Reactor {
   int epfd_ = -1;
   std::vector<char> buffer_;
   std::vector<Transport*> graveyard_;
-  std::vector<Socket*> socketGraveyard_;
-  std::vector<Socket*> connectResults_;
+  std::vector<std::pair<Transport*, int>> connectResults_;  // connects that failed at once
 };
 
 }  // namespace

@@ -118,7 +118,7 @@ void Http1Session::onDrained() {
     exchange_->waitingDrain = false;
     if (exchange_->listener()) exchange_->listener()->onDrain();
   }
-  if (parser_.phase() == parser::RequestParser::Phase::kIdle) {
+  if (transport_.state() == Transport::State::kOpen && parser_.phase() == parser::RequestParser::Phase::kIdle) {
     phaseStartMs_ = reactor_.nowMs();
     if (reactor_.draining()) transport_.closeAfterOutput();
   }

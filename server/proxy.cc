@@ -87,22 +87,25 @@ std::vector<UpstreamMetric> upstreamMetrics() {
 
 // ---------------------------------------------------------------------------
 // One upstream connection: in the pool (call == null) or carrying a request.
-class UpstreamConn final : public SocketOwner, public parser::ResponseParser::Handler {
+class UpstreamConn final : public Protocol, public parser::ResponseParser::Handler {
  public:
   UpstreamConn(ProxyRoute& route, ProxyRoute::Upstream& up, const parser::Limits& limits)
       : route(route), up(&up), parser(*this, limits) {}
 
-  void onSocketConnect(Socket* s, int err) override;
-  void onSocketData(Socket* s, const char* data, size_t len) override;
-  void onSocketEof(Socket* s, int err) override;
-  void onSocketDrained(Socket* s) override;
+  // Protocol (the transport's callbacks).
+  void onConnect(int err) override;
+  void onData(const char* data, size_t len) override;
+  void onEof() override { onClosed(0); }
+  void onError(int err) override { onClosed(err); }
+  void onDrained() override;
+  void onClosed(int err);
   void onHeaders(const parser::Response& resp) override;
   void onBody(std::string_view chunk) override;
   void onComplete(const parser::Response& resp) override;
 
   ProxyRoute& route;
   ProxyRoute::Upstream* up;
-  Socket* sock = nullptr;
+  Transport* sock = nullptr;
   parser::ResponseParser parser;
   ProxyCall* call = nullptr;
   uint32_t requests = 0;   // completed on this connection
@@ -233,7 +236,7 @@ class ProxyCall final : public ExchangeListener {
 // ---------------------------------------------------------------------------
 // UpstreamConn
 
-void UpstreamConn::onSocketConnect(Socket*, int err) {
+void UpstreamConn::onConnect(int err) {
   if (err == 0) {
     connected = true;
     if (call) call->connected();
@@ -246,7 +249,7 @@ void UpstreamConn::onSocketConnect(Socket*, int err) {
   }
 }
 
-void UpstreamConn::onSocketData(Socket*, const char* data, size_t len) {
+void UpstreamConn::onData(const char* data, size_t len) {
   if (!call) {
     // Bytes on an idle connection: nothing was asked; it cannot be trusted.
     route.dropIdle(this);
@@ -262,7 +265,8 @@ void UpstreamConn::onSocketData(Socket*, const char* data, size_t len) {
   c->afterFeed(r, data, len);
 }
 
-void UpstreamConn::onSocketEof(Socket*, int err) {
+// The upstream closed (err 0) or the connection failed (a negative errno).
+void UpstreamConn::onClosed(int err) {
   if (!call) {
     route.dropIdle(this);
     return;
@@ -270,7 +274,7 @@ void UpstreamConn::onSocketEof(Socket*, int err) {
   call->upstreamEof(err);
 }
 
-void UpstreamConn::onSocketDrained(Socket*) {
+void UpstreamConn::onDrained() {
   if (call) call->upstreamDrained();
 }
 
@@ -413,11 +417,11 @@ void ProxyCall::attempt(OutputQueue* queued, int noneLeft) {
   c->parser.reset(isHead_);
   gotByte_ = false;
   if (queued) {
-    c->sock->out = std::move(*queued);
+    c->sock->output() = std::move(*queued);
   } else {
-    c->sock->out.buffer().append(head_);
+    c->sock->output().buffer().append(head_);
   }
-  route_->reactor().sendSocket(c->sock);
+  c->sock->flush();
   const ProxySpec& spec = route_->spec();
   if (c->connected) {
     phase_ = Phase::kWaiting;
@@ -438,7 +442,7 @@ void ProxyCall::connectFailed(int err) {
   // queued bytes (head and body so far) moving along.
   UpstreamConn* c = conn_;
   lastError_ = std::string("connect: ") + errnoName(-err);
-  OutputQueue queued = std::move(c->sock->out);
+  OutputQueue queued = std::move(c->sock->output());
   route_->failed(c->up);
   dropConn(true);
   int status = err == -ETIMEDOUT ? 504 : 502;
@@ -473,7 +477,7 @@ void ProxyCall::upstreamBody(std::string_view chunk) {
     // The client is slower than the upstream: stop reading it until 'drain'.
     upstreamPaused_ = true;
     deadline_ = 0;
-    route_->reactor().setSocketReading(conn_->sock, false);
+    conn_->sock->setReadPaused(true);
   }
 }
 
@@ -488,7 +492,7 @@ void ProxyCall::tunnelData(const char* data, size_t len) {
   deadline_ = now() + route_->spec().readTimeoutMs;
   if (!ex_->write({data, len}) && !upstreamPaused_) {
     upstreamPaused_ = true;
-    route_->reactor().setSocketReading(conn_->sock, false);
+    conn_->sock->setReadPaused(true);
   }
 }
 
@@ -516,8 +520,8 @@ void ProxyCall::afterFeed(parser::ResponseParser::Result r, const char* data, si
   }
   if (responseComplete_) {
     if (ex_->valid()) ex_->end();
-    Socket* s = conn_->sock;
-    bool reusable = upstreamKeepAlive_ && bodyDone_ && s->out.empty() &&
+    Transport* s = conn_->sock;
+    bool reusable = upstreamKeepAlive_ && bodyDone_ && s->output().empty() &&
                     !conn_->parser.midMessage() &&
                     conn_->requests + 1 < route_->spec().maxRequestsPerConnection;
     route_->succeeded(conn_->up);
@@ -576,7 +580,7 @@ void ProxyCall::upstreamDrained() {
 void ProxyCall::onBody(std::string_view chunk) {
   if (!conn_ || phase_ == Phase::kDone) return;
   bodyStarted_ = true;
-  std::string& b = conn_->sock->out.buffer();
+  std::string& b = conn_->sock->output().buffer();
   size_t from = b.size();
   if (chunkedBody_) {
     char hex[20];
@@ -594,9 +598,9 @@ void ProxyCall::onBody(std::string_view chunk) {
       head_.append(b, from);
     }
   }
-  route_->reactor().sendSocket(conn_->sock);
+  conn_->sock->flush();
   constexpr size_t kHighWater = 256 * 1024;
-  if (!bodyPaused_ && conn_->sock->out.bytes() >= kHighWater) {
+  if (!bodyPaused_ && conn_->sock->output().bytes() >= kHighWater) {
     bodyPaused_ = true;
     ex_->pauseBody();
   }
@@ -620,9 +624,9 @@ void ProxyCall::onBodyEnd() {
   bodyDone_ = true;
   if (!conn_ || phase_ == Phase::kDone) return;
   if (chunkedBody_) {
-    conn_->sock->out.buffer().append("0\r\n\r\n", 5);
+    conn_->sock->output().buffer().append("0\r\n\r\n", 5);
     if (replayable_) head_.append("0\r\n\r\n", 5);
-    route_->reactor().sendSocket(conn_->sock);
+    conn_->sock->flush();
   }
 }
 
@@ -637,7 +641,7 @@ void ProxyCall::onAbort() {
 void ProxyCall::onDrain() {
   if (upstreamPaused_ && conn_) {
     upstreamPaused_ = false;
-    route_->reactor().setSocketReading(conn_->sock, true);
+    conn_->sock->setReadPaused(false);
     deadline_ = now() + route_->spec().readTimeoutMs;
   }
 }
@@ -685,7 +689,7 @@ void ProxyCall::finish(bool reusable) {
   conn_ = nullptr;
   phase_ = Phase::kDone;
   if (c) {
-    if (upstreamPaused_) route_->reactor().setSocketReading(c->sock, true);
+    if (upstreamPaused_) c->sock->setReadPaused(false);
     route_->release(c, reusable);
   }
   route_->callDone(this);
@@ -700,26 +704,26 @@ void ProxyCall::dropConn(bool) {
 // ---------------------------------------------------------------------------
 // Active health check: GET healthCheck.path on a fresh connection; a 2xx or
 // 3xx within the timeout is healthy.
-class HealthProbe final : public SocketOwner, public parser::ResponseParser::Handler {
+class HealthProbe final : public Protocol, public parser::ResponseParser::Handler {
  public:
   HealthProbe(ProxyRoute& route, ProxyRoute::Upstream& up, const parser::Limits& limits)
       : route_(route), up_(up), parser_(*this, limits) {}
   ~HealthProbe() override {
-    if (sock_) route_.reactor().closeSocket(sock_);
+    if (sock_) sock_->close();
   }
 
   bool start(uint64_t now) {
     const HealthCheckSpec& h = route_.spec().health;
     deadline_ = now + h.timeoutMs;
     int err = 0;
-    sock_ = route_.reactor().openSocket(reinterpret_cast<const sockaddr*>(&up_.spec->addr),
-                                        up_.spec->addrLen, this, err);
+    sock_ = route_.reactor().connect(reinterpret_cast<const sockaddr*>(&up_.spec->addr), up_.spec->addrLen, this,
+                                     err);
     if (!sock_) return false;
-    std::string& b = sock_->out.buffer();
+    std::string& b = sock_->output().buffer();
     b.append("GET ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(up_.spec->name);
     b.append("\r\nUser-Agent: kuai-health-check\r\nConnection: close\r\n\r\n");
     parser_.reset(false);
-    route_.reactor().sendSocket(sock_);
+    sock_->flush();
     return true;
   }
   // Called on every tick: a probe past its deadline has failed.
@@ -727,17 +731,18 @@ class HealthProbe final : public SocketOwner, public parser::ResponseParser::Han
     if (now >= deadline_) result(false);
   }
 
-  void onSocketConnect(Socket*, int err) override {
+  void onConnect(int err) override {
     if (err) result(false);
   }
-  void onSocketData(Socket*, const char* data, size_t len) override {
+  void onData(const char* data, size_t len) override {
     if (parser_.feed(data, len) == parser::ResponseParser::Result::kError) result(false);
   }
-  void onSocketEof(Socket*, int) override {
+  void onEof() override {
     parser_.finish();
     result(false);  // a complete response has already decided
   }
-  void onSocketDrained(Socket*) override {}
+  void onError(int) override { onEof(); }
+  void onDrained() override {}
   void onHeaders(const parser::Response& resp) override {
     if (!resp.interim()) status_ = resp.status;
   }
@@ -750,7 +755,7 @@ class HealthProbe final : public SocketOwner, public parser::ResponseParser::Han
   void result(bool healthy) {
     if (done_) return;
     done_ = true;
-    route_.reactor().closeSocket(sock_);
+    sock_->close();
     sock_ = nullptr;
     route_.probeDone(&up_, healthy);  // deletes this probe (later)
   }
@@ -758,7 +763,7 @@ class HealthProbe final : public SocketOwner, public parser::ResponseParser::Han
   ProxyRoute& route_;
   ProxyRoute::Upstream& up_;
   parser::ResponseParser parser_;
-  Socket* sock_ = nullptr;
+  Transport* sock_ = nullptr;
   uint64_t deadline_ = 0;
   int status_ = 0;
   bool done_ = false;
@@ -793,7 +798,7 @@ ProxyRoute::~ProxyRoute() {
   }
   for (Upstream& u : upstreams_) {
     for (UpstreamConn* c : u.idle) {
-      reactor_.closeSocket(c->sock);
+      c->sock->close();
       delete c;
     }
     u.idle.clear();
@@ -887,8 +892,7 @@ UpstreamConn* ProxyRoute::acquire(Upstream* u, int& err) {
     return c;
   }
   auto* c = new UpstreamConn(*this, *u, reactor_.config().limits);
-  c->sock = reactor_.openSocket(reinterpret_cast<const sockaddr*>(&u->spec->addr),
-                                u->spec->addrLen, c, err);
+  c->sock = reactor_.connect(reinterpret_cast<const sockaddr*>(&u->spec->addr), u->spec->addrLen, c, err);
   if (!c->sock) {
     delete c;
     return nullptr;
@@ -906,7 +910,7 @@ void ProxyRoute::release(UpstreamConn* c, bool reusable) {
   c->call = nullptr;
   --u->active;
   u->counters->active.store(u->active, std::memory_order_relaxed);
-  if (reusable && c->sock->reading && u->idle.size() < spec_->maxIdle && !reactor_.draining()) {
+  if (reusable && !c->sock->readPaused() && u->idle.size() < spec_->maxIdle && !reactor_.draining()) {
     ++c->requests;
     c->idleSince = reactor_.nowMs();
     u->idle.push_back(c);
@@ -914,7 +918,7 @@ void ProxyRoute::release(UpstreamConn* c, bool reusable) {
     return;
   }
   --u->open;
-  reactor_.closeSocket(c->sock);
+  c->sock->close();
   c->sock = nullptr;
   reactor_.later([](void* p) { delete static_cast<UpstreamConn*>(p); }, c);
 }
@@ -924,7 +928,7 @@ void ProxyRoute::dropIdle(UpstreamConn* c) {
   std::erase(u->idle, c);
   u->counters->idle.store(int64_t(u->idle.size()), std::memory_order_relaxed);
   --u->open;
-  reactor_.closeSocket(c->sock);
+  c->sock->close();
   c->sock = nullptr;
   reactor_.later([](void* p) { delete static_cast<UpstreamConn*>(p); }, c);
 }

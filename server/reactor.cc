@@ -65,7 +65,7 @@ void Reactor::teardown() {
   live_ = 0;
   router_.reset();
   runLater();
-  while (sockHead_) destroySocket(sockHead_);  // closed ones whose I/O never completed
+  while (outHead_) destroyTransport(outHead_);  // closed ones whose I/O never completed
   if (accessLog_) accessLog_->submit(logBuf_);
   accessLog_.reset();
 }
@@ -135,7 +135,7 @@ void Reactor::setSite(std::shared_ptr<const Site> site,
   (void)n;
 }
 
-Socket* Reactor::openSocket(const sockaddr* addr, socklen_t len, SocketOwner* owner, int& err) {
+Transport* Reactor::connect(const sockaddr* addr, socklen_t len, Protocol* owner, int& err) {
   int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     err = errno;
@@ -143,55 +143,13 @@ Socket* Reactor::openSocket(const sockaddr* addr, socklen_t len, SocketOwner* ow
   }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  auto* s = new Socket();
-  s->fd = fd;
-  s->owner = owner;
-  std::memcpy(&s->addr, addr, len);
-  s->addrLen = len;
-  ++sockets_;
-  s->next = sockHead_;
-  if (sockHead_) sockHead_->prev = s;
-  sockHead_ = s;
-  socketConnect(s);
-  return s;
-}
-
-void Reactor::sendSocket(Socket* s) {
-  if (s->dirty || s->closed) return;
-  s->dirty = true;
-  dirtySockets_.push_back(s);
-}
-
-void Reactor::setSocketReading(Socket* s, bool on) {
-  if (s->closed || s->reading == on) return;
-  s->reading = on;
-  if (s->connected) socketReading(s, on);
-}
-
-void Reactor::closeSocket(Socket* s) {
-  if (s->closed) return;
-  s->closed = true;
-  s->owner = nullptr;
-  if (tearingDown_) {
-    destroySocket(s);
-    return;
-  }
-  socketRelease(s);
-}
-
-void Reactor::destroySocket(Socket* s) {
-  if (s->dirty) {
-    for (auto& d : dirtySockets_) {
-      if (d == s) d = nullptr;
-    }
-    std::erase(dirtySockets_, nullptr);
-  }
-  if (s->fd >= 0) ::close(s->fd);
-  if (s->prev) s->prev->next = s->next;
-  else sockHead_ = s->next;
-  if (s->next) s->next->prev = s->prev;
-  --sockets_;
-  delete s;
+  auto* t = new Transport(*this, fd, addr, len, owner);
+  ++outbound_;
+  t->next = outHead_;
+  if (outHead_) outHead_->prev = t;
+  outHead_ = t;
+  startConnect(t);
+  return t;
 }
 
 void Reactor::markDirty(Transport* c) {
@@ -205,15 +163,10 @@ void Reactor::flushDirty() {
   for (size_t i = 0; i < dirty_.size(); ++i) {
     Transport* c = dirty_[i];
     c->dirty = false;
-    if (c->state() != Transport::State::kClosed) flush(c);
+    // (An outbound transport still connecting is flushed once connected.)
+    if (!c->closed() && c->connected()) flush(c);
   }
   dirty_.clear();
-  for (size_t i = 0; i < dirtySockets_.size(); ++i) {
-    Socket* s = dirtySockets_[i];
-    s->dirty = false;
-    if (!s->closed && s->connected) socketFlush(s);
-  }
-  dirtySockets_.clear();
 }
 
 Listener* Reactor::addListener(int fd, Handler* handler,
@@ -265,19 +218,28 @@ Transport* Reactor::addConnection(int fd, Listener* from) {
 }
 
 void Reactor::closeTransport(Transport* c) {
-  if (c->state() == Transport::State::kClosed) return;
+  if (c->closed()) return;
   c->markClosed();
+  if (tearingDown_ && c->outbound()) {
+    destroyTransport(c);
+    return;
+  }
   release(c);
 }
 
 void Reactor::shutdownWrite(Transport* c) { ::shutdown(c->fd(), SHUT_WR); }
 
 void Reactor::destroyTransport(Transport* c) {
+  Transport*& head = c->outbound() ? outHead_ : head_;
   if (c->prev) c->prev->next = c->next;
-  else head_ = c->next;
+  else head = c->next;
   if (c->next) c->next->prev = c->prev;
-  --live_;
-  stats_->openConnections.fetch_sub(1, std::memory_order_relaxed);
+  if (c->outbound()) {
+    --outbound_;
+  } else {
+    --live_;
+    stats_->openConnections.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (c->dirty) {
     for (auto& d : dirty_) {
       if (d == c) d = nullptr;

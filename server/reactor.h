@@ -17,11 +17,10 @@
 #include "server/exchange.h"
 #include "server/loop_driver.h"
 #include "server/metrics.h"
-#include "server/socket.h"
+#include "server/transport.h"
 
 namespace kuai::server {
 
-class Transport;
 class Router;
 
 // A listening socket owned by one reactor. handler == null: the Router answers.
@@ -111,15 +110,12 @@ class Reactor {
   ReactorStats& stats() { return *stats_; }
   std::string& logBuffer() { return logBuf_; }
 
-  // Outbound connections (a proxy's upstreams), this thread only. openSocket
-  // starts a non-blocking connect and returns null with `err` (an errno) when
-  // no socket can be made; the outcome arrives through owner->onSocketConnect.
-  Socket* openSocket(const sockaddr* addr, socklen_t len, SocketOwner* owner, int& err);
-  // s->out has bytes: sent at the end of this wake-up.
-  void sendSocket(Socket* s);
-  void setSocketReading(Socket* s, bool on);
-  // No more callbacks; the socket is freed once the backend lets go of it.
-  void closeSocket(Socket* s);
+  // An outbound connection (a proxy's upstream, a health check), this thread
+  // only: starts a non-blocking connect to `addr` and returns the transport,
+  // or null with `err` (an errno) when no socket can be made. `owner` hears
+  // the outcome (onConnect) and everything after, until it closes the
+  // transport (Transport::close).
+  Transport* connect(const sockaddr* addr, socklen_t len, Protocol* owner, int& err);
   // Periodic work (proxy timeouts, idle pools), run from the reactor's tick.
   class Ticker {
    public:
@@ -138,19 +134,14 @@ class Reactor {
   virtual void release(Transport* c) = 0;        // c is closed: free when idle
   virtual void armListener(Listener* l) = 0;
   virtual void disarmListener(Listener* l) = 0;  // also closes its socket
-  virtual void socketConnect(Socket* s) = 0;      // s->fd is non-blocking, addr set
-  virtual void socketFlush(Socket* s) = 0;        // send s->out
-  virtual void socketReading(Socket* s, bool on) = 0;
-  virtual void socketRelease(Socket* s) = 0;      // closed: free when idle
-  void destroySocket(Socket* s);
+  virtual void startConnect(Transport* c) = 0;   // outbound: c->fd() is non-blocking
   // From the backend's destructor, once its I/O is stopped: connections, then
   // handlers (which close their sockets) go while the backend still exists.
   void teardown();
-  size_t openSockets() const { return sockets_; }
   void stopAccepting();
 
   Transport* addConnection(int fd, Listener* from);
-  void destroyTransport(Transport* c);  // unlinks and deletes
+  void destroyTransport(Transport* c);  // unlinks and deletes (accepted or outbound)
   void flushDirty();
   void updateClock();
   // Timeouts, Date refresh, shutdown progress. Call about every kTickMs.
@@ -178,7 +169,6 @@ class Reactor {
   std::string plainScratch_;
   std::string fileScratch_;
   std::vector<Transport*> dirty_;
-  std::vector<Socket*> dirtySockets_;
   std::vector<Ticker*> tickers_;
   std::vector<std::pair<std::string, Handler*>> appHandlers_;
   struct Later {
@@ -187,8 +177,8 @@ class Reactor {
   };
   std::vector<Later> later_;
   void runLater();
-  size_t sockets_ = 0;
-  Socket* sockHead_ = nullptr;
+  size_t outbound_ = 0;
+  Transport* outHead_ = nullptr;  // outbound transports
   bool tearingDown_ = false;
   std::shared_ptr<const Site> pendingSite_;  // guarded by tlsMutex_
   std::vector<std::shared_ptr<tls::TlsContext>> pendingSiteTls_;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "server/reactor.h"
 
@@ -18,8 +19,17 @@ Transport::Transport(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> 
   id_ = ++nextId;
 }
 
+Transport::Transport(Reactor& reactor, int fd, const sockaddr* addr, socklen_t len, Protocol* owner)
+    : reactor_(reactor), fd_(fd), outbound_(true), connected_(false), protocol_(owner) {
+  std::memcpy(&addr_, addr, std::min<size_t>(len, sizeof(addr_)));
+  addrLen_ = len;
+  phaseStartMs_ = lastProgressMs_ = reactor.nowMs();
+  static thread_local uint64_t nextId = 0;
+  id_ = ++nextId;
+}
+
 Transport::~Transport() {
-  protocol_.reset();  // tells its handlers the connection is gone
+  owned_.reset();  // tells its handlers the connection is gone
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -28,7 +38,27 @@ uint64_t Transport::nowMs() const { return reactor_.nowMs(); }
 void Transport::markClosed() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
+  if (outbound_) {
+    protocol_ = nullptr;  // its owner closed it: no more callbacks
+    return;
+  }
   if (protocol_) protocol_->onClose();
+}
+
+void Transport::onConnect(int err) {
+  if (state_ == State::kClosed) return;
+  connected_ = err == 0;
+  lastProgressMs_ = reactor_.nowMs();
+  protocol_->onConnect(err);
+}
+
+void Transport::onError(int err) {
+  if (state_ == State::kClosed) return;
+  if (outbound_) {
+    protocol_->onError(err);  // its owner closes it
+    return;
+  }
+  close();
 }
 
 void Transport::onData(const char* data, size_t len) {
@@ -106,6 +136,10 @@ void Transport::fillWire() {
 
 void Transport::onEof() {
   peerClosed_ = true;
+  if (outbound_) {
+    if (state_ != State::kClosed) protocol_->onEof();
+    return;
+  }
   switch (state_) {
     case State::kOpen:
       protocol_->onEof();  // the protocol decides: finish its answers, or close
@@ -122,11 +156,16 @@ void Transport::onEof() {
 
 void Transport::onDrained() {
   lastProgressMs_ = reactor_.nowMs();
-  if (state_ == State::kOpen) {
-    protocol_->onDrained();
+  State before = state_;
+  if (before == State::kClosed || before == State::kLingering) return;
+  // (Closing: the protocol may still be streaming an answer that ends with
+  // the connection.)
+  protocol_->onDrained();
+  if (before != State::kClosing || state_ != State::kClosing) return;
+  if (pendingBytes() > 0) {
+    flush();  // the protocol wrote more: close once that is out
     return;
   }
-  if (state_ != State::kClosing) return;
   if (tls_ && !closeNotifySent_ && tls_->handshakeDone()) {
     closeNotifySent_ = true;
     tls_->shutdown();
@@ -212,6 +251,8 @@ void Transport::close() { reactor_.closeTransport(this); }
 
 void Transport::setReadPaused(bool paused) {
   if (paused == readPaused_ || state_ == State::kClosed) return;
+  // (Outbound and still connecting: the backend starts reading, or not,
+  // once connected.)
   readPaused_ = paused;
   reactor_.setReading(this, !paused);
 }

@@ -1,11 +1,21 @@
-// Transport: one accepted TCP connection, owned by its Reactor, which alone
-// creates, drives and destroys it, on the reactor's thread (a transport never
-// changes thread). It holds the socket, the TLS session, the bytes still to be
-// sent, and the close sequence: flush, close_notify, half-close, linger. What
-// the bytes mean belongs to its Protocol (an HTTP/1.1 session, Http1Session;
-// HTTP/2 plugs in as a second Protocol): the transport hands it plaintext and
-// the protocol queues its output here.
+// Transport: one TCP connection driven by its reactor's backend (io_uring or
+// epoll): an accepted client connection, or an outbound one (a proxy's or the
+// JS client's upstream, a health check). The backend reads into it, sends its
+// output (memory and file segments, sendfile where it can) and reports what
+// happened; what the bytes mean belongs to its Protocol: an HTTP/1.1 session
+// (Http1Session) for accepted connections, the upstream's response reader for
+// outbound ones.
+//
+// Owned by its Reactor, which alone creates and frees it, on the reactor's
+// thread (a transport never changes thread). An accepted transport owns its
+// protocol, its TLS session and the close sequence (flush, close_notify,
+// half-close, linger) with the send / handshake / linger deadlines. An
+// outbound one is used by its protocol's owner, which closes it when done:
+// close() stops every callback at once, and the backend frees the transport
+// once no operation is in flight.
 #pragma once
+
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <memory>
@@ -19,20 +29,26 @@ namespace kuai::server {
 
 class Reactor;
 
-// What a transport's bytes mean. Lives as long as its transport.
+// What a transport's bytes mean; the transport's callbacks.
 class Protocol {
  public:
   virtual ~Protocol() = default;
+  // Outbound: the connect finished: 0, or a negative errno (-ECONNREFUSED).
+  virtual void onConnect(int err) {}
   virtual void onData(const char* data, size_t len) = 0;  // plaintext
   virtual void onEof() = 0;                                // the peer closed its side
-  virtual void onDrained() = 0;                            // all output handed to the kernel
-  virtual void onTick(uint64_t nowMs) = 0;                 // the protocol's own deadlines
-  virtual void onShutdown() = 0;                           // a graceful stop began
-  virtual bool idle() const = 0;                           // between requests, nothing queued
-  virtual void onClose() = 0;                              // the transport is closed: drop what is in flight
+  // Outbound: the connection failed (a negative errno): close it. (An
+  // accepted transport closes itself; its protocol hears onClose.)
+  virtual void onError(int err) {}
+  virtual void onDrained() = 0;  // all output handed to the kernel
+  // Accepted connections only.
+  virtual void onTick(uint64_t nowMs) {}  // the protocol's own deadlines
+  virtual void onShutdown() {}            // a graceful stop began
+  virtual bool idle() const { return true; }  // between requests, nothing in flight
+  virtual void onClose() {}               // the transport is closed: drop what is in flight
   // A plain-text request reached a TLS port: answer it in clear text if the
-  // protocol can (HTTP/1.1: 400), and close.
-  virtual void failPlainText() = 0;
+  // protocol can (HTTP/1.1: 400); the transport closes after it.
+  virtual void failPlainText() {}
 };
 
 // 16-byte aligned: the backends tag pointers with their low bits.
@@ -45,16 +61,25 @@ class alignas(16) Transport final {
     kClosed,     // waiting for the backend to release it
   };
 
+  // An accepted connection.
   Transport(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> tls);
+  // An outbound one, being connected to `addr` (the backend connects it).
+  Transport(Reactor& reactor, int fd, const sockaddr* addr, socklen_t len, Protocol* owner);
   ~Transport();
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
-  void setProtocol(std::unique_ptr<Protocol> p) { protocol_ = std::move(p); }
-  Protocol* protocol() { return protocol_.get(); }
+  void setProtocol(std::unique_ptr<Protocol> p) {
+    owned_ = std::move(p);
+    protocol_ = owned_.get();
+  }
+  Protocol* protocol() { return protocol_; }
   Reactor& reactor() { return reactor_; }
   int fd() const { return fd_; }
   State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+  bool outbound() const { return outbound_; }
+  bool connected() const { return connected_; }
   uint64_t id() const { return id_; }
   bool isTls() const { return tls_ != nullptr; }
   // Output as the protocol writes it (plaintext).
@@ -64,10 +89,15 @@ class alignas(16) Transport final {
   // Moves output into wire() (encrypting for TLS). Cheap no-op for plaintext.
   void fillWire();
   size_t pendingBytes() const { return out_.bytes() + tlsOut_.bytes(); }
+  // Outbound: where it connects (stays valid while an io_uring connect reads it).
+  const sockaddr* peerSockaddr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
+  socklen_t peerSockaddrLen() const { return addrLen_; }
 
   // Backend -> transport.
+  void onConnect(int err);  // outbound
   void onData(const char* data, size_t len);
   void onEof();
+  void onError(int err);  // a failed read or write (negative errno)
   void onTick(uint64_t nowMs);
   void onDrained();
   // Graceful shutdown: idle transports close now, busy ones after their
@@ -77,19 +107,19 @@ class alignas(16) Transport final {
   // freed with the transport: an io_uring send may still be reading it.)
   void markClosed();
 
-  // Protocol -> transport.
+  // Protocol (or owner) -> transport.
   // Output was queued: sent at the end of this reactor turn.
   void flush();
   // The last output is queued: send it, then close (half-close and linger).
   void closeAfterOutput();
   // Something broke: send what is queued, then close without lingering.
   void closeSoon();
-  // Close at once.
+  // Close at once. For an outbound transport: no callback after this.
   void close();
   // Stop or restart reading (the protocol's consumer is slow).
   void setReadPaused(bool paused);
   bool readPaused() const { return readPaused_; }
-  // The client's address (filled on first use) and port.
+  // The peer's address (filled on first use) and port.
   const std::string& peerAddress();
   int peerPort() {
     peerAddress();
@@ -97,7 +127,7 @@ class alignas(16) Transport final {
   }
   uint64_t nowMs() const;
 
-  // Intrusive list of the reactor's transports.
+  // Intrusive list of the reactor's transports (accepted and outbound apart).
   Transport* prev = nullptr;
   Transport* next = nullptr;
   // Backend bookkeeping (io_uring: operations in flight; epoll: interest set).
@@ -111,7 +141,10 @@ class alignas(16) Transport final {
   Reactor& reactor_;
   int fd_;
   State state_ = State::kOpen;
-  std::unique_ptr<Protocol> protocol_;
+  bool outbound_ = false;
+  bool connected_ = true;    // outbound: false until the connect succeeds
+  Protocol* protocol_ = nullptr;
+  std::unique_ptr<Protocol> owned_;  // an accepted transport's protocol
   OutputQueue out_;
   std::unique_ptr<tls::TlsSession> tls_;
   OutputQueue tlsOut_;       // TLS records waiting to be sent
@@ -123,6 +156,8 @@ class alignas(16) Transport final {
   int peerPort_ = -1;
   uint64_t phaseStartMs_ = 0;     // when the handshake / lingering began
   uint64_t lastProgressMs_ = 0;   // the last byte the client took
+  sockaddr_storage addr_{};       // outbound: the peer
+  socklen_t addrLen_ = 0;
 };
 
 }  // namespace kuai::server

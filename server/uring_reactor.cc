@@ -38,22 +38,17 @@ enum Op : uint64_t {
   kWake = 5,
   kCancel = 6,
   kTick = 7,
-  kSockConnect = 8,  // outbound sockets (Socket*)
-  kSockRecv = 9,
-  kSockSend = 10,
+  kConnect = 8,
 };
 // A tag for a completion that needs no pointer.
 constexpr uint64_t kLoopPoll = 14;  // event loop fd readable
-constexpr uint64_t kOpMask = 15;    // Transport, Listener and Socket are 16-aligned
+constexpr uint64_t kOpMask = 15;    // Transport and Listener are 16-aligned
 
 // Transport::backendFlags bits.
 constexpr uint8_t kRecvArmed = 1;
 constexpr uint8_t kReadPaused = 8;  // the handler asked us to stop reading
 constexpr uint8_t kSending = 2;
 constexpr uint8_t kPolling = 4;
-// Socket::backendFlags bits.
-constexpr uint8_t kSockRecvArmed = 1;
-constexpr uint8_t kSockSending = 2;
 
 // Provided receive buffers per reactor. 512 x 4 KiB: requests are small, a
 // buffer is returned right after parsing, and idle connections hold none.
@@ -78,17 +73,10 @@ class UringReactor final : public Reactor {
   void setReading(Transport* c, bool on) override;
   void armListener(Listener* l) override;
   void disarmListener(Listener* l) override;
-  void socketConnect(Socket* s) override;
-  void socketFlush(Socket* s) override;
-  void socketReading(Socket* s, bool on) override;
-  void socketRelease(Socket* s) override;
+  void startConnect(Transport* c) override;
 
  private:
-  void armSocketRecv(Socket* s);
-  void onSocketConnect(Socket* s, int res);
-  void onSocketRecv(Socket* s, io_uring_cqe* cqe);
-  void onSocketSend(Socket* s, int res);
-  void socketOpDone(Socket* s);
+  void onConnect(Transport* c, int res);
   io_uring_sqe* sqe();
   void armLoopPoll();
   void armRecv(Transport* c);
@@ -117,8 +105,6 @@ class UringReactor final : public Reactor {
   __kernel_timespec tickSpec_{};
   std::vector<Transport*> rearm_;     // recv ended (ENOBUFS): arm again after the batch
   std::vector<Transport*> graveyard_; // closed, no I/O in flight: delete after the batch
-  std::vector<Socket*> socketRearm_;
-  std::vector<Socket*> socketGraveyard_;
 };
 
 UringReactor::~UringReactor() {
@@ -126,7 +112,7 @@ UringReactor::~UringReactor() {
     if (bufRing_) io_uring_unregister_buf_ring(&ring_, kBufferGroup);
     io_uring_queue_exit(&ring_);  // cancels and waits for whatever is in flight
   }
-  teardown();  // frees every socket, the graveyard's included
+  teardown();  // frees every transport, the graveyard's included
   if (bufRing_) ::munmap(bufRing_, kBufferCount * sizeof(io_uring_buf));
   if (buffers_) ::munmap(buffers_, size_t(kBufferCount) * kBufferSize);
 }
@@ -285,7 +271,7 @@ void UringReactor::setReading(Transport* c, bool on) {
   if (on) {
     if (!(c->backendFlags & kReadPaused)) return;
     c->backendFlags &= ~kReadPaused;
-    if (!(c->backendFlags & kRecvArmed) && c->state() != Transport::State::kClosed) armRecv(c);
+    if (!(c->backendFlags & kRecvArmed) && !c->closed() && c->connected()) armRecv(c);
     return;
   }
   if (c->backendFlags & kReadPaused) return;
@@ -298,9 +284,18 @@ void UringReactor::setReading(Transport* c, bool on) {
 }
 
 void UringReactor::release(Transport* c) {
-  // Wake any pending recv/send/poll: shutdown makes them complete at once.
+  if (c->opsInFlight == 0) {
+    graveyard_.push_back(c);
+    return;
+  }
+  // Wake whatever is pending on it: shutdown makes a recv, send or poll
+  // complete at once; a connect in flight needs cancelling.
+  if (c->outbound()) {
+    io_uring_sqe* q = sqe();
+    io_uring_prep_cancel_fd(q, c->fd(), IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(q, kCancel);
+  }
   ::shutdown(c->fd(), SHUT_RDWR);
-  if (c->opsInFlight == 0) graveyard_.push_back(c);
 }
 
 void UringReactor::flush(Transport* c) {
@@ -342,7 +337,7 @@ void UringReactor::sendFile(Transport* c) {
       return;
     }
     // n == 0: the file shrank under us; the promised length cannot be kept.
-    closeTransport(c);
+    c->onError(n == 0 ? -EIO : -errno);
     return;
   }
   flush(c);
@@ -367,7 +362,7 @@ void UringReactor::onSend(Transport* c, int res) {
     return;
   }
   if (res < 0) {
-    closeTransport(c);
+    c->onError(res);
     return;
   }
   out.consume(size_t(res));
@@ -378,7 +373,7 @@ void UringReactor::onPollOut(Transport* c, int res) {
   c->backendFlags &= ~kPolling;
   if (c->state() == Transport::State::kClosed) return;
   if (res < 0 && res != -EINTR) {
-    closeTransport(c);
+    c->onError(res);
     return;
   }
   flush(c);
@@ -419,7 +414,7 @@ void UringReactor::onRecv(Transport* c, io_uring_cqe* cqe) {
       } else if (res == -ENOBUFS || res == -ECANCELED || res > 0) {
         rearm_.push_back(c);  // -ECANCELED: a pause that was lifted before it took
       } else if (res < 0) {
-        closeTransport(c);
+        c->onError(res);
       }
     }
     opDone(c);
@@ -459,135 +454,30 @@ void UringReactor::onCompletion(io_uring_cqe* cqe) {
     case kTick:
       armTick();
       break;
-    case kSockConnect:
-      onSocketConnect(reinterpret_cast<Socket*>(data & ~kOpMask), cqe->res);
-      break;
-    case kSockRecv:
-      onSocketRecv(reinterpret_cast<Socket*>(data & ~kOpMask), cqe);
-      break;
-    case kSockSend:
-      onSocketSend(reinterpret_cast<Socket*>(data & ~kOpMask), cqe->res);
+    case kConnect:
+      onConnect(c, cqe->res);
+      opDone(c);
       break;
     default:
       break;
   }
 }
 
-// --- outbound sockets ---
-
-
-void UringReactor::socketConnect(Socket* s) {
+// Outbound: io_uring connects; once connected, a transport is read and
+// written like an accepted one.
+void UringReactor::startConnect(Transport* c) {
   io_uring_sqe* q = sqe();
-  io_uring_prep_connect(q, s->fd, reinterpret_cast<sockaddr*>(&s->addr), s->addrLen);
-  io_uring_sqe_set_data64(q, tag(s, kSockConnect));
-  ++s->opsInFlight;
+  io_uring_prep_connect(q, c->fd(), c->peerSockaddr(), c->peerSockaddrLen());
+  io_uring_sqe_set_data64(q, tag(c, kConnect));
+  ++c->opsInFlight;
 }
 
-void UringReactor::socketOpDone(Socket* s) {
-  --s->opsInFlight;
-  if (s->closed && s->opsInFlight == 0) socketGraveyard_.push_back(s);
-}
-
-void UringReactor::onSocketConnect(Socket* s, int res) {
-  if (!s->closed) {
-    if (res == 0) {
-      s->connected = true;
-      if (s->reading) armSocketRecv(s);
-      if (!s->out.empty()) sendSocket(s);
-    }
-    s->owner->onSocketConnect(s, res);
-  }
-  socketOpDone(s);
-}
-
-void UringReactor::armSocketRecv(Socket* s) {
-  io_uring_sqe* q = sqe();
-  io_uring_prep_recv_multishot(q, s->fd, nullptr, 0, 0);
-  q->flags |= IOSQE_BUFFER_SELECT;
-  q->buf_group = kBufferGroup;
-  io_uring_sqe_set_data64(q, tag(s, kSockRecv));
-  s->backendFlags |= kSockRecvArmed;
-  ++s->opsInFlight;
-}
-
-void UringReactor::onSocketRecv(Socket* s, io_uring_cqe* cqe) {
-  int res = cqe->res;
-  bool more = cqe->flags & IORING_CQE_F_MORE;
-  if (cqe->flags & IORING_CQE_F_BUFFER) {
-    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    if (res > 0 && !s->closed) s->owner->onSocketData(s, buffers_ + size_t(bid) * kBufferSize, size_t(res));
-    returnBuffer(bid);
-  }
-  if (!more) {
-    s->backendFlags &= ~kSockRecvArmed;
-    if (!s->closed) {
-      if (res == 0) {
-        s->owner->onSocketEof(s, 0);
-      } else if (!s->reading) {
-        // Paused: armed again by socketReading(on).
-      } else if (res == -ENOBUFS || res == -ECANCELED || res > 0) {
-        socketRearm_.push_back(s);
-      } else if (res < 0) {
-        s->owner->onSocketEof(s, res);
-      }
-    }
-    socketOpDone(s);
-  }
-}
-
-void UringReactor::socketReading(Socket* s, bool on) {
-  if (on) {
-    if (!(s->backendFlags & kSockRecvArmed)) armSocketRecv(s);
-    return;
-  }
-  if (s->backendFlags & kSockRecvArmed) {
-    io_uring_sqe* q = sqe();
-    io_uring_prep_cancel64(q, tag(s, kSockRecv), 0);
-    io_uring_sqe_set_data64(q, kCancel);
-  }
-}
-
-void UringReactor::socketFlush(Socket* s) {
-  if (s->backendFlags & kSockSending) return;  // continues on completion
-  if (s->out.empty()) {
-    s->owner->onSocketDrained(s);
-    return;
-  }
-  std::string_view bytes = s->out.headMemory();
-  io_uring_sqe* q = sqe();
-  io_uring_prep_send(q, s->fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-  io_uring_sqe_set_data64(q, tag(s, kSockSend));
-  s->out.freezeHead(true);
-  s->backendFlags |= kSockSending;
-  ++s->opsInFlight;
-}
-
-void UringReactor::onSocketSend(Socket* s, int res) {
-  s->backendFlags &= ~kSockSending;
-  s->out.freezeHead(false);
-  if (!s->closed) {
-    if (res == -EAGAIN || res == -EINTR) {
-      sendSocket(s);
-    } else if (res < 0) {
-      s->owner->onSocketEof(s, res);
-    } else {
-      s->out.consume(size_t(res));
-      if (!s->closed) socketFlush(s);
-    }
-  }
-  socketOpDone(s);
-}
-
-void UringReactor::socketRelease(Socket* s) {
-  if (s->opsInFlight == 0) {
-    socketGraveyard_.push_back(s);
-    return;
-  }
-  // Wake whatever is pending on it (connect, recv, send).
-  io_uring_sqe* q = sqe();
-  io_uring_prep_cancel_fd(q, s->fd, IORING_ASYNC_CANCEL_ALL);
-  io_uring_sqe_set_data64(q, kCancel);
-  ::shutdown(s->fd, SHUT_RDWR);
+void UringReactor::onConnect(Transport* c, int res) {
+  if (c->closed()) return;
+  c->onConnect(res);
+  if (c->closed() || !c->connected()) return;
+  if (!(c->backendFlags & (kRecvArmed | kReadPaused))) armRecv(c);
+  if (!c->output().empty()) markDirty(c);
 }
 
 void UringReactor::drainCompletions() {
@@ -640,10 +530,6 @@ void UringReactor::run() {
       }
     }
     rearm_.clear();
-    for (Socket* s : socketRearm_) {
-      if (!s->closed && s->reading && !(s->backendFlags & kSockRecvArmed)) armSocketRecv(s);
-    }
-    socketRearm_.clear();
 
     if (loop_ && (loopReady_ || (loopTimeout >= 0 && nowMs_ >= loopDeadline))) {
       loopReady_ = false;
@@ -660,8 +546,6 @@ void UringReactor::run() {
     runLater();
     for (Transport* c : graveyard_) destroyTransport(c);
     graveyard_.clear();
-    for (Socket* s : socketGraveyard_) destroySocket(s);
-    socketGraveyard_.clear();
     if (finished() || quiescent()) break;
   }
 }
