@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "scripting/environment.h"
-#include "server/proxy.h"
+#include "server/proxy_call.h"
 
 namespace kuai::scripting {
 

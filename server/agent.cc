@@ -52,18 +52,12 @@ ExchangeListener* Agent::request(const std::string& address, int port, std::shar
     spec->retries = options_.retries;
     spec->maxFails = 0;  // one origin: never marked down, every request tries it
     spec->maxRequestsPerConnection = 100000;
-    Origin o;
-    o.site = std::make_shared<Site>();
-    o.site->file = "(agent)";
-    RouteSpec route;
-    route.path = "agent:" + up.name;
-    route.kind = RouteSpec::Kind::kProxy;
-    route.proxy = spec;
-    o.site->routes.push_back(std::move(route));
-    o.route = ProxyRoute::create(reactor_, o.site, o.site->routes.front());
-    it = origins_.emplace(key, std::move(o)).first;
+    std::string label = "agent:" + up.name;
+    it = origins_.emplace(key, UpstreamPool::create(reactor_, std::move(spec), std::move(label))).first;
   }
-  return it->second.route->startCall(std::move(down), std::move(req));
+  ProxyCall* call = it->second->newCall(std::move(down));
+  call->startOutbound(std::move(req));
+  return call;
 }
 
 }  // namespace kuai::server

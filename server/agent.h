@@ -1,15 +1,16 @@
 // Agent: the per-reactor keep-alive client for outbound requests that do not
-// come from a proxy route (kuai's JS http client and fetch). One ProxyRoute per
-// origin (address:port), created on first use, so scripts get the same pools,
-// health tracking and retries as config-file proxies: the Node http.Agent idea,
-// done natively and per core.
+// come from a proxy route (kuai's JS http client and fetch). One UpstreamPool
+// per origin (address:port), created on first use, so scripts get the same
+// pools, retries and metrics as config-file proxies: the Node http.Agent idea,
+// done natively and per core. Owned by the thread's ThreadContext.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
 
-#include "server/proxy.h"
+#include "server/proxy_call.h"
+#include "server/upstream_pool.h"
 
 namespace kuai::server {
 
@@ -37,11 +38,7 @@ class Agent {
  private:
   Reactor& reactor_;
   AgentOptions options_;
-  struct Origin {
-    std::shared_ptr<Site> site;  // holds the route spec the ProxyRoute refers to
-    std::shared_ptr<ProxyRoute> route;
-  };
-  std::map<std::string, Origin> origins_;
+  std::map<std::string, std::shared_ptr<UpstreamPool>> origins_;
 };
 
 }  // namespace kuai::server

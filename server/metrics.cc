@@ -13,7 +13,6 @@
 #include <thread>
 #include <vector>
 
-#include "server/proxy.h"
 
 namespace kuai::server {
 
@@ -23,6 +22,21 @@ std::mutex gStatsMutex;
 std::vector<std::weak_ptr<ReactorStats>>& statsRegistry() {
   static std::vector<std::weak_ptr<ReactorStats>> all;
   return all;
+}
+
+struct UpstreamMetric {
+  std::string route;  // the route's match
+  std::string upstream;
+  std::shared_ptr<UpstreamCounters> counters;
+};
+std::mutex gUpstreamMutex;
+std::vector<UpstreamMetric>& upstreamRegistry() {
+  static std::vector<UpstreamMetric> all;
+  return all;
+}
+std::vector<UpstreamMetric> upstreamMetrics() {
+  std::lock_guard<std::mutex> lock(gUpstreamMutex);
+  return upstreamRegistry();
 }
 
 void appendU(std::string& out, uint64_t v) { out.append(std::to_string(v)); }
@@ -40,6 +54,18 @@ void appendLabel(std::string& out, std::string_view v) {
 }
 
 }  // namespace
+
+std::shared_ptr<UpstreamCounters> registerUpstream(const std::string& route, const std::string& upstream) {
+  auto counters = std::make_shared<UpstreamCounters>();
+  std::lock_guard<std::mutex> lock(gUpstreamMutex);
+  upstreamRegistry().push_back({route, upstream, counters});
+  return counters;
+}
+
+void unregisterUpstream(const std::shared_ptr<UpstreamCounters>& counters) {
+  std::lock_guard<std::mutex> lock(gUpstreamMutex);
+  std::erase_if(upstreamRegistry(), [&](const UpstreamMetric& m) { return m.counters == counters; });
+}
 
 std::shared_ptr<ReactorStats> registerReactorStats() {
   auto s = std::make_shared<ReactorStats>();

@@ -36,6 +36,23 @@ struct alignas(64) ReactorStats {
   }
 };
 
+// Counters of one upstream on one reactor (its UpstreamPool), read by the
+// metrics endpoint from another thread (relaxed atomics; written only by the
+// owning reactor).
+struct UpstreamCounters {
+  std::atomic<int64_t> idle{0};      // pooled keep-alive connections
+  std::atomic<int64_t> active{0};    // connections carrying a request
+  std::atomic<uint64_t> connects{0};
+  std::atomic<uint64_t> failures{0};  // connect errors, resets, timeouts, bad responses
+  std::atomic<uint64_t> requests{0};
+  std::atomic<int64_t> down{0};      // 1 while marked down
+};
+
+// An upstream's counters, shown by the endpoint as {route, upstream} (summed
+// over reactors) until unregistered.
+std::shared_ptr<UpstreamCounters> registerUpstream(const std::string& route, const std::string& upstream);
+void unregisterUpstream(const std::shared_ptr<UpstreamCounters>& counters);
+
 // A reactor's stats, registered for the endpoint while the reactor lives.
 std::shared_ptr<ReactorStats> registerReactorStats();
 // The whole process's metrics, Prometheus text exposition format.

@@ -1,8 +1,8 @@
-// ProxyRoute's choices, without sockets: balancing (round-robin, smooth
+// UpstreamPool's choices, without sockets: balancing (round-robin, smooth
 // weighted, least-connections), passive health (down after maxFails, back
 // after failTimeout or a success) and the retry mask. A real (epoll) reactor
-// hosts the route; nothing is connected.
-#include "server/proxy.h"
+// hosts the pool; nothing is connected.
+#include "server/upstream_pool.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -30,8 +30,7 @@ UpstreamSpec upstream(const std::string& name, uint32_t weight = 1) {
 struct Fixture {
   ServerConfig config;
   std::unique_ptr<Reactor> reactor;
-  std::shared_ptr<Site> site = std::make_shared<Site>();
-  std::shared_ptr<ProxyRoute> route;
+  std::shared_ptr<UpstreamPool> route;
 
   Fixture(Balance balance, std::vector<UpstreamSpec> ups, uint32_t maxFails = 1) {
     reactor = makeReactor(IoBackend::kEpoll, 0, config, -1, nullptr);
@@ -40,14 +39,10 @@ struct Fixture {
     spec->balance = balance;
     spec->maxFails = maxFails;
     spec->failTimeoutMs = 10'000;
-    RouteSpec r;
-    r.kind = RouteSpec::Kind::kProxy;
-    r.proxy = spec;
-    site->routes.push_back(r);
-    route = ProxyRoute::create(*reactor, site, site->routes.front());
+    route = UpstreamPool::create(*reactor, spec, "/");
   }
   std::string pick(uint64_t tried = 0) {
-    ProxyRoute::Upstream* u = route->pick(tried);
+    UpstreamPool::Upstream* u = route->pick(tried);
     return u ? u->spec->name : "-";
   }
 };
@@ -80,7 +75,7 @@ TEST(ProxyBalance, RetriesSkipWhatWasTried) {
 
 TEST(ProxyHealth, FailuresMarkDownThenSuccessBringsBack) {
   Fixture f(Balance::kRoundRobin, {upstream("a"), upstream("b")}, /*maxFails=*/2);
-  ProxyRoute::Upstream* a = f.route->pick(0b10);  // "a"
+  UpstreamPool::Upstream* a = f.route->pick(0b10);  // "a"
   ASSERT_EQ(a->spec->name, "a");
   f.route->failed(a);
   auto spread = [&f] {
@@ -108,8 +103,8 @@ TEST(ProxyHealth, AllDownStillTriesOneRatherThanRefuse) {
 
 TEST(ProxyBalance, LeastConnectionsPrefersTheIdle) {
   Fixture f(Balance::kLeastConn, {upstream("a"), upstream("b", 2)});
-  ProxyRoute::Upstream* a = f.route->pick(0b10);
-  ProxyRoute::Upstream* b = f.route->pick(0b01);
+  UpstreamPool::Upstream* a = f.route->pick(0b10);
+  UpstreamPool::Upstream* b = f.route->pick(0b01);
   a->active = 1;
   EXPECT_EQ(f.pick(), "b");
   b->active = 1;  // b has twice the weight: 1 of 2 beats a's 1 of 1

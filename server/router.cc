@@ -33,7 +33,7 @@ void Router::setSite(std::shared_ptr<const Site> site) {
         break;
       }
       case RouteSpec::Kind::kProxy:
-        r.handler = ProxyRoute::create(reactor_, t->site, spec);
+        r.handler = std::make_shared<ProxyRoute>(reactor_, t->site, spec);
         break;
       case RouteSpec::Kind::kFixed:
         r.handler = std::make_shared<FixedHandler>(spec.body);
