@@ -601,7 +601,7 @@ void Environment::route(const v8::FunctionCallbackInfo<v8::Value>& args) {
   JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
   ServerSlot* slot = self->owner_.slot("app:" + app);
   self->servers_[id] = srv;
-  self->reactor_.setAppHandler(app, slot);
+  self->reactor_.context().setAppHandler(app, slot);
   slot->claim(srv);
   args.GetReturnValue().Set(v8::Integer::New(iso, id));
 }
@@ -785,8 +785,7 @@ ServerSlot* ThreadScripting::slot(const std::string& key) {
 }
 
 server::Agent& ThreadScripting::agent() {
-  if (!agent_) agent_ = std::make_unique<server::Agent>(reactor_);
-  return *agent_;
+  return reactor_.context().agent();
 }
 
 std::unique_ptr<server::LoopDriver> startEnvironment(server::Reactor& reactor, const ScriptOptions& options,

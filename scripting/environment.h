@@ -205,7 +205,6 @@ class ThreadScripting final : public server::LoopDriver {
 
   server::Reactor& reactor_;
   const ScriptOptions& options_;
-  std::unique_ptr<server::Agent> agent_;
   std::unique_ptr<Environment> env_;
   std::vector<std::unique_ptr<JsServer>> servers_;
   std::map<std::string, std::unique_ptr<ServerSlot>> slots_;

@@ -49,7 +49,7 @@ class EpollReactor final : public Reactor {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kWakeTag;
-    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakeFd_, &ev);
+    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakeFd(), &ev);
     return true;
   }
 
@@ -103,7 +103,7 @@ class EpollReactor final : public Reactor {
         loopReady = true;
       } else if (ev.data.u64 == kWakeTag) {
         uint64_t v;
-        ssize_t r = ::read(wakeFd_, &v, sizeof(v));
+        ssize_t r = ::read(wakeFd(), &v, sizeof(v));
         (void)r;  // a stop or a posted task: tick() acts on it
       } else {
         transportEvent(static_cast<Transport*>(ev.data.ptr), ev.events);
@@ -285,9 +285,8 @@ class EpollReactor final : public Reactor {
 
 }  // namespace
 
-std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd,
-                                          std::shared_ptr<tls::TlsContext> tls) {
-  return std::make_unique<EpollReactor>(index, config, listenFd, std::move(tls));
+std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config) {
+  return std::make_unique<EpollReactor>(index, config);
 }
 
 }  // namespace kuai::server

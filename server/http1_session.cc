@@ -161,7 +161,7 @@ void Http1Session::onTick(uint64_t now) {
 
 void Http1Session::onHeaders(const parser::Request& req) {
   ++requests_;
-  if (reactor_.observing()) beginAccounting(req);
+  if (reactor_.context().observing()) beginAccounting(req);
   http10_ = req.versionMinor == 0;
   headOnly_ = req.isHead;
   chunked_ = false;
@@ -169,7 +169,7 @@ void Http1Session::onHeaders(const parser::Request& req) {
   respBytes_ = 0;
   keepAlive_ = req.keepAlive && !reactor_.draining() && requests_ < reactor_.config().maxRequestsPerConnection;
   // Routed once, here: the handler answers this request to its end.
-  active_ = listenerHandler_ ? listenerHandler_ : reactor_.router().route(req, table_);
+  active_ = listenerHandler_ ? listenerHandler_ : reactor_.context().router().route(req, table_);
   if (req.expectContinue && (req.contentLength > 0 || req.chunked) && !active_->answersContinue()) {
     transport_.output().buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
     transport_.flush();
@@ -234,7 +234,7 @@ void Http1Session::failRequest(int status) {
   keepAlive_ = false;
   headOnly_ = false;
   http10_ = false;
-  if (reactor_.observing() && !startUs_) {
+  if (reactor_.context().observing() && !startUs_) {
     // Refused before its head was whole: counted, logged without a request line.
     startUs_ = monotonicMicros();
     logLine_.clear();
@@ -390,7 +390,7 @@ void Http1Session::setReading(Exchange&, bool on) {
 
 void Http1Session::beginAccounting(const parser::Request& req) {
   startUs_ = monotonicMicros();
-  if (!reactor_.logging()) return;
+  if (!reactor_.context().logging()) return;
   logLine_.clear();
   logLine_.append(req.method).push_back(' ');
   logLine_.append(req.target).append(req.versionMinor == 0 ? " HTTP/1.0" : " HTTP/1.1");
@@ -404,10 +404,10 @@ void Http1Session::endAccounting() {
   if (!startUs_) return;
   uint64_t us = monotonicMicros() - startUs_;
   startUs_ = 0;
-  reactor_.stats().record(status_, us);
-  if (!reactor_.logging()) return;
+  reactor_.context().stats().record(status_, us);
+  if (!reactor_.context().logging()) return;
   std::string_view line(logLine_);
-  formatCombined(reactor_.logBuffer(), transport_.peerAddress(), reactor_.nowSeconds(), line.substr(0, logRefAt_),
+  formatCombined(reactor_.context().logBuffer(), transport_.peerAddress(), reactor_.nowSeconds(), line.substr(0, logRefAt_),
                  status_, respBytes_, line.substr(logRefAt_, logUaAt_ - logRefAt_), line.substr(logUaAt_));
 }
 

@@ -33,7 +33,7 @@ struct Fixture {
   std::shared_ptr<UpstreamPool> route;
 
   Fixture(Balance balance, std::vector<UpstreamSpec> ups, uint32_t maxFails = 1) {
-    reactor = makeReactor(IoBackend::kEpoll, 0, config, -1, nullptr);
+    reactor = makeReactor(IoBackend::kEpoll, 0, config);
     auto spec = std::make_shared<ProxySpec>();
     spec->upstreams = std::move(ups);
     spec->balance = balance;

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,40 +11,12 @@
 
 #include "server/http1_session.h"
 #include "server/transport.h"
-#include "server/router.h"
 
 namespace kuai::server {
 
-Reactor::Reactor(int index, const ServerConfig& config, int listenFd,
-                 std::shared_ptr<tls::TlsContext> tls)
-    : index_(index), config_(config) {
-  (void)tls;  // listeners carry their own TLS context (addInitialListener)
-  if (listenFd >= 0) {
-    auto l = std::make_unique<Listener>();
-    l->fd = listenFd;
-    listeners_.push_back(std::move(l));
-  }
-  wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  stats_ = registerReactorStats();
+Reactor::Reactor(int index, const ServerConfig& config) : index_(index), config_(config) {
   updateClock();
-  router_ = std::make_unique<Router>(config.site, *this);
-}
-
-void Reactor::setAppHandler(const std::string& app, Handler* handler) {
-  for (auto& [path, h] : appHandlers_) {
-    if (path == app) {
-      h = handler;
-      return;
-    }
-  }
-  appHandlers_.emplace_back(app, handler);
-}
-
-Handler* Reactor::appHandler(const std::string& app) const {
-  for (const auto& [path, h] : appHandlers_) {
-    if (path == app) return h;
-  }
-  return nullptr;
+  context_ = std::make_unique<ThreadContext>(*this, config.site);
 }
 
 void Reactor::runLater() {
@@ -63,47 +34,16 @@ void Reactor::teardown() {
   }
   head_ = nullptr;
   live_ = 0;
-  router_.reset();
+  context_->shutdown();  // routes and pools close their connections
   runLater();
   while (outHead_) destroyTransport(outHead_);  // closed ones whose I/O never completed
-  if (accessLog_) accessLog_->submit(logBuf_);
-  accessLog_.reset();
 }
 
 Reactor::~Reactor() {
   teardown();
-  if (wakeFd_ >= 0) ::close(wakeFd_);
   for (auto& l : listeners_) {
     if (l->fd >= 0) ::close(l->fd);
   }
-}
-
-void Reactor::requestStop() {
-  stopRequested_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  ssize_t n = ::write(wakeFd_, &one, sizeof(one));
-  (void)n;
-}
-
-void Reactor::post(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(tlsMutex_);
-    posted_.push_back(std::move(fn));
-  }
-  postedPending_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  ssize_t n = ::write(wakeFd_, &one, sizeof(one));
-  (void)n;
-}
-
-void Reactor::runPosted() {
-  std::vector<std::function<void()>> tasks;
-  {
-    std::lock_guard<std::mutex> lock(tlsMutex_);
-    tasks.swap(posted_);
-    postedPending_.store(false, std::memory_order_relaxed);
-  }
-  for (auto& fn : tasks) fn();
 }
 
 void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls) {
@@ -114,25 +54,28 @@ void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls) {
   ++initialListeners_;
 }
 
-void Reactor::setObservers(bool metrics, std::shared_ptr<AccessLog> log) {
-  metrics_ = metrics;
-  accessLog_ = std::move(log);
-  observing_ = metrics_ || accessLog_;
+void Reactor::readMailbox() {
+  for (ReactorMessage& m : mailbox_.take()) {
+    if (auto* site = std::get_if<SiteMessage>(&m)) {
+      applySite(*site);
+    } else if (auto* task = std::get_if<TaskMessage>(&m)) {
+      tasks_.push_back(std::move(task->fn));
+    } else {
+      stopRequested_ = true;
+    }
+  }
 }
 
-void Reactor::setSite(std::shared_ptr<const Site> site,
-                      std::vector<std::shared_ptr<tls::TlsContext>> tls,
-                      std::shared_ptr<AccessLog> log) {
-  {
-    std::lock_guard<std::mutex> lock(tlsMutex_);
-    pendingSite_ = std::move(site);
-    pendingSiteTls_ = std::move(tls);
-    pendingLog_ = std::move(log);
+// A reload takes effect here: at the next turn, or before the next connection
+// is accepted, whichever comes first. Requests in flight keep their routes.
+void Reactor::applySite(SiteMessage& m) {
+  if (!m.site) return;
+  context_->setSite(std::move(m.site), std::move(m.log));
+  // Listeners keep their order; listeners_ begins with the initial ones
+  // unless a stop retired them.
+  for (size_t i = 0; i < m.tls.size() && i < listeners_.size() && i < initialListeners_; ++i) {
+    if (listeners_[i]->tls && m.tls[i]) listeners_[i]->tls = std::move(m.tls[i]);
   }
-  sitePending_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  ssize_t n = ::write(wakeFd_, &one, sizeof(one));
-  (void)n;
 }
 
 Transport* Reactor::connect(const sockaddr* addr, socklen_t len, Protocol* owner, int& err) {
@@ -204,7 +147,7 @@ bool Reactor::quiescent() const {
 }
 
 Transport* Reactor::addConnection(int fd, Listener* from) {
-  if (sitePending_.load(std::memory_order_acquire)) applyPendingSite();
+  if (mailbox_.pending()) readMailbox();
   tls::TlsContext* ctx = from->tls.get();
   auto* c = new Transport(*this, fd, ctx ? ctx->newSession() : nullptr);
   c->setProtocol(std::make_unique<Http1Session>(*c, *from));
@@ -212,7 +155,7 @@ Transport* Reactor::addConnection(int fd, Listener* from) {
   if (head_) head_->prev = c;
   head_ = c;
   ++live_;
-  stats_->openConnections.fetch_add(1, std::memory_order_relaxed);
+  context_->stats().openConnections.fetch_add(1, std::memory_order_relaxed);
   if (draining_) c->onShutdown();
   return c;
 }
@@ -238,7 +181,7 @@ void Reactor::destroyTransport(Transport* c) {
     --outbound_;
   } else {
     --live_;
-    stats_->openConnections.fetch_sub(1, std::memory_order_relaxed);
+    context_->stats().openConnections.fetch_sub(1, std::memory_order_relaxed);
   }
   if (c->dirty) {
     for (auto& d : dirty_) {
@@ -277,37 +220,17 @@ void Reactor::beginDrain() {
   for (Transport* c = head_; c; c = c->next) c->onShutdown();
 }
 
-// A reload (setSite) takes effect here: at the next tick, or before the next
-// connection is accepted, whichever comes first.
-void Reactor::applyPendingSite() {
-  std::shared_ptr<const Site> site;
-  std::vector<std::shared_ptr<tls::TlsContext>> tls;
-  std::shared_ptr<AccessLog> log;
-  {
-    std::lock_guard<std::mutex> lock(tlsMutex_);
-    site = std::move(pendingSite_);
-    tls = std::move(pendingSiteTls_);
-    log = std::move(pendingLog_);
-    sitePending_.store(false, std::memory_order_relaxed);
-  }
-  if (!site) return;
-  if (accessLog_) accessLog_->submit(logBuf_);
-  setObservers(!site->logging.metricsPath.empty(), std::move(log));
-  router_->setSite(std::move(site));
-  // Listeners keep their order; listeners_ begins with the initial ones
-  // unless a stop retired them.
-  for (size_t i = 0; i < tls.size() && i < listeners_.size() && i < initialListeners_; ++i) {
-    if (listeners_[i]->tls && tls[i]) listeners_[i]->tls = std::move(tls[i]);
-  }
-}
-
 void Reactor::tick() {
-  if (stopRequested_.load(std::memory_order_acquire) && !draining_) beginDrain();
-  if (postedPending_.load(std::memory_order_acquire)) runPosted();
-  if (sitePending_.load(std::memory_order_acquire)) applyPendingSite();
+  if (mailbox_.pending()) readMailbox();
+  if (stopRequested_ && !draining_) beginDrain();
+  if (!tasks_.empty()) {
+    std::vector<std::function<void()>> tasks;
+    tasks.swap(tasks_);
+    for (auto& fn : tasks) fn();
+  }
   if (nowMs_ - lastTickMs_ < kTickMs) return;
   lastTickMs_ = nowMs_;
-  if (accessLog_ && !logBuf_.empty()) accessLog_->submit(logBuf_);
+  context_->flushLog();
   for (Transport* c = head_; c; c = c->next) c->onTick(nowMs_);
   for (size_t i = 0; i < tickers_.size(); ++i) tickers_[i]->onTick(nowMs_);
   if (draining_ && nowMs_ >= drainDeadlineMs_) {
@@ -315,15 +238,12 @@ void Reactor::tick() {
   }
 }
 
-std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd,
-                                          std::shared_ptr<tls::TlsContext> tls);
-std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config, int listenFd,
-                                          std::shared_ptr<tls::TlsContext> tls);
+std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config);
+std::unique_ptr<Reactor> makeEpollReactor(int index, const ServerConfig& config);
 
-std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config,
-                                     int listenFd, std::shared_ptr<tls::TlsContext> tls) {
-  if (io == IoBackend::kEpoll) return makeEpollReactor(index, config, listenFd, std::move(tls));
-  return makeUringReactor(index, config, listenFd, std::move(tls));
+std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config) {
+  if (io == IoBackend::kEpoll) return makeEpollReactor(index, config);
+  return makeUringReactor(index, config);
 }
 
 }  // namespace kuai::server

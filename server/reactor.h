@@ -1,14 +1,15 @@
-// Reactor: one per thread, shares nothing with the others. It owns a listening
-// socket (SO_REUSEPORT), its connections, a router with its own caches, and an
-// I/O backend: io_uring (UringReactor) or epoll (EpollReactor) behind this one
-// interface. The only cross-thread call is requestStop().
+// Reactor: one per thread, shares nothing with the others; it owns that
+// thread's I/O and nothing else. Its listening sockets (SO_REUSEPORT), its
+// transports (accepted and outbound), the clock and Date line, deadlines
+// (tick), the graceful drain, and an I/O backend: io_uring (UringReactor) or
+// epoll (EpollReactor) behind this one interface. The thread's services
+// (router, accounting, app handlers, the JS client's pools) are its
+// ThreadContext's. Other threads reach it only through its Mailbox (send()).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,12 +17,12 @@
 #include "server/config.h"
 #include "server/exchange.h"
 #include "server/loop_driver.h"
-#include "server/metrics.h"
+#include "server/mailbox.h"
+#include "server/thread_context.h"
 #include "server/transport.h"
 
 namespace kuai::server {
 
-class Router;
 
 // A listening socket owned by one reactor. handler == null: the Router answers.
 struct Listener {
@@ -41,8 +42,7 @@ struct Listener {
 
 class Reactor {
  public:
-  Reactor(int index, const ServerConfig& config, int listenFd,
-          std::shared_ptr<tls::TlsContext> tls = nullptr);
+  Reactor(int index, const ServerConfig& config);
   virtual ~Reactor();
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
@@ -53,68 +53,43 @@ class Reactor {
   // gone or the shutdown deadline has passed.
   virtual void run() = 0;
   virtual const char* backendName() const = 0;
-  // Thread-safe: begin a graceful shutdown.
-  void requestStop();
-  // Thread-safe: runs fn on this reactor's thread at its next turn (control
-  // only: environment reloads; never per request).
-  void post(std::function<void()> fn);
+  // Any thread: a message for this reactor (stop, reload, a task), acted on
+  // at its next turn. The only cross-thread call.
+  void send(ReactorMessage message) { mailbox_.send(std::move(message)); }
 
   // This thread only: listen on another socket (a script's server.listen()).
-  Listener* addListener(int fd, Handler* handler,
-                        std::shared_ptr<tls::TlsContext> tls = nullptr);
+  Listener* addListener(int fd, Handler* handler, std::shared_ptr<tls::TlsContext> tls = nullptr);
   // This thread only: stop accepting on it and close it (server.close()).
   void removeListener(Listener* l);
-  // This thread only, before init(): one more listening socket (a config file's
-  // listeners). tls: its certificates; null: plain.
+  // Before init(): one more listening socket (a config file's listeners).
+  // tls: its certificates; null: plain.
   void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls);
-  // This thread only: the handler of a config file's `app` route (the script
-  // at `app`, loaded in this thread's Node environment); null removes it.
-  void setAppHandler(const std::string& app, Handler* handler);
-  Handler* appHandler(const std::string& app) const;
   // This thread only: an event loop to drive (the thread's Node environment).
   void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
   int index() const { return index_; }
   // No listener, no connection and no live event loop: nothing can happen.
   bool quiescent() const;
 
-  // For connections and handlers on this thread.
+  // For transports, protocols and handlers on this thread.
   const ServerConfig& config() const { return config_; }
-  Router& router() { return *router_; }
+  ThreadContext& context() { return *context_; }
   std::string_view dateLine() const { return std::string_view(date_, kDateLineLen); }
   uint64_t nowMs() const { return nowMs_; }
   time_t nowSeconds() const { return nowSec_; }
   bool draining() const { return draining_; }
-  // The connection has output to send: flushed at the end of this wake-up.
+  // The transport has output to send: flushed at the end of this wake-up.
   void markDirty(Transport* c);
   // Stop reading and writing; the backend frees it when no I/O is in flight.
   void closeTransport(Transport* c);
   // Half-close after the last response (then linger).
   void shutdownWrite(Transport* c);
-  // Stop or restart reading from a connection (a handler not taking its body).
+  // Stop or restart reading from a transport (a handler not taking its body).
   virtual void setReading(Transport* c, bool on) = 0;
-  // Per-thread scratch buffers (TLS plaintext, file chunks to encrypt).
-  std::string& plainScratch() { return plainScratch_; }
-  std::string& fileScratch() { return fileScratch_; }
-  // Thread-safe: requests from now on are routed by this site (config reload);
-  // `tls`, when not empty, replaces the certificates of the initial listeners
-  // (in the order they were added).
-  void setSite(std::shared_ptr<const Site> site,
-               std::vector<std::shared_ptr<tls::TlsContext>> tls = {},
-               std::shared_ptr<AccessLog> log = nullptr);
-  // Before run(): count requests for the metrics endpoint and write the access
-  // log (null: none).
-  void setObservers(bool metrics, std::shared_ptr<AccessLog> log);
-  // Request accounting (connections call these only when observing()).
-  bool observing() const { return observing_; }
-  bool logging() const { return accessLog_ != nullptr; }
-  ReactorStats& stats() { return *stats_; }
-  std::string& logBuffer() { return logBuf_; }
-
-  // An outbound connection (a proxy's upstream, a health check), this thread
-  // only: starts a non-blocking connect to `addr` and returns the transport,
-  // or null with `err` (an errno) when no socket can be made. `owner` hears
-  // the outcome (onConnect) and everything after, until it closes the
-  // transport (Transport::close).
+  // An outbound connection (a proxy's upstream, a health check): starts a
+  // non-blocking connect to `addr` and returns the transport, or null with
+  // `err` (an errno) when no socket can be made. `owner` hears the outcome
+  // (onConnect) and everything after, until it closes the transport
+  // (Transport::close).
   Transport* connect(const sockaddr* addr, socklen_t len, Protocol* owner, int& err);
   // Periodic work (proxy timeouts, idle pools), run from the reactor's tick.
   class Ticker {
@@ -123,10 +98,10 @@ class Reactor {
     virtual void onTick(uint64_t nowMs) = 0;
   };
   void addTicker(Ticker* t) { tickers_.push_back(t); }
+  void removeTicker(Ticker* t) { std::erase(tickers_, t); }
   // Runs fn(arg) once this wake-up's work is done (deferred frees of objects
   // that callbacks further up the stack may still be using).
   void later(void (*fn)(void*), void* arg) { later_.push_back({fn, arg}); }
-  void removeTicker(Ticker* t) { std::erase(tickers_, t); }
 
  protected:
   // Backend hooks.
@@ -144,65 +119,56 @@ class Reactor {
   void destroyTransport(Transport* c);  // unlinks and deletes (accepted or outbound)
   void flushDirty();
   void updateClock();
-  // Timeouts, Date refresh, shutdown progress. Call about every kTickMs.
+  // Messages, timeouts, Date refresh, shutdown progress. Call about every
+  // kTickMs, and at least once per wake-up.
   void tick();
-  void applyPendingSite();
   void beginDrain();
   bool finished() const { return draining_ && live_ == 0; }
-  size_t liveConnections() const { return live_; }
+  void runLater();  // the later() calls, once a wake-up's work is done
+  int wakeFd() const { return mailbox_.fd(); }
 
   static constexpr uint64_t kTickMs = 250;
   static constexpr size_t kDateLineLen = 37;  // "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
 
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  LoopDriver* loop_ = nullptr;
+  bool draining_ = false;
+  uint64_t nowMs_ = 0;
+
+ private:
+  // Takes the mailbox's messages: a site is applied at once, a stop and tasks
+  // wait for tick() (so that accepting a connection never runs them).
+  void readMailbox();
+  void applySite(SiteMessage& m);
+
   int index_;
   const ServerConfig& config_;
-  std::vector<std::unique_ptr<Listener>> listeners_;
+  Mailbox mailbox_;
+  std::unique_ptr<ThreadContext> context_;
   std::vector<std::unique_ptr<Listener>> retired_;  // closed; freed with the reactor
-  LoopDriver* loop_ = nullptr;
-  int wakeFd_ = -1;  // eventfd written by requestStop()
-  std::atomic<bool> stopRequested_{false};
-  std::atomic<bool> postedPending_{false};
-  std::vector<std::function<void()>> posted_;  // guarded by tlsMutex_
-  void runPosted();
-  std::unique_ptr<Router> router_;
-  std::mutex tlsMutex_;  // guards the pending site and posted tasks (control path only)
-  std::string plainScratch_;
-  std::string fileScratch_;
+  size_t initialListeners_ = 0;
+  bool stopRequested_ = false;
+  std::vector<std::function<void()>> tasks_;  // from the mailbox, for tick()
   std::vector<Transport*> dirty_;
   std::vector<Ticker*> tickers_;
-  std::vector<std::pair<std::string, Handler*>> appHandlers_;
   struct Later {
     void (*fn)(void*);
     void* arg;
   };
   std::vector<Later> later_;
-  void runLater();
-  size_t outbound_ = 0;
-  Transport* outHead_ = nullptr;  // outbound transports
-  bool tearingDown_ = false;
-  std::shared_ptr<const Site> pendingSite_;  // guarded by tlsMutex_
-  std::vector<std::shared_ptr<tls::TlsContext>> pendingSiteTls_;
-  size_t initialListeners_ = 0;
-  std::shared_ptr<AccessLog> pendingLog_;
-  std::shared_ptr<ReactorStats> stats_;
-  std::shared_ptr<AccessLog> accessLog_;
-  std::string logBuf_;
-  bool observing_ = false;
-  bool metrics_ = false;
-  std::atomic<bool> sitePending_{false};
-  Transport* head_ = nullptr;  // all live connections
+  Transport* head_ = nullptr;     // accepted transports
   size_t live_ = 0;
-  bool draining_ = false;
+  Transport* outHead_ = nullptr;  // outbound transports
+  size_t outbound_ = 0;
+  bool tearingDown_ = false;
   uint64_t drainDeadlineMs_ = 0;
-  uint64_t nowMs_ = 0;
   uint64_t lastTickMs_ = 0;
   time_t nowSec_ = 0;
   char date_[kDateLineLen + 1] = {};
 };
 
 // Creates the reactor for the chosen backend (kAuto is resolved by the caller).
-std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config,
-                                     int listenFd, std::shared_ptr<tls::TlsContext> tls);
+std::unique_ptr<Reactor> makeReactor(IoBackend io, int index, const ServerConfig& config);
 // Whether io_uring with the features kuai uses works here; `why` says otherwise.
 bool uringAvailable(std::string& why);
 

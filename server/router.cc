@@ -2,10 +2,11 @@
 
 #include "server/proxy.h"
 #include "server/reactor.h"
+#include "server/thread_context.h"
 
 namespace kuai::server {
 
-Router::Router(std::shared_ptr<const Site> site, Reactor& reactor) : reactor_(reactor) {
+Router::Router(std::shared_ptr<const Site> site, ThreadContext& context) : context_(context) {
   setSite(std::move(site));
 }
 
@@ -29,11 +30,11 @@ void Router::setSite(std::shared_ptr<const Site> site) {
           if (mount.back() == '/') mount.pop_back();
           if (mount.size() < 2) mount.clear();
         }
-        r.handler = std::make_shared<StaticHandler>(reactor_, spec.statics, std::move(mount));
+        r.handler = std::make_shared<StaticHandler>(context_.reactor(), spec.statics, std::move(mount));
         break;
       }
       case RouteSpec::Kind::kProxy:
-        r.handler = std::make_shared<ProxyRoute>(reactor_, t->site, spec);
+        r.handler = std::make_shared<ProxyRoute>(context_.reactor(), t->site, spec);
         break;
       case RouteSpec::Kind::kFixed:
         r.handler = std::make_shared<FixedHandler>(spec.body);
@@ -97,7 +98,7 @@ Handler* Router::route(const parser::Request& req, std::shared_ptr<const void>& 
   if (r->handler) return r->handler.get();
   // An app route: its script's server on this thread, or 503 while it is not
   // loaded (yet, or being replaced after a failure).
-  Handler* app = reactor_.appHandler(r->spec->app);
+  Handler* app = context_.appHandler(r->spec->app);
   return app ? app : &unavailable_;
 }
 

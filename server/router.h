@@ -3,7 +3,7 @@
 // is a Handler: static files, fixed answers (--respond), the metrics page,
 // proxies, and app routes (the script's server on this thread, or a 503 while
 // it is not loaded); no match is the 404 handler.
-// One per reactor, owned by its Reactor, on its thread: the route table's
+// One per reactor, in its ThreadContext, on its thread: the route table's
 // static-file caches and upstream pools are that thread's own. A reload
 // (SIGHUP) swaps in a new table between requests; a request in flight keeps
 // the table it was routed by (route()'s `keep`) and so its handler.
@@ -19,11 +19,11 @@
 
 namespace kuai::server {
 
-class Reactor;
+class ThreadContext;
 
 class Router {
  public:
-  Router(std::shared_ptr<const Site> site, Reactor& reactor);
+  Router(std::shared_ptr<const Site> site, ThreadContext& context);
   ~Router();
 
   // The handler for `req`. `keep` is set to what keeps it alive (the route
@@ -44,7 +44,7 @@ class Router {
 
   const Route* match(const parser::Request& req, std::string_view path) const;
 
-  Reactor& reactor_;
+  ThreadContext& context_;
   std::shared_ptr<const Table> table_;
   ErrorHandler notFound_{404};
   ErrorHandler unavailable_{503};

@@ -112,7 +112,7 @@ bool Server::start(std::string& err) {
   }
   try {
     for (int i = 0; i < config.threads; ++i) {
-      reactors_.push_back(makeReactor(io, i, config_, -1, nullptr));
+      reactors_.push_back(makeReactor(io, i, config_));
       for (size_t k = 0; k < siteFds.size(); ++k) {
         reactors_.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k]);
         siteFds[k][size_t(i)] = -1;
@@ -136,7 +136,7 @@ bool Server::start(std::string& err) {
         return false;
       }
     }
-    for (auto& r : reactors_) r->setObservers(!config.site->logging.metricsPath.empty(), log);
+    for (auto& r : reactors_) r->context().setObservers(!config.site->logging.metricsPath.empty(), log);
   }
 
   // Each reactor sets up its backend on its own thread (an io_uring created with
@@ -211,7 +211,7 @@ void Server::printBanner() const {
 }
 
 void Server::stop() {
-  for (auto& r : reactors_) r->requestStop();
+  for (auto& r : reactors_) r->send(StopMessage{});
 }
 
 // SIGHUP: the site again, from its sources (the config file, the command
@@ -281,7 +281,7 @@ void Server::reload() {
       return;
     }
   }
-  for (auto& r : reactors_) r->setSite(fresh.site, contexts, log);
+  for (auto& r : reactors_) r->send(SiteMessage{fresh.site, contexts, log});
   config_.site = fresh.site;
   if (file.empty()) {
     std::fprintf(stderr, "kuai: SIGHUP: certificates reloaded\n");
@@ -291,7 +291,7 @@ void Server::reload() {
 }
 
 void Server::post(int index, std::function<void()> fn) {
-  reactors_.at(size_t(index))->post(std::move(fn));
+  reactors_.at(size_t(index))->send(TaskMessage{std::move(fn)});
 }
 
 void Server::join() {

@@ -72,7 +72,7 @@ void Transport::onData(const char* data, size_t len) {
 
 void Transport::onTlsData(const char* data, size_t len) {
   if (state_ == State::kClosed) return;
-  std::string& plain = reactor_.plainScratch();
+  std::string& plain = reactor_.context().plainScratch();
   plain.clear();
   tls::TlsSession::Status st = tls_->onCiphertext(data, len, plain);
   switch (st) {
@@ -113,7 +113,7 @@ void Transport::fillWire() {
     OutputQueue::Segment& seg = out_.head();
     if (seg.isFile()) {
       size_t chunk = std::min<uint64_t>({seg.remaining, 64 * 1024, budget});
-      std::string& buf = reactor_.fileScratch();
+      std::string& buf = reactor_.context().fileScratch();
       buf.resize(chunk);
       ssize_t n = ::pread(seg.file->fd, buf.data(), chunk, off_t(seg.offset));
       if (n <= 0) {  // the file shrank: the promised length cannot be kept

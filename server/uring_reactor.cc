@@ -224,7 +224,7 @@ void UringReactor::armTick() {
 
 void UringReactor::armWake() {
   io_uring_sqe* s = sqe();
-  io_uring_prep_read(s, wakeFd_, &wakeValue_, sizeof(wakeValue_), 0);
+  io_uring_prep_read(s, wakeFd(), &wakeValue_, sizeof(wakeValue_), 0);
   io_uring_sqe_set_data64(s, kWake);
 }
 
@@ -552,9 +552,8 @@ void UringReactor::run() {
 
 }  // namespace
 
-std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config, int listenFd,
-                                          std::shared_ptr<tls::TlsContext> tls) {
-  return std::make_unique<UringReactor>(index, config, listenFd, std::move(tls));
+std::unique_ptr<Reactor> makeUringReactor(int index, const ServerConfig& config) {
+  return std::make_unique<UringReactor>(index, config);
 }
 
 bool uringAvailable(std::string& why) {
