@@ -17,6 +17,7 @@
 #include "scripting/config_evaluator.h"
 #include "scripting/embedded_js.h"
 #include "scripting/environment.h"
+#include "scripting/thread_scripting.h"
 #include "scripting/v8_util.h"
 #include "server/cli.h"
 #include "server/config_file.h"

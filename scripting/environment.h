@@ -5,9 +5,11 @@
 // the reactor's connections, so a request read by a reactor is answered by the
 // environment on the same thread.
 //
-// Ownership, per reactor thread: ThreadScripting (the LoopDriver) owns the
-// current Environment and the ServerSlots (what listeners and app routes hand
-// requests to; they outlive an environment that is replaced).
+// Ownership, per reactor thread: ThreadScripting (thread_scripting.h, the
+// LoopDriver) owns the current Environment and the ServerSlots (what listeners
+// and app routes hand requests to; they outlive an environment that is
+// replaced). The binding (binding.cc) is what kuai's JS calls into; the
+// watchdog (watchdog.h) stops a call that runs too long.
 #pragma once
 
 #include <node.h>
@@ -57,6 +59,7 @@ void setPlatform(node::MultiIsolatePlatform* platform);
 
 class ThreadScripting;
 class JsServer;
+class ServerSlot;
 class JsExchange;
 class JsClientCall;
 
@@ -157,73 +160,6 @@ class Environment final {
   int nextServerId_ = 1;
   std::map<std::string, int> listenCounts_;
 };
-
-class ServerSlot;
-
-// The LoopDriver a reactor sees: the thread's current Environment, replaced
-// after an uncaught exception, a handler over its CPU budget or a heap near its
-// limit (at once: its open requests get 503), or on --watch (gracefully: its
-// open requests finish first, new ones wait in the slots), while the other
-// threads keep serving.
-class ThreadScripting final : public server::LoopDriver {
- public:
-  ThreadScripting(server::Reactor& reactor, const ScriptOptions& options);
-  ~ThreadScripting() override;
-
-  bool start(std::string& err);
-  int fd() const override { return env_->fd(); }
-  int timeoutMs() const override;
-  void runOnce() override;
-  // With --watch a thread waits for the next change even with nothing to run.
-  bool alive() const override { return replacing_ || restart_ || options_.watch || env_->alive(); }
-  void runBatch(void (*work)(void*), void* arg) override;
-
-  // Replaces the environment at the next turn, at once.
-  void requestRestart(std::string why);
-  // The environment could not start after a replacement: at the next turn it
-  // stops; its routes answer 503 until the next reload.
-  void stopEnvironment();
-  // Replaces it once its open requests are answered (or after
-  // kGracefulDeadlineMs); `done` runs on this thread afterwards.
-  void requestReload(std::string why, std::function<void()> done);
-
-  JsServer* addServer(std::unique_ptr<JsServer> s);
-  // The slot that `key` names (host:port#n or app:PATH), made on first use; it
-  // keeps its listener open while environments come and go.
-  ServerSlot* slot(const std::string& key);
-  // The thread's keep-alive pools for the scripts' outbound requests: they
-  // outlive a replaced environment (made on first use).
-  server::Agent& agent();
-  server::Reactor& reactor() { return reactor_; }
-  Environment* environment() { return env_.get(); }
-
-  static constexpr uint64_t kGracefulDeadlineMs = 10'000;
-
- private:
-  void replace();
-  void closeUnclaimedSlots();
-
-  server::Reactor& reactor_;
-  const ScriptOptions& options_;
-  std::unique_ptr<Environment> env_;
-  std::vector<std::unique_ptr<JsServer>> servers_;
-  std::map<std::string, std::unique_ptr<ServerSlot>> slots_;
-  bool restart_ = false;    // replace at the next turn
-  bool stop_ = false;       // stop the environment at the next turn
-  bool replacing_ = false;  // waiting for the open requests before replacing
-  uint64_t replaceDeadlineMs_ = 0;
-  std::string why_;
-  std::vector<std::function<void()>> onReplaced_;
-};
-
-// Runs on each reactor thread: creates its environment and runs the main
-// script's first turn (thread 0 first, the others once it has started). Null
-// with `err` (for people) when the script cannot start.
-std::unique_ptr<server::LoopDriver> startEnvironment(server::Reactor& reactor, const ScriptOptions& options,
-                                                     std::string& err);
-// Thread `index`'s scripting (null before it started or after it stopped);
-// only to post work to that thread.
-ThreadScripting* threadScripting(int index);
 
 // The exit code the scripts asked for (process.exitCode / uncaught errors).
 int scriptExitCode();

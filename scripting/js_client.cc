@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "scripting/thread_scripting.h"
 #include "scripting/v8_util.h"
 #include "server/agent.h"
 

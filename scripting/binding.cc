@@ -1,0 +1,349 @@
+// The binding: the object of native functions an environment's bootstrap
+// (js/bootstrap.js) receives, through which kuai's JS (http_server.js,
+// http_client.js, app.js) reaches the reactor: listen/route/closeServer and
+// setTimeouts for servers, the request and client handle templates, the
+// callbacks C++ calls back into, and the environment's lifecycle (started,
+// restart, markExit, watchFiles). Each function gets its Environment as data.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "scripting/embedded_js.h"
+#include "scripting/environment.h"
+#include "scripting/js_client.h"
+#include "scripting/js_server.h"
+#include "scripting/thread_scripting.h"
+#include "scripting/v8_util.h"
+#include "server/cli.h"
+#include "server/listener.h"
+#include "server/reactor.h"
+
+namespace kuai::scripting {
+
+namespace {
+
+// listen() from N environments binds the same address once per reactor. The
+// first to come checks that the port is free and picks one for port 0; the
+// others join it with SO_REUSEPORT. Keyed by host, port and the call's order.
+std::mutex gListenMutex;
+std::map<std::string, int> gListenPorts;
+
+std::mutex gWatchFilesMutex;
+std::vector<std::string> gWatchedFiles;
+std::function<void()> gWatchListener;
+
+Environment* envFrom(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  return static_cast<Environment*>(args.Data().As<v8::External>()->Value(v8::kExternalPointerTypeTagDefault));
+}
+
+// Keeps the functions named in args[0] (an object of callbacks) in `slots`.
+void readCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args,
+                   std::initializer_list<std::pair<const char*, v8::Global<v8::Function>*>> slots) {
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  if (!args[0]->IsObject()) return;
+  v8::Local<v8::Object> o = args[0].As<v8::Object>();
+  for (const auto& [name, out] : slots) {
+    v8::Local<v8::Value> v;
+    if (o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsFunction()) out->Reset(iso, v.As<v8::Function>());
+  }
+}
+
+}  // namespace
+
+v8::Local<v8::Object> Environment::makeBinding() {
+  v8::Isolate* iso = isolate_;
+  v8::Local<v8::Context> ctx = context();
+  v8::Local<v8::Object> b = v8::Object::New(iso);
+  v8::Local<v8::External> self = v8::External::New(iso, this, v8::kExternalPointerTypeTagDefault);
+  auto set = [&](const char* name, v8::Local<v8::Value> v) { b->Set(ctx, str(iso, name), v).Check(); };
+  auto fn = [&](const char* name, v8::FunctionCallback cb) {
+    set(name, v8::FunctionTemplate::New(iso, cb, self)->GetFunction(ctx).ToLocalChecked());
+  };
+  auto strings = [&](const std::vector<std::string>& list) {
+    v8::Local<v8::Array> a = v8::Array::New(iso, int(list.size()));
+    for (size_t i = 0; i < list.size(); ++i) a->Set(ctx, uint32_t(i), str(iso, list[i])).Check();
+    return a;
+  };
+  fn("listen", &Environment::listen);
+  fn("close", &Environment::closeServer);
+  fn("route", &Environment::route);
+  fn("setTimeouts", &Environment::setTimeouts);
+  fn("setCallbacks", &Environment::setCallbacks);
+  fn("setClientCallbacks", &Environment::setClientCallbacks);
+  fn("clientRequest", &JsClientCall::start);
+  fn("markExit", &Environment::markExit);
+  fn("restart", &Environment::restart);
+  fn("started", &Environment::started);
+  fn("watchFiles", &Environment::watchFiles);
+  set("reactor", v8::Integer::New(iso, reactor_.index()));
+  set("version", str(iso, server::kVersion));
+
+  v8::Local<v8::Object> sources = v8::Object::New(iso);
+  for (size_t i = 0; i < kEmbeddedJsCount; ++i) {
+    sources->Set(ctx, str(iso, kEmbeddedJs[i].name), str(iso, std::string_view(kEmbeddedJs[i].data, kEmbeddedJs[i].size)))
+        .Check();
+  }
+  set("sources", sources);
+  set("script", str(iso, options_.script));
+  set("eval", str(iso, options_.eval));
+  set("hasEval", v8::Boolean::New(iso, !options_.eval.empty() || (options_.script.empty() && !options_.repl &&
+                                                                  options_.apps.empty())));
+  set("print", v8::Boolean::New(iso, options_.print));
+  set("repl", v8::Boolean::New(iso, options_.repl));
+  set("requires", strings(options_.requireModules));
+  set("imports", strings(options_.imports));
+  set("apps", strings(options_.apps));
+  set("watch", v8::Boolean::New(iso, options_.watch));
+  const char* inspect = "";
+  switch (options_.inspect.mode) {
+    case server::ServerConfig::Inspect::Mode::kOff: inspect = ""; break;
+    case server::ServerConfig::Inspect::Mode::kOn: inspect = "inspect"; break;
+    case server::ServerConfig::Inspect::Mode::kBreak: inspect = "brk"; break;
+    case server::ServerConfig::Inspect::Mode::kWait: inspect = "wait"; break;
+  }
+  set("inspect", str(iso, inspect));
+  set("inspectHost", str(iso, options_.inspect.host));
+  int port = options_.inspect.port == 0 ? 0 : options_.inspect.port + reactor_.index();
+  set("inspectPort", v8::Integer::New(iso, port));
+
+  v8::Local<v8::ObjectTemplate> ex = v8::ObjectTemplate::New(iso);
+  ex->SetInternalFieldCount(1);
+  // Fields the JS side sets on every handle, declared up front so all handles
+  // share one shape.
+  ex->Set(str(iso, "req"), v8::Null(iso));
+  ex->Set(str(iso, "res"), v8::Null(iso));
+  ex->Set(str(iso, "paused"), v8::False(iso));
+  ex->Set(str(iso, "tunnel"), v8::Null(iso));
+  ex->Set(str(iso, "body"), v8::False(iso));
+  ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
+  ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
+  ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));
+  ex->Set(str(iso, "pauseBody"), v8::FunctionTemplate::New(iso, &JsExchange::pauseBody));
+  ex->Set(str(iso, "resumeBody"), v8::FunctionTemplate::New(iso, &JsExchange::resumeBody));
+  ex->Set(str(iso, "startRaw"), v8::FunctionTemplate::New(iso, &JsExchange::startRaw));
+  ex->Set(str(iso, "writeContinue"), v8::FunctionTemplate::New(iso, &JsExchange::writeContinue));
+  ex->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsExchange::abort));
+  exchangeTemplate.Reset(iso, ex);
+
+  v8::Local<v8::ObjectTemplate> client = v8::ObjectTemplate::New(iso);
+  client->SetInternalFieldCount(1);
+  client->Set(str(iso, "req"), v8::Null(iso));
+  client->Set(str(iso, "paused"), v8::False(iso));
+  client->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsClientCall::jsWrite));
+  client->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsClientCall::jsEnd));
+  client->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsClientCall::jsAbort));
+  client->Set(str(iso, "drain"), v8::FunctionTemplate::New(iso, &JsClientCall::jsDrain));
+  clientTemplate.Reset(iso, client);
+  return b;
+}
+
+// From JS: this environment cannot go on (an uncaught exception). It is replaced
+// at the reactor's next turn; nothing is torn down while JS is on the stack.
+// While the script starts, it means the script cannot start.
+void Environment::restart(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  if (self->startState_ == Start::kRunning) {
+    if (self->loaded_) {
+      self->startFailedLate();
+    } else {
+      self->startState_ = Start::kFailed;  // start() reports it
+    }
+    return;
+  }
+  self->owner_.requestRestart(toStdString(args.GetIsolate(), args[0]));
+}
+
+// From JS: the main script has started (its ES module entry has evaluated).
+void Environment::started(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  if (self->startState_ == Start::kRunning) self->startState_ = Start::kStarted;
+}
+
+void Environment::markExit(const v8::FunctionCallbackInfo<v8::Value>& args) { envFrom(args)->explicitExit_ = true; }
+
+// watchFiles([path...]): files this environment loaded (--watch).
+void Environment::watchFiles(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  if (!args[0]->IsArray()) return;
+  v8::Local<v8::Array> a = args[0].As<v8::Array>();
+  bool added = false;
+  std::function<void()> notify;
+  {
+    std::lock_guard<std::mutex> lock(gWatchFilesMutex);
+    for (uint32_t i = 0; i < a->Length(); ++i) {
+      v8::Local<v8::Value> v;
+      if (!a->Get(ctx, i).ToLocal(&v)) continue;
+      std::string f = toStdString(iso, v);
+      if (std::find(gWatchedFiles.begin(), gWatchedFiles.end(), f) == gWatchedFiles.end()) {
+        gWatchedFiles.push_back(f);
+        added = true;
+      }
+    }
+    if (added) notify = gWatchListener;
+  }
+  if (notify) notify();
+}
+
+void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  readCallbacks(args, {{"onRequest", &self->onRequest},
+                       {"onBody", &self->onBody},
+                       {"onBodyEnd", &self->onBodyEnd},
+                       {"onAbort", &self->onAbort},
+                       {"onDrain", &self->onDrain},
+                       {"onSocketClose", &self->onSocketClose}});
+}
+
+void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  readCallbacks(args, {{"onHead", &self->onClientHead},
+                       {"onData", &self->onClientData},
+                       {"onEnd", &self->onClientEnd},
+                       {"onAbort", &self->onClientAbort},
+                       {"onFail", &self->onClientFail},
+                       {"onResume", &self->onClientResume}});
+}
+
+// listen(host, port[, {cert, key}]) -> [serverId, boundPort]; throws with code
+// EADDRINUSE etc. A socket this thread kept open through an environment's
+// replacement is taken back by the listen() with the same address and order.
+void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  std::string host = toStdString(iso, args[0]);
+  int port = args[1]->Int32Value(ctx).FromMaybe(0);
+  std::string base = host + ":" + std::to_string(port);
+  int nth = self->listenCounts_[base]++;
+  std::string key = base + "#" + std::to_string(nth);
+  ServerSlot* slot = self->owner_.slot(key);
+
+  int fd = -1;
+  int bound = port;
+  if (slot->listener) {
+    std::lock_guard<std::mutex> lock(gListenMutex);
+    bound = gListenPorts[key];
+  } else {
+    try {
+      std::lock_guard<std::mutex> lock(gListenMutex);
+      auto it = gListenPorts.find(key);
+      if (it == gListenPorts.end()) {
+        std::vector<int> fds = server::openListeners(host, bound, 1);
+        fd = fds[0];
+        gListenPorts[key] = bound;
+      } else {
+        bound = it->second;
+        fd = server::openListeners(host, bound, 1, /*joinExisting=*/true)[0];
+      }
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      throwError(iso, "listen " + msg,
+                 msg.find("already in use") != std::string::npos ? "EADDRINUSE"
+                 : msg.find("permission") != std::string::npos   ? "EACCES"
+                                                                 : "ELISTEN");
+      return;
+    }
+  }
+  // https.createServer: args[2] = {cert: [pem...], key: [pem...]}.
+  std::shared_ptr<tls::TlsContext> tlsContext;
+  if (args.Length() > 2 && args[2]->IsObject()) {
+    v8::Local<v8::Object> o = args[2].As<v8::Object>();
+    auto list = [&](const char* name) {
+      std::vector<std::string> out;
+      v8::Local<v8::Value> v;
+      if (o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsArray()) {
+        v8::Local<v8::Array> a = v.As<v8::Array>();
+        for (uint32_t i = 0; i < a->Length(); ++i) out.push_back(toStdString(iso, a->Get(ctx, i).ToLocalChecked()));
+      }
+      return out;
+    };
+    std::vector<std::string> certs = list("cert"), keys = list("key");
+    tls::TlsConfig config;
+    for (size_t i = 0; i < certs.size() && i < keys.size(); ++i) {
+      tls::CertificateConfig c;
+      c.certFile = "options.cert[" + std::to_string(i) + "]";
+      c.keyFile = "options.key[" + std::to_string(i) + "]";
+      c.certPem = certs[i];
+      c.keyPem = keys[i];
+      config.certificates.push_back(std::move(c));
+    }
+    std::string tlsErr;
+    tlsContext = tls::createTlsContext(config, tlsErr);
+    if (!tlsContext) {
+      if (fd >= 0) ::close(fd);
+      throwError(iso, tlsErr, "ERR_KUAI_TLS");
+      return;
+    }
+  }
+  int id = self->nextServerId_++;
+  JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
+  if (slot->listener) {
+    slot->listener->tls = std::move(tlsContext);
+  } else {
+    slot->listener = self->reactor_.addListener(fd, slot, std::move(tlsContext));
+  }
+  self->servers_[id] = srv;
+  slot->claim(srv);
+  v8::Local<v8::Array> out = v8::Array::New(iso, 2);
+  out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();
+  out->Set(ctx, 1, v8::Integer::New(iso, bound)).Check();
+  args.GetReturnValue().Set(out);
+}
+
+// route(appPath) -> serverId: the server answers a config file's app route.
+void Environment::route(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  v8::Isolate* iso = args.GetIsolate();
+  std::string app = toStdString(iso, args[0]);
+  int id = self->nextServerId_++;
+  JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
+  ServerSlot* slot = self->owner_.slot("app:" + app);
+  self->servers_[id] = srv;
+  self->reactor_.context().setAppHandler(app, slot);
+  slot->claim(srv);
+  args.GetReturnValue().Set(v8::Integer::New(iso, id));
+}
+
+// setTimeouts(serverId, headersTimeoutMs, requestTimeoutMs): Node's limits for
+// the connections the server accepts from now on (0: none).
+void Environment::setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  v8::Local<v8::Context> ctx = args.GetIsolate()->GetCurrentContext();
+  int id = args[0]->Int32Value(ctx).FromMaybe(0);
+  auto it = self->servers_.find(id);
+  if (it == self->servers_.end() || !it->second->slot || !it->second->slot->listener) return;
+  auto ms = [&](int i) {
+    double v = args[i]->NumberValue(ctx).FromMaybe(0);
+    return v > 0 && v < 4e9 ? uint32_t(v) : 0u;
+  };
+  server::Listener* l = it->second->slot->listener;
+  l->headDeadlineMs = ms(1);
+  l->requestDeadlineMs = ms(2);
+  l->deadlines = true;
+}
+
+void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  int id = args[0]->Int32Value(args.GetIsolate()->GetCurrentContext()).FromMaybe(0);
+  auto it = self->servers_.find(id);
+  if (it == self->servers_.end() || !it->second->slot) return;
+  ServerSlot* slot = it->second->slot;
+  if (slot->listener) self->reactor_.removeListener(slot->listener);
+  slot->listener = nullptr;
+  // The slot stays claimed: connections accepted earlier may still use it.
+}
+
+std::vector<std::string> watchedFiles() {
+  std::lock_guard<std::mutex> lock(gWatchFilesMutex);
+  return gWatchedFiles;
+}
+
+void setWatchListener(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(gWatchFilesMutex);
+  gWatchListener = std::move(fn);
+}
+
+}  // namespace kuai::scripting
