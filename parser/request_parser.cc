@@ -44,13 +44,6 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string_view Request::header(std::string_view name) const {
-  const Header* h = findHeader(headers, name);
-  return h ? h->value : std::string_view();
-}
-
-bool Request::hasHeader(std::string_view name) const { return findHeader(headers, name) != nullptr; }
-
 RequestParser::RequestParser(Handler& handler, const Limits& limits)
     : handler_(handler), limits_(limits) {
   llhttp_settings_init(&settings_);
@@ -310,18 +303,10 @@ int RequestParser::onMessageComplete(llhttp_t* p) {
 }
 
 void RequestParser::rebase(const char* from, const char* to, size_t len) {
-  auto move = [&](std::string_view& v) {
-    if (v.data() && within(v.data(), from, len)) {
-      v = std::string_view(to + (v.data() - from), v.size());
-    }
-  };
-  move(req_.method);
-  move(req_.target);
-  move(req_.host);
-  for (Header& h : req_.headers) {
-    move(h.name);
-    move(h.value);
-  }
+  moveView(req_.method, from, len, to);
+  moveView(req_.target, from, len, to);
+  moveView(req_.host, from, len, to);
+  moveFields(req_.headers, from, len, to);
   if (headBegin_ && within(headBegin_, from, len)) headBegin_ = to + (headBegin_ - from);
   if (headEnd_ && headEnd_ >= from && headEnd_ <= from + len) headEnd_ = to + (headEnd_ - from);
 }
@@ -335,10 +320,7 @@ void RequestParser::keepHeadBytes(const char* bufBegin, const char* bufEnd) {
   size_t len = (phase_ == Phase::kHead ? bufEnd : headEnd_) - headBegin_;
   const char* from = headBegin_;
   if (from == head_.data()) return;  // already at the front of head_
-  // `from` may point into head_ itself: build the copy aside, then swap it in.
-  std::string kept(from, len);
-  head_.swap(kept);
-  rebase(from, head_.data(), len);
+  rebase(from, head_.assign(from, len), len);
 }
 
 RequestParser::Result RequestParser::execute(const char* data, size_t len) {
@@ -353,7 +335,7 @@ RequestParser::Result RequestParser::execute(const char* data, size_t len) {
     rc = llhttp_execute(&parser_, pos, end - pos);
   }
   if (rc == HPE_OK && phase_ == Phase::kHead && headTooLong(end) &&
-      (within(headBegin_, data, len) || within(data, head_.data(), head_.size()))) {
+      (within(headBegin_, data, len) || head_.holds(data))) {
     fail(431, "request head too large");
     return Result::kError;
   }
@@ -373,7 +355,7 @@ RequestParser::Result RequestParser::execute(const char* data, size_t len) {
       tail_.assign(pos, end - pos);
       tailPos_ = 0;
     }
-    if (!within(headBegin_, head_.data(), head_.size())) keepHeadBytes(data, end);
+    if (!head_.holds(headBegin_)) keepHeadBytes(data, end);
     return Result::kPaused;
   }
   if (error_.status == 0) {
@@ -412,10 +394,8 @@ RequestParser::Result RequestParser::feed(const char* data, size_t len) {
   if (phase_ == Phase::kHead && !head_.empty() && headBegin_) {
     // The head began in an earlier buffer: append and parse it in place so that
     // every view stays contiguous.
-    const char* old = head_.data();
     size_t oldSize = head_.size();
-    head_.append(data, len);
-    if (head_.data() != old) rebase(old, head_.data(), oldSize);
+    if (const char* old = head_.append(data, len)) rebase(old, head_.data(), oldSize);
     return execute(head_.data() + oldSize, len);
   }
   return execute(data, len);

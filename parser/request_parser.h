@@ -9,7 +9,8 @@
 // Handler::onBody as they arrive.
 //
 // ResponseParser (response_parser.h) is the proxy's counterpart for upstream
-// responses; both share Limits, Header and Error (http_common.h).
+// responses; both share Limits, the fields and their lookup, Error and the
+// head buffer (http_common.h).
 #pragma once
 
 #include <cstddef>
@@ -25,7 +26,7 @@ namespace kuai::parser {
 
 // One parsed request head. Valid from Handler::onHeaders until the handler returns
 // from onRequest (or, when the handler pauses the parser, until resume()).
-struct Request {
+struct Request : HeaderFields {
   std::string_view method;
   std::string_view target;
   uint8_t versionMajor = 1;
@@ -37,11 +38,6 @@ struct Request {
   bool upgrade = false;
   int64_t contentLength = -1;   // -1 when absent
   std::string_view host;
-  std::vector<Header> headers;
-
-  // First field with this name (ASCII case-insensitive); empty when absent.
-  std::string_view header(std::string_view name) const;
-  bool hasHeader(std::string_view name) const;
 };
 
 class RequestParser {
@@ -127,7 +123,7 @@ class RequestParser {
   const char* headBegin_ = nullptr;  // first byte of this request's head
   const char* headEnd_ = nullptr;    // one past the last head byte seen
   const char* bufEnd_ = nullptr;     // end of the buffer llhttp is parsing
-  std::string head_;                 // head bytes when a head spans feeds
+  HeadBuffer head_;                  // head bytes when a head spans feeds
   std::string tail_;                 // bytes buffered while paused
   size_t tailPos_ = 0;
   bool inTail_ = false;              // execute() is running over tail_

@@ -99,13 +99,6 @@ const char* scanStatusLine(const char* p, const char* eol, const Limits& limits,
 
 }  // namespace
 
-std::string_view Response::header(std::string_view name) const {
-  const Header* h = findHeader(headers, name);
-  return h ? h->value : std::string_view();
-}
-
-bool Response::hasHeader(std::string_view name) const { return findHeader(headers, name) != nullptr; }
-
 ResponseParser::ResponseParser(Handler& handler, const Limits& limits)
     : handler_(handler), limits_(limits) {
   llhttp_settings_init(&settings_);
@@ -271,28 +264,13 @@ ResponseParser::Result ResponseParser::messageDone(const char* end, const char* 
   return Result::kOk;
 }
 
-void ResponseParser::rebaseHead(const char* to) {
-  auto move = [&](std::string_view& v) {
-    if (v.data()) v = std::string_view(to + (v.data() - headBegin_), v.size());
-  };
-  move(resp_.reason);
-  for (Header& h : resp_.headers) {
-    move(h.name);
-    move(h.value);
-  }
-  headEnd_ = to + (headEnd_ - headBegin_);
-  headBegin_ = to;
-}
-
 // The feed's buffer is about to go: keep what later bytes need. A head still
 // arriving, every byte of it (the next feed appends right after); a complete
 // head whose body goes on, the head (its views stay valid until onComplete); a
 // trailer section still arriving, its bytes so far.
 void ResponseParser::keepBytes(const char* segBegin, const char* segEnd) {
   if (phase_ == Phase::kHead && headBegin_ != head_.data()) {
-    std::string kept(headBegin_, size_t(segEnd - headBegin_));  // headBegin_ may be in head_
-    head_.swap(kept);
-    headBegin_ = head_.data();
+    headBegin_ = head_.assign(headBegin_, size_t(segEnd - headBegin_));  // headBegin_ may be in head_
   } else if (phase_ == Phase::kBody) {
     // Trailers first: they may lie in head_, which the head's copy replaces.
     if (inTrailers_) {
@@ -304,9 +282,14 @@ void ResponseParser::keepBytes(const char* segBegin, const char* segEnd) {
       }
     }
     if (headBegin_ != head_.data()) {
-      std::string kept(headBegin_, size_t(headEnd_ - headBegin_));
-      head_.swap(kept);
-      rebaseHead(head_.data());
+      // (Views still point at the bytes copied: rebase from there.)
+      const char* from = headBegin_;
+      size_t len = size_t(headEnd_ - headBegin_);
+      const char* to = head_.assign(from, len);
+      moveView(resp_.reason, from, len, to);
+      moveFields(resp_.headers, from, len, to);
+      headBegin_ = to;
+      headEnd_ = to + len;
     }
   }
 }
@@ -407,7 +390,7 @@ ResponseParser::Result ResponseParser::feed(const char* data, size_t len) {
       size_t have = head_.size();
       take = std::min<uint64_t>(take, maxHeadBytes(limits_) + 1 - have);
       take = std::min(take, headEndWithin(data + off, take));
-      head_.append(data + off, take);
+      head_.append(data + off, take);  // (no views yet: they are made once the head is whole)
       headBegin_ = head_.data();
       r = execute(head_.data() + have, take, off);
     } else {

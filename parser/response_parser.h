@@ -35,7 +35,7 @@
 
 namespace kuai::parser {
 
-struct Response {
+struct Response : HeaderFields {
   int status = 0;
   uint8_t versionMajor = 1;
   uint8_t versionMinor = 1;
@@ -49,13 +49,9 @@ struct Response {
   bool upgrade = false;        // 101 Switching Protocols, or a 2xx to CONNECT
   bool hasBody = false;        // body bytes follow the head (framed by length, chunks or EOF)
   bool closeDelimited = false; // the body runs to EOF: no length, not chunked, a body allowed
-  std::vector<Header> headers;
 
   // 1xx other than 101: another head follows for the same request.
   bool interim() const { return status >= 100 && status < 200 && status != 101; }
-  // First field with this name (ASCII case-insensitive); empty when absent.
-  std::string_view header(std::string_view name) const;
-  bool hasHeader(std::string_view name) const;
 };
 
 class ResponseParser {
@@ -129,7 +125,6 @@ class ResponseParser {
   Result messageDone(const char* end, const char* segBegin);
   void keepBytes(const char* segBegin, const char* segEnd);
   size_t headEndWithin(const char* data, size_t len) const;
-  void rebaseHead(const char* to);
 
   llhttp_t parser_;
   llhttp_settings_t settings_;
@@ -152,7 +147,7 @@ class ResponseParser {
   const char* headBegin_ = nullptr;      // first byte of this head
   const char* headEnd_ = nullptr;        // one past its blank line, once complete
   const char* trailersBegin_ = nullptr;  // first byte after the last chunk's line
-  std::string head_;
+  HeadBuffer head_;
   std::string trailers_;
 };
 
