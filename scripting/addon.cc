@@ -81,7 +81,8 @@ void callOnFiles(v8::Local<v8::Value> arg) {
   v8::Context::Scope cs(ctx);
   node::CallbackScope scope(iso, v8::Object::New(iso), node::async_context{0, 0});
   v8::Local<v8::Value> argv[1] = {arg};
-  (void)c.onFiles.Get(iso)->Call(ctx, v8::Undefined(iso), 1, argv);
+  // An exception thrown by the listener is reported by the callback scope.
+  if (c.onFiles.Get(iso)->Call(ctx, v8::Undefined(iso), 1, argv).IsEmpty()) return;
 }
 
 void onSignal(uv_signal_t*, int signum) {

@@ -111,7 +111,6 @@ class ServerSlot::Waiting final : public server::ExchangeListener {
   void onBodyEnd() override { bodyEnd = true; }
   void onAbort() override { aborted = true; }
   void onDrain() override {}
-  void onFinish() override {}
 
   OwnedRequest head;
   std::shared_ptr<server::Exchange> ex;

@@ -92,7 +92,6 @@ class JsExchange final : public server::ExchangeListener {
   void onBodyEnd() override;
   void onAbort() override;
   void onDrain() override;
-  void onFinish() override {}
 
   // The handle's methods.
   static void writeHead(const v8::FunctionCallbackInfo<v8::Value>& args);

@@ -1,5 +1,7 @@
 #include "server/exchange.h"
 
+#include <algorithm>
+
 #include "server/http_status.h"
 #include "server/static_files.h"
 
@@ -15,6 +17,7 @@ void Exchange::reset(ExchangeSink* sink) {
   sink_ = sink;
   listener_ = nullptr;
   ended_ = headersSent_ = head_ = noBody_ = tunnel_ = continued_ = false;
+  unsent_ = -1;
   waitingDrain = false;
 }
 
@@ -23,6 +26,7 @@ void Exchange::writeHead(int status, std::string_view reason, std::string_view h
   if (!sink_ || headersSent_) return;
   headersSent_ = true;
   noBody_ = head_ || status == 204 || status == 304 || (status >= 100 && status < 200);
+  unsent_ = noBody_ ? -1 : contentLength;
   sink_->sendHead(*this, status, reason, headerLines, contentLength, keepAliveSeconds, serverField);
 }
 
@@ -43,6 +47,13 @@ bool Exchange::write(std::string_view bytes) {
     if (!headersSent_) writeHead(200, {}, {}, -1);
     if (!sink_) return true;
     if (noBody_ || bytes.empty()) return true;
+    if (unsent_ >= 0) {
+      // Never past the announced length: what follows it would be read as
+      // the next response.
+      if (uint64_t(unsent_) < bytes.size()) bytes = bytes.substr(0, size_t(unsent_));
+      unsent_ -= int64_t(bytes.size());
+      if (bytes.empty()) return true;
+    }
     sink_->sendBody(*this, bytes);
   }
   if (!sink_) return true;
@@ -57,12 +68,21 @@ bool Exchange::write(std::string_view bytes) {
 
 void Exchange::sendFile(std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) {
   if (!sink_ || ended_ || noBody_ || length == 0) return;
+  if (unsent_ >= 0) {
+    length = std::min(length, uint64_t(unsent_));
+    unsent_ -= int64_t(length);
+    if (length == 0) return;
+  }
   sink_->sendFile(*this, std::move(file), offset, length);
 }
 
 void Exchange::end() {
   if (ended_) return;
   if (sink_ && !headersSent_) writeHead(200, {}, {}, 0);
+  if (unsent_ > 0) {
+    abort();  // shorter than announced: the client must see it cut short
+    return;
+  }
   ended_ = true;
   if (sink_) sink_->sendEnd(*this);
 }

@@ -33,8 +33,6 @@ class ExchangeListener {
   virtual void onAbort() = 0;
   // Output fell below the backpressure mark after write() returned false.
   virtual void onDrain() = 0;
-  // The response's last byte was handed to the kernel.
-  virtual void onFinish() = 0;
 };
 
 // The protocol's side of an exchange: it writes the head with the framing its
@@ -75,7 +73,8 @@ class Exchange {
   // The response head: status (reason empty: the standard phrase), header
   // lines ("Name: value\r\n" each; the protocol adds Date, framing and, with
   // serverField, Server), and the body's length (-1: not known, the protocol
-  // frames it: chunked, or until the close for HTTP/1.0).
+  // frames it: chunked, or until the close for HTTP/1.0). A body longer than
+  // `contentLength` is cut to it; end() before all of it is an abort().
   // keepAliveSeconds >= 0: announce and keep this idle time (Node's
   // server.keepAliveTimeout); kNoKeepAliveHeader: no Keep-Alive field.
   void writeHead(int status, std::string_view reason, std::string_view headerLines, int64_t contentLength,
@@ -138,6 +137,7 @@ class Exchange {
   bool noBody_ = false;
   bool tunnel_ = false;
   bool continued_ = false;
+  int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)
 };
 
 // Answers the requests of a route, or of a script's listener.

@@ -94,7 +94,6 @@ class ProxyCall final : public ExchangeListener {
   void onBodyEnd() override;
   void onAbort() override;
   void onDrain() override;
-  void onFinish() override {}
 
   // The call is over (UpstreamPool::callDone): its downstream hears no more.
   void detachDownstream() {

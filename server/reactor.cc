@@ -206,9 +206,11 @@ void Reactor::updateClock() {
     static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    std::snprintf(date_, sizeof(date_), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                  kDays[t.tm_wday], t.tm_mday, kMonths[t.tm_mon], t.tm_year + 1900, t.tm_hour,
-                  t.tm_min, t.tm_sec);
+    char line[64];  // room for any int the format could meet
+    int n = std::snprintf(line, sizeof(line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                          kDays[t.tm_wday], t.tm_mday, kMonths[t.tm_mon], t.tm_year + 1900, t.tm_hour,
+                          t.tm_min, t.tm_sec);
+    if (n == int(kDateLineLen)) std::memcpy(date_, line, kDateLineLen + 1);
   }
 }
 

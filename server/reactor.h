@@ -82,7 +82,7 @@ class Reactor {
   // Stop reading and writing; the backend frees it when no I/O is in flight.
   void closeTransport(Transport* c);
   // Half-close after the last response (then linger).
-  void shutdownWrite(Transport* c);
+  virtual void shutdownWrite(Transport* c);
   // Stop or restart reading from a transport (a handler not taking its body).
   virtual void setReading(Transport* c, bool on) = 0;
   // An outbound connection (a proxy's upstream, a health check): starts a
@@ -125,6 +125,8 @@ class Reactor {
   void beginDrain();
   bool finished() const { return draining_ && live_ == 0; }
   void runLater();  // the later() calls, once a wake-up's work is done
+  // Output to flush or later() calls to run.
+  bool hasDeferredWork() const { return !dirty_.empty() || !later_.empty(); }
   int wakeFd() const { return mailbox_.fd(); }
 
   static constexpr uint64_t kTickMs = 250;
