@@ -39,7 +39,7 @@ TEST(Json, Values) {
                              "s": "x", "empty": {}, "none": []} )");
   ASSERT_TRUE(v.isObject());
   ASSERT_EQ(v.members.size(), 5u);
-  EXPECT_EQ(v.members[0].first, "a");  // file order kept
+  EXPECT_EQ(v.members[0].key, "a");  // file order kept
   const json::Value* a = v.find("a");
   ASSERT_TRUE(a && a->isArray());
   ASSERT_EQ(a->array.size(), 6u);

@@ -100,22 +100,22 @@ class Walk {
   // Every member of `obj` must be one of `known`.
   bool knownKeys(const Value& obj, const std::string& path, const std::vector<std::string>& known) {
     for (const auto& m : obj.members) {
-      if (std::find(known.begin(), known.end(), m.first) != known.end()) continue;
+      if (std::find(known.begin(), known.end(), m.key) != known.end()) continue;
       std::string best;
       size_t bestDistance = SIZE_MAX;
       for (const std::string& k : known) {
-        size_t d = editDistance(m.first, k);
+        size_t d = editDistance(m.key, k);
         if (d < bestDistance) bestDistance = d, best = k;
       }
       std::string msg = "unknown key";
-      if (bestDistance <= std::max<size_t>(1, std::min(m.first.size(), best.size()) / 3)) {
+      if (bestDistance <= std::max<size_t>(1, std::min(m.key.size(), best.size()) / 3)) {
         msg += " (did you mean \"" + best + "\"?)";
       } else {
         msg += " (known keys:";
         for (const std::string& k : known) msg += " " + k;
         msg += ")";
       }
-      return fail(key(path, m.first), msg);
+      return fail(key(path, m.key), msg);
     }
     return true;
   }

@@ -232,7 +232,9 @@ void Http1Session::finishRequest() {
 // that was answering it is told the client is gone.
 void Http1Session::failRequest(int status) {
   keepAlive_ = false;
-  headOnly_ = false;
+  // A HEAD request refused after its head (a bad body, a body too slow) gets
+  // the error's head only; before it, the request's method is unknown.
+  headOnly_ = headOnly_ && parser_.phase() == parser::RequestParser::Phase::kBody;
   http10_ = false;
   if (reactor_.context().observing() && !startUs_) {
     // Refused before its head was whole: counted, logged without a request line.
@@ -251,8 +253,8 @@ void Http1Session::failRequest(int status) {
   std::string lines, body;
   errorPage(status, lines, body);
   writeHead(status, {}, lines, int64_t(body.size()), Exchange::kNoKeepAliveHeader, true);
-  transport_.output().buffer().append(body);
-  respBytes_ = body.size();
+  if (!headOnly_) transport_.output().buffer().append(body);
+  respBytes_ = headOnly_ ? 0 : body.size();
   if (startUs_) endAccounting();
   transport_.flush();
   transport_.closeAfterOutput();

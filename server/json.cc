@@ -11,7 +11,7 @@ namespace kuai::server::json {
 const Value* Value::find(std::string_view key) const {
   if (type != Type::kObject) return nullptr;
   for (const auto& m : members) {
-    if (m.first == key) return &m.second;
+    if (m.key == key) return &m.value;
   }
   return nullptr;
 }
@@ -153,8 +153,8 @@ class Parser {
       if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':' after the member name, got " + here(), err);
       ++pos_;
       skipSpace();
-      out.members.emplace_back(std::move(key), Value{});
-      if (!value(out.members.back().second, depth + 1, err)) return false;
+      out.members.push_back(Member{std::move(key), Value{}});
+      if (!value(out.members.back().value, depth + 1, err)) return false;
       skipSpace();
       if (pos_ < s_.size() && s_[pos_] == ',') {
         ++pos_;
@@ -369,9 +369,9 @@ void serializeTo(const Value& v, std::string& out) {
       out += '{';
       for (size_t i = 0; i < v.members.size(); ++i) {
         if (i) out += ',';
-        out += quote(v.members[i].first);
+        out += quote(v.members[i].key);
         out += ':';
-        serializeTo(v.members[i].second, out);
+        serializeTo(v.members[i].value, out);
       }
       out += '}';
       break;

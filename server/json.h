@@ -11,6 +11,8 @@
 
 namespace kuai::server::json {
 
+struct Member;
+
 struct Value {
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
 
@@ -19,7 +21,7 @@ struct Value {
   double number = 0;      // kNumber
   std::string string;     // kString
   std::vector<Value> array;                            // kArray
-  std::vector<std::pair<std::string, Value>> members;  // kObject, in file order
+  std::vector<Member> members;  // kObject, in file order
 
   bool isNull() const { return type == Type::kNull; }
   bool isBool() const { return type == Type::kBool; }
@@ -30,6 +32,11 @@ struct Value {
 
   // The member named `key` of an object, or nullptr (also for non-objects).
   const Value* find(std::string_view key) const;
+};
+
+struct Member {
+  std::string key;
+  Value value;
 };
 
 // Parses a whole document (surrounding whitespace and a leading UTF-8 BOM

@@ -42,17 +42,14 @@ const MemoryReactor::Peer* MemoryReactor::peer(uint64_t conn) const {
 
 void MemoryReactor::send(uint64_t conn, std::string_view bytes) {
   Peer* p = peer(conn);
-  if (p && p->transport && !p->closed && !bytes.empty()) {
-    // A paused reader leaves the bytes in the socket buffer: a real backend
-    // would hand them over once reading resumes, and so would a test.
-    p->transport->onData(bytes.data(), bytes.size());
-  }
+  // A paused reader leaves the bytes in the socket buffer, to be handed over
+  // once reading resumes (turn()).
+  if (p && !p->closed) p->inbox.append(bytes);
   turn();
 }
 
 void MemoryReactor::shutdown(uint64_t conn) {
-  Peer* p = peer(conn);
-  if (p && p->transport && !p->closed) p->transport->onEof();
+  if (Peer* p = peer(conn)) p->eof = true;
   turn();
 }
 
@@ -121,9 +118,28 @@ void MemoryReactor::turn() {
   do {
     flushDirty();
     runLater();
-  } while (hasDeferredWork());
+  } while (hasDeferredWork() || deliver());
   for (Transport* c : graveyard_) destroyTransport(c);
   graveyard_.clear();
+}
+
+bool MemoryReactor::deliver() {
+  bool any = false;
+  for (auto& [id, p] : peers_) {
+    if (!p.transport || p.closed || p.readPaused) continue;
+    if (!p.inbox.empty()) {
+      std::string bytes;
+      bytes.swap(p.inbox);
+      p.transport->onData(bytes.data(), bytes.size());
+      any = true;
+    } else if (p.eof && !p.eofSent) {
+      p.eofSent = true;
+      p.transport->onEof();
+      any = true;
+    }
+    if (any) return true;  // `peers_` may have changed
+  }
+  return false;
 }
 
 void MemoryReactor::flush(Transport* c) {

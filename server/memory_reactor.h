@@ -71,10 +71,15 @@ class MemoryReactor final : public Reactor {
     Transport* transport = nullptr;  // null once kuai let go of it
     std::string received;
     size_t window = SIZE_MAX;
+    std::string inbox;  // sent by the client, not yet read by kuai
+    bool eof = false;    // the client closed its side
+    bool eofSent = false;
     bool readPaused = false;
     bool writeShut = false;
     bool closed = false;
   };
+  // Hands one connection's waiting bytes (or EOF) to kuai; false if none.
+  bool deliver();
   Peer* peer(uint64_t conn);
   const Peer* peer(uint64_t conn) const;
 

@@ -282,6 +282,21 @@ TEST_F(PipelineTest, MalformedRequestsGetAnErrorPageAndTheConnectionCloses) {
   }
 }
 
+TEST_F(PipelineTest, AHeadRequestRefusedForItsBodyGetsNoErrorBody) {
+  uint64_t conn;
+  auto rs = exchange(std::string(kGetFixed) +
+                         "HEAD /fixed HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcd\r\n0\r\n\r\n",
+                     2, {false, true}, &conn);
+  EXPECT_EQ(rs[1].status, 400);
+  EXPECT_EQ(rs[1].header("Content-Length"), "16");
+  EXPECT_TRUE(rs[1].body.empty());
+  EXPECT_TRUE(reactor().writeShut(conn));
+  // A bad head after a HEAD request: its method is unknown, the page is sent.
+  auto after = exchange("HEAD /fixed HTTP/1.1\r\nHost: t\r\n\r\nGET /x HTTP/1.1\r\nBad\r\n\r\n", 2, {true, false});
+  EXPECT_EQ(after[1].status, 400);
+  EXPECT_EQ(after[1].body, "400 Bad Request\n");
+}
+
 TEST_F(PipelineTest, DeadlinesCloseSlowAndIdleConnections) {
   MemoryReactor& r = reactor();
   // Head too slow: 408, then the close.
@@ -495,6 +510,27 @@ TEST_F(AsyncPipelineTest, ABodyReachesAHandlerThatTakesItAsItArrives) {
   r.send(c2, "cd");
   ASSERT_EQ(whole.calls.size(), 1u);
   EXPECT_TRUE(whole.calls[0]->body.empty());  // the protocol read and dropped it
+}
+
+TEST_F(AsyncPipelineTest, APausedBodyWaitsUntilTheHandlerResumesIt) {
+  TestHandler& h = handler();
+  MemoryReactor& r = reactor();
+  uint64_t conn = open(h);
+  r.send(conn, "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc");
+  ASSERT_EQ(h.calls.size(), 1u);
+  auto& call = *h.calls[0];
+  call.ex->pauseBody();
+  r.turn();
+  EXPECT_FALSE(r.reading(conn));
+  r.send(conn, "def");
+  EXPECT_EQ(call.body, "abc");
+  r.advance(20'000);  // a paused body is the handler's wait, not the client's: no 408
+  EXPECT_TRUE(r.received(conn).empty());
+  call.ex->resumeBody();
+  r.turn();
+  EXPECT_TRUE(r.reading(conn));
+  EXPECT_EQ(call.body, "abcdef");
+  EXPECT_TRUE(call.bodyEnded);
 }
 
 TEST_F(AsyncPipelineTest, AHandlerAnsweringContinueDecidesWhen) {

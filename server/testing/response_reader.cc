@@ -37,6 +37,7 @@ bool ResponseReader::feed(std::string_view bytes) {
   // One byte at a time: the parser takes exactly one response per reset(),
   // and the next one's expectation must be set before its first byte.
   for (char c : bytes) {
+    if (upgraded_) return true;  // what follows is the tunnel's
     if (parser_.phase() == parser::ResponseParser::Phase::kIdle) {
       if (expected_.empty()) {
         error_ = "bytes after the last expected response";
@@ -45,7 +46,12 @@ bool ResponseReader::feed(std::string_view bytes) {
       parser_.reset(expected_.front());
       expected_.pop_front();
     }
-    if (parser_.feed(&c, 1) != parser::ResponseParser::Result::kOk) {
+    parser::ResponseParser::Result result = parser_.feed(&c, 1);
+    if (result == parser::ResponseParser::Result::kUpgrade) {
+      upgraded_ = true;
+      continue;
+    }
+    if (result != parser::ResponseParser::Result::kOk) {
       error_ = *parser_.error().reason ? parser_.error().reason : "response parse error";
       return false;
     }
@@ -55,6 +61,7 @@ bool ResponseReader::feed(std::string_view bytes) {
 
 bool ResponseReader::finish() {
   if (!error_.empty()) return false;
+  if (upgraded_) return true;
   if (parser_.finish() != parser::ResponseParser::Result::kOk) {
     error_ = "response cut short by the close";
     return false;

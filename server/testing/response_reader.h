@@ -43,6 +43,8 @@ class ResponseReader : private parser::ResponseParser::Handler {
   // The responses parsed (interim 1xx ones included), the last one possibly
   // still incomplete.
   std::vector<ReadResponse>& responses() { return responses_; }
+  // A 101 was read: the bytes after it are not HTTP (not parsed).
+  bool upgraded() const { return upgraded_; }
   // Complete final (non-1xx) responses so far.
   size_t finals() const;
 
@@ -55,6 +57,7 @@ class ResponseReader : private parser::ResponseParser::Handler {
   std::deque<bool> expected_;
   std::vector<ReadResponse> responses_;
   std::string error_;
+  bool upgraded_ = false;
 };
 
 // `bytes` without their Date lines (the clock's part of a response).
