@@ -3,8 +3,8 @@
 // pausing at every request, and byte-splits around that offset; every run must
 // give the same requests and the same error (see sameOutcome), else
 // __builtin_trap. Built by
-// tools/fuzz; with -DKUAI_FUZZ_REPLAY it is a plain binary that replays the
-// files named on its command line.
+// tools/fuzz; with parser/fuzz_replay_main.cc it is a plain binary that
+// replays the files named on its command line.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -55,18 +55,3 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(in, cut, tight);
   return 0;
 }
-
-#ifdef KUAI_FUZZ_REPLAY
-#include <fstream>
-#include <iterator>
-
-int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::ifstream f(argv[i], std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-  }
-  std::printf("replayed %d inputs\n", argc - 1);
-  return 0;
-}
-#endif

@@ -3,14 +3,10 @@
 // it); the rest is parsed whole, split at that offset, in three pieces around
 // it, and byte by byte around it, with default and with tight limits. Every run
 // must give the same heads, bodies and outcome (see sameOutcome) and no
-// recorder complaint, else __builtin_trap. With -DKUAI_FUZZ_REPLAY it is a
-// plain binary that replays the files named on its command line.
-//
-// Build (as tools/fuzz builds request_parser_fuzz.cc, with llhttp's objects
-// built the same way), from the repository root:
-//   clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. -I$LLHTTP_INC
-//     parser/request_parser.cc parser/response_parser.cc parser/response_parser_fuzz.cc
-//     .build/llhttp/{api,http,llhttp}.o -o .build/response_parser_fuzz
+// recorder complaint, else __builtin_trap. Built and run by tools/fuzz
+// (`tools/fuzz response`); with parser/fuzz_replay_main.cc in place of
+// libFuzzer it is a plain binary that replays the files named on its command
+// line.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -65,18 +61,3 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(in, cut, opt, tight);
   return 0;
 }
-
-#ifdef KUAI_FUZZ_REPLAY
-#include <fstream>
-#include <iterator>
-
-int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::ifstream f(argv[i], std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-  }
-  std::printf("replayed %d inputs\n", argc - 1);
-  return 0;
-}
-#endif

@@ -1,7 +1,7 @@
 // libFuzzer target for the whole request pipeline: bytes in, responses out.
 // Each input is one client's byte stream on one connection of a MemoryReactor
 // (the real transports, HTTP/1.1 session, router and handlers; no sockets),
-// to a site with static files, a fixed answer, an app route, a proxy route
+// to a site with static files, a fixed answer, an app route (a 503: no script), a proxy route
 // whose upstream refuses, and 404s; or (by its first byte) to a listener whose
 // handler takes bodies and echoes them, answers in pieces and accepts
 // upgrades. The stream is sent whole, then split at pseudo-random points, then
@@ -9,13 +9,12 @@
 // run must send the same bytes (Date lines aside), and they must parse with
 // the strict response parser as answers to the requests the request parser
 // finds in the input; else __builtin_trap. ASan/UBSan catch the rest.
-// Built by tools/fuzz; with -DKUAI_FUZZ_REPLAY it replays the files named on
-// its command line.
-#include <arpa/inet.h>
-#include <netinet/in.h>
+// Built by tools/fuzz; with parser/fuzz_replay_main.cc it replays the files
+// named on its command line.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +27,7 @@
 #include "parser/request_parser.h"
 #include "server/memory_reactor.h"
 #include "server/testing/response_reader.h"
+#include "server/testing/test_site.h"
 
 namespace kuai::server {
 namespace {
@@ -92,38 +92,8 @@ struct World {
     ::mkdir((root + "/dir").c_str(), 0755);
     std::ofstream(root + "/dir/index.html") << "<p>index</p>\n";
 
-    auto site = std::make_shared<Site>();
-    RouteSpec fixed;
-    fixed.path = "/fixed";
-    fixed.exact = true;
-    fixed.kind = RouteSpec::Kind::kFixed;
-    fixed.body = "fixed\n";
-    site->routes.push_back(fixed);
-    RouteSpec app;
-    app.path = "/app/";
-    app.kind = RouteSpec::Kind::kApp;
-    app.app = "/fuzz/app.js";
-    site->routes.push_back(app);
-    RouteSpec proxy;
-    proxy.path = "/proxy/";
-    proxy.kind = RouteSpec::Kind::kProxy;
-    auto spec = std::make_shared<ProxySpec>();
-    UpstreamSpec up;
-    up.name = "127.0.0.1:9";
-    auto* sin = reinterpret_cast<sockaddr_in*>(&up.addr);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(9);
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    up.addrLen = sizeof(sockaddr_in);
-    spec->upstreams.push_back(up);
-    proxy.proxy = spec;
-    site->routes.push_back(proxy);
-    RouteSpec files;
-    files.path = "/";
-    files.kind = RouteSpec::Kind::kStatic;
-    files.statics.root = root;
-    files.statics.listDirectories = true;
-    site->routes.push_back(files);
+    auto site = testing::routeKindsSite(root, "/");
+    site->routes.back().statics.listDirectories = true;
     config.site = site;
     // Small limits reach the 413/414/431 paths with short inputs.
     config.limits.maxRequestLine = 256;
@@ -268,15 +238,3 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!reader.feed(whole.out)) fail(reader.error().c_str(), in, whole.out, {});
   return 0;
 }
-
-#ifdef KUAI_FUZZ_REPLAY
-int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::ifstream f(argv[i], std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    std::printf("%s: ok\n", argv[i]);
-  }
-  return 0;
-}
-#endif

@@ -2,9 +2,7 @@
 // handlers over MemoryReactor's in-memory transports. What a client sends is
 // fed in as bytes (whole, or split anywhere); what kuai sends back is read with
 // kuai's strict response parser.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -17,6 +15,7 @@
 #include "server/memory_reactor.h"
 #include "server/metrics.h"
 #include "server/testing/response_reader.h"
+#include "server/testing/test_site.h"
 
 namespace kuai::server {
 namespace {
@@ -68,6 +67,19 @@ class TestHandler final : public Handler {
   bool takesBody_;
 };
 
+// The complete final responses in `bytes`, which must parse as answers to
+// `expected` requests (`heads`: which of them are HEAD).
+std::vector<ReadResponse> readResponses(std::string_view bytes, size_t expected, std::vector<bool> heads = {}) {
+  ResponseReader reader;
+  for (size_t i = 0; i < expected; ++i) reader.expect(i < heads.size() && heads[i]);
+  EXPECT_TRUE(reader.feed(bytes)) << reader.error() << "\n" << bytes;
+  std::vector<ReadResponse> out;
+  for (ReadResponse& r : reader.responses()) {
+    if (r.complete && (r.status < 100 || r.status >= 200)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
 constexpr char kStaticText[] = "hello from a static file\n";
 
 class PipelineTest : public ::testing::Test {
@@ -81,37 +93,7 @@ class PipelineTest : public ::testing::Test {
     for (size_t i = 0; i < big_.size(); ++i) big_[i] = char('a' + (i * 7 + i / 1000) % 26);
     write("big.bin", big_);  // beyond the memory cache: sent as a file range
 
-    auto site = std::make_shared<Site>();
-    RouteSpec fixed;
-    fixed.path = "/fixed";
-    fixed.exact = true;
-    fixed.kind = RouteSpec::Kind::kFixed;
-    fixed.body = "fixed body\n";
-    site->routes.push_back(fixed);
-    RouteSpec app;
-    app.path = "/app/";
-    app.kind = RouteSpec::Kind::kApp;
-    app.app = "/srv/app.js";
-    site->routes.push_back(app);
-    RouteSpec proxy;
-    proxy.path = "/proxy/";
-    proxy.kind = RouteSpec::Kind::kProxy;
-    auto spec = std::make_shared<ProxySpec>();
-    UpstreamSpec up;
-    up.name = "127.0.0.1:9";
-    auto* sin = reinterpret_cast<sockaddr_in*>(&up.addr);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(9);
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    up.addrLen = sizeof(sockaddr_in);
-    spec->upstreams.push_back(up);
-    proxy.proxy = spec;
-    site->routes.push_back(proxy);
-    RouteSpec files;
-    files.path = "/static/";
-    files.kind = RouteSpec::Kind::kStatic;
-    files.statics.root = root_;
-    site->routes.push_back(files);
+    auto site = testing::routeKindsSite(root_, "/static/");
     site->logging.metricsPath = "/metrics";
     config_.site = site;
     config_.timeouts.headerMs = 2'000;
@@ -140,11 +122,10 @@ class PipelineTest : public ::testing::Test {
     uint64_t conn = r.accept();
     if (connOut) *connOut = conn;
     r.send(conn, requests);
-    ResponseReader reader;
-    for (size_t i = 0; i < expected; ++i) reader.expect(i < heads.size() && heads[i]);
-    EXPECT_TRUE(reader.feed(r.received(conn))) << reader.error() << "\n" << r.received(conn);
-    EXPECT_EQ(reader.finals(), expected) << r.received(conn);
-    return reader.responses();
+    auto rs = readResponses(r.received(conn), expected, heads);
+    EXPECT_EQ(rs.size(), expected) << r.received(conn);
+    rs.resize(expected);  // indexing a missing one fails the test, not the process
+    return rs;
   }
 
   ServerConfig config_;
@@ -164,7 +145,7 @@ TEST_F(PipelineTest, PipelinedRequestsAreAnsweredInOrderOnOneConnection) {
                      4, {false, false, false, true}, &conn);
   ASSERT_EQ(rs.size(), 4u);
   EXPECT_EQ(rs[0].status, 200);
-  EXPECT_EQ(rs[0].body, "fixed body\n");
+  EXPECT_EQ(rs[0].body, testing::kFixedBody);
   EXPECT_EQ(rs[1].status, 200);
   EXPECT_EQ(rs[1].body, kStaticText);
   EXPECT_FALSE(rs[1].header("ETag").empty());
@@ -240,12 +221,10 @@ TEST_F(PipelineTest, ContinueIsSentWhenTheHeadIsInForNativeRoutes) {
   r.send(conn, "PUT /fixed HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
   EXPECT_EQ(r.take(conn), "HTTP/1.1 100 Continue\r\n\r\n");
   r.send(conn, "body");
-  ResponseReader reader;
-  reader.expect();
-  ASSERT_TRUE(reader.feed(r.take(conn))) << reader.error();
-  ASSERT_EQ(reader.finals(), 1u);
-  EXPECT_EQ(reader.responses()[0].status, 405);
-  EXPECT_EQ(reader.responses()[0].header("Allow"), "GET, HEAD");
+  auto answers = readResponses(r.take(conn), 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, 405);
+  EXPECT_EQ(answers[0].header("Allow"), "GET, HEAD");
 }
 
 TEST_F(PipelineTest, MalformedRequestsGetAnErrorPageAndTheConnectionCloses) {
@@ -305,11 +284,9 @@ TEST_F(PipelineTest, DeadlinesCloseSlowAndIdleConnections) {
   r.advance(1'000);
   EXPECT_TRUE(r.received(slow).empty());
   r.advance(1'500);
-  ResponseReader reader;
-  reader.expect();
-  ASSERT_TRUE(reader.feed(r.received(slow))) << reader.error();
-  ASSERT_EQ(reader.finals(), 1u);
-  EXPECT_EQ(reader.responses()[0].status, 408);
+  auto answers = readResponses(r.received(slow), 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, 408);
   EXPECT_TRUE(r.writeShut(slow));
 
   // Idle after an answer: closed without a word.
@@ -327,11 +304,9 @@ TEST_F(PipelineTest, DeadlinesCloseSlowAndIdleConnections) {
   uint64_t body = r.accept();
   r.send(body, "POST /fixed HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
   r.advance(4'500);
-  ResponseReader bodyReader;
-  bodyReader.expect();
-  ASSERT_TRUE(bodyReader.feed(r.received(body))) << bodyReader.error();
-  ASSERT_EQ(bodyReader.finals(), 1u);
-  EXPECT_EQ(bodyReader.responses()[0].status, 408);
+  auto bodyAnswers = readResponses(r.received(body), 1);
+  ASSERT_EQ(bodyAnswers.size(), 1u);
+  EXPECT_EQ(bodyAnswers[0].status, 408);
 }
 
 TEST_F(PipelineTest, MaxRequestsPerConnectionEndsItWithClose) {
@@ -354,12 +329,10 @@ TEST_F(PipelineTest, DrainClosesIdleConnectionsAndAnswersTheRestWithClose) {
   EXPECT_TRUE(r.closed(idle));
   EXPECT_FALSE(r.closed(midway));
   r.send(midway, "Host: t\r\n\r\n");
-  ResponseReader reader;
-  reader.expect();
-  ASSERT_TRUE(reader.feed(r.received(midway))) << reader.error();
-  ASSERT_EQ(reader.finals(), 1u);
-  EXPECT_EQ(reader.responses()[0].status, 200);
-  EXPECT_EQ(reader.responses()[0].header("Connection"), "close");
+  auto answers = readResponses(r.received(midway), 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].status, 200);
+  EXPECT_EQ(answers[0].header("Connection"), "close");
   EXPECT_TRUE(r.writeShut(midway));
 }
 
@@ -402,13 +375,10 @@ TEST_F(PipelineTest, AFileIsSentAsTheClientReadsIt) {
   }
   r.grant(conn, SIZE_MAX);
   got += r.take(conn);
-  ResponseReader reader;
-  reader.expect();
-  reader.expect();
-  ASSERT_TRUE(reader.feed(got)) << reader.error();
-  ASSERT_EQ(reader.finals(), 2u);
-  EXPECT_EQ(reader.responses()[0].body, big_);
-  EXPECT_EQ(reader.responses()[1].body, "fixed body\n");
+  auto answers = readResponses(got, 2);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].body, big_);
+  EXPECT_EQ(answers[1].body, testing::kFixedBody);
 }
 
 TEST_F(PipelineTest, MetricsCountWhatWasAnswered) {
@@ -431,13 +401,13 @@ TEST_F(PipelineTest, AProxyRouteWithoutAReachableUpstreamAnswers502) {
 TEST_F(PipelineTest, AppRoutesReachTheThreadsHandler) {
   TestHandler app;
   app.answerAtOnce = true;
-  reactor().context().setAppHandler("/srv/app.js", &app);
+  reactor().context().setAppHandler(testing::kTestApp, &app);
   auto rs = exchange("GET /app/hello?x=1 HTTP/1.1\r\nHost: t\r\n\r\n", 1);
   EXPECT_EQ(rs[0].status, 200);
   EXPECT_EQ(rs[0].body, "ok\n");
   ASSERT_EQ(app.calls.size(), 1u);
   EXPECT_EQ(app.calls[0]->target, "/app/hello?x=1");
-  reactor().context().setAppHandler("/srv/app.js", nullptr);
+  reactor().context().setAppHandler(testing::kTestApp, nullptr);
   EXPECT_EQ(exchange("GET /app/hello HTTP/1.1\r\nHost: t\r\n\r\n", 1)[0].status, 503);
   reactor_.reset();  // before `app`: its connections may still call it
 }
@@ -479,16 +449,13 @@ TEST_F(AsyncPipelineTest, ALaterAnswerHoldsBackTheNextPipelinedRequest) {
   EXPECT_EQ(h.calls[1]->target, "/two");
   h.calls[1]->ex->writeError(418);
   r.turn();
-  ResponseReader reader;
-  reader.expect();
-  reader.expect();
-  ASSERT_TRUE(reader.feed(r.received(conn))) << reader.error();
-  ASSERT_EQ(reader.finals(), 2u);
-  EXPECT_TRUE(reader.responses()[0].chunked);
-  EXPECT_EQ(reader.responses()[0].body, "hello world");
-  EXPECT_EQ(reader.responses()[0].header("X-A"), "1");
-  EXPECT_EQ(reader.responses()[1].status, 418);
-  EXPECT_EQ(reader.responses()[1].body, "418 I'm a Teapot\n");
+  auto answers = readResponses(r.received(conn), 2);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_TRUE(answers[0].chunked);
+  EXPECT_EQ(answers[0].body, "hello world");
+  EXPECT_EQ(answers[0].header("X-A"), "1");
+  EXPECT_EQ(answers[1].status, 418);
+  EXPECT_EQ(answers[1].body, "418 I'm a Teapot\n");
 }
 
 TEST_F(AsyncPipelineTest, ABodyReachesAHandlerThatTakesItAsItArrives) {
@@ -571,11 +538,9 @@ TEST_F(AsyncPipelineTest, BackpressureStopsTheWriterUntilTheClientReads) {
   EXPECT_EQ(call.drains, 1);
   call.ex->end();
   r.turn();
-  ResponseReader reader;
-  reader.expect();
-  ASSERT_TRUE(reader.feed(r.received(conn))) << reader.error();
-  ASSERT_EQ(reader.finals(), 1u);
-  EXPECT_EQ(reader.responses()[0].body.size(), written);
+  auto answers = readResponses(r.received(conn), 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].body.size(), written);
 }
 
 TEST_F(AsyncPipelineTest, AClientGoingAwayAbortsTheExchange) {
