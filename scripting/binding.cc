@@ -29,6 +29,15 @@ namespace {
 std::mutex gListenMutex;
 std::map<std::string, int> gListenPorts;
 
+// Node keeps one inspector host and port for the whole process, read by the
+// inspector's I/O thread as it starts: two threads opening theirs at once can
+// both end up on the port set last. They open one at a time (inspector.open
+// returns once its server listens).
+std::mutex gInspectorOpen;
+
+void lockInspector(const v8::FunctionCallbackInfo<v8::Value>&) { gInspectorOpen.lock(); }
+void unlockInspector(const v8::FunctionCallbackInfo<v8::Value>&) { gInspectorOpen.unlock(); }
+
 std::mutex gWatchFilesMutex;
 std::vector<std::string> gWatchedFiles;
 std::function<void()> gWatchListener;
@@ -77,6 +86,8 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("restart", &Environment::restart);
   fn("started", &Environment::started);
   fn("watchFiles", &Environment::watchFiles);
+  fn("lockInspector", &lockInspector);
+  fn("unlockInspector", &unlockInspector);
   set("reactor", v8::Integer::New(iso, reactor_.index()));
   set("version", str(iso, server::kVersion));
 

@@ -257,7 +257,12 @@
   // printed by Node as "Debugger listening on ws://...".
   function openInspector() {
     const inspector = require('inspector');
-    inspector.open(binding.inspectPort, binding.inspectHost, false);
+    binding.lockInspector();
+    try {
+      inspector.open(binding.inspectPort, binding.inspectHost, false);
+    } finally {
+      binding.unlockInspector();
+    }
     if (binding.inspect === 'wait' || binding.inspect === 'brk') inspector.waitForDebugger();
   }
 
