@@ -57,7 +57,7 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
       str(iso, req.method),
       str(iso, req.target),
       raw,
-      v8::Integer::New(iso, req.versionMinor),
+      v8::Integer::New(iso, req.versionMajor * 10 + req.versionMinor),
       str(iso, ex->remoteAddress()),
       v8::Integer::New(iso, ex->remotePort()),
       v8::Boolean::New(iso, ex->encrypted()),

@@ -38,6 +38,9 @@ Options (--opt value and --opt=value alike):
   --tls-cert FILE        serve HTTPS with this PEM certificate chain; repeat with
   --tls-key FILE           its key for more certificates (chosen by SNI; first is default)
   --tls-ocsp FILE        staple this DER OCSP response for the preceding certificate
+  --no-http2             HTTP/1.1 only (by default TLS offers h2 by ALPN)
+  --h2c                  also take HTTP/2 in clear text from clients that start with
+                           its preface (prior knowledge)
   SIGHUP reloads the certificates without dropping connections.
 
 Scripts (as with node; anything else that starts with '-' goes to node itself):
@@ -116,7 +119,7 @@ namespace {
 // name; nullptr for the others. `serve`: after `kuai serve`, -p is --port.
 const char* serverOption(const std::string& a, bool serve) {
   static constexpr const char* kNames[] = {
-      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--list", "--respond",
+      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--respond",
       "--max-request-line", "--max-field-size", "--max-header-bytes", "--max-headers", "--max-body",
       "--header-timeout", "--idle-timeout", "--body-timeout", "--shutdown-timeout", "--cpu-budget",
       "--max-requests",
@@ -154,6 +157,8 @@ bool nodeOptionTakesValue(std::string_view name) {
 }
 
 struct Parser {
+  explicit Parser(const std::vector<std::string>& a) : args(a) {}
+
   const std::vector<std::string>& args;
   size_t i = 0;
   CliResult result;
@@ -307,6 +312,12 @@ struct Parser {
         if (!value(a, v)) return false;
         if (c.tlsConfig.certificates.empty()) return fail("option --tls-ocsp must follow its --tls-cert");
         c.tlsConfig.certificates.back().ocspFile = v;
+      } else if (a == "--no-http2") {
+        if (inlineValue) return fail("option --no-http2 takes no value");
+        c.http2 = Http2::kOff;
+      } else if (a == "--h2c") {
+        if (inlineValue) return fail("option --h2c takes no value");
+        c.http2 = Http2::kH2c;
       } else if (a == "--list") {
         if (inlineValue) return fail("option --list takes no value");
         c.statics.listDirectories = true;
@@ -491,7 +502,7 @@ struct Parser {
 }  // namespace
 
 CliResult parseCommandLine(const std::vector<std::string>& args) {
-  Parser p{args};
+  Parser p(args);
   p.run();
   return std::move(p.result);
 }

@@ -38,6 +38,7 @@ struct ServerConfig {
   int threads = 0;  // 0: one per available core
   IoBackend io = IoBackend::kAuto;
   bool tls = false;  // the listener speaks TLS (certificates in tlsConfig)
+  Http2 http2 = Http2::kOn;  // --no-http2, --h2c
   tls::TlsConfig tlsConfig;
   parser::Limits limits;
   Timeouts timeouts;

@@ -12,7 +12,8 @@
 // relative paths are taken from the config file's directory and stored absolute):
 //   threads: 1..1024                       io: "auto" | "uring" | "epoll"
 //   listen (required): PORT | [PORT | { host = "127.0.0.1", port (required) 0..65535,
-//            tls: { cert, key, ocsp? } | { certificates: [{ cert, key, ocsp? }, ...] } }, ...]
+//            tls: { cert, key, ocsp? } | { certificates: [{ cert, key, ocsp? }, ...] },
+//            http2 = true (h2 by ALPN on TLS) | false | "h2c" (also clear-text prior knowledge) }, ...]
 //   routes (required, first match wins): [{
 //     match = "/" (path prefix, starts with '/'), exact = false, host (no port),
 //     methods: ["GET", ...] (uppercased),

@@ -430,7 +430,7 @@ TEST_F(ConfigFile, ListenErrors) {
   EXPECT_EQ(with("\"8080\""), R"(listen: expected a port number or an array of listeners, got "8080")");
   EXPECT_EQ(with("70000"), "listen: expected a whole number 0-65535, got 70000");
   EXPECT_EQ(with("[80, -1]"), "listen[1]: expected a whole number 0-65535, got -1");
-  EXPECT_EQ(with("[true]"), "listen[0]: expected a port number or an object { host, port, tls }, got true");
+  EXPECT_EQ(with("[true]"), "listen[0]: expected a port number or an object { host, port, tls, http2 }, got true");
   EXPECT_EQ(with(R"([{"host": "::1"}])"), "listen[0].port: required");
   EXPECT_EQ(with(R"([{"port": 1, "hots": "x"}])"), R"(listen[0].hots: unknown key (did you mean "host"?))");
   EXPECT_EQ(with(R"([{"port": 1, "host": ""}])"), R"(listen[0].host: expected a non-empty string, got "")");

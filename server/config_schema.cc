@@ -354,19 +354,30 @@ const Schema<ListenSpec>& listenerSchema() {
         l.tls = true;
         return tlsSection(w, v, at, l.tlsConfig);
       }),
+      custom<L>("http2", [](Walk& w, const Value& v, const std::string& at, L& l) {
+        if (v.isBool()) {
+          l.http2 = v.boolean ? Http2::kOn : Http2::kOff;
+          return true;
+        }
+        if (v.isString() && v.string == "h2c") {
+          l.http2 = Http2::kH2c;
+          return true;
+        }
+        return w.expected(at, "true, false or \"h2c\"", v);
+      }),
   };
   return s;
 }
 
 bool listener(Walk& w, const Value& v, const std::string& at, ListenSpec& l) {
   if (v.isNumber()) return w.whole(v, at, l.port, 0, 65535);
-  if (!v.isObject()) return w.expected(at, "a port number or an object { host, port, tls }", v);
+  if (!v.isObject()) return w.expected(at, "a port number or an object { host, port, tls, http2 }", v);
   Schema<ListenSpec> s = listenerSchema();
   s[1].required = "";
   return readObject(w, v, at, s, l);
 }
 
-// listen: PORT | [PORT | { host, port, tls }, ...]
+// listen: PORT | [PORT | { host, port, tls, http2 }, ...]
 bool listeners(Walk& w, const Value& v, const std::string& at, Site& site) {
   if (v.isNumber()) {
     site.listen.emplace_back();

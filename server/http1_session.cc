@@ -1,5 +1,7 @@
 #include "server/http1_session.h"
 
+#include "server/http2_session.h"
+
 #include <time.h>
 
 #include <charconv>
@@ -19,17 +21,12 @@ void appendNumber(std::string& out, uint64_t n) {
   out.append(buf, end);
 }
 
-uint64_t monotonicMicros() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1'000'000 + uint64_t(ts.tv_nsec) / 1000;
-}
-
 }  // namespace
 
 Http1Session::Http1Session(Transport& transport, const Listener& listener)
     : transport_(transport),
       reactor_(transport.reactor()),
+      listener_(listener),
       listenerHandler_(listener.handler),
       headDeadlineMs_(listener.headDeadlineMs),
       requestDeadlineMs_(listener.requestDeadlineMs),
@@ -68,7 +65,46 @@ bool Http1Session::idle() const { return parser_.phase() == parser::RequestParse
 
 // ---------------------------------------------------------------- bytes in
 
-void Http1Session::onData(const char* data, size_t len) { feed(data, len); }
+void Http1Session::onData(const char* data, size_t len) {
+  if (!started_ && handOver(data, len)) return;
+  feed(data, len);
+}
+
+bool Http1Session::handOver(const char* data, size_t len) {
+  std::string_view in(data, len);
+  bool h2 = transport_.alpn() == "h2";
+  if (!h2 && listener_.h2c && !transport_.isTls()) {
+    // The preface's first line decides (RFC 9113 §3.4): what follows it is
+    // nghttp2's to check (a bad one is a connection error there).
+    std::string_view preface = Http2Session::kPreface.substr(0, 16);
+    std::string seen = preface_ + std::string(in.substr(0, preface.size()));
+    size_t n = std::min(seen.size(), preface.size());
+    if (seen.compare(0, n, preface, 0, n) == 0) {
+      if (n < preface.size()) {
+        preface_ = seen;  // too short to tell yet
+        return true;
+      }
+      h2 = true;
+    }
+  }
+  started_ = true;
+  std::string held;
+  held.swap(preface_);
+  if (h2) {
+    Transport& t = transport_;
+    t.replaceProtocol(std::make_unique<Http2Session>(t, listener_));
+    // `this` is retired: only locals from here on.
+    if (!held.empty()) t.protocol()->onData(held.data(), held.size());
+    if (t.state() == Transport::State::kOpen) t.protocol()->onData(data, len);
+    return true;
+  }
+  if (!held.empty()) {
+    held.append(in);
+    feed(held.data(), held.size());
+    return true;
+  }
+  return false;
+}
 
 void Http1Session::feed(const char* data, size_t len) {
   if (tunnel_) {
@@ -406,7 +442,7 @@ void Http1Session::endAccounting() {
   if (!startUs_) return;
   uint64_t us = monotonicMicros() - startUs_;
   startUs_ = 0;
-  reactor_.context().stats().record(status_, us);
+  reactor_.context().stats().record(status_, us, ReactorStats::kHttp1);
   if (!reactor_.context().logging()) return;
   std::string_view line(logLine_);
   formatCombined(reactor_.context().logBuffer(), transport_.peerAddress(), reactor_.nowSeconds(), line.substr(0, logRefAt_),

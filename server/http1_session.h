@@ -80,8 +80,15 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   void beginAccounting(const parser::Request& req);
   void endAccounting();
 
+  // The first bytes of a connection: hands it to HTTP/2 when the client speaks
+  // it (ALPN h2, or the h2c preface). True when it did: return at once.
+  bool handOver(const char* data, size_t len);
+
   Transport& transport_;
   Reactor& reactor_;
+  const Listener& listener_;
+  bool started_ = false;   // the connection's first bytes were seen
+  std::string preface_;    // the start of a possible h2c preface, held
   server::Handler* listenerHandler_;       // the listener's (a script's server); null: the router picks
   uint32_t headDeadlineMs_ = 0;    // the listener's own deadlines (0: the reactor's timeouts)
   uint32_t requestDeadlineMs_ = 0;

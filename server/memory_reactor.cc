@@ -35,6 +35,11 @@ MemoryReactor::Peer* MemoryReactor::peer(uint64_t conn) {
   return it == peers_.end() ? nullptr : &it->second;
 }
 
+MemoryReactor::Peer* MemoryReactor::peerOf(Transport* c) {
+  // Outbound transports have no client here (and ids of their own).
+  return c->outbound() ? nullptr : peer(c->id());
+}
+
 const MemoryReactor::Peer* MemoryReactor::peer(uint64_t conn) const {
   auto it = peers_.find(conn);
   return it == peers_.end() ? nullptr : &it->second;
@@ -143,7 +148,7 @@ bool MemoryReactor::deliver() {
 }
 
 void MemoryReactor::flush(Transport* c) {
-  Peer* p = peer(c->id());
+  Peer* p = peerOf(c);
   if (!p) return;
   c->fillWire();
   if (c->closed()) return;
@@ -174,7 +179,7 @@ void MemoryReactor::flush(Transport* c) {
 }
 
 void MemoryReactor::release(Transport* c) {
-  if (Peer* p = peer(c->id())) {
+  if (Peer* p = peerOf(c)) {
     p->closed = true;
     p->transport = nullptr;
   }
@@ -182,7 +187,7 @@ void MemoryReactor::release(Transport* c) {
 }
 
 void MemoryReactor::setReading(Transport* c, bool on) {
-  if (Peer* p = peer(c->id())) p->readPaused = !on;
+  if (Peer* p = peerOf(c)) p->readPaused = !on;
 }
 
 void MemoryReactor::startConnect(Transport* c) {
@@ -197,7 +202,7 @@ void MemoryReactor::startConnect(Transport* c) {
 }
 
 void MemoryReactor::shutdownWrite(Transport* c) {
-  if (Peer* p = peer(c->id())) p->writeShut = true;
+  if (Peer* p = peerOf(c)) p->writeShut = true;
 }
 
 }  // namespace kuai::server

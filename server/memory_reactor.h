@@ -81,6 +81,7 @@ class MemoryReactor final : public Reactor {
   // Hands one connection's waiting bytes (or EOF) to kuai; false if none.
   bool deliver();
   Peer* peer(uint64_t conn);
+  Peer* peerOf(Transport* c);  // null for outbound transports
   const Peer* peer(uint64_t conn) const;
 
   std::map<uint64_t, Peer> peers_;

@@ -78,6 +78,7 @@ std::shared_ptr<ReactorStats> registerReactorStats() {
 
 std::string renderMetrics() {
   uint64_t byStatus[600] = {};
+  uint64_t byProtocol[ReactorStats::kProtocols] = {};
   uint64_t latency[kLatencyBuckets + 1] = {};
   uint64_t sumUs = 0;
   int64_t open = 0;
@@ -87,6 +88,9 @@ std::string renderMetrics() {
       std::shared_ptr<ReactorStats> s = w.lock();
       if (!s) continue;
       for (int i = 100; i < 600; ++i) byStatus[i] += s->byStatus[i].load(std::memory_order_relaxed);
+      for (int i = 0; i < ReactorStats::kProtocols; ++i) {
+        byProtocol[i] += s->byProtocol[i].load(std::memory_order_relaxed);
+      }
       for (size_t b = 0; b <= kLatencyBuckets; ++b) {
         latency[b] += s->latency[b].load(std::memory_order_relaxed);
       }
@@ -106,6 +110,13 @@ std::string renderMetrics() {
     appendU(out, byStatus[i]);
     out.push_back('\n');
   }
+  out.append("# HELP kuai_protocol_requests_total Requests answered, by protocol.\n"
+             "# TYPE kuai_protocol_requests_total counter\n"
+             "kuai_protocol_requests_total{protocol=\"http/1.1\"} ");
+  appendU(out, byProtocol[ReactorStats::kHttp1]);
+  out.append("\nkuai_protocol_requests_total{protocol=\"h2\"} ");
+  appendU(out, byProtocol[ReactorStats::kHttp2]);
+  out.push_back('\n');
   out.append("# HELP kuai_request_duration_seconds Time from a request's head to its response's end.\n"
              "# TYPE kuai_request_duration_seconds histogram\n");
   uint64_t cumulative = 0;

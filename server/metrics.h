@@ -7,6 +7,8 @@
 // the disk.
 #pragma once
 
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -21,14 +23,24 @@ inline constexpr uint64_t kLatencyBoundsUs[] = {500,     1'000,   2'500,     5'0
                                                 1'000'000, 2'500'000, 5'000'000, 10'000'000};
 inline constexpr size_t kLatencyBuckets = sizeof(kLatencyBoundsUs) / sizeof(kLatencyBoundsUs[0]);
 
+// The clock request latencies are measured with, in microseconds.
+inline uint64_t monotonicMicros() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000 + uint64_t(ts.tv_nsec) / 1000;
+}
+
 struct alignas(64) ReactorStats {
+  enum Protocol { kHttp1, kHttp2, kProtocols };
   std::atomic<uint64_t> byStatus[600] = {};
+  std::atomic<uint64_t> byProtocol[kProtocols] = {};
   std::atomic<uint64_t> latency[kLatencyBuckets + 1] = {};  // last: +Inf
   std::atomic<uint64_t> latencySumUs{0};
   std::atomic<int64_t> openConnections{0};
 
-  void record(int status, uint64_t micros) {
+  void record(int status, uint64_t micros, Protocol protocol) {
     if (status >= 100 && status < 600) byStatus[status].fetch_add(1, std::memory_order_relaxed);
+    byProtocol[protocol].fetch_add(1, std::memory_order_relaxed);
     size_t b = 0;
     while (b < kLatencyBuckets && micros > kLatencyBoundsUs[b]) ++b;
     latency[b].fetch_add(1, std::memory_order_relaxed);

@@ -26,9 +26,9 @@ TEST(FormatCombined, MissingFieldsAreDashesAndQuotesAreEscaped) {
 TEST(Metrics, SumsEveryReactorsCounters) {
   auto a = registerReactorStats();
   auto b = registerReactorStats();
-  a->record(200, 300);        // first bucket (<= 0.5 ms)
-  b->record(200, 3'000);      // <= 5 ms
-  b->record(503, 20'000'000); // past the last bound
+  a->record(200, 300, ReactorStats::kHttp1);         // first bucket (<= 0.5 ms)
+  b->record(200, 3'000, ReactorStats::kHttp2);       // <= 5 ms
+  b->record(503, 20'000'000, ReactorStats::kHttp1);  // past the last bound
   a->openConnections.store(2);
   b->openConnections.store(3);
   std::string text = renderMetrics();
@@ -44,6 +44,8 @@ TEST(Metrics, SumsEveryReactorsCounters) {
             std::string::npos) << text;
   EXPECT_NE(text.find("kuai_request_duration_seconds_count 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("kuai_open_connections 5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("kuai_protocol_requests_total{protocol=\"http/1.1\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("kuai_protocol_requests_total{protocol=\"h2\"} 1\n"), std::string::npos) << text;
   b.reset();  // a reactor that is gone no longer counts
   text = renderMetrics();
   EXPECT_NE(text.find("kuai_requests_total{code=\"200\"} 1\n"), std::string::npos) << text;

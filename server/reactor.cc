@@ -46,9 +46,10 @@ Reactor::~Reactor() {
   }
 }
 
-void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls) {
+void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls, bool h2c) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
+  l->h2c = h2c;
   l->tls = std::move(tls);
   listeners_.push_back(std::move(l));
   ++initialListeners_;

@@ -30,6 +30,9 @@ struct Listener {
   Handler* handler = nullptr;
   std::shared_ptr<tls::TlsContext> tls;  // a script's https server; null: plain
   bool armed = false;  // backend: an accept is in flight / fd is in the poll set
+  // Clear text: a client opening with the HTTP/2 preface speaks h2c (prior
+  // knowledge). (TLS listeners choose HTTP/2 by ALPN: see tls::TlsConfig.)
+  bool h2c = false;
   // The listener's own request deadlines, for the connections accepted from
   // now on (a script's server.headersTimeout / requestTimeout): the head
   // within headDeadlineMs and the whole request within requestDeadlineMs of
@@ -63,7 +66,8 @@ class Reactor {
   void removeListener(Listener* l);
   // Before init(): one more listening socket (a config file's listeners).
   // tls: its certificates; null: plain.
-  void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls);
+  // h2c: clear-text clients may speak HTTP/2 with prior knowledge.
+  void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls, bool h2c = false);
   // This thread only: an event loop to drive (the thread's Node environment).
   void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
   int index() const { return index_; }

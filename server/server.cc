@@ -92,7 +92,7 @@ bool Server::start(std::string& err) {
         std::shared_ptr<tls::TlsContext> ctx;
         if (l.tls) {
           std::string why;
-          ctx = tls::createTlsContext(l.tlsConfig, why);
+          ctx = tls::createTlsContext(listenerTlsConfig(l), why);
           if (!ctx) {
             err = config.site->file.empty()
                       ? why
@@ -114,7 +114,8 @@ bool Server::start(std::string& err) {
     for (int i = 0; i < config.threads; ++i) {
       reactors_.push_back(makeReactor(io, i, config_));
       for (size_t k = 0; k < siteFds.size(); ++k) {
-        reactors_.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k]);
+        reactors_.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k],
+                                             siteListen_[k].http2 == Http2::kH2c);
         siteFds[k][size_t(i)] = -1;
       }
     }
@@ -185,6 +186,10 @@ void Server::threadMain(size_t i, const std::vector<int>& cpus, std::promise<std
     reactor.setLoopDriver(nullptr);
     loop.reset();  // the environment goes on its own thread
   }
+  // Routes and pools go, and the access log's last lines are handed over (the
+  // last reactor to let go of the log waits for them to be written): a host
+  // process may end before the reactors are destroyed.
+  reactor.context().shutdown();
   if (--running_ == 0 && onFinished_) onFinished_();
 }
 
@@ -257,7 +262,7 @@ void Server::reload() {
     for (const ListenSpec& l : after.listen) {
       std::shared_ptr<tls::TlsContext> ctx;
       if (l.tls) {
-        ctx = tls::createTlsContext(l.tlsConfig, err);
+        ctx = tls::createTlsContext(listenerTlsConfig(l), err);
         if (!ctx) {
           if (file.empty()) {
             std::fprintf(stderr, "kuai: SIGHUP: TLS reload failed, keeping the old certificates: %s\n", err.c_str());

@@ -18,12 +18,27 @@
 
 namespace kuai::server {
 
+// HTTP/2 on a listener: kOn offers h2 by ALPN on TLS (clear text stays
+// HTTP/1.1); kH2c also takes h2c with prior knowledge on clear text (the
+// client's preface decides); kOff is HTTP/1.1 only.
+enum class Http2 : uint8_t { kOff, kOn, kH2c };
+
 struct ListenSpec {
   std::string host = "127.0.0.1";
   int port = 8080;
   bool tls = false;
   tls::TlsConfig tlsConfig;  // certificates when tls
+  Http2 http2 = Http2::kOn;
 };
+
+// The TLS settings a listener's context is made with: its certificates, and
+// ALPN offering h2 first unless HTTP/2 is off.
+inline tls::TlsConfig listenerTlsConfig(const ListenSpec& l) {
+  tls::TlsConfig t = l.tlsConfig;
+  t.alpn = l.http2 == Http2::kOff ? std::vector<std::string>{"http/1.1"}
+                                  : std::vector<std::string>{"h2", "http/1.1"};
+  return t;
+}
 
 // One upstream server of a proxy route, its address resolved at load time.
 struct UpstreamSpec {

@@ -17,6 +17,7 @@ ListenSpec commandLineListener(const ServerConfig& c) {
   l.port = c.port;
   l.tls = c.tls;
   l.tlsConfig = c.tlsConfig;
+  l.http2 = c.http2;
   return l;
 }
 
@@ -68,6 +69,9 @@ bool resolveSite(ServerConfig& config, std::string& err) {
   if (given(cli, "--io")) fromFile.io = cli.io;
   if (given(cli, "--host") || given(cli, "--port") || given(cli, "--tls-cert")) {
     site->listen = {commandLineListener(cli)};  // one listener, the command line's
+  }
+  if (given(cli, "--no-http2") || given(cli, "--h2c")) {
+    for (ListenSpec& l : site->listen) l.http2 = cli.http2;
   }
   if (given(cli, "--list")) {
     for (RouteSpec& r : site->routes) {

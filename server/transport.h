@@ -73,7 +73,16 @@ class alignas(16) Transport final {
     owned_ = std::move(p);
     protocol_ = owned_.get();
   }
+  // From inside the current protocol's callback (an HTTP/1.1 session handing
+  // the connection to HTTP/2): the old one is kept until the transport goes,
+  // so that the callback can return through it.
+  void replaceProtocol(std::unique_ptr<Protocol> p) {
+    retired_ = std::move(owned_);
+    setProtocol(std::move(p));
+  }
   Protocol* protocol() { return protocol_; }
+  // The protocol the TLS handshake chose by ALPN ("h2"); empty without one.
+  std::string_view alpn() const { return tls_ ? tls_->alpnSelected() : std::string_view(); }
   Reactor& reactor() { return reactor_; }
   int fd() const { return fd_; }
   State state() const { return state_; }
@@ -145,6 +154,7 @@ class alignas(16) Transport final {
   bool connected_ = true;    // outbound: false until the connect succeeds
   Protocol* protocol_ = nullptr;
   std::unique_ptr<Protocol> owned_;  // an accepted transport's protocol
+  std::unique_ptr<Protocol> retired_;  // the one it replaced
   OutputQueue out_;
   std::unique_ptr<tls::TlsSession> tls_;
   OutputQueue tlsOut_;       // TLS records waiting to be sent

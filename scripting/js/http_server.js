@@ -672,7 +672,8 @@ function handlerFailed(err, res) {
 // One socket object per connection, for all its requests (as in Node).
 const sockets = new Map();  // connection id -> KuaiSocket
 
-function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddress, remotePort,
+// version: 10, 11 or 20 (HTTP/2: as Node's compatibility API, '2.0').
+function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
                   encrypted, connId, flags) {
   const server = servers.get(serverId);
   let socket = sockets.get(connId);
@@ -684,8 +685,9 @@ function dispatch(serverId, handle, method, url, rawHeaders, minor, remoteAddres
   const req = new IncomingMessage(socket);
   req.method = method;
   req.url = url;
-  req.httpVersionMinor = minor;
-  req.httpVersion = minor === 0 ? '1.0' : '1.1';
+  req.httpVersionMajor = Math.floor(version / 10);
+  req.httpVersionMinor = version % 10;
+  req.httpVersion = `${req.httpVersionMajor}.${req.httpVersionMinor}`;
   // As Node: more fields than server.maxHeadersCount (2000 when null; 0: no
   // count) is a 431, and the connection closes.
   req[kMaxFields] = server && typeof server.maxHeadersCount === 'number'

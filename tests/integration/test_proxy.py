@@ -1443,16 +1443,21 @@ def test_proxy_route_behind_a_tls_listener(proxy, upstreams, io, certs, tmp_path
                       "tls": {"cert": str(certs.ecdsa), "key": str(certs.ecdsa_key)}}]
     p = KuaiProxy(d, cfg).start()
     try:
-        r = subprocess.run(["curl", "-sS", "--cacert", str(certs.ca), "-D", "-",
-                            f"https://localhost:{port}/echo"],
-                           capture_output=True, text=True, timeout=20)
-        assert r.returncode == 0, r.stderr
-        head, _, body = r.stdout.partition("\n\n")  # (text mode: \r\n read as \n)
-        assert head.startswith("HTTP/1.1 200"), head
-        doc = json.loads(body)
-        fwd = dict((k.lower(), v) for k, v in doc["headers"])
-        assert fwd["x-forwarded-proto"] == "https", doc
-        assert "x-upstream: a" in head.lower(), head
+        # HTTP/1.1, and (kuai offers it by ALPN) HTTP/2 downstream of the same
+        # HTTP/1.1 upstream.
+        for version, status_line in [("--http1.1", "HTTP/1.1 200"), ("--http2", "HTTP/2 200")]:
+            if version == "--http2" and UNDER != "kuai":
+                continue
+            r = subprocess.run(["curl", "-sS", version, "--cacert", str(certs.ca), "-D", "-",
+                                f"https://localhost:{port}/echo"],
+                               capture_output=True, text=True, timeout=20)
+            assert r.returncode == 0, r.stderr
+            head, _, body = r.stdout.partition("\n\n")  # (text mode: \r\n read as \n)
+            assert head.startswith(status_line), head
+            doc = json.loads(body)
+            fwd = dict((k.lower(), v) for k, v in doc["headers"])
+            assert fwd["x-forwarded-proto"] == "https", doc
+            assert "x-upstream: a" in head.lower(), head
     finally:
         p.stop()
 

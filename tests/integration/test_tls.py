@@ -119,10 +119,16 @@ def describe(r):
     return f"{r.cmd}\nstdout:\n{r.out[-2500:]}\nstderr:\n{r.err[-1500:]}"
 
 
-def test_alpn_selects_http11(server, certs):
-    for offer in ["http/1.1", "h2,http/1.1"]:
+def test_alpn_selects_h2_then_http11(server, certs):
+    for offer, chosen in [("http/1.1", "http/1.1"), ("h2,http/1.1", "h2"), ("http/1.1,h2", "h2"), ("h2", "h2")]:
         r = s_client(certs, server.port, "-alpn", offer)
-        assert "ALPN protocol: http/1.1" in r.out, describe(r)
+        assert f"ALPN protocol: {chosen}\n" in r.out, describe(r)
+
+
+def test_alpn_without_http2_selects_http11(kuai, certs):
+    s = kuai("--respond", "/hello=hi", "--no-http2")
+    r = s_client(certs, s.port, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: http/1.1\n" in r.out, describe(r)
 
 
 def test_alpn_in_python_client(server):

@@ -1,0 +1,587 @@
+#include "server/http2_session.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "server/reactor.h"
+#include "server/metrics.h"
+#include "server/router.h"
+#include "server/thread_context.h"
+#include "server/static_files.h"
+
+namespace kuai::server {
+
+namespace {
+
+constexpr uint32_t kMaxConcurrentStreams = 100;
+constexpr int32_t kStreamWindow = 1 << 20;       // 1 MiB per stream
+constexpr int32_t kConnectionWindow = 16 << 20;  // 16 MiB per connection
+constexpr size_t kSendHighWater = 256 * 1024;    // stop producing frames above this much unsent output
+constexpr size_t kFileChunk = 64 * 1024;
+constexpr double kResetBurst = 1000;
+constexpr double kResetRate = 33;  // per second
+
+// Fields that belong to one HTTP/1.1 connection, never sent in HTTP/2
+// (RFC 9113 §8.2.2).
+bool connectionSpecific(std::string_view lower) {
+  return lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" ||
+         lower == "transfer-encoding" || lower == "upgrade";
+}
+
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  }
+  return out;
+}
+
+nghttp2_nv field(std::string_view name, std::string_view value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NONE};
+}
+
+}  // namespace
+
+// One stream: its request (fields owned here, so the parser::Request's views
+// stay valid for the handler), the exchange answering it, and the response
+// body waiting for the stream's window.
+class Http2Session::Stream final : public ExchangeSink {
+ public:
+  Stream(Http2Session& session, int32_t id) : session_(session), id_(id) {}
+
+  // ExchangeSink.
+  void sendHead(Exchange& ex, int status, std::string_view reason, std::string_view headerLines, int64_t length,
+                int keepAliveSeconds, bool serverField) override;
+  void sendBody(Exchange&, std::string_view bytes) override {
+    body_.append(bytes);
+    resume();
+  }
+  void sendFile(Exchange&, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) override {
+    files_.push_back({std::move(file), offset, length});
+    resume();
+  }
+  void sendEnd(Exchange&) override {
+    ended_ = true;
+    resume();
+  }
+  void sendContinue(Exchange&) override {
+    const nghttp2_nv nv[] = {field(":status", "100")};
+    nghttp2_submit_headers(session_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, nv, 1, nullptr);
+    session_.pump();
+  }
+  // HTTP/2 has no Upgrade (RFC 9113 §8.6): the stream is refused.
+  void switchProtocols(Exchange& ex, std::string_view, bool) override { abortResponse(ex); }
+  void sendRaw(Exchange& ex, std::string_view) override { abortResponse(ex); }
+  void abortResponse(Exchange&) override {
+    aborted_ = true;
+    nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+    session_.pump();
+  }
+  size_t pendingBytes(const Exchange&) const override {
+    size_t files = 0;
+    for (const auto& f : files_) files += size_t(f.length);
+    // This stream's own backlog: the connection's output is bounded by
+    // pump() (kSendHighWater), and one stream's writer must not wait for
+    // another's.
+    return body_.size() - bodyAt_ + files;
+  }
+  void setReading(Exchange&, bool) override {}
+  std::string_view peerAddress() override { return session_.transport_.peerAddress(); }
+  int peerPort() override { return session_.transport_.peerPort(); }
+  bool encrypted() const override { return session_.transport_.isTls(); }
+  uint64_t connectionId() const override { return session_.transport_.id(); }
+
+  // The stream is gone: the exchange is cut loose, its handler told of an
+  // abort unless the whole response went out.
+  void release() {
+    account();
+    if (!exchange_) return;
+    std::shared_ptr<Exchange> ex = std::move(exchange_);
+    bool aborted = !responseEnded_ && !ex->ended();
+    ex->detach();
+    if (aborted && ex->listener()) ex->listener()->onAbort();
+  }
+
+  // Metrics and the access log, once per stream that got a response head.
+  void account() {
+    if (!startUs_) return;
+    uint64_t us = monotonicMicros() - startUs_;
+    startUs_ = 0;
+    ThreadContext& ctx = session_.reactor_.context();
+    ctx.stats().record(status_, us, ReactorStats::kHttp2);
+    if (!ctx.logging()) return;
+    std::string line = method_ + " " + path_ + " HTTP/2.0";
+    formatCombined(ctx.logBuffer(), session_.transport_.peerAddress(), session_.reactor_.nowSeconds(), line,
+                   status_, respBytes_, request_.header("referer"), request_.header("user-agent"));
+  }
+
+  // The request as it arrives.
+  bool addField(std::string_view name, std::string_view value, const parser::Limits& limits);
+  // Builds request_ from the fields; false (with the status to answer) when
+  // the header block does not make a request.
+  bool finishHead(int& status);
+
+  // nghttp2's data source: the response body as the window allows.
+  static ssize_t read(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
+                      nghttp2_data_source* source, void* user);
+
+  Http2Session& session_;
+  int32_t id_;
+  std::vector<std::pair<std::string, std::string>> fields_;
+  std::string method_, path_, authority_, scheme_;
+  size_t fieldBytes_ = 0;
+  int refuseStatus_ = 0;  // the header block broke a limit: answer this
+  parser::Request request_;
+  Handler* handler_ = nullptr;
+  std::shared_ptr<const void> table_;  // the route table it was routed by
+  std::shared_ptr<Exchange> exchange_;
+  uint64_t bodyBytes_ = 0;
+  bool dispatched_ = false;
+  bool told_ = false;        // the handler has the request
+  bool remoteEnded_ = false;
+  bool headSent_ = false;
+  bool bodyless_ = false;
+  bool deferred_ = false;    // the data source waits for more body
+  bool ended_ = false;       // the handler ended the body
+  bool aborted_ = false;
+  bool responseEnded_ = false;  // END_STREAM is queued: a close after it is no abort
+  uint64_t startUs_ = 0;        // when its head was complete (0: not counted)
+  int status_ = 0;
+  uint64_t respBytes_ = 0;
+  struct FileRange {
+    std::shared_ptr<OpenFile> file;
+    uint64_t offset;
+    uint64_t length;
+  };
+  std::vector<FileRange> files_;
+  std::string body_;
+  size_t bodyAt_ = 0;
+
+ private:
+  void resume() {
+    if (deferred_) {
+      deferred_ = false;
+      nghttp2_session_resume_data(session_.session_, id_);
+    }
+    session_.pump();
+  }
+};
+
+bool Http2Session::Stream::addField(std::string_view name, std::string_view value, const parser::Limits& limits) {
+  fieldBytes_ += name.size() + value.size();
+  if (fieldBytes_ > limits.maxHeaderBytes || fields_.size() >= limits.maxHeaders ||
+      name.size() + value.size() > limits.maxFieldSize) {
+    refuseStatus_ = 431;
+    return true;  // keep decoding (HPACK state), answer 431 once the block ends
+  }
+  if (name == ":method") method_.assign(value);
+  else if (name == ":path") path_.assign(value);
+  else if (name == ":authority") authority_.assign(value);
+  else if (name == ":scheme") scheme_.assign(value);
+  else if (!name.empty() && name[0] == ':') return false;  // nghttp2 checks these; unknown ones are errors
+  else fields_.emplace_back(std::string(name), std::string(value));
+  return true;
+}
+
+bool Http2Session::Stream::finishHead(int& status) {
+  if (refuseStatus_) {
+    status = refuseStatus_;
+    return false;
+  }
+  request_ = parser::Request();
+  request_.method = method_;
+  request_.target = path_;
+  request_.versionMajor = 2;
+  request_.versionMinor = 0;
+  request_.keepAlive = true;
+  request_.isHead = method_ == "HEAD";
+  bool hostField = false;
+  for (const auto& [n, v] : fields_) {
+    if (n == "host") hostField = true;
+  }
+  // :authority is the Host of an HTTP/1.1 request (RFC 9113 §8.3.1): handlers
+  // see it as a host field when the client sent none.
+  if (!hostField && !authority_.empty()) fields_.emplace_back("host", authority_);
+  for (const auto& [n, v] : fields_) {
+    request_.headers.push_back({n, v});
+    if (n == "host") request_.host = v;
+    if (n == "content-length") {
+      char* end = nullptr;
+      unsigned long long len = std::strtoull(v.c_str(), &end, 10);
+      if (!v.empty() && end && *end == '\0') request_.contentLength = int64_t(len);
+    }
+    if (n == "expect" && parser::equalsIgnoreCase(v, "100-continue")) request_.expectContinue = true;
+  }
+  if (request_.contentLength > 0 && uint64_t(request_.contentLength) > session_.reactor_.config().limits.maxBodyBytes) {
+    status = 413;
+    return false;
+  }
+  return true;
+}
+
+void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, std::string_view headerLines,
+                                    int64_t length, int, bool serverField) {
+  if (headSent_ || aborted_) return;
+  headSent_ = true;
+  status_ = status;
+  std::string statusText = std::to_string(status);
+  std::string lengthText = std::to_string(length);
+  std::string_view date = session_.reactor_.dateLine();  // "Date: ...\r\n"
+  date = date.substr(6, date.size() - 8);
+  std::vector<std::string> names;  // lowercased names, kept while nghttp2 copies
+  std::vector<nghttp2_nv> nv;
+  names.reserve(32);
+  nv.push_back(field(":status", statusText));
+  if (serverField) nv.push_back(field("server", "kuai"));
+  nv.push_back(field("date", date));
+  bool hasLength = false;
+  size_t at = 0;
+  while (at < headerLines.size()) {
+    size_t eol = headerLines.find("\r\n", at);
+    if (eol == std::string_view::npos) eol = headerLines.size();
+    std::string_view line = headerLines.substr(at, eol - at);
+    at = eol + 2;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    names.push_back(lowercase(line.substr(0, colon)));
+    const std::string& name = names.back();
+    if (connectionSpecific(name) || name == "date" || (serverField && name == "server")) continue;
+    if (name == "content-length") hasLength = true;
+    nv.push_back(field(name, value));
+  }
+  bodyless_ = ex.bodyless();
+  if (length >= 0 && !hasLength && status != 204 && status != 304) nv.push_back(field("content-length", lengthText));
+  if (bodyless_ || length == 0) {
+    // The head is the whole response: END_STREAM on HEADERS.
+    responseEnded_ = true;
+    nghttp2_submit_response(session_.session_, id_, nv.data(), nv.size(), nullptr);
+  } else {
+    nghttp2_data_provider provider;
+    provider.source.ptr = this;
+    provider.read_callback = &Stream::read;
+    nghttp2_submit_response(session_.session_, id_, nv.data(), nv.size(), &provider);
+  }
+  session_.pump();
+}
+
+ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                                   nghttp2_data_source* source, void*) {
+  auto* s = static_cast<Stream*>(source->ptr);
+  size_t n = 0;
+  if (s->bodyAt_ < s->body_.size()) {
+    n = std::min(length, s->body_.size() - s->bodyAt_);
+    std::memcpy(buf, s->body_.data() + s->bodyAt_, n);
+    s->bodyAt_ += n;
+    if (s->bodyAt_ == s->body_.size()) {
+      s->body_.clear();
+      s->bodyAt_ = 0;
+    }
+  } else if (!s->files_.empty()) {
+    FileRange& f = s->files_.front();
+    size_t want = size_t(std::min<uint64_t>({f.length, uint64_t(length), kFileChunk}));
+    ssize_t got = ::pread(f.file->fd, buf, want, off_t(f.offset));
+    if (got <= 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
+    n = size_t(got);
+    f.offset += n;
+    f.length -= n;
+    if (f.length == 0) s->files_.erase(s->files_.begin());
+  }
+  s->respBytes_ += n;
+  // A writer waiting for room (write() returned false) hears onDrain once
+  // pump() is out of nghttp2.
+  if (s->exchange_ && s->exchange_->waitingDrain) s->session_.drainDue_ = true;
+  bool drained = s->body_.empty() && s->files_.empty();
+  if (drained && s->ended_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    s->responseEnded_ = true;
+  } else if (n == 0) {
+    s->deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return ssize_t(n);
+}
+
+Http2Session::Http2Session(Transport& transport, const Listener& listener)
+    : transport_(transport),
+      reactor_(transport.reactor()),
+      listenerHandler_(listener.handler),
+      resetTokens_(kResetBurst) {
+  nghttp2_session_callbacks* cb;
+  nghttp2_session_callbacks_new(&cb);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &onBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cb, &onHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &onFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &onDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, &onStreamClose);
+  nghttp2_option* opt;
+  nghttp2_option_new(&opt);
+  const parser::Limits& limits = reactor_.config().limits;
+  // Header blocks larger than the limits are refused while being decoded.
+  nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+  nghttp2_option_set_max_settings(opt, 32);
+  nghttp2_option_set_max_continuations(opt, 8);
+  nghttp2_option_set_max_outbound_ack(opt, 1000);
+  nghttp2_session_server_new2(&session_, cb, this, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, uint32_t(kStreamWindow)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.maxHeaderBytes + 32 * limits.maxHeaders},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof(settings) / sizeof(settings[0]));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  lastActiveMs_ = lastProgressMs_ = resetRefillMs_ = reactor_.nowMs();
+}
+
+Http2Session::~Http2Session() {
+  onClose();
+  nghttp2_session_del(session_);
+}
+
+Http2Session::Stream* Http2Session::stream(int32_t id) {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second.get();
+}
+
+int Http2Session::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* h = static_cast<Http2Session*>(self);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  h->streams_[frame->hd.stream_id] = std::make_unique<Stream>(*h, frame->hd.stream_id);
+  return 0;
+}
+
+int Http2Session::onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                           const uint8_t* value, size_t valuelen, uint8_t, void* self) {
+  auto* h = static_cast<Http2Session*>(self);
+  Stream* s = h->stream(frame->hd.stream_id);
+  if (!s || s->dispatched_) return 0;  // trailers: dropped
+  std::string_view n(reinterpret_cast<const char*>(name), namelen);
+  std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+  if (!s->addField(n, v, h->reactor_.config().limits)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* h = static_cast<Http2Session*>(self);
+  uint64_t now = h->reactor_.nowMs();
+  h->lastActiveMs_ = now;
+  if (frame->hd.type == NGHTTP2_RST_STREAM) {
+    h->resetTokens_ = std::min(kResetBurst, h->resetTokens_ + double(now - h->resetRefillMs_) * kResetRate / 1000);
+    h->resetRefillMs_ = now;
+    h->resetTokens_ -= 1;
+    if (h->resetTokens_ < 0) h->goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+  }
+  Stream* s = h->stream(frame->hd.stream_id);
+  if (!s) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !s->dispatched_) {
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) s->remoteEnded_ = true;
+    h->dispatch(*s);
+    return 0;
+  }
+  if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    s->remoteEnded_ = true;
+    h->bodyEnd(*s);
+  }
+  return 0;
+}
+
+int Http2Session::onDataChunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* self) {
+  auto* h = static_cast<Http2Session*>(self);
+  Stream* s = h->stream(id);
+  if (!s || !s->exchange_) return 0;
+  s->bodyBytes_ += len;
+  if (s->bodyBytes_ > h->reactor_.config().limits.maxBodyBytes) {
+    if (!s->exchange_->headersSent()) {
+      h->refuse(*s, 413);
+    } else {
+      nghttp2_submit_rst_stream(h->session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    }
+    return 0;
+  }
+  if (s->told_ && s->handler_->takesBody() && s->exchange_->listener()) {
+    s->exchange_->listener()->onBody({reinterpret_cast<const char*>(data), len});
+  }
+  return 0;
+}
+
+int Http2Session::onStreamClose(nghttp2_session*, int32_t id, uint32_t, void* self) {
+  auto* h = static_cast<Http2Session*>(self);
+  auto it = h->streams_.find(id);
+  if (it == h->streams_.end()) return 0;
+  std::unique_ptr<Stream> s = std::move(it->second);
+  h->streams_.erase(it);
+  s->release();
+  h->lastActiveMs_ = h->reactor_.nowMs();
+  return 0;
+}
+
+void Http2Session::dispatch(Stream& s) {
+  s.dispatched_ = true;
+  if (reactor_.context().observing()) s.startUs_ = monotonicMicros();
+  s.exchange_ = std::make_shared<Exchange>(&s);
+  int status = 0;
+  if (!s.finishHead(status)) {
+    s.exchange_->setHead(s.method_ == "HEAD");
+    refuse(s, status);
+    return;
+  }
+  s.exchange_->setHead(s.request_.isHead);
+  s.handler_ = listenerHandler_ ? listenerHandler_ : reactor_.context().router().route(s.request_, s.table_);
+  if (s.request_.expectContinue && !s.remoteEnded_ && !s.handler_->answersContinue()) s.exchange_->writeContinue();
+  if (s.handler_->takesBody()) {
+    s.told_ = true;
+    std::shared_ptr<Exchange> ex = s.exchange_;  // the handler may end the stream
+    s.handler_->onRequest(s.request_, ex);
+  }
+  if (s.remoteEnded_) bodyEnd(s);
+}
+
+void Http2Session::bodyEnd(Stream& s) {
+  if (!s.exchange_ || !s.handler_) return;
+  std::shared_ptr<Exchange> ex = s.exchange_;
+  if (!s.told_) {
+    s.told_ = true;
+    s.handler_->onRequest(s.request_, ex);
+  } else if (ex->listener()) {
+    ex->listener()->onBodyEnd();
+  }
+}
+
+void Http2Session::refuse(Stream& s, int status) {
+  std::shared_ptr<Exchange> ex = s.exchange_;
+  ex->writeError(status);
+}
+
+void Http2Session::goaway(uint32_t error) {
+  if (goawaySent_) return;
+  goawaySent_ = true;
+  // GOAWAY with the last stream taken; nghttp2 ignores newer ones, and the
+  // session ends once it is sent (and, for NO_ERROR, the open streams end).
+  if (error == NGHTTP2_NO_ERROR) {
+    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                          NGHTTP2_NO_ERROR, nullptr, 0);
+  } else {
+    nghttp2_session_terminate_session(session_, error);
+  }
+  pump();
+}
+
+void Http2Session::onData(const char* data, size_t len) {
+  lastProgressMs_ = reactor_.nowMs();
+  inRecv_ = true;
+  ssize_t n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
+  inRecv_ = false;
+  if (n < 0) {
+    // A fatal error (a bad preface, a callback's failure): nghttp2 sends
+    // nothing more; a GOAWAY with PROTOCOL_ERROR says why, then the close.
+    if (!goawaySent_) {
+      goawaySent_ = true;
+      static constexpr char kGoaway[] = {0, 0, 8, 7, 0, 0, 0, 0, 0,  // GOAWAY, 8 bytes, stream 0
+                                         0, 0, 0, 0,                 // last stream id
+                                         0, 0, 0, 1};                // PROTOCOL_ERROR
+      transport_.output().buffer().append(kGoaway, sizeof(kGoaway));
+      transport_.flush();
+    }
+    transport_.closeAfterOutput();
+    return;
+  }
+  pump();
+}
+
+void Http2Session::pump() {
+  if (inRecv_ || inPump_) {
+    pumpWanted_ = true;
+    return;
+  }
+  inPump_ = true;
+  do {
+    pumpWanted_ = false;
+    sendFrames();
+    if (drainDue_) {
+      drainDue_ = false;
+      tellDrained();
+    }
+  } while (pumpWanted_ && transport_.state() == Transport::State::kOpen);
+  inPump_ = false;
+}
+
+void Http2Session::tellDrained() {
+  constexpr size_t kLowWater = 32 * 1024;
+  std::vector<std::shared_ptr<Exchange>> ready;
+  for (auto& [id, s] : streams_) {
+    if (!s->exchange_ || !s->exchange_->waitingDrain) continue;
+    if (s->pendingBytes(*s->exchange_) >= kLowWater) continue;
+    s->exchange_->waitingDrain = false;
+    ready.push_back(s->exchange_);
+  }
+  for (auto& ex : ready) {
+    if (ex->valid() && ex->listener()) ex->listener()->onDrain();
+  }
+}
+
+void Http2Session::sendFrames() {
+  if (transport_.state() != Transport::State::kOpen) return;
+  while (transport_.pendingBytes() < kSendHighWater) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      transport_.close();
+      return;
+    }
+    if (n == 0) break;
+    lastProgressMs_ = reactor_.nowMs();
+    transport_.output().buffer().append(reinterpret_cast<const char*>(data), size_t(n));
+  }
+  transport_.flush();
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
+    transport_.closeAfterOutput();
+  }
+}
+
+void Http2Session::onDrained() { pump(); }
+
+void Http2Session::onEof() {
+  // The client closed: nothing more can arrive, and no answer can be read.
+  transport_.close();
+}
+
+void Http2Session::onTick(uint64_t nowMs) {
+  const Timeouts& t = reactor_.config().timeouts;
+  if (!streams_.empty()) {
+    lastActiveMs_ = nowMs;
+    // Streams open and nothing moving either way (a client that never opens
+    // its window, or never finishes a request): the connection goes.
+    if (nowMs - lastProgressMs_ >= std::max(t.sendMs, t.bodyMs)) transport_.close();
+    return;
+  }
+  if (nowMs - lastActiveMs_ >= t.idleMs) {
+    goaway(NGHTTP2_NO_ERROR);
+    transport_.closeAfterOutput();
+  }
+}
+
+void Http2Session::onShutdown() {
+  // A graceful stop: GOAWAY with the last stream taken; those finish.
+  goaway(NGHTTP2_NO_ERROR);
+  if (streams_.empty()) transport_.closeAfterOutput();
+}
+
+void Http2Session::onClose() {
+  std::map<int32_t, std::unique_ptr<Stream>> streams;
+  streams.swap(streams_);
+  for (auto& [id, s] : streams) s->release();
+}
+
+}  // namespace kuai::server

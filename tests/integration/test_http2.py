@@ -1,0 +1,395 @@
+"""HTTP/2: ALPN h2 on TLS (on by default, --no-http2 turns it off), h2c with
+prior knowledge (--h2c), every native route kind answering over h2 through the
+same handlers as HTTP/1.1, with real clients (curl, h2load) and frame-level
+cases written with Python's h2 (bad preface, oversized header blocks,
+CONTINUATION floods, rapid reset, GOAWAY on drain). Every test runs on both
+backends."""
+
+import hashlib
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.errors
+import h2.settings
+import pytest
+from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+from conftest import HELLO_BODY, KuaiServer
+from upstream import Upstream, pattern_sha256
+
+
+@pytest.fixture
+def scheme():
+    return "https"
+
+
+def curl(server, *args, timeout=30):
+    cmd = ["curl", "-sS", "--max-time", str(timeout), *args]
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout + 10)
+    return p
+
+
+def https_url(server, path):
+    return f"https://localhost:{server.port}{path}"
+
+
+def curl_tls(server):
+    return ["--cacert", str(server.certs.ca), "--resolve", f"localhost:{server.port}:127.0.0.1"]
+
+
+def version_and_body(server, path, *extra):
+    p = curl(server, *curl_tls(server), "--http2", "-w", "\n%{http_version} %{http_code}", *extra,
+             https_url(server, path))
+    assert p.returncode == 0, p.stderr.decode()
+    body, _, tail = p.stdout.rpartition(b"\n")
+    version, code = tail.decode().split()
+    return version, int(code), body
+
+
+class H2Client:
+    """A frame-level HTTP/2 client over one socket (TLS with ALPN h2, or h2c)."""
+
+    def __init__(self, port, tls_ca=None, preface=True, settings=None):
+        """The client's own checks are off: tests send what they like."""
+        raw = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+        if tls_ca:
+            ctx = ssl.create_default_context(cafile=str(tls_ca))
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+            assert self.sock.selected_alpn_protocol() == "h2"
+        else:
+            self.sock = raw
+        self.log = []
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_inbound_headers=False,
+            validate_outbound_headers=False, normalize_outbound_headers=False))
+        if preface:
+            self.conn.initiate_connection()
+            if settings:
+                self.conn.update_settings(settings)
+            self.flush()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def request(self, path, method="GET", end_stream=True, extra=()):
+        sid = self.conn.get_next_available_stream_id()
+        headers = [(":method", method), (":path", path), (":scheme", "https"), (":authority", "localhost"),
+                   *extra]
+        self.conn.send_headers(sid, headers, end_stream=end_stream)
+        self.flush()
+        return sid
+
+    def events(self, until, timeout=10):
+        """Reads until `until(every event so far)` is true, the server
+        closes, or timeout; returns (every event so far, closed). Received
+        data is acknowledged (window updates) as it comes."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if until(self.log):
+                return self.log, False
+            self.sock.settimeout(max(0.05, deadline - time.time()))
+            try:
+                data = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                break
+            except (ConnectionResetError, ssl.SSLError):
+                return self.log, True
+            if not data:
+                return self.log, True
+            try:
+                evs = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                return self.log, True
+            for e in evs:
+                if isinstance(e, h2.events.DataReceived) and e.flow_controlled_length:
+                    try:
+                        self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                    except h2.exceptions.StreamClosedError:
+                        pass
+            self.log += evs
+            try:
+                self.flush()
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                return self.log, True
+        return self.log, False
+
+    def response(self, sid, timeout=10):
+        """The status, headers and body of stream sid, and whether it ended."""
+        evs, closed = self.events(lambda e: any(isinstance(x, (h2.events.StreamEnded, h2.events.StreamReset))
+                                                and x.stream_id == sid for x in e), timeout)
+        headers, body, ended = {}, b"", False
+        for e in evs:
+            if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+                headers = dict(e.headers)
+            elif isinstance(e, h2.events.DataReceived) and e.stream_id == sid:
+                body += e.data
+            elif isinstance(e, h2.events.StreamEnded) and e.stream_id == sid:
+                ended = True
+        return headers, body, ended
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def goaway(events):
+    return next((e for e in events if isinstance(e, h2.events.ConnectionTerminated)), None)
+
+
+# ---- real clients ----
+
+def test_tls_offers_h2_and_answers_every_route_kind(server, docroot):
+    v, code, body = version_and_body(server, "/hello")
+    assert (v, code, body.decode()) == ("2", 200, HELLO_BODY)
+    v, code, body = version_and_body(server, "/style.css")
+    assert (v, code, body) == ("2", 200, docroot.files["style.css"])
+    v, code, body = version_and_body(server, "/nowhere")
+    assert (v, code, body) == ("2", 404, b"404 Not Found\n")
+    v, code, body = version_and_body(server, "/big.bin")
+    assert (v, code) == ("2", 200)
+    assert hashlib.sha256(body).hexdigest() == docroot.big_sha
+
+
+def test_static_conditionals_ranges_and_head_over_h2(server, docroot):
+    p = curl(server, *curl_tls(server), "--http2", "-D", "-", "-o", "/dev/null", https_url(server, "/data.json"))
+    head = p.stdout.decode().lower()
+    assert head.startswith("http/2 200")
+    etag = next(l.split(":", 1)[1].strip() for l in head.splitlines() if l.startswith("etag:"))
+    v, code, body = version_and_body(server, "/data.json", "-H", f"If-None-Match: {etag}")
+    assert (v, code, body) == ("2", 304, b"")
+    v, code, body = version_and_body(server, "/ranges.txt", "-H", "Range: bytes=2-9")
+    assert (v, code, body) == ("2", 206, docroot.files["ranges.txt"][2:10])
+    p = curl(server, *curl_tls(server), "--http2", "-I", https_url(server, "/data.json"))
+    out = p.stdout.decode().lower()
+    assert out.startswith("http/2 200")
+    assert f"content-length: {len(docroot.files['data.json'])}" in out
+    # No connection-specific fields in HTTP/2 (RFC 9113 §8.2.2).
+    assert "connection:" not in out and "keep-alive:" not in out
+
+
+def test_no_http2_keeps_tls_on_http11(kuai):
+    s = kuai("--respond", "/hello=hi", "--no-http2")
+    v, code, body = version_and_body(s, "/hello")
+    assert (v, code, body) == ("1.1", 200, b"hi")
+
+
+def test_h2c_with_prior_knowledge_and_http11_on_the_same_port(kuai):
+    s = kuai("--respond", "/hello=hi", "--h2c", tls=False)
+    p = curl(s, "--http2-prior-knowledge", "-w", "\n%{http_version}", f"http://127.0.0.1:{s.port}/hello")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout == b"hi\n2"
+    p = curl(s, "-w", "\n%{http_version}", f"http://127.0.0.1:{s.port}/hello")
+    assert p.stdout == b"hi\n1.1"
+
+
+def test_clear_text_without_h2c_refuses_the_preface(kuai):
+    s = kuai("--respond", "/hello=hi", tls=False)
+    p = curl(s, "--http2-prior-knowledge", f"http://127.0.0.1:{s.port}/hello")
+    assert p.returncode != 0
+
+
+def test_h2load_many_streams_all_succeed(server):
+    p = subprocess.run(["h2load", "-n", "3000", "-c", "4", "-m", "20", f"https://127.0.0.1:{server.port}/hello"],
+                       capture_output=True, text=True, timeout=60)
+    assert "3000 succeeded, 0 failed, 0 errored" in p.stdout, p.stdout + p.stderr
+    assert "Application protocol: h2" in p.stdout
+
+
+# ---- frame level ----
+
+def test_concurrent_streams_on_one_connection(server, docroot):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        sids = [c.request("/hello"), c.request("/style.css"), c.request("/nowhere"),
+                c.request("/data.json", method="HEAD")]
+        results = {sid: c.response(sid) for sid in sids}
+    finally:
+        c.close()
+    assert results[sids[0]][0][":status"] == "200" and results[sids[0]][1] == HELLO_BODY.encode()
+    assert results[sids[1]][1] == docroot.files["style.css"]
+    assert results[sids[2]][0][":status"] == "404"
+    head = results[sids[3]]
+    assert head[0][":status"] == "200" and head[1] == b"" and head[2]
+    assert head[0]["content-length"] == str(len(docroot.files["data.json"]))
+
+
+def test_a_request_body_reaches_a_native_route(server):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        sid = c.request("/hello", method="POST", end_stream=False, extra=[("content-length", "5")])
+        c.conn.send_data(sid, b"hello", end_stream=True)
+        c.flush()
+        headers, body, ended = c.response(sid)
+    finally:
+        c.close()
+    assert headers[":status"] == "405" and ended
+
+
+def test_bad_preface_is_a_connection_error(kuai):
+    s = kuai("--respond", "/hello=hi", "--h2c", tls=False)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + b"\x00" * 64)
+        data = b""
+        try:
+            while chunk := sock.recv(4096):
+                data += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+    # A GOAWAY (type 7) and the close.
+    assert b"\x07\x00\x00\x00\x00\x00" in data or data == b""
+    assert s.alive()
+
+
+def test_too_large_header_block_gets_431(server):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        sid = c.request("/hello", extra=[(f"x-h{i}", "v" * 100) for i in range(150)])
+        headers, body, ended = c.response(sid)
+        assert headers.get(":status") == "431", headers
+        sid2 = c.request("/hello")
+        h2_, b2, _ = c.response(sid2)
+        assert h2_[":status"] == "200" and b2 == HELLO_BODY.encode()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("fields", [
+    [("connection", "keep-alive")],
+    [("transfer-encoding", "chunked")],
+    [(":protocol", "x")],
+    [("Upper-Case", "x")],
+], ids=["connection", "transfer-encoding", "unknown-pseudo", "uppercase-name"])
+def test_malformed_requests_reset_the_stream_only(server, fields):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        c.events(lambda e: any(isinstance(x, h2.events.RemoteSettingsChanged) for x in e), timeout=3)
+        base = [(":method", "GET"), (":path", "/hello"), (":scheme", "https"), (":authority", "localhost")]
+        c.conn.send_headers(1, base + fields, end_stream=True)
+        c.flush()
+        evs, closed = c.events(lambda e: any(isinstance(x, (h2.events.StreamReset, h2.events.ResponseReceived))
+                                             for x in e))
+        assert any(isinstance(e, h2.events.StreamReset) and e.stream_id == 1 for e in evs), evs
+        sid2 = c.request("/hello")
+        headers, body, _ = c.response(sid2)
+        assert headers[":status"] == "200"
+    finally:
+        c.close()
+
+
+def test_continuation_flood_closes_the_connection(server):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        c.events(lambda e: any(isinstance(x, h2.events.RemoteSettingsChanged) for x in e), timeout=3)
+        block = c.conn.encoder.encode([(":method", "GET"), (":path", "/hello"), (":scheme", "https"),
+                                       (":authority", "localhost")])
+        hf = HeadersFrame(1)
+        hf.data = block
+        hf.flags.add("END_STREAM")
+        data = hf.serialize()
+        for _ in range(2000):
+            cf = ContinuationFrame(1)
+            cf.data = b"\x40\x01a\x01b"  # literal field a: b, never ending the block
+            data += cf.serialize()
+        try:
+            c.send_raw(data)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        evs, closed = c.events(lambda e: goaway(e) is not None, timeout=10)
+        assert closed or goaway(evs) is not None
+    finally:
+        c.close()
+    assert server.alive()
+
+
+def test_rapid_reset_gets_enhance_your_calm(server):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        for _ in range(1500):
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "GET"), (":path", "/hello"), (":scheme", "https"),
+                                      (":authority", "localhost")], end_stream=True)
+            c.conn.reset_stream(sid)
+        try:
+            c.flush()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        evs, closed = c.events(lambda e: goaway(e) is not None, timeout=10)
+        g = goaway(evs)
+        assert g is not None, evs[-5:]
+        assert g.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    finally:
+        c.close()
+    assert server.alive()
+
+
+def test_drain_sends_goaway_and_finishes_streams(kuai, docroot, tmp_path):
+    """SIGTERM while curl downloads over h2: the download completes."""
+    s = kuai("--respond", "/hello=hi")
+    out = tmp_path / "big.bin"
+    proc = subprocess.Popen(["curl", "-sS", "--http2", *curl_tls(s), "--limit-rate", "2M", "-o", str(out),
+                             https_url(s, "/big.bin")], stderr=subprocess.PIPE)
+    time.sleep(0.7)
+    s.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == docroot.big_sha
+    s.wait()
+
+
+def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
+    """A config file's listener with http2: "h2c": the proxy (HTTP/1.1
+    upstream), an app route (Node's http handler sees HTTP/2 as '2.0' with
+    :authority as host), the metrics page counting h2 requests, and the access
+    log."""
+    up = Upstream("a").start()
+    try:
+        (tmp_path / "handler.js").write_text(
+            "module.exports = (req, res) => {\n"
+            "  let n = 0;\n"
+            "  req.on('data', c => n += c.length);\n"
+            "  req.on('end', () => res.end(`${req.httpVersion} ${req.headers.host} ${req.method} ${n}`));\n"
+            "};\n")
+        (tmp_path / "logs").mkdir()
+        cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
+               "routes": [{"match": "/up/", "proxy": {"upstreams": [up.address], "stripPrefix": True}},
+                          {"match": "/app/", "app": "./handler.js"}],
+               "logging": {"access": "./logs/access.log", "metrics": "/metrics"}}
+        path = tmp_path / "kuai.config.json"
+        path.write_text(json.dumps(cfg))
+        s = KuaiServer(["--config", str(path)], logdir).start()
+        try:
+            base = f"http://127.0.0.1:{s.port}"
+            p = curl(s, "--http2-prior-knowledge", "-w", "\n%{http_version}", f"{base}/up/hello")
+            assert p.stdout == b"hello from a\n\n2", p.stdout + p.stderr
+            p = curl(s, "--http2-prior-knowledge", f"{base}/up/bytes/1000000", "-o", "-")
+            assert hashlib.sha256(p.stdout).hexdigest() == pattern_sha256(1000000)
+            p = curl(s, "--http2-prior-knowledge", "--data-binary", "x" * 70000, f"{base}/app/x")
+            assert p.stdout == b"2.0 127.0.0.1:%d POST 70000" % s.port, p.stdout + p.stderr
+            p = curl(s, "--http2-prior-knowledge", f"{base}/metrics")
+            metrics = p.stdout.decode()
+            assert 'kuai_protocol_requests_total{protocol="h2"} 3' in metrics, metrics
+            p = curl(s, f"{base}/metrics")
+            assert 'kuai_protocol_requests_total{protocol="http/1.1"} 0' in p.stdout.decode()
+        finally:
+            s.stop()
+            s.check_clean()
+        log = (tmp_path / "logs" / "access.log").read_text()
+        assert '"GET /up/hello HTTP/2.0" 200 13' in log, log
+        assert '"POST /app/x HTTP/2.0" 200' in log, log
+    finally:
+        up.stop()
