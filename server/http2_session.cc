@@ -91,7 +91,17 @@ class Http2Session::Stream final : public ExchangeSink {
     // another's.
     return body_.size() - bodyAt_ + files;
   }
-  void setReading(Exchange&, bool) override {}
+  // The handler's pace for the request body: while paused, what arrives is
+  // not acknowledged, so the client's window closes (the stream's window
+  // bounds what can still come).
+  void setReading(Exchange&, bool on) override {
+    paused_ = !on;
+    if (on && held_) {
+      nghttp2_session_consume(session_.session_, id_, held_);
+      held_ = 0;
+      session_.pump();
+    }
+  }
   std::string_view peerAddress() override { return session_.transport_.peerAddress(); }
   int peerPort() override { return session_.transport_.peerPort(); }
   bool encrypted() const override { return session_.transport_.isTls(); }
@@ -101,6 +111,9 @@ class Http2Session::Stream final : public ExchangeSink {
   // abort unless the whole response went out.
   void release() {
     account();
+    // The connection's window gets back what this stream held.
+    if (held_) nghttp2_session_consume_connection(session_.session_, held_);
+    held_ = 0;
     if (!exchange_) return;
     std::shared_ptr<Exchange> ex = std::move(exchange_);
     bool aborted = !responseEnded_ && !ex->ended();
@@ -151,6 +164,8 @@ class Http2Session::Stream final : public ExchangeSink {
   bool ended_ = false;       // the handler ended the body
   bool aborted_ = false;
   bool responseEnded_ = false;  // END_STREAM is queued: a close after it is no abort
+  bool paused_ = false;         // the handler paused the body (pauseBody)
+  size_t held_ = 0;             // body bytes received while paused, not yet acknowledged
   uint64_t startUs_ = 0;        // when its head was complete (0: not counted)
   int status_ = 0;
   uint64_t respBytes_ = 0;
@@ -330,6 +345,8 @@ Http2Session::Http2Session(Transport& transport, const Listener& listener)
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_continuations(opt, 8);
   nghttp2_option_set_max_outbound_ack(opt, 1000);
+  // Request bodies are acknowledged at the handler's pace (setReading).
+  nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_session_server_new2(&session_, cb, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
@@ -337,6 +354,9 @@ Http2Session::Http2Session(Transport& transport, const Listener& listener)
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, uint32_t(kStreamWindow)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.maxHeaderBytes + 32 * limits.maxHeaders},
+      // RFC 9218: the priority field and PRIORITY_UPDATE order the responses;
+      // RFC 7540 priority signals are ignored.
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof(settings) / sizeof(settings[0]));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
@@ -400,7 +420,10 @@ int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void
 int Http2Session::onDataChunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* self) {
   auto* h = static_cast<Http2Session*>(self);
   Stream* s = h->stream(id);
-  if (!s || !s->exchange_) return 0;
+  if (!s || !s->exchange_) {
+    nghttp2_session_consume_connection(h->session_, len);
+    return 0;
+  }
   s->bodyBytes_ += len;
   if (s->bodyBytes_ > h->reactor_.config().limits.maxBodyBytes) {
     if (!s->exchange_->headersSent()) {
@@ -408,10 +431,21 @@ int Http2Session::onDataChunk(nghttp2_session*, uint8_t, int32_t id, const uint8
     } else {
       nghttp2_submit_rst_stream(h->session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
     }
+    nghttp2_session_consume_connection(h->session_, len);
     return 0;
   }
-  if (s->told_ && s->handler_->takesBody() && s->exchange_->listener()) {
-    s->exchange_->listener()->onBody({reinterpret_cast<const char*>(data), len});
+  std::shared_ptr<Exchange> ex = s->exchange_;
+  if (s->told_ && s->handler_->takesBody() && ex->listener()) {
+    ex->listener()->onBody({reinterpret_cast<const char*>(data), len});
+  }
+  // (The handler may have ended the stream: look it up again.)
+  s = h->stream(id);
+  if (s && s->paused_) {
+    s->held_ += len;
+  } else if (s) {
+    nghttp2_session_consume(h->session_, id, len);
+  } else {
+    nghttp2_session_consume_connection(h->session_, len);
   }
   return 0;
 }

@@ -50,7 +50,9 @@ class Client {
     nghttp2_session_callbacks_del(cb);
     std::vector<nghttp2_settings_entry> settings;
     if (window) settings.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window});
+    settings.push_back({NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1});
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+    if (window > 65535) nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, int32_t(window));
     conn_ = r_.accept(l);
   }
   ~Client() { nghttp2_session_del(session_); }
@@ -112,6 +114,7 @@ class Client {
   void consume(int32_t stream, size_t n) { nghttp2_session_consume(session_, stream, n); }
 
   std::map<int32_t, Response> responses;
+  std::vector<int32_t> dataOrder;  // the stream of each DATA chunk, in arrival order
   uint32_t goawayError = UINT32_MAX;
   uint64_t conn_;
   nghttp2_session* session_;
@@ -124,7 +127,9 @@ class Client {
     return 0;
   }
   static int onData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t len, void* self) {
-    static_cast<Client*>(self)->responses[id].body.append(reinterpret_cast<const char*>(d), len);
+    auto* c = static_cast<Client*>(self);
+    c->responses[id].body.append(reinterpret_cast<const char*>(d), len);
+    c->dataOrder.push_back(id);
     return 0;
   }
   static int onFrame(nghttp2_session*, const nghttp2_frame* f, void* self) {
@@ -294,6 +299,62 @@ TEST_F(Http2Test, ABodyReachesAHandlerAsItArrives) {
   reactor_.reset();  // before `echo`
 }
 
+TEST_F(Http2Test, AHandlerPausingTheBodyClosesTheClientsWindow) {
+  struct Slow final : Handler, ExchangeListener {
+    std::shared_ptr<Exchange> ex;
+    size_t got = 0;
+    bool ended = false;
+    void onRequest(const parser::Request&, const std::shared_ptr<Exchange>& e) override {
+      ex = e;
+      e->setListener(this);
+      e->pauseBody();
+    }
+    void onBody(std::string_view chunk) override { got += chunk.size(); }
+    void onBodyEnd() override {
+      ended = true;
+      ex->writeHead(200, {}, {}, -1);
+      ex->write(std::to_string(got));
+      ex->end();
+    }
+    void onAbort() override {}
+    void onDrain() override {}
+  } slow;
+  ServerConfig config = config_;
+  config.limits.maxBodyBytes = 8 << 20;
+  {
+    MemoryReactor r(config);
+    Listener* l = r.listen(&slow);
+    l->h2c = true;
+    Client c(r, l);
+    std::string body(3 << 20, 'u');
+    int32_t id = c.get("/up", "POST", {}, &body);
+    c.exchange();
+    // Paused: no more than the stream's window (1 MiB) came.
+    EXPECT_GT(slow.got, 0u);
+    EXPECT_LE(slow.got, size_t(1) << 20);
+    EXPECT_FALSE(slow.ended);
+    slow.ex->resumeBody();
+    r.turn();
+    c.exchange();
+    EXPECT_TRUE(slow.ended);
+    EXPECT_EQ(c.responses[id].body, std::to_string(body.size()));
+  }
+}
+
+TEST_F(Http2Test, PriorityFieldsOrderTheResponses) {
+  Client c(*reactor_, listener_, 16 << 20);
+  int32_t low = c.get("/static/big.bin", "GET", {{"priority", "u=7"}});
+  int32_t high = c.get("/static/big.bin?again", "GET", {{"priority", "u=0"}});
+  c.exchange();
+  ASSERT_TRUE(c.responses[low].ended && c.responses[high].ended);
+  size_t lastHigh = 0, firstLow = c.dataOrder.size();
+  for (size_t i = 0; i < c.dataOrder.size(); ++i) {
+    if (c.dataOrder[i] == high) lastHigh = i;
+    if (c.dataOrder[i] == low && firstLow == c.dataOrder.size()) firstLow = i;
+  }
+  EXPECT_LT(lastHigh, firstLow) << "the urgent response went out first";
+}
+
 TEST_F(Http2Test, DrainSendsGoawayAndFinishesOpenStreams) {
   Client c(*reactor_, listener_, 1000);
   int32_t big = c.get("/static/big.bin");
@@ -330,6 +391,63 @@ TEST_F(Http2Test, RapidResetIsStoppedWithEnhanceYourCalm) {
   EXPECT_EQ(c.goawayError, uint32_t(NGHTTP2_ENHANCE_YOUR_CALM));
   reactor_->turn();
   EXPECT_TRUE(reactor_->closed(c.conn_) || reactor_->writeShut(c.conn_));
+}
+
+// The frames in `bytes` (after kuai's 9-byte frame headers): type, stream,
+// first 4 payload bytes as a number (an error code for RST_STREAM / GOAWAY's
+// last stream).
+struct Frame {
+  uint8_t type;
+  uint32_t stream;
+  uint32_t word;
+};
+std::vector<Frame> frames(const std::string& bytes) {
+  std::vector<Frame> out;
+  auto u32 = [&](size_t at) {
+    return uint32_t(uint8_t(bytes[at])) << 24 | uint32_t(uint8_t(bytes[at + 1])) << 16 |
+           uint32_t(uint8_t(bytes[at + 2])) << 8 | uint32_t(uint8_t(bytes[at + 3]));
+  };
+  for (size_t at = 0; at + 9 <= bytes.size();) {
+    size_t len = size_t(uint8_t(bytes[at])) << 16 | size_t(uint8_t(bytes[at + 1])) << 8 | uint8_t(bytes[at + 2]);
+    Frame f{uint8_t(bytes[at + 3]), u32(at + 5) & 0x7fffffff, len >= 4 && at + 13 <= bytes.size() ? u32(at + 9) : 0};
+    out.push_back(f);
+    at += 9 + len;
+  }
+  return out;
+}
+
+TEST_F(Http2Test, MoreThanAHundredOpenStreamsAreRefused) {
+  struct Never final : Handler {
+    std::vector<std::shared_ptr<Exchange>> held;
+    void onRequest(const parser::Request&, const std::shared_ptr<Exchange>& e) override { held.push_back(e); }
+  } never;
+  {
+    MemoryReactor r(config_);
+    Listener* l = r.listen(&never);
+    l->h2c = true;
+    uint64_t conn = r.accept(l);
+    std::string out(Http2Session::kPreface);
+    out += std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);  // SETTINGS
+    // 101 requests, each HEADERS (END_STREAM | END_HEADERS) with static-table
+    // fields: GET, http, /, :authority t.
+    const std::string block("\x82\x86\x84\x41\x01t", 6);
+    for (uint32_t i = 0; i < 101; ++i) {
+      uint32_t id = 1 + 2 * i;
+      char head[9] = {0, 0, char(block.size()), 1, 5, char(id >> 24), char(id >> 16), char(id >> 8), char(id)};
+      out.append(head, 9).append(block);
+    }
+    r.send(conn, out);
+    EXPECT_EQ(never.held.size(), 100u);
+    bool refused = false;
+    for (const Frame& f : frames(r.take(conn))) {
+      if (f.type == 3) {  // RST_STREAM
+        EXPECT_EQ(f.stream, 201u);
+        refused = true;
+      }
+    }
+    EXPECT_TRUE(refused);
+    EXPECT_FALSE(r.closed(conn));
+  }
 }
 
 TEST_F(Http2Test, AGarbledFrameIsAConnectionError) {
