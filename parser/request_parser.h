@@ -38,6 +38,11 @@ struct Request : HeaderFields {
   bool upgrade = false;
   int64_t contentLength = -1;   // -1 when absent
   std::string_view host;
+  // HTTP/2: :scheme and :authority (empty when absent), and whether the last
+  // field is a host made from :authority (the client sent no host field).
+  std::string_view scheme;
+  std::string_view authority;
+  bool hostFromAuthority = false;
 };
 
 class RequestParser {

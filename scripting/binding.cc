@@ -218,7 +218,9 @@ void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& 
                        {"onResume", &self->onClientResume}});
 }
 
-// listen(host, port[, {cert, key}]) -> [serverId, boundPort]; throws with code
+// listen(host, port[, {cert, key}[, http2]]) -> [serverId, boundPort]; http2:
+// 0 HTTP/1.1 only, 1 HTTP/2 and HTTP/1.1 (ALPN h2 first; h2c by its preface),
+// 2 HTTP/2 only (an http2 server without allowHTTP1). Throws with code
 // EADDRINUSE etc. A socket this thread kept open through an environment's
 // replacement is taken back by the listen() with the same address and order.
 void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
@@ -259,6 +261,7 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
     }
   }
   // https.createServer: args[2] = {cert: [pem...], key: [pem...]}.
+  int http2 = args.Length() > 3 ? args[3]->Int32Value(ctx).FromMaybe(0) : 0;
   std::shared_ptr<tls::TlsContext> tlsContext;
   if (args.Length() > 2 && args[2]->IsObject()) {
     v8::Local<v8::Object> o = args[2].As<v8::Object>();
@@ -273,6 +276,8 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
     };
     std::vector<std::string> certs = list("cert"), keys = list("key");
     tls::TlsConfig config;
+    if (http2 == 1) config.alpn = {"h2", "http/1.1"};
+    if (http2 == 2) config.alpn = {"h2"};
     for (size_t i = 0; i < certs.size() && i < keys.size(); ++i) {
       tls::CertificateConfig c;
       c.certFile = "options.cert[" + std::to_string(i) + "]";
@@ -291,11 +296,14 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   }
   int id = self->nextServerId_++;
   JsServer* srv = self->owner_.addServer(std::make_unique<JsServer>(*self, id));
+  bool tls = tlsContext != nullptr;
   if (slot->listener) {
     slot->listener->tls = std::move(tlsContext);
   } else {
     slot->listener = self->reactor_.addListener(fd, slot, std::move(tlsContext));
   }
+  slot->listener->h2c = !tls && http2 != 0;
+  slot->listener->http1 = http2 != 2;
   self->servers_[id] = srv;
   slot->claim(srv);
   v8::Local<v8::Array> out = v8::Array::New(iso, 2);

@@ -38,19 +38,35 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
   v8::Local<v8::Value> items[2 * kInline + 2];
   std::vector<v8::Local<v8::Value>> spill;
   v8::Local<v8::Value>* out = items;
-  size_t n = req.headers.size();
+  // HTTP/2: the pseudo-header fields first (as Node's http2 shows them);
+  // http.createServer's requests leave them out (js/http_server.js).
+  std::pair<std::string_view, std::string_view> pseudo[4];
+  size_t p = 0;
+  if (req.versionMajor == 2) {
+    pseudo[p++] = {":method", req.method};
+    pseudo[p++] = {":path", req.target};
+    pseudo[p++] = {":scheme", req.scheme};
+    if (!req.authority.empty()) pseudo[p++] = {":authority", req.authority};
+  }
+  size_t n = p + req.headers.size();
   if (n > kInline) {
     spill.resize(n * 2);
     out = spill.data();
   }
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = str(iso, req.headers[i].name);
-    out[2 * i + 1] = str(iso, req.headers[i].value);
+  for (size_t i = 0; i < p; ++i) {
+    out[2 * i] = str(iso, pseudo[i].first);
+    out[2 * i + 1] = str(iso, pseudo[i].second);
+  }
+  for (size_t i = p; i < n; ++i) {
+    out[2 * i] = str(iso, req.headers[i - p].name);
+    out[2 * i + 1] = str(iso, req.headers[i - p].value);
   }
   v8::Local<v8::Array> raw = v8::Array::New(iso, out, 2 * n);
   // 1: an Upgrade request (llhttp's rule: Upgrade + Connection: upgrade);
-  // 2: it has an Expect field. JS looks closer only then.
-  int flags = (req.upgrade ? 1 : 0) | (req.hasHeader("expect") ? 2 : 0);
+  // 2: it has an Expect field. JS looks closer only then. HTTP/2: 4: the
+  // last field is a host made from :authority. 16: a body is announced.
+  int flags = (req.upgrade ? 1 : 0) | (req.hasHeader("expect") ? 2 : 0) | (req.hostFromAuthority ? 4 : 0) |
+              (req.contentLength > 0 || req.chunked ? 16 : 0);
   v8::Local<v8::Value> argv[11] = {
       v8::Integer::New(iso, id_),
       handle,

@@ -72,7 +72,7 @@ void Http1Session::onData(const char* data, size_t len) {
 
 bool Http1Session::handOver(const char* data, size_t len) {
   std::string_view in(data, len);
-  bool h2 = transport_.alpn() == "h2";
+  bool h2 = transport_.alpn() == "h2" || !listener_.http1;
   if (!h2 && listener_.h2c && !transport_.isTls()) {
     // The preface's first line decides (RFC 9113 §3.4): what follows it is
     // nghttp2's to check (a bad one is a connection error there).

@@ -222,7 +222,12 @@ bool Http2Session::Stream::finishHead(int& status) {
   }
   // :authority is the Host of an HTTP/1.1 request (RFC 9113 §8.3.1): handlers
   // see it as a host field when the client sent none.
-  if (!hostField && !authority_.empty()) fields_.emplace_back("host", authority_);
+  if (!hostField && !authority_.empty()) {
+    fields_.emplace_back("host", authority_);
+    request_.hostFromAuthority = true;
+  }
+  request_.scheme = scheme_;
+  request_.authority = authority_;
   for (const auto& [n, v] : fields_) {
     request_.headers.push_back({n, v});
     if (n == "host") request_.host = v;
@@ -253,8 +258,10 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
   std::vector<nghttp2_nv> nv;
   names.reserve(32);
   nv.push_back(field(":status", statusText));
-  if (serverField) nv.push_back(field("server", "kuai"));
-  nv.push_back(field("date", date));
+  if (serverField) {
+    nv.push_back(field("server", "kuai"));
+    nv.push_back(field("date", date));
+  }
   bool hasLength = false;
   size_t at = 0;
   while (at < headerLines.size()) {
@@ -275,6 +282,8 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
   }
   bodyless_ = ex.bodyless();
   if (length >= 0 && !hasLength && status != 204 && status != 304) nv.push_back(field("content-length", lengthText));
+  // A script's response: its own fields first, then date (as Node's http2).
+  if (!serverField) nv.push_back(field("date", date));
   if (bodyless_ || length == 0) {
     // The head is the whole response: END_STREAM on HEADERS.
     responseEnded_ = true;

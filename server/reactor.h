@@ -33,6 +33,9 @@ struct Listener {
   // Clear text: a client opening with the HTTP/2 preface speaks h2c (prior
   // knowledge). (TLS listeners choose HTTP/2 by ALPN: see tls::TlsConfig.)
   bool h2c = false;
+  // False: HTTP/2 only (a script's http2 server without allowHTTP1): every
+  // connection is handed to HTTP/2, whose preface check refuses the others.
+  bool http1 = true;
   // The listener's own request deadlines, for the connections accepted from
   // now on (a script's server.headersTimeout / requestTimeout): the head
   // within headDeadlineMs and the whole request within requestDeadlineMs of

@@ -127,6 +127,7 @@
   // The server side of http (and node:http: the same exports object).
   const install = loadVirtual(kRoot + 'http_server.js');
   install(require('http'), binding, require('https'));
+  loadVirtual(kRoot + 'http2_server.js')(require('http2'));
 
   if (binding.inspect) openInspector();
   const afterStart = [];

@@ -535,6 +535,7 @@ class Server extends EventEmitter {
     }
     this._options = options || {};
     this._tls = null;
+    this._http2 = 0;  // binding.listen's http2 mode (js/http2_server.js)
     if (requestListener) this.on('request', requestListener);
     this._id = 0;
     this._address = null;
@@ -570,11 +571,11 @@ class Server extends EventEmitter {
     let result;
     const tls = this._tls;
     try {
-      result = binding.listen(host || '::', port, tls);
+      result = binding.listen(host || '::', port, tls, this._http2);
     } catch (e) {
       if (!host && e.code !== 'ERR_KUAI_TLS') {
         try {
-          result = binding.listen('0.0.0.0', port, tls);
+          result = binding.listen('0.0.0.0', port, tls, this._http2);
           host = '0.0.0.0';
         } catch (e2) {
           e = e2;
@@ -682,7 +683,10 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     socket.server = server;
     sockets.set(connId, socket);
   }
-  const req = new IncomingMessage(socket);
+  // An http2 server's HTTP/2 requests: Node's compatibility objects
+  // (js/http2_server.js).
+  const compat = version === 20 && server ? server[kCompat] : undefined;
+  const req = compat ? new compat.Request(socket) : new IncomingMessage(socket);
   req.method = method;
   req.url = url;
   req.httpVersionMajor = Math.floor(version / 10);
@@ -692,8 +696,17 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   // count) is a 431, and the connection closes.
   req[kMaxFields] = server && typeof server.maxHeadersCount === 'number'
     ? server.maxHeadersCount : 2000;
+  if (compat) {
+    rawHeaders = compat.rawHeaders(method, url, rawHeaders, flags);
+  } else if (version === 20) {
+    // http.createServer over HTTP/2: no pseudo-header fields (:authority is
+    // the host field).
+    let i = 0;
+    while (i < rawHeaders.length && rawHeaders[i][0] === ':') i += 2;
+    rawHeaders = rawHeaders.slice(i);
+  }
   req[kRawHeaders] = rawHeaders;
-  const res = new ServerResponse(req);
+  const res = compat ? new compat.Response(req) : new ServerResponse(req);
   res[kHandle] = handle;
   req[kHandle] = handle;
   res[kServer] = server;
@@ -709,6 +722,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     res.end();
     return;
   }
+  if (compat && compat.emitStream(server, req, res, handle, flags)) return;
   if ((flags & 1) && method !== 'CONNECT' && server.listenerCount('upgrade') > 0) {
     // As Node: the 'upgrade' listener gets the connection; 'request' does not
     // see the request. Bytes after the head arrive as the socket's data.
@@ -759,11 +773,12 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
 let binding;
 let STATUS_CODES = {};
 const kServer = Symbol('kuai.server');
+const kCompat = Symbol('kuai.compat');  // {Request, Response, rawHeaders} for HTTP/2
 
 // https.Server: the same server with TLS terminated by kuai (BoringSSL) on the
 // reactor. cert/key: PEM strings or Buffers, or arrays of them (SNI picks).
 class HttpsServer extends Server {
-  constructor(options, requestListener) {
+  constructor(options, requestListener, what = 'https.createServer') {
     if (typeof options === 'function') {
       requestListener = options;
       options = {};
@@ -775,7 +790,7 @@ class HttpsServer extends Server {
     const cert = pems(options && options.cert);
     if (!key.length || !cert.length) {
       throw codedError(TypeError, 'ERR_KUAI_TLS',
-        'https.createServer needs options.key and options.cert (PEM)');
+        `${what} needs options.key and options.cert (PEM)`);
     }
     this._tls = { key, cert };
   }
@@ -878,6 +893,12 @@ module.exports = function install(http, nativeBinding, https) {
   }
 };
 module.exports.Server = Server;
+module.exports.HttpsServer = HttpsServer;
+module.exports.kCompat = kCompat;
+module.exports.kRawHeaders = kRawHeaders;
+module.exports.kParsedHeaders = kParsedHeaders;
+module.exports.kHandle = kHandle;
+module.exports.handlerFailed = handlerFailed;
 module.exports.IncomingMessage = IncomingMessage;
 module.exports.ServerResponse = ServerResponse;
 // Shared with the http client (js/http_client.js): header checks as Node's.

@@ -13,16 +13,14 @@ import ssl
 import subprocess
 import time
 
-import h2.config
-import h2.connection
 import h2.events
-import h2.exceptions
 import h2.errors
 import h2.settings
 import pytest
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from conftest import HELLO_BODY, KuaiServer
+from h2client import H2Client, goaway
 from upstream import Upstream, pattern_sha256
 
 
@@ -52,104 +50,6 @@ def version_and_body(server, path, *extra):
     body, _, tail = p.stdout.rpartition(b"\n")
     version, code = tail.decode().split()
     return version, int(code), body
-
-
-class H2Client:
-    """A frame-level HTTP/2 client over one socket (TLS with ALPN h2, or h2c)."""
-
-    def __init__(self, port, tls_ca=None, preface=True, settings=None):
-        """The client's own checks are off: tests send what they like."""
-        raw = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-        if tls_ca:
-            ctx = ssl.create_default_context(cafile=str(tls_ca))
-            ctx.set_alpn_protocols(["h2"])
-            self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
-            assert self.sock.selected_alpn_protocol() == "h2"
-        else:
-            self.sock = raw
-        self.log = []
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, header_encoding="utf-8", validate_inbound_headers=False,
-            validate_outbound_headers=False, normalize_outbound_headers=False))
-        if preface:
-            self.conn.initiate_connection()
-            if settings:
-                self.conn.update_settings(settings)
-            self.flush()
-
-    def flush(self):
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def request(self, path, method="GET", end_stream=True, extra=()):
-        sid = self.conn.get_next_available_stream_id()
-        headers = [(":method", method), (":path", path), (":scheme", "https"), (":authority", "localhost"),
-                   *extra]
-        self.conn.send_headers(sid, headers, end_stream=end_stream)
-        self.flush()
-        return sid
-
-    def events(self, until, timeout=10):
-        """Reads until `until(every event so far)` is true, the server
-        closes, or timeout; returns (every event so far, closed). Received
-        data is acknowledged (window updates) as it comes."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if until(self.log):
-                return self.log, False
-            self.sock.settimeout(max(0.05, deadline - time.time()))
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, TimeoutError):
-                break
-            except (ConnectionResetError, ssl.SSLError):
-                return self.log, True
-            if not data:
-                return self.log, True
-            try:
-                evs = self.conn.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                return self.log, True
-            for e in evs:
-                if isinstance(e, h2.events.DataReceived) and e.flow_controlled_length:
-                    try:
-                        self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-                    except h2.exceptions.StreamClosedError:
-                        pass
-            self.log += evs
-            try:
-                self.flush()
-            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-                return self.log, True
-        return self.log, False
-
-    def response(self, sid, timeout=10):
-        """The status, headers and body of stream sid, and whether it ended."""
-        evs, closed = self.events(lambda e: any(isinstance(x, (h2.events.StreamEnded, h2.events.StreamReset))
-                                                and x.stream_id == sid for x in e), timeout)
-        headers, body, ended = {}, b"", False
-        for e in evs:
-            if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
-                headers = dict(e.headers)
-            elif isinstance(e, h2.events.DataReceived) and e.stream_id == sid:
-                body += e.data
-            elif isinstance(e, h2.events.StreamEnded) and e.stream_id == sid:
-                ended = True
-        return headers, body, ended
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def goaway(events):
-    return next((e for e in events if isinstance(e, h2.events.ConnectionTerminated)), None)
 
 
 # ---- real clients ----
@@ -362,7 +262,8 @@ def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
             "module.exports = (req, res) => {\n"
             "  let n = 0;\n"
             "  req.on('data', c => n += c.length);\n"
-            "  req.on('end', () => res.end(`${req.httpVersion} ${req.headers.host} ${req.method} ${n}`));\n"
+            "  req.on('end', () => res.end(`${req.httpVersion} ${req.headers.host} ${req.method} ${n} ` +\n"
+            "    `${req.rawHeaders.filter((f, i) => i % 2 === 0 && f[0] === ':').length}`));\n"
             "};\n")
         (tmp_path / "logs").mkdir()
         cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
@@ -379,7 +280,8 @@ def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
             p = curl(s, "--http2-prior-knowledge", f"{base}/up/bytes/1000000", "-o", "-")
             assert hashlib.sha256(p.stdout).hexdigest() == pattern_sha256(1000000)
             p = curl(s, "--http2-prior-knowledge", "--data-binary", "x" * 70000, f"{base}/app/x")
-            assert p.stdout == b"2.0 127.0.0.1:%d POST 70000" % s.port, p.stdout + p.stderr
+            # http.createServer's request: no pseudo-header fields.
+            assert p.stdout == b"2.0 127.0.0.1:%d POST 70000 0" % s.port, p.stdout + p.stderr
             p = curl(s, "--http2-prior-knowledge", f"{base}/metrics")
             metrics = p.stdout.decode()
             assert 'kuai_protocol_requests_total{protocol="h2"} 3' in metrics, metrics
