@@ -370,6 +370,7 @@ Http2Session::Http2Session(Transport& transport, const Listener& listener)
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof(settings) / sizeof(settings[0]));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   lastActiveMs_ = lastProgressMs_ = resetRefillMs_ = reactor_.nowMs();
+  settingsAckDueMs_ = lastActiveMs_ + std::max<uint64_t>(reactor_.config().timeouts.headerMs, 1);
 }
 
 Http2Session::~Http2Session() {
@@ -404,6 +405,10 @@ int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void
   auto* h = static_cast<Http2Session*>(self);
   uint64_t now = h->reactor_.nowMs();
   h->lastActiveMs_ = now;
+  if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+    h->settingsAckDueMs_ = 0;
+    return 0;
+  }
   if (frame->hd.type == NGHTTP2_RST_STREAM) {
     h->resetTokens_ = std::min(kResetBurst, h->resetTokens_ + double(now - h->resetRefillMs_) * kResetRate / 1000);
     h->resetRefillMs_ = now;
@@ -527,14 +532,19 @@ void Http2Session::onData(const char* data, size_t len) {
   ssize_t n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
   inRecv_ = false;
   if (n < 0) {
-    // A fatal error (a bad preface, a callback's failure): nghttp2 sends
-    // nothing more; a GOAWAY with PROTOCOL_ERROR says why, then the close.
+    // A fatal error (a bad preface, a callback's failure, a flood of frames
+    // that each want an answer): nghttp2 sends nothing more; a GOAWAY says
+    // why (ENHANCE_YOUR_CALM for a flood, else PROTOCOL_ERROR), then the close.
     if (!goawaySent_) {
       goawaySent_ = true;
-      static constexpr char kGoaway[] = {0, 0, 8, 7, 0, 0, 0, 0, 0,  // GOAWAY, 8 bytes, stream 0
-                                         0, 0, 0, 0,                 // last stream id
-                                         0, 0, 0, 1};                // PROTOCOL_ERROR
-      transport_.output().buffer().append(kGoaway, sizeof(kGoaway));
+      uint32_t last = uint32_t(std::max(0, nghttp2_session_get_last_proc_stream_id(session_)));
+      uint32_t error = n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR;
+      char frame[17] = {0, 0, 8, 7, 0, 0, 0, 0, 0};  // GOAWAY, 8 bytes, stream 0
+      for (int i = 0; i < 4; ++i) {
+        frame[9 + i] = char((last >> (24 - 8 * i)) & 0xff);
+        frame[13 + i] = char((error >> (24 - 8 * i)) & 0xff);
+      }
+      transport_.output().buffer().append(frame, sizeof(frame));
       transport_.flush();
     }
     transport_.closeAfterOutput();
@@ -602,6 +612,11 @@ void Http2Session::onEof() {
 
 void Http2Session::onTick(uint64_t nowMs) {
   const Timeouts& t = reactor_.config().timeouts;
+  if (settingsAckDueMs_ && nowMs >= settingsAckDueMs_ && !goawaySent_) {
+    goaway(NGHTTP2_SETTINGS_TIMEOUT);
+    transport_.closeAfterOutput();
+    return;
+  }
   if (!streams_.empty()) {
     lastActiveMs_ = nowMs;
     // Streams open and nothing moving either way (a client that never opens

@@ -78,6 +78,9 @@ class Http2Session final : public Protocol {
   bool goawaySent_ = false;
   uint64_t lastActiveMs_ = 0;   // a stream open or a frame in: the idle deadline's start
   uint64_t lastProgressMs_ = 0; // bytes in or out: a stalled connection's deadline
+  // Our SETTINGS must be acknowledged within the header deadline (RFC 9113
+  // 6.5.3), else GOAWAY SETTINGS_TIMEOUT; 0: acknowledged.
+  uint64_t settingsAckDueMs_ = 0;
   // Streams the client resets (rapid reset, CVE-2023-44487): a bucket of
   // kResetBurst, refilled at kResetRate per second; empty: GOAWAY
   // ENHANCE_YOUR_CALM.

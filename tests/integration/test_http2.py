@@ -238,6 +238,135 @@ def test_rapid_reset_gets_enhance_your_calm(server):
     assert server.alive()
 
 
+def rss_kib(server):
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def hello_works(server):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        headers, body, _ = c.response(c.request("/hello"))
+        return headers.get(":status") == "200" and body == HELLO_BODY.encode()
+    finally:
+        c.close()
+
+
+def flood(server, frame, count, batch=2000):
+    """Sends `count` copies of a raw frame without reading anything; returns
+    the events read afterwards and whether the server closed."""
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        blob = frame * batch
+        try:
+            for _ in range(count // batch):
+                c.send_raw(blob)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            return [], True
+        return c.events(lambda e: goaway(e) is not None, timeout=20)
+    finally:
+        c.close()
+
+
+# Frames that each ask for an answer (SETTINGS and PING want an ACK), sent
+# faster than they are read: nghttp2's queue of answers is capped
+# (max_outbound_ack), so the connection ends instead of memory growing.
+@pytest.mark.parametrize("frame", [
+    b"\x00\x00\x00\x04\x00\x00\x00\x00\x00",                      # SETTINGS, empty
+    b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"pingpong",        # PING
+], ids=["settings", "ping"])
+def test_frames_that_want_answers_flooded_close_the_connection(server, frame):
+    before = rss_kib(server)
+    evs, closed = flood(server, frame, 1_000_000)
+    g = goaway(evs)
+    assert closed or g is not None, evs[-3:]
+    if g is not None:
+        assert g.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, g
+    assert rss_kib(server) - before < 64 * 1024
+    assert hello_works(server)
+
+
+def test_window_update_flood_is_absorbed(server):
+    """A million WINDOW_UPDATEs (increment 1): nothing to answer, little to
+    do per frame; the connection still serves afterwards."""
+    frame = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x01"
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        blob = frame * 2000
+        t0 = time.monotonic()
+        for _ in range(500):
+            c.send_raw(blob)
+        headers, body, _ = c.response(c.request("/hello"), timeout=30)
+        assert headers.get(":status") == "200" and body == HELLO_BODY.encode()
+        assert time.monotonic() - t0 < 30
+    finally:
+        c.close()
+
+
+def test_zero_window_update_is_a_connection_error(server):
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        c.send_raw(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+        evs, _ = c.events(lambda e: goaway(e) is not None)
+        g = goaway(evs)
+        assert g is not None and g.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    finally:
+        c.close()
+
+
+def test_hpack_bomb_gets_431_and_memory_stays_bounded(server):
+    """A header block of ~8 KiB that decodes to ~16 MB: one 4000-byte field
+    put in the HPACK table, then referenced by index 4000 times (one byte
+    each). kuai stops keeping fields past its header limit: 431, the
+    connection goes on."""
+    before = rss_kib(server)
+    c = H2Client(server.port, server.certs.ca)
+    try:
+        for _ in range(10):
+            sid = c.request("/hello", extra=[("x-bomb", "b" * 4000)] * 4000)
+            headers, _, ended = c.response(sid, timeout=20)
+            assert headers.get(":status") == "431", headers
+        headers, body, _ = c.response(c.request("/hello"))
+        assert headers.get(":status") == "200" and body == HELLO_BODY.encode()
+    finally:
+        c.close()
+    assert rss_kib(server) - before < 64 * 1024
+
+
+def test_settings_never_acknowledged_times_out(kuai):
+    """A client that never acknowledges the server's SETTINGS: GOAWAY
+    SETTINGS_TIMEOUT after the header deadline, and the connection ends."""
+    s = kuai("--respond", "/hello=hi", "--header-timeout", "1s")
+    raw = socket.create_connection(("127.0.0.1", int(s.port)), timeout=10)
+    ctx = ssl.create_default_context(cafile=str(s.certs.ca))
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        got = b""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            try:
+                d = sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not d:
+                break
+            got += d
+        elapsed = time.monotonic() - t0
+    finally:
+        sock.close()
+    assert 0.9 < elapsed < 8, elapsed
+    # The last frame: GOAWAY (type 7) with SETTINGS_TIMEOUT (4).
+    frames, at = [], 0
+    while at + 9 <= len(got):
+        n = int.from_bytes(got[at:at + 3], "big")
+        frames.append((got[at + 3], got[at + 9:at + 9 + n]))
+        at += 9 + n
+    assert frames and frames[-1][0] == 7, frames
+    assert int.from_bytes(frames[-1][1][4:8], "big") == 4
+
+
 def test_drain_sends_goaway_and_finishes_streams(kuai, docroot, tmp_path):
     """SIGTERM while curl downloads over h2: the download completes."""
     s = kuai("--respond", "/hello=hi")
