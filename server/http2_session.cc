@@ -140,8 +140,14 @@ class Http2Session::Stream final : public ExchangeSink {
   // the header block does not make a request.
   bool finishHead(int& status);
 
-  // nghttp2's data source: the response body as the window allows.
+  // nghttp2's data source: the response body as the window allows. It only
+  // sizes each DATA frame (NGHTTP2_DATA_FLAG_NO_COPY); sendData then writes
+  // the frame straight into the connection's output: file bytes read there
+  // once (or, in clear text with frames of 64 KiB and more, sent with
+  // sendfile), memory bytes copied there once.
   static ssize_t read(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
+                      nghttp2_data_source* source, void* user);
+  static int sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* frameHead, size_t length,
                       nghttp2_data_source* source, void* user);
 
   Http2Session& session_;
@@ -171,12 +177,15 @@ class Http2Session::Stream final : public ExchangeSink {
   uint64_t respBytes_ = 0;
   struct FileRange {
     std::shared_ptr<OpenFile> file;
-    uint64_t offset;
-    uint64_t length;
+    uint64_t offset = 0;
+    uint64_t length = 0;
   };
   std::vector<FileRange> files_;
   std::string body_;
   size_t bodyAt_ = 0;
+  // The DATA frame read() sized, for sendData: from the file range (its
+  // file and offset) or from body_ at bodyAt_ (file == null).
+  FileRange next_;
 
  private:
   void resume() {
@@ -301,29 +310,28 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
                                    nghttp2_data_source* source, void*) {
   auto* s = static_cast<Stream*>(source->ptr);
   size_t n = 0;
+  bool drained;
+  s->next_ = FileRange{nullptr, s->bodyAt_, 0};
   if (s->bodyAt_ < s->body_.size()) {
     n = std::min(length, s->body_.size() - s->bodyAt_);
-    std::memcpy(buf, s->body_.data() + s->bodyAt_, n);
-    s->bodyAt_ += n;
-    if (s->bodyAt_ == s->body_.size()) {
-      s->body_.clear();
-      s->bodyAt_ = 0;
-    }
+    s->next_.length = n;
+    drained = s->bodyAt_ + n == s->body_.size() && s->files_.empty();
   } else if (!s->files_.empty()) {
     FileRange& f = s->files_.front();
-    size_t want = size_t(std::min<uint64_t>({f.length, uint64_t(length), kFileChunk}));
-    ssize_t got = ::pread(f.file->fd, buf, want, off_t(f.offset));
-    if (got <= 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
-    n = size_t(got);
+    n = size_t(std::min<uint64_t>({f.length, uint64_t(length), kFileChunk}));
+    s->next_ = FileRange{f.file, f.offset, n};
     f.offset += n;
     f.length -= n;
     if (f.length == 0) s->files_.erase(s->files_.begin());
+    drained = s->files_.empty();
+  } else {
+    drained = true;
   }
+  if (n > 0) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   s->respBytes_ += n;
   // A writer waiting for room (write() returned false) hears onDrain once
   // pump() is out of nghttp2.
   if (s->exchange_ && s->exchange_->waitingDrain) s->session_.drainDue_ = true;
-  bool drained = s->body_.empty() && s->files_.empty();
   if (drained && s->ended_) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     s->responseEnded_ = true;
@@ -332,6 +340,38 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
     return NGHTTP2_ERR_DEFERRED;
   }
   return ssize_t(n);
+}
+
+int Http2Session::Stream::sendData(nghttp2_session*, nghttp2_frame*, const uint8_t* frameHead, size_t length,
+                                   nghttp2_data_source* source, void*) {
+  auto* s = static_cast<Stream*>(source->ptr);
+  FileRange next = std::move(s->next_);
+  s->next_ = FileRange{};
+  Transport& t = s->session_.transport_;
+  std::string& out = t.output().buffer();
+  size_t at = out.size();
+  out.append(reinterpret_cast<const char*>(frameHead), 9);  // no padding is ever asked for
+  if (!next.file) {
+    out.append(s->body_, next.offset, length);
+    s->bodyAt_ += length;
+    if (s->bodyAt_ == s->body_.size()) {
+      s->body_.clear();
+      s->bodyAt_ = 0;
+    }
+    return 0;
+  }
+  if (!t.isTls() && length >= kFileChunk) {
+    t.output().appendFile(std::move(next.file), next.offset, length);
+    return 0;
+  }
+  out.resize(at + 9 + length);
+  ssize_t got = ::pread(next.file->fd, out.data() + at + 9, length, off_t(next.offset));
+  if (got != ssize_t(length)) {
+    // The file shrank: this frame cannot be sent; the stream is reset.
+    out.resize(at);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  return 0;
 }
 
 Http2Session::Http2Session(Transport& transport, const Listener& listener)
@@ -346,6 +386,16 @@ Http2Session::Http2Session(Transport& transport, const Listener& listener)
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &onFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, &onStreamClose);
+  nghttp2_session_callbacks_set_send_data_callback(cb, &Stream::sendData);
+  // DATA frames up to 64 KiB where the client allows them (fewer frames,
+  // and sendfile-sized ranges in clear text).
+  nghttp2_session_callbacks_set_data_source_read_length_callback(
+      cb, [](nghttp2_session*, uint8_t, int32_t, int32_t connWindow, int32_t streamWindow, uint32_t maxFrame,
+             void*) -> ssize_t {
+        int64_t n = std::min<int64_t>({int64_t(connWindow), int64_t(streamWindow), int64_t(maxFrame),
+                                       int64_t(kFileChunk)});
+        return ssize_t(std::max<int64_t>(n, 1));
+      });
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
   const parser::Limits& limits = reactor_.config().limits;

@@ -79,6 +79,8 @@ def main(doc=None):
     needs = {t for t in ["nginx", "h2o"] if any(s.startswith(t) for s in servers)}
     if any(c in PROXY_CASES for c in cases):
         needs.add("nginx")  # the proxy cases' origin
+    if any(CASES[c][4] == "h2" for c in cases):
+        needs.add("h2load")
     for tool in ["wrk", "taskset"] + sorted(needs):
         if not shutil.which(tool):
             ap.error(f"{tool} not found; run tools/setup")
@@ -142,13 +144,14 @@ def bench(args, cmdline, rounds, duration, cases, servers, js_variants, tmp):
     # set started with the certificate (a kuai port is either HTTP or HTTPS).
     run_cases([c for c in cases if c != "rss" and not CASES[c][4] and c not in PROXY_CASES],
               servers, objs, rounds, duration, runs, notes)
-    run_cases(tls_cases, [s for s in servers if s in tls_objs], tls_objs,
-              rounds, duration, runs, notes)
-    proxy_cases = [c for c in cases if c in PROXY_CASES]
+    run_cases([c for c in tls_cases if c not in PROXY_CASES and c not in JS_CASES],
+              [s for s in servers if s in tls_objs], tls_objs, rounds, duration, runs, notes)
     proxy_servers = [s for s in servers if s in PROXY_CLASSES]
-    if proxy_cases and proxy_servers:
-        run_proxy_cases(proxy_cases, proxy_servers, tmp, docroot, rounds, duration, runs,
-                        notes, meta)
+    for tls in (False, True):
+        proxy_cases = [c for c in cases if c in PROXY_CASES and bool(CASES[c][4]) == tls]
+        if proxy_cases and proxy_servers:
+            run_proxy_cases(proxy_cases, proxy_servers, tmp, docroot, rounds, duration, runs,
+                            notes, meta, tls=tls)
     js = {}
     if js_cases:
         cmds, missing, js_versions = setup_js(have_kuai, tmp)

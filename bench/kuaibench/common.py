@@ -28,8 +28,10 @@ ALL_SERVERS = ["kuai", "nginx", "nginx-ofc", "h2o", "sol"]
 PEERS = ["nginx", "nginx-ofc", "h2o"]  # "best of nginx/h2o"
 
 # name -> (description, path kind, connections, lua script, tls)
-# tls: None (plain HTTP), "keep-alive" (HTTPS, connections kept open) or
-# "handshake" (HTTPS, `Connection: close`: one full handshake per request).
+# tls: None (plain HTTP), "keep-alive" (HTTPS, connections kept open),
+# "handshake" (HTTPS, `Connection: close`: one full handshake per request) or
+# "h2" (HTTP/2 over TLS by ALPN, measured with h2load; streams per connection
+# in H2_STREAMS).
 CASES = {
     "hello":    ("native hello, c16",            "hello", 16,  "report.lua", None),
     "pipeline": ("native hello, 16 pipelined, c16", "hello", 16, "pipeline.lua", None),
@@ -49,16 +51,28 @@ CASES = {
     "proxy-4k": ("reverse proxy, 4k.bin from the origin, keep-alive pool, c16", "/4k.bin", 16,
                  "report.lua", None),
     "rss":      ("RSS with 10,000 idle keep-alive connections", None, 0, None, None),
+    # HTTP/2 (h2load, TLS 1.3): c connections, m concurrent streams on each.
+    "h2-hello":     ("h2 native hello, c16 m16", "hello", 16, None, "h2"),
+    "h2-hello-c64": ("h2 native hello, c64 m1", "hello", 64, None, "h2"),
+    "h2-4k":        ("h2 static 4k.bin, c16 m16", "/4k.bin", 16, None, "h2"),
+    "h2-4k-c64":    ("h2 static 4k.bin, c64 m1", "/4k.bin", 64, None, "h2"),
+    "h2-1m":        ("h2 static 1m.bin, c16 m1", "/1m.bin", 16, None, "h2"),
+    "h2-proxy":     ("h2 reverse proxy (HTTP/1.1 pool upstream), hello, c16 m16", "hello", 16,
+                     None, "h2"),
     # JavaScript cases (bench/js/): each has its own servers, one per runtime
     # and script (JS_VARIANTS); the path is the URL path wrk asks for.
     "js-hello": ("node:http hello, c16", "/hello", 16, "report.lua", None),
     "js-json":  ("node:http JSON.stringify hello, c16", "/hello", 16, "report.lua", None),
     "app":      ("3 middlewares + router, GET /users/42 -> JSON, c16", "/users/42", 16,
                  "report.lua", None),
+    "h2-js-hello": ("node:http2 createSecureServer hello over h2, c16 m16", "/hello", 16, None,
+                    "h2"),
 }
+H2_STREAMS = {"h2-hello": 16, "h2-hello-c64": 1, "h2-4k": 16, "h2-4k-c64": 1, "h2-1m": 1,
+              "h2-proxy": 16, "h2-js-hello": 16}
 CASE_ORDER = list(CASES)
 IDLE_CONNS = 10000
-PROXY_CASES = ["proxy", "proxy-4k"]
+PROXY_CASES = ["proxy", "proxy-4k", "h2-proxy"]
 ORIGIN_CPU = SERVER_CPU  # the proxy cases' origin; see README ("Proxy cases")
 PROXY_POOL = 32  # idle upstream connections each proxy keeps (nginx `keepalive 32`)
 
@@ -85,12 +99,16 @@ JS_VARIANTS = {
     "app":      [("kuai-app", "kuai", "app-kuai.js"), ("kuai-koa", "kuai", "app-koa.js"),
                  ("node-koa", "node", "app-koa.js"), ("bun-koa", "bun", "app-koa.js"),
                  ("deno-koa", "deno", "app-koa.js")],
+    "h2-js-hello": [("kuai", "kuai", "hello-h2.js"), ("node", "node", "hello-h2.js"),
+                    ("bun", "bun", "hello-h2.js"), ("deno", "deno", "hello-h2.js"),
+                    ("deno-serve", "deno", "hello-deno-h2.js")],
 }
 # With --kuai-old, the same scripts on that build too.
 KUAI_OLD_VARIANTS = {
     "js-hello": [("kuai-old", "kuai-old", "hello.js")],
     "js-json": [("kuai-old", "kuai-old", "json.js")],
     "app": [("kuai-old-app", "kuai-old", "app-kuai.js"), ("kuai-old-koa", "kuai-old", "app-koa.js")],
+    "h2-js-hello": [],
 }
 JS_CASES = list(JS_VARIANTS)
 JS_JSON = {"message": "Hello, World!"}
@@ -98,8 +116,10 @@ JS_JSON = {"message": "Hello, World!"}
 # project tracks: (case, kuai server, peers, minimum req/s ratio).
 JS_PEERS = {"js-hello": ["bun", "bun-serve", "deno", "deno-serve"],
             "js-json": ["bun", "bun-serve", "deno", "deno-serve"],
-            "app": ["node-koa", "bun-koa", "deno-koa"]}
-JS_PEER_LABEL = {"js-hello": "best Bun/Deno", "js-json": "best Bun/Deno", "app": "best Koa peer"}
+            "app": ["node-koa", "bun-koa", "deno-koa"],
+            "h2-js-hello": ["node", "bun", "deno", "deno-serve"]}
+JS_PEER_LABEL = {"js-hello": "best Bun/Deno", "js-json": "best Bun/Deno", "app": "best Koa peer",
+                 "h2-js-hello": "best Node/Bun/Deno"}
 JS_TARGETS = [("js-hello", "kuai", 1.3), ("js-json", "kuai", 1.3),
               ("app", "kuai-koa", 1.5), ("app", "kuai-app", 3.0)]
 
@@ -226,8 +246,12 @@ def http_get(port, path, timeout=2.0, tls=False):
         c.close()
 
 
-def http_get_full(port, path, timeout=5.0):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get_full(port, path, timeout=5.0, tls=False):
+    if tls:
+        ctx = ssl.create_default_context(cafile=TLS["ca"])
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request("GET", path)
         r = c.getresponse()

@@ -139,7 +139,7 @@ class Nginx(Server):
             if self.tls else ""
         write_config(conf, "nginx.conf", tmp=self.tmp, tag=self.tag,
                      keepalive_requests=self.keepalive_requests, open_file_cache=ofc, temp=t,
-                     port=self.port, ssl=" ssl" if self.tls else "", tls=tls_conf,
+                     port=self.port, ssl=" ssl http2" if self.tls else "", tls=tls_conf,
                      docroot=self.docroot)
         return ["nginx", "-p", self.tmp, "-c", conf, "-e", f"{self.tmp}/{self.tag}-error.log"]
 
@@ -209,12 +209,10 @@ class Origin(NginxOfc):
 class ProxyServer(Server):
     """A server of the proxy cases: forwards every request to the origin through
     a keep-alive pool; `origin` is the running Origin."""
-    tls_capable = False
-
-    def __init__(self, name, tmp, docroot, origin):
-        super().__init__(name, tmp, docroot)
+    def __init__(self, name, tmp, docroot, origin, tls=False):
+        super().__init__(name, tmp, docroot, tls=tls)
         self.origin = origin
-        self.tag = f"{name}-proxy"
+        self.tag = f"{name}-proxy" + ("-tls" if tls else "")
         self.logfile = os.path.join(tmp, f"{self.tag}.log")
 
     @property
@@ -234,7 +232,9 @@ class KuaiProxy(ProxyServer):
         with open(conf, "w") as f:
             json.dump({
                 "threads": 1,
-                "listen": [{"host": "127.0.0.1", "port": self.port}],
+                "listen": [{"host": "127.0.0.1", "port": self.port, **(
+                    {"tls": {"cert": common.TLS["cert"], "key": common.TLS["key"]}}
+                    if self.tls else {})}],
                 "routes": [{"match": "/", "proxy": {
                     "upstreams": [self.upstream],
                     "keepalive": {"maxIdle": PROXY_POOL, "idleTimeout": "60s",
@@ -258,8 +258,13 @@ class NginxProxy(ProxyServer):
         conf = os.path.join(self.tmp, f"{self.tag}.conf")
         t = os.path.join(self.tmp, f"{self.tag}-temp")
         os.makedirs(t, exist_ok=True)
+        tls_conf = "\n" + fill("nginx-tls.conf", cert=common.TLS["cert"],
+                               key=common.TLS["key"], protocol=TLS_PROTOCOL,
+                               group=TLS_GROUP, suite=TLS_SUITE).rstrip("\n") \
+            if self.tls else ""
         write_config(conf, "nginx-proxy.conf", tmp=self.tmp, tag=self.tag, temp=t,
-                     upstream=self.upstream, pool=PROXY_POOL, port=self.port)
+                     upstream=self.upstream, pool=PROXY_POOL, port=self.port,
+                     ssl=" ssl http2" if self.tls else "", tls=tls_conf)
         return ["nginx", "-p", self.tmp, "-c", conf, "-e", f"{self.tmp}/{self.tag}-error.log"]
 
 
@@ -269,8 +274,10 @@ class H2oProxy(ProxyServer, H2o):
 
     def command(self):
         conf = os.path.join(self.tmp, f"{self.tag}.yaml")
+        tls_conf = "\n" + fill("h2o-tls.yaml", cert=common.TLS["cert"],
+                               key=common.TLS["key"]).rstrip("\n") if self.tls else ""
         write_config(conf, "h2o-proxy.yaml", tmp=self.tmp, tag=self.tag, port=self.port,
-                     upstream=self.upstream)
+                     upstream=self.upstream, tls=tls_conf)
         return ["h2o", "-c", conf]
 
 
@@ -295,6 +302,7 @@ class JsServer(Server):
         self.logfile = os.path.join(tmp, f"{self.tag}.log")
         self.error = None  # why it failed, for the results
         self.hello_path = CASES[case][1]
+        self.tls = bool(CASES[case][4])  # HTTPS (h2 by ALPN, HTTP/1.1 for the check)
 
     def command(self):
         return self.runtime_cmd + [os.path.join(JS_DIR, self.script)]
@@ -304,7 +312,7 @@ class JsServer(Server):
 
     def check(self):
         """None if the response to the case's request is right, else what is wrong."""
-        status, headers, body = http_get_full(self.port, self.hello_path)
+        status, headers, body = http_get_full(self.port, self.hello_path, tls=self.tls)
         if status != 200:
             return f"GET {self.hello_path} gave {status} {body[:200]!r}"
         if self.case == "js-hello":
@@ -329,6 +337,8 @@ class JsServer(Server):
         cmd = ["taskset", "-c", SERVER_CPU] + self.command()
         env = dict(os.environ, PORT=str(self.port), HOST="127.0.0.1", NODE_ENV="production",
                    DENO_NO_UPDATE_CHECK="1", DENO_NO_PROMPT="1", NO_COLOR="1")
+        if self.tls:
+            env.update(TLS_CERT=common.TLS["cert"], TLS_KEY=common.TLS["key"])
         log(f"start {self.tag}: PORT={self.port} {' '.join(shlex.quote(c) for c in cmd)}")
         out = open(self.logfile, "ab")
         self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,

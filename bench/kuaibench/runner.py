@@ -13,7 +13,7 @@ import sys
 import time
 
 from . import common
-from .common import (BENCH, CASES, CLIENT_CPU, CLK_TCK, HELLO, JS_DIR, JS_PACKAGES, NPM,
+from .common import (BENCH, CASES, CLIENT_CPU, CLK_TCK, H2_STREAMS, HELLO, JS_DIR, JS_PACKAGES, NPM,
                      PINNED_NODE, PROXY_POOL, ROOT, SERVER_CPU, TLS_GROUP, TLS_PROTOCOL,
                      TLS_SUITE, client_env, cpu_ticks, log, readline_timeout, rss_kib, spawn,
                      stop, tail)
@@ -35,6 +35,8 @@ WRK_RE = re.compile(r"BENCH (.*)")
 
 def run_wrk(server, case, duration, measure=True):
     _, kind, conns, script, tls = CASES[case]
+    if tls == "h2":
+        return run_h2load(server, case, duration, measure)
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{server.port}{server.path_for(kind)}"
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
@@ -83,6 +85,75 @@ def run_wrk(server, case, duration, measure=True):
         r["origin_cpu_us_per_req"] = ((ocpu1 - ocpu0) * 1e6 / CLK_TCK / reqs) if reqs else None
     r["wrk_cpu"] = (ru.ru_utime + ru.ru_stime) / wall
     r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
+    return r
+
+
+# ---------------------------------------------------------------- h2load
+
+H2_REQUESTS_RE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                            r"(\d+) failed, (\d+) errored, (\d+) timeout")
+H2_FINISHED_RE = re.compile(r"finished in ([\d.]+)(m?s)")
+H2_STATUS_RE = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+
+
+def run_h2load(server, case, duration, measure=True):
+    """One h2load run (HTTP/2 over TLS by ALPN, pinned like wrk): the same
+    result keys as run_wrk. Latencies come from h2load's per-request log."""
+    _, kind, conns, _, _ = CASES[case]
+    url = f"https://127.0.0.1:{server.port}{server.path_for(kind)}"
+    reqlog = os.path.join(server.tmp, "h2load-requests.log")
+    outpath = os.path.join(server.tmp, "h2load.out")
+    cmd = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{conns}", f"-m{H2_STREAMS[case]}",
+           "-D", str(duration), "--log-file", reqlog, url]
+    pids = server.pids()
+    origin = getattr(server, "origin", None)
+    cpu0 = cpu_ticks(pids)
+    ocpu0 = cpu_ticks(origin.pids()) if origin else 0
+    t0 = time.monotonic()
+    with open(outpath, "wb") as out:
+        p = spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                  env=client_env(case))
+    deadline = t0 + duration + 20
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            p.returncode = os.waitstatus_to_exitcode(status)
+            common.children.discard(p)
+            break
+        if time.monotonic() > deadline:
+            log(f"h2load overran on {server.name}/{case}; killing it")
+            stop(p)
+            return None
+        time.sleep(0.02)
+    wall = time.monotonic() - t0
+    cpu1 = cpu_ticks(server.pids())
+    ocpu1 = cpu_ticks(origin.pids()) if origin else 0
+    text = open(outpath, errors="replace").read()
+    m, f, st = H2_REQUESTS_RE.search(text), H2_FINISHED_RE.search(text), H2_STATUS_RE.search(text)
+    if not (m and f and st) or "h2" not in text.split("Application protocol:")[-1][:8]:
+        log(f"no usable h2load result on {server.name}/{case} (exit {p.returncode}):\n{text[-800:]}")
+        return None
+    if not measure:
+        return {}
+    ok = int(m.group(4))
+    secs = float(f.group(1)) / (1000 if f.group(2) == "ms" else 1)
+    lat = []
+    with open(reqlog, errors="replace") as lf:
+        for line in lf:
+            parts = line.split()
+            if len(parts) == 3:
+                lat.append(int(parts[2]))
+    lat.sort()
+    pct = (lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] if lat else None)
+    r = {"requests": ok, "duration_us": int(secs * 1e6), "rps": ok / secs if secs else 0.0,
+         "p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99),
+         "server_cpu_us_per_req": ((cpu1 - cpu0) * 1e6 / CLK_TCK / ok) if ok else None,
+         "server_cpu_util": (cpu1 - cpu0) / CLK_TCK / wall,
+         "wrk_cpu": (ru.ru_utime + ru.ru_stime) / wall,
+         "errors": int(m.group(5)) + int(m.group(6)) + int(m.group(7)) + int(st.group(3)) +
+         int(st.group(4)) + (int(m.group(3)) - ok if int(m.group(3)) > ok else 0)}
+    if origin:
+        r["origin_cpu_us_per_req"] = ((ocpu1 - ocpu0) * 1e6 / CLK_TCK / ok) if ok else None
     return r
 
 
@@ -234,16 +305,16 @@ def run_cases(cases, servers, objs, rounds, duration, runs, notes):
         objs[s].stop()
 
 
-def run_proxy_cases(cases, servers, tmp, docroot, rounds, duration, runs, notes, meta):
-    """Starts the origin, then the proxies in front of it, and runs the proxy
-    cases on them like any other case."""
+def run_proxy_cases(cases, servers, tmp, docroot, rounds, duration, runs, notes, meta, tls=False):
+    """Starts the origin, then the proxies in front of it (tls: HTTPS, h2 by
+    ALPN), and runs the proxy cases on them like any other case."""
     origin = Origin("origin", tmp, docroot)
     if not origin.start():
         notes.append("proxy cases left out: the origin (nginx) did not start or failed its "
                      "health check.")
         return
     try:
-        objs = {s: PROXY_CLASSES[s](s, tmp, docroot, origin) for s in servers}
+        objs = {s: PROXY_CLASSES[s](s, tmp, docroot, origin, tls=tls) for s in servers}
         run_cases(cases, servers, objs, rounds, duration, runs, notes)
     finally:
         origin.stop()

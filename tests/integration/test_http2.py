@@ -98,6 +98,32 @@ def test_h2c_with_prior_knowledge_and_http11_on_the_same_port(kuai):
     assert p.stdout == b"hi\n1.1"
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_large_file_frame_sizes_and_windows(kuai, docroot, tls):
+    """5 MiB over h2 with the client's largest frames (16 MiB - 1: kuai's DATA
+    frames are 64 KiB file ranges, sent with sendfile in clear text) and with
+    the default 16 KiB frames: the bytes arrive whole, in order, in frames no
+    larger than allowed."""
+    s = kuai("--h2c", tls=tls) if not tls else kuai()
+    for frame_size in (16384, (1 << 24) - 1):
+        c = H2Client(s.port, s.certs.ca if tls else None, settings={
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: frame_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+        try:
+            c.conn.increment_flow_control_window(1 << 24)
+            sid = c.request("/big.bin", scheme="https" if tls else "http")
+            headers, body, ended = c.response(sid, timeout=30)
+            assert ended and headers[":status"] == "200"
+            assert len(body) == docroot.big_size
+            assert hashlib.sha256(body).hexdigest() == docroot.big_sha
+            sizes = [len(e.data) for e in c.log if isinstance(e, h2.events.DataReceived)]
+            assert max(sizes) <= frame_size
+            if frame_size > 65536:
+                assert max(sizes) == 65536, sizes[:8]
+        finally:
+            c.close()
+
+
 def test_clear_text_without_h2c_refuses_the_preface(kuai):
     s = kuai("--respond", "/hello=hi", tls=False)
     p = curl(s, "--http2-prior-knowledge", f"http://127.0.0.1:{s.port}/hello")
