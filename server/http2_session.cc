@@ -345,9 +345,13 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
 int Http2Session::Stream::sendData(nghttp2_session*, nghttp2_frame*, const uint8_t* frameHead, size_t length,
                                    nghttp2_data_source* source, void*) {
   auto* s = static_cast<Stream*>(source->ptr);
+  Transport& t = s->session_.transport_;
+  // One mem_send call goes on through every DATA frame the windows allow:
+  // past the high-water mark, nghttp2 keeps this frame and asks again once
+  // the output has drained (pump()).
+  if (t.pendingBytes() >= kSendHighWater) return NGHTTP2_ERR_WOULDBLOCK;
   FileRange next = std::move(s->next_);
   s->next_ = FileRange{};
-  Transport& t = s->session_.transport_;
   std::string& out = t.output().buffer();
   size_t at = out.size();
   out.append(reinterpret_cast<const char*>(frameHead), 9);  // no padding is ever asked for

@@ -243,17 +243,38 @@ class Context final : public TlsContext, public std::enable_shared_from_this<Con
   TicketKeys tickets_;
 };
 
-// A TLS server connection over memory BIOs. Owned by one connection on one
-// reactor thread; keeps its Context alive.
+// The write side of a session: BoringSSL's records are appended to the
+// session's own buffer (wire_), which takeOutput hands over by swapping. A
+// memory BIO would cost a second copy of every record, and a zero-filled
+// buffer to read it into.
+const BIO_METHOD* appendingBio() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(0, "kuai append");
+    BIO_meth_set_write(m, [](BIO* b, const char* data, int len) -> int {
+      static_cast<std::string*>(BIO_get_data(b))->append(data, size_t(len));
+      return len;
+    });
+    BIO_meth_set_ctrl(m, [](BIO*, int cmd, long, void*) -> long { return cmd == BIO_CTRL_FLUSH ? 1 : 0; });
+    return m;
+  }();
+  return method;
+}
+
+// A TLS server connection over a memory BIO (ciphertext in) and an appending
+// one (ciphertext out). Owned by one connection on one reactor thread; keeps
+// its Context alive.
 class Session final : public TlsSession {
  public:
   Session(std::shared_ptr<Context> context, SSL* ssl, BIO* in, BIO* out)
-      : context_(std::move(context)), ssl_(ssl), in_(in), out_(out) {}
+      : context_(std::move(context)), ssl_(ssl), in_(in), out_(out) {
+    BIO_set_data(out_, &wire_);
+    BIO_set_init(out_, 1);
+  }
 
   Status onCiphertext(const char* data, size_t len, std::string& plaintext) override;
   Status writePlaintext(const char* data, size_t len) override;
   void takeOutput(std::string& out) override;
-  bool hasOutput() const override { return BIO_pending(out_) > 0; }
+  bool hasOutput() const override { return !wire_.empty(); }
   void shutdown() override;
 
   bool handshakeDone() const override { return SSL_is_init_finished(ssl_.get()); }
@@ -281,9 +302,10 @@ class Session final : public TlsSession {
   Status fail(const char* what, int sslError);
 
   std::shared_ptr<Context> context_;  // declared first: outlives ssl_
+  std::string wire_;                  // outlives ssl_ too (its BIO writes here)
   bssl::UniquePtr<SSL> ssl_;
   BIO* in_;   // owned by ssl_: ciphertext from the peer
-  BIO* out_;  // owned by ssl_: ciphertext for the peer
+  BIO* out_;  // owned by ssl_: ciphertext for the peer, appended to wire_
   State state_ = State::kSniffing;
   std::string head_;  // first bytes, kept while deciding TLS or plain HTTP
   bool shutdownSent_ = false;
@@ -511,7 +533,7 @@ std::unique_ptr<TlsSession> Context::newSession() {
   SSL* ssl = SSL_new(certs_.front().ctx.get());
   if (!ssl) return nullptr;
   BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(appendingBio());
   if (!in || !out) {
     BIO_free(in);
     BIO_free(out);
@@ -641,14 +663,12 @@ TlsSession::Status Session::writePlaintext(const char* data, size_t len) {
 }
 
 void Session::takeOutput(std::string& out) {
-  while (size_t n = BIO_pending(out_)) {
-    n = std::min<size_t>(n, INT_MAX / 2);
-    size_t old = out.size();
-    out.resize(old + n);
-    int r = BIO_read(out_, out.data() + old, int(n));
-    out.resize(old + (r > 0 ? size_t(r) : 0));
-    if (r <= 0) break;
+  if (out.empty()) {
+    out.swap(wire_);  // wire_ gets out's (empty) buffer for the next records
+  } else {
+    out.append(wire_);
   }
+  wire_.clear();
 }
 
 void Session::shutdown() {

@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from . import common
-from .common import (ALL_SERVERS, CASE_ORDER, CASES, CLIENT_CPU, IDLE_CONNS, JS_CASES,
+from .common import (ALL_SERVERS, CASE_ORDER, CASES, CLIENT_CPU, H2_KEEPALIVE_REQUESTS, IDLE_CONNS, JS_CASES,
                      JS_RUNTIMES, KUAI_OLD_VARIANTS, PROXY_CASES, RESULTS, SERVER_CPU,
                      TLS_GROUP, TLS_PROTOCOL, TLS_SUITE, log, stop_all)
 from .peers import PROXY_CLASSES, SERVER_CLASSES
@@ -144,8 +144,20 @@ def bench(args, cmdline, rounds, duration, cases, servers, js_variants, tmp):
     # set started with the certificate (a kuai port is either HTTP or HTTPS).
     run_cases([c for c in cases if c != "rss" and not CASES[c][4] and c not in PROXY_CASES],
               servers, objs, rounds, duration, runs, notes)
-    run_cases([c for c in tls_cases if c not in PROXY_CASES and c not in JS_CASES],
+    run_cases([c for c in tls_cases if c not in PROXY_CASES and c not in JS_CASES and
+               CASES[c][4] != "h2"],
               [s for s in servers if s in tls_objs], tls_objs, rounds, duration, runs, notes)
+    # HTTP/2 on a third set: the same TLS servers, nginx without its request
+    # limit per connection (h2load never reconnects).
+    h2_objs = {s: SERVER_CLASSES[s](s, tmp, docroot, tls=True) for s in tls_objs}
+    for o in h2_objs.values():
+        o.tag += "-h2"
+        o.logfile = os.path.join(tmp, f"{o.tag}.log")
+        if hasattr(o, "keepalive_requests"):
+            o.keepalive_requests = H2_KEEPALIVE_REQUESTS
+    run_cases([c for c in tls_cases if c not in PROXY_CASES and c not in JS_CASES and
+               CASES[c][4] == "h2"],
+              list(h2_objs), h2_objs, rounds, duration, runs, notes)
     proxy_servers = [s for s in servers if s in PROXY_CLASSES]
     for tls in (False, True):
         proxy_cases = [c for c in cases if c in PROXY_CASES and bool(CASES[c][4]) == tls]
@@ -159,7 +171,9 @@ def bench(args, cmdline, rounds, duration, cases, servers, js_variants, tmp):
         meta["versions"] += f"; JS: {js_versions}" if js_versions else ""
         run_js_cases(js_cases, js_variants, cmds, missing, tmp, rounds, duration, runs, js,
                      notes)
-    seen = {s: o.tls_seen for s, o in tls_objs.items() if o.tls_seen}
+    seen = {}
+    for group in (tls_objs, h2_objs):
+        seen.update({s: o.tls_seen for s, o in group.items() if o.tls_seen})
     if seen:
         meta["tls"] = seen
         notes.append("HTTPS: every server had the same ECDSA P-256 certificate "
@@ -171,6 +185,19 @@ def bench(args, cmdline, rounds, duration, cases, servers, js_variants, tmp):
                      "`ssl_ecdh_curve`); kuai and h2o 2.2.5 have no TLS 1.3 suite setting. "
                      "Session cache and tickets are each server's default; no kTLS, so "
                      "nginx's sendfile does not apply.")
+    h2_run = [c for c in runs if CASES[c][4] == "h2"]
+    if h2_run:
+        notes.append(
+            "HTTP/2 cases (" + ", ".join(h2_run) + "): `h2load -t1 -cC -mM -D SECONDS "
+            "--log-file FILE https://...` (Debian nghttp2-client) pinned like wrk, the same TLS "
+            "1.3 pinning through OPENSSL_CONF, h2 chosen by ALPN; *wrk CPU* is h2load's, "
+            "p50/p99 come from h2load's per-request log, errors are failed, errored and timed-out "
+            "requests and 4xx/5xx. Every TLS server offers h2 by ALPN (nginx `listen ... ssl "
+            f"http2`); in these cases nginx has `keepalive_requests {H2_KEEPALIVE_REQUESTS}` "
+            "because h2load never reconnects (kuai and h2o end no h2 connection after a number "
+            "of requests). h2-proxy: HTTPS/h2 in front, the same HTTP/1.1 keep-alive pools to "
+            "the origin as the proxy cases; h2-js-hello: `bench/js/hello-h2.js` "
+            "(node:http2 `createSecureServer`) on each runtime, `hello-deno-h2.js` for Deno.serve.")
     if "handshakes" in runs:
         notes.append("handshakes: wrk sends `Connection: close`, so every request is a new "
                      "connection; req/s is full TLS handshakes/s and server CPU µs/req is µs "

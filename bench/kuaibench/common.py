@@ -57,7 +57,8 @@ CASES = {
     "h2-4k":        ("h2 static 4k.bin, c16 m16", "/4k.bin", 16, None, "h2"),
     "h2-4k-c64":    ("h2 static 4k.bin, c64 m1", "/4k.bin", 64, None, "h2"),
     "h2-1m":        ("h2 static 1m.bin, c16 m1", "/1m.bin", 16, None, "h2"),
-    "h2-proxy":     ("h2 reverse proxy (HTTP/1.1 pool upstream), hello, c16 m16", "hello", 16,
+    # c8 m4: 32 requests in flight, as many as the proxies' upstream pools keep.
+    "h2-proxy":     ("h2 reverse proxy (HTTP/1.1 pool upstream), hello, c8 m4", "hello", 8,
                      None, "h2"),
     # JavaScript cases (bench/js/): each has its own servers, one per runtime
     # and script (JS_VARIANTS); the path is the URL path wrk asks for.
@@ -68,8 +69,10 @@ CASES = {
     "h2-js-hello": ("node:http2 createSecureServer hello over h2, c16 m16", "/hello", 16, None,
                     "h2"),
 }
+# nginx's keepalive_requests in the h2 cases (h2load does not reconnect).
+H2_KEEPALIVE_REQUESTS = 100_000_000
 H2_STREAMS = {"h2-hello": 16, "h2-hello-c64": 1, "h2-4k": 16, "h2-4k-c64": 1, "h2-1m": 1,
-              "h2-proxy": 16, "h2-js-hello": 16}
+              "h2-proxy": 4, "h2-js-hello": 16}
 CASE_ORDER = list(CASES)
 IDLE_CONNS = 10000
 PROXY_CASES = ["proxy", "proxy-4k", "h2-proxy"]

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from . import common
-from .common import (CASES, HELLO, JS_DIR, JS_JSON, PEER_CONFIGS, PROXY_POOL, SERVER_CPU,
+from .common import (CASES, H2_KEEPALIVE_REQUESTS, HELLO, JS_DIR, JS_JSON, PEER_CONFIGS, PROXY_POOL, SERVER_CPU,
                      TLS_GROUP, TLS_PROTOCOL, TLS_SUITE, descendants, free_port, http_get,
                      http_get_full, log, spawn, stop, tail, tls_check)
 
@@ -262,7 +262,10 @@ class NginxProxy(ProxyServer):
                                key=common.TLS["key"], protocol=TLS_PROTOCOL,
                                group=TLS_GROUP, suite=TLS_SUITE).rstrip("\n") \
             if self.tls else ""
+        # h2load never reconnects: over h2 nginx must not end connections
+        # after keepalive_requests (kuai and h2o set no such limit on h2).
         write_config(conf, "nginx-proxy.conf", tmp=self.tmp, tag=self.tag, temp=t,
+                     keepalive_requests=H2_KEEPALIVE_REQUESTS if self.tls else 1000,
                      upstream=self.upstream, pool=PROXY_POOL, port=self.port,
                      ssl=" ssl http2" if self.tls else "", tls=tls_conf)
         return ["nginx", "-p", self.tmp, "-c", conf, "-e", f"{self.tmp}/{self.tag}-error.log"]
@@ -315,7 +318,7 @@ class JsServer(Server):
         status, headers, body = http_get_full(self.port, self.hello_path, tls=self.tls)
         if status != 200:
             return f"GET {self.hello_path} gave {status} {body[:200]!r}"
-        if self.case == "js-hello":
+        if self.case in ("js-hello", "h2-js-hello"):
             return None if body == HELLO else f"body {body[:200]!r}, want {HELLO!r}"
         try:
             doc = json.loads(body)
