@@ -101,7 +101,10 @@ def run_h2load(server, case, duration, measure=True):
     result keys as run_wrk. Latencies come from h2load's per-request log."""
     _, kind, conns, _, _ = CASES[case]
     url = f"https://127.0.0.1:{server.port}{server.path_for(kind)}"
-    reqlog = os.path.join(server.tmp, "h2load-requests.log")
+    # h2load appends to its log: a fresh file per run.
+    reqlog = os.path.join(server.tmp, f"h2load-{server.tag}-{case}.log")
+    if os.path.exists(reqlog):
+        os.unlink(reqlog)
     outpath = os.path.join(server.tmp, "h2load.out")
     cmd = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{conns}", f"-m{H2_STREAMS[case]}",
            "-D", str(duration), "--log-file", reqlog, url]

@@ -406,6 +406,76 @@ def test_drain_sends_goaway_and_finishes_streams(kuai, docroot, tmp_path):
     s.wait()
 
 
+def test_reload_loses_nothing_in_flight(io, tmp_path, logdir):
+    """SIGHUP with new routes while an h2 download is under way: the download
+    finishes whole from the route it started on; new requests see the new
+    routes."""
+    import os
+    old, new = os.urandom(4 << 20), os.urandom(1000)
+    for d, data in (("a", old), ("b", new)):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f.bin").write_bytes(data)
+    path = tmp_path / "kuai.config.json"
+    cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}], "routes": [{"static": "./a"}]}
+    path.write_text(json.dumps(cfg))
+    s = KuaiServer(["--config", str(path)], logdir).start()
+    try:
+        url = f"http://127.0.0.1:{s.port}/f.bin"
+        out = tmp_path / "got.bin"
+        proc = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "--limit-rate", "2M", "-o", str(out),
+                                 url], stderr=subprocess.PIPE)
+        time.sleep(0.7)
+        cfg["routes"] = [{"static": "./b"}]
+        path.write_text(json.dumps(cfg))
+        s.proc.send_signal(signal.SIGHUP)  # (send_signal would count as the stop signal)
+        deadline = time.monotonic() + 5
+        while True:
+            p = curl(s, "--http2-prior-knowledge", url)
+            if p.stdout == new:
+                break
+            assert time.monotonic() < deadline, "the new routes never answered"
+            time.sleep(0.05)
+        assert proc.poll() is None, "the download ended before the reload"
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        assert out.read_bytes() == old
+    finally:
+        s.stop()
+    s.check_clean()
+
+
+def test_zero_window_client_cannot_pin_memory(io, tmp_path, logdir):
+    """A client that opens 100 streams for a 4 MiB file with a window of 0 and
+    never opens it: kuai holds no response bytes for them (files are read as
+    the window allows), and closes the connection once nothing has moved for
+    the send timeout."""
+    import os
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "f.bin").write_bytes(os.urandom(4 << 20))
+    path = tmp_path / "kuai.config.json"
+    path.write_text(json.dumps({"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
+                                "limits": {"sendTimeout": "1s", "bodyTimeout": "1s"},
+                                "routes": [{"static": "./www"}]}))
+    s = KuaiServer(["--config", str(path)], logdir).start()
+    try:
+        before = rss_kib(s)
+        c = H2Client(s.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        try:
+            for _ in range(100):
+                c.request("/f.bin", scheme="http")
+            t0 = time.monotonic()
+            evs, closed = c.events(lambda e: False, timeout=8)
+            elapsed = time.monotonic() - t0
+        finally:
+            c.close()
+        assert closed and elapsed < 6, (closed, elapsed)
+        assert sum(len(e.data) for e in evs if isinstance(e, h2.events.DataReceived)) == 0
+        assert sum(1 for e in evs if isinstance(e, h2.events.ResponseReceived)) == 100
+        assert rss_kib(s) - before < 32 * 1024
+    finally:
+        s.stop()
+    s.check_clean()
+
+
 def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
     """A config file's listener with http2: "h2c": the proxy (HTTP/1.1
     upstream), an app route (Node's http handler sees HTTP/2 as '2.0' with
