@@ -32,12 +32,12 @@ bool connectionSpecific(std::string_view lower) {
          lower == "transfer-encoding" || lower == "upgrade";
 }
 
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-  }
-  return out;
+// Response body buffers of finished streams, reused by the thread's next ones.
+constexpr size_t kPooledBody = 64 * 1024;
+constexpr size_t kBodyPoolSize = 64;
+std::vector<std::string>& bodyPool() {
+  static thread_local std::vector<std::string> pool;
+  return pool;
 }
 
 nghttp2_nv field(std::string_view name, std::string_view value) {
@@ -58,7 +58,18 @@ class Http2Session::Stream final : public ExchangeSink {
   // ExchangeSink.
   void sendHead(Exchange& ex, int status, std::string_view reason, std::string_view headerLines, int64_t length,
                 int keepAliveSeconds, bool serverField) override;
+  ~Stream() override {
+    // A small body buffer goes back to the thread's pool for the next stream.
+    if (body_.capacity() > 0 && body_.capacity() <= kPooledBody && bodyPool().size() < kBodyPoolSize) {
+      body_.clear();
+      bodyPool().emplace_back().swap(body_);
+    }
+  }
   void sendBody(Exchange&, std::string_view bytes) override {
+    if (body_.capacity() == 0 && !bodyPool().empty()) {
+      body_.swap(bodyPool().back());
+      bodyPool().pop_back();
+    }
     body_.append(bytes);
     resume();
   }
@@ -263,9 +274,14 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
   std::string lengthText = std::to_string(length);
   std::string_view date = session_.reactor_.dateLine();  // "Date: ...\r\n"
   date = date.substr(6, date.size() - 8);
-  std::vector<std::string> names;  // lowercased names, kept while nghttp2 copies
-  std::vector<nghttp2_nv> nv;
-  names.reserve(32);
+  // The thread's buffers, reused: the lower-cased names go into one string
+  // sized up front (so the views into it stay put until nghttp2 has copied
+  // them), the fields into one vector.
+  static thread_local std::string lower;
+  static thread_local std::vector<nghttp2_nv> nv;
+  lower.clear();
+  lower.reserve(headerLines.size());
+  nv.clear();
   nv.push_back(field(":status", statusText));
   if (serverField) {
     nv.push_back(field("server", "kuai"));
@@ -283,8 +299,9 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    names.push_back(lowercase(line.substr(0, colon)));
-    const std::string& name = names.back();
+    size_t nameAt = lower.size();
+    for (char c : line.substr(0, colon)) lower.push_back(c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c);
+    std::string_view name(lower.data() + nameAt, colon);
     if (connectionSpecific(name) || name == "date" || (serverField && name == "server")) continue;
     if (name == "content-length") hasLength = true;
     nv.push_back(field(name, value));

@@ -62,7 +62,7 @@ def without_date(headers):
 
 
 @pytest.mark.parametrize("path", ["/", "/fields", "/flat", "/chunks", "/connection", "/length",
-                                  "/no-content", "/errors", "/missing"])
+                                  "/many", "/no-content", "/errors", "/missing"])
 def test_compat_answers_as_node(pair, path):
     node = ask(pair.node.h2c, path)
     kuai = ask(pair.kuai.h2c, path)

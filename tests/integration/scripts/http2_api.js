@@ -45,6 +45,11 @@ function handler(req, res) {
       res.setHeader('Content-Length', '6');
       res.end('length');
       return;
+    case '/many':
+      // More fields than fit a small fixed table.
+      for (let i = 0; i < 60; ++i) res.setHeader(`X-Field-${i}`, `value ${i} `.repeat(i % 7 + 1).trim());
+      res.end('many');
+      return;
     case '/no-content':
       res.statusCode = 204;
       res.end();
