@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -66,7 +67,7 @@ class Http2Session::Stream final : public ExchangeSink {
     }
   }
   void sendBody(Exchange&, std::string_view bytes) override {
-    if (body_.capacity() == 0 && !bodyPool().empty()) {
+    if (body_.empty() && body_.capacity() < bytes.size() && !bodyPool().empty()) {
       body_.swap(bodyPool().back());
       bodyPool().pop_back();
     }
