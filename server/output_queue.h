@@ -30,12 +30,7 @@ class OutputQueue {
   std::string& buffer() {
     if (segs_.empty() || segs_.back().isFile() || (headFrozen_ && segs_.size() == 1)) {
       segs_.emplace_back();
-      if (spare_.capacity()) {
-        segs_.back().data.swap(spare_);
-      } else if (!pool().empty()) {
-        segs_.back().data.swap(pool().back());
-        pool().pop_back();
-      }
+      if (!spare_.empty() || spare_.capacity()) segs_.back().data.swap(spare_);
     }
     return segs_.back().data;
   }
@@ -88,33 +83,17 @@ class OutputQueue {
  private:
   void popHead() {
     Segment& s = segs_.front();
-    if (!s.isFile()) {
-      size_t cap = s.data.capacity();
-      if (cap <= kKeepCapacity) {
-        s.data.clear();
-        spare_.swap(s.data);
-      } else if (cap <= kPoolCapacity && pool().size() < kPoolBuffers) {
-        s.data.clear();
-        pool().emplace_back().swap(s.data);
-      }
+    if (!s.isFile() && s.data.capacity() <= kKeepCapacity) {
+      s.data.clear();
+      spare_.swap(s.data);
     }
     segs_.erase(segs_.begin());
     headFrozen_ = false;
   }
 
-  // A buffer up to this size is kept for the connection's next response;
-  // bigger ones (a large file's frames, TLS records, a pipelined batch) go to
-  // a small pool shared by the thread's connections, so a busy connection's
-  // next burst reuses memory already paged in instead of growing a fresh
-  // buffer from nothing (allocations, copies, page faults), while idle
-  // connections stay small.
+  // A buffer up to this size is kept for the next response; bigger ones (a large
+  // pipelined batch) go back to the allocator so idle connections stay small.
   static constexpr size_t kKeepCapacity = 16 * 1024;
-  static constexpr size_t kPoolCapacity = 4 * 1024 * 1024;
-  static constexpr size_t kPoolBuffers = 16;
-  static std::vector<std::string>& pool() {
-    static thread_local std::vector<std::string> buffers;
-    return buffers;
-  }
 
   std::vector<Segment> segs_;
   std::string spare_;
