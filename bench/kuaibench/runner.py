@@ -44,17 +44,41 @@ def run_wrk(server, case, duration, measure=True):
     if tls == "handshake":
         cmd += ["-H", "Connection: close"]  # wrk reconnects after every response
     cmd.append(url)
-    outpath = os.path.join(server.tmp, "wrk.out")
-    pids = server.pids()
+    run = run_client(server, case, "wrk", cmd, client_env(case) if tls else None, duration + 10)
+    if run is None:
+        return None
+    text, wall, ru, cpu, ocpu = run
+    m = WRK_RE.search(text)
+    if not m:
+        log(f"no BENCH line from wrk on {server.name}/{case}:\n{text[-800:]}")
+        return None
+    r = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    if not measure:
+        return r
+    reqs = r["requests"]
+    r["rps"] = reqs / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
+    r["server_cpu_us_per_req"] = (cpu * 1e6 / CLK_TCK / reqs) if reqs else None
+    r["server_cpu_util"] = cpu / CLK_TCK / wall
+    if ocpu is not None:
+        r["origin_cpu_us_per_req"] = (ocpu * 1e6 / CLK_TCK / reqs) if reqs else None
+    r["wrk_cpu"] = (ru.ru_utime + ru.ru_stime) / wall
+    r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
+    return r
+
+
+def run_client(server, case, tool, cmd, env, limit):
+    """Runs a load generator's command with its output in a file, measuring
+    the server's CPU ticks (and a proxy case's origin's) over the run. Returns
+    (output, wall seconds, the client's rusage, server ticks, origin ticks or
+    None), or None when it overran `limit` seconds and was killed."""
+    outpath = os.path.join(server.tmp, f"{tool}.out")
     origin = getattr(server, "origin", None)  # proxy cases: the origin's CPU too
-    cpu0 = cpu_ticks(pids)
+    cpu0 = cpu_ticks(server.pids())
     ocpu0 = cpu_ticks(origin.pids()) if origin else 0
     t0 = time.monotonic()
     with open(outpath, "wb") as out:
-        p = spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                  env=client_env(case) if tls else None)
-    deadline = t0 + duration + 10  # wrk 4.1 occasionally hangs at exit
-    ru = None
+        p = spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = t0 + limit  # wrk 4.1 occasionally hangs at exit
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
         if pid:
@@ -62,30 +86,17 @@ def run_wrk(server, case, duration, measure=True):
             common.children.discard(p)
             break
         if time.monotonic() > deadline:
-            log(f"wrk overran on {server.name}/{case}; killing it")
+            log(f"{tool} overran on {server.name}/{case}; killing it")
             stop(p)
             return None
         time.sleep(0.02)
     wall = time.monotonic() - t0
-    cpu1 = cpu_ticks(server.pids())
-    ocpu1 = cpu_ticks(origin.pids()) if origin else 0
+    cpu = cpu_ticks(server.pids()) - cpu0
+    ocpu = cpu_ticks(origin.pids()) - ocpu0 if origin else None
     text = open(outpath, errors="replace").read()
-    m = WRK_RE.search(text)
-    if not m:
-        log(f"no BENCH line from wrk on {server.name}/{case} (exit {p.returncode}):\n{text[-800:]}")
-        return None
-    r = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-    if not measure:
-        return r
-    reqs = r["requests"]
-    r["rps"] = reqs / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
-    r["server_cpu_us_per_req"] = ((cpu1 - cpu0) * 1e6 / CLK_TCK / reqs) if reqs else None
-    r["server_cpu_util"] = (cpu1 - cpu0) / CLK_TCK / wall
-    if origin:
-        r["origin_cpu_us_per_req"] = ((ocpu1 - ocpu0) * 1e6 / CLK_TCK / reqs) if reqs else None
-    r["wrk_cpu"] = (ru.ru_utime + ru.ru_stime) / wall
-    r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
-    return r
+    if p.returncode != 0:
+        text += f"\n({tool} exited with {p.returncode})"
+    return text, wall, ru, cpu, ocpu
 
 
 # ---------------------------------------------------------------- h2load
@@ -105,36 +116,15 @@ def run_h2load(server, case, duration, measure=True):
     reqlog = os.path.join(server.tmp, f"h2load-{server.tag}-{case}.log")
     if os.path.exists(reqlog):
         os.unlink(reqlog)
-    outpath = os.path.join(server.tmp, "h2load.out")
     cmd = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{conns}", f"-m{H2_STREAMS[case]}",
            "-D", str(duration), "--log-file", reqlog, url]
-    pids = server.pids()
-    origin = getattr(server, "origin", None)
-    cpu0 = cpu_ticks(pids)
-    ocpu0 = cpu_ticks(origin.pids()) if origin else 0
-    t0 = time.monotonic()
-    with open(outpath, "wb") as out:
-        p = spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                  env=client_env(case))
-    deadline = t0 + duration + 20
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            p.returncode = os.waitstatus_to_exitcode(status)
-            common.children.discard(p)
-            break
-        if time.monotonic() > deadline:
-            log(f"h2load overran on {server.name}/{case}; killing it")
-            stop(p)
-            return None
-        time.sleep(0.02)
-    wall = time.monotonic() - t0
-    cpu1 = cpu_ticks(server.pids())
-    ocpu1 = cpu_ticks(origin.pids()) if origin else 0
-    text = open(outpath, errors="replace").read()
+    run = run_client(server, case, "h2load", cmd, client_env(case), duration + 20)
+    if run is None:
+        return None
+    text, wall, ru, cpu, ocpu = run
     m, f, st = H2_REQUESTS_RE.search(text), H2_FINISHED_RE.search(text), H2_STATUS_RE.search(text)
     if not (m and f and st) or "h2" not in text.split("Application protocol:")[-1][:8]:
-        log(f"no usable h2load result on {server.name}/{case} (exit {p.returncode}):\n{text[-800:]}")
+        log(f"no usable h2load result on {server.name}/{case}:\n{text[-800:]}")
         return None
     if not measure:
         return {}
@@ -150,13 +140,13 @@ def run_h2load(server, case, duration, measure=True):
     pct = (lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] if lat else None)
     r = {"requests": ok, "duration_us": int(secs * 1e6), "rps": ok / secs if secs else 0.0,
          "p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99),
-         "server_cpu_us_per_req": ((cpu1 - cpu0) * 1e6 / CLK_TCK / ok) if ok else None,
-         "server_cpu_util": (cpu1 - cpu0) / CLK_TCK / wall,
+         "server_cpu_us_per_req": (cpu * 1e6 / CLK_TCK / ok) if ok else None,
+         "server_cpu_util": cpu / CLK_TCK / wall,
          "wrk_cpu": (ru.ru_utime + ru.ru_stime) / wall,
          "errors": int(m.group(5)) + int(m.group(6)) + int(m.group(7)) + int(st.group(3)) +
          int(st.group(4)) + (int(m.group(3)) - ok if int(m.group(3)) > ok else 0)}
-    if origin:
-        r["origin_cpu_us_per_req"] = ((ocpu1 - ocpu0) * 1e6 / CLK_TCK / ok) if ok else None
+    if ocpu is not None:
+        r["origin_cpu_us_per_req"] = (ocpu * 1e6 / CLK_TCK / ok) if ok else None
     return r
 
 

@@ -11,7 +11,7 @@ const fs = require('fs');
 const { Duplex } = require('stream');
 const {
   Server, HttpsServer, IncomingMessage, ServerResponse, codedError,
-  kCompat, kRawHeaders, kParsedHeaders, kHandle,
+  kCompat, kRawHeaders, kParsedHeaders, kHandle, handleRead, handleWrite,
 } = require('./http_server');
 
 // Fields HTTP/2 has no room for (RFC 9113, 8.2.2). As Node: Connection is
@@ -337,22 +337,10 @@ class ServerHttp2Stream extends Duplex {
     this.destroy();
   }
 
-  _read() {
-    const h = this[kHandle];
-    if (h && h.paused) {
-      h.paused = false;
-      h.resumeBody();
-    }
-  }
+  _read() { handleRead(this); }
   _write(chunk, encoding, cb) {
-    const h = this[kHandle];
-    if (!h) {
-      cb(codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
-      return;
-    }
-    if (!this.headersSent) this.respond();
-    if (h.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) cb();
-    else this._writeCb = cb;  // called on 'drain' from the connection
+    if (this[kHandle] && !this.headersSent) this.respond();
+    handleWrite(this, chunk, encoding, cb);
   }
   _final(cb) {
     if (!this.headersSent) this.respond();

@@ -147,13 +147,7 @@ class IncomingMessage extends Readable {
     return out;
   }
 
-  _read() {
-    const handle = this[kHandle];
-    if (handle && handle.paused) {
-      handle.paused = false;
-      handle.resumeBody();
-    }
-  }
+  _read() { handleRead(this); }
 
   setTimeout(ms, cb) {
     if (cb) this.on('timeout', cb);
@@ -453,6 +447,27 @@ function installOutgoingHeaders(proto) {
 }
 installOutgoingHeaders(ServerResponse.prototype);
 
+// A stream over a request's handle (the request body, an upgraded socket, an
+// HTTP/2 stream): reading resumes a paused body; a write the connection has
+// no room for completes on 'drain' (stream._writeCb, called from onDrain).
+function handleRead(stream) {
+  const h = stream[kHandle];
+  if (h && h.paused) {
+    h.paused = false;
+    h.resumeBody();
+  }
+}
+
+function handleWrite(stream, chunk, encoding, cb) {
+  const h = stream[kHandle];
+  if (!h) {
+    cb(codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
+    return;
+  }
+  if (h.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) cb();
+  else stream._writeCb = cb;
+}
+
 // The socket an 'upgrade' listener gets: the connection itself, raw bytes both
 // ways (the listener writes its own "101 Switching Protocols"). No half-close:
 // ending either side closes the connection once queued bytes are out.
@@ -466,22 +481,8 @@ class UpgradedSocket extends Stream.Duplex {
     this.encrypted = encrypted || undefined;
     this._writeCb = null;
   }
-  _read() {
-    const h = this[kHandle];
-    if (h && h.paused) {
-      h.paused = false;
-      h.resumeBody();
-    }
-  }
-  _write(chunk, encoding, cb) {
-    const h = this[kHandle];
-    if (!h) {
-      cb(codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
-      return;
-    }
-    if (h.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) cb();
-    else this._writeCb = cb;  // called on 'drain' from the connection
-  }
+  _read() { handleRead(this); }
+  _write(chunk, encoding, cb) { handleWrite(this, chunk, encoding, cb); }
   _drained() {
     const cb = this._writeCb;
     this._writeCb = null;
@@ -899,6 +900,8 @@ module.exports.kRawHeaders = kRawHeaders;
 module.exports.kParsedHeaders = kParsedHeaders;
 module.exports.kHandle = kHandle;
 module.exports.handlerFailed = handlerFailed;
+module.exports.handleRead = handleRead;
+module.exports.handleWrite = handleWrite;
 module.exports.IncomingMessage = IncomingMessage;
 module.exports.ServerResponse = ServerResponse;
 // Shared with the http client (js/http_client.js): header checks as Node's.
