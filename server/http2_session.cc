@@ -61,7 +61,9 @@ class Http2Session::Stream final : public ExchangeSink {
                 int keepAliveSeconds, bool serverField) override;
   ~Stream() override {
     // A small body buffer goes back to the thread's pool for the next stream.
-    if (body_.capacity() > 0 && body_.capacity() <= kPooledBody && bodyPool().size() < kBodyPoolSize) {
+    // (An unused string's own inline room is not worth keeping.)
+    if (body_.capacity() > std::string().capacity() && body_.capacity() <= kPooledBody &&
+        bodyPool().size() < kBodyPoolSize) {
       body_.clear();
       bodyPool().emplace_back().swap(body_);
     }
