@@ -39,7 +39,7 @@ void Exchange::writeError(int status, std::string_view extraHeaders) {
   end();
 }
 
-bool Exchange::write(std::string_view bytes) {
+bool Exchange::send(std::string_view bytes, const std::shared_ptr<const void>* hold) {
   if (!sink_ || ended_) return true;
   if (tunnel_) {
     sink_->sendRaw(*this, bytes);
@@ -54,7 +54,11 @@ bool Exchange::write(std::string_view bytes) {
       unsent_ -= int64_t(bytes.size());
       if (bytes.empty()) return true;
     }
-    sink_->sendBody(*this, bytes);
+    if (hold) {
+      sink_->sendBodyHeld(*this, bytes, *hold);
+    } else {
+      sink_->sendBody(*this, bytes);
+    }
   }
   if (!sink_) return true;
   // Above this much unsent output, ask the writer to wait for onDrain.

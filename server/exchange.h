@@ -44,6 +44,11 @@ class ExchangeSink {
   virtual void sendHead(Exchange& ex, int status, std::string_view reason, std::string_view headerLines,
                         int64_t length, int keepAliveSeconds, bool serverField) = 0;
   virtual void sendBody(Exchange& ex, std::string_view bytes) = 0;
+  // The same, for bytes that `hold` keeps alive and unchanged (a cached
+  // file): a protocol that sends them later may keep them instead of a copy.
+  virtual void sendBodyHeld(Exchange& ex, std::string_view bytes, const std::shared_ptr<const void>& hold) {
+    sendBody(ex, bytes);
+  }
   virtual void sendFile(Exchange& ex, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) = 0;
   virtual void sendEnd(Exchange& ex) = 0;
   virtual void sendContinue(Exchange& ex) = 0;
@@ -84,7 +89,9 @@ class Exchange {
   // one error page of every route, protocol and handler.
   void writeError(int status, std::string_view extraHeaders = {});
   // Returns false when the client is slow: wait for onDrain.
-  bool write(std::string_view bytes);
+  bool write(std::string_view bytes) { return send(bytes, nullptr); }
+  // write() for bytes that `hold` keeps alive and unchanged (a cached file).
+  bool writeHeld(std::string_view bytes, const std::shared_ptr<const void>& hold) { return send(bytes, &hold); }
   // A file range as the body (sendfile where the protocol allows).
   void sendFile(std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length);
   void end();
@@ -129,6 +136,8 @@ class Exchange {
   bool waitingDrain = false;
 
  private:
+  bool send(std::string_view bytes, const std::shared_ptr<const void>* hold);
+
   ExchangeSink* sink_;
   ExchangeListener* listener_ = nullptr;
   bool ended_ = false;

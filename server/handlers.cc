@@ -52,6 +52,8 @@ void StaticHandler::onRequest(const parser::Request& req, const std::shared_ptr<
   if (r.status != 304 && r.contentLength > 0) {
     if (r.file) {
       ex->sendFile(r.file, r.fileOffset, r.contentLength);
+    } else if (r.memoryHeld) {
+      ex->writeHeld(r.memory.substr(0, r.contentLength), r.hold);
     } else if (!r.memory.empty()) {
       ex->write(r.memory.substr(0, r.contentLength));
     } else {

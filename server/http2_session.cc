@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "server/block_pool.h"
 #include "server/reactor.h"
 #include "server/metrics.h"
 #include "server/router.h"
@@ -55,6 +56,12 @@ nghttp2_nv field(std::string_view name, std::string_view value) {
 class Http2Session::Stream final : public ExchangeSink {
  public:
   Stream(Http2Session& session, int32_t id) : session_(session), id_(id) {}
+  static void* operator new(size_t n) {
+    void* p = block_pool::allocate(n);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  static void operator delete(void* p) { block_pool::release(p); }
 
   // ExchangeSink.
   void sendHead(Exchange& ex, int status, std::string_view reason, std::string_view headerLines, int64_t length,
@@ -74,6 +81,11 @@ class Http2Session::Stream final : public ExchangeSink {
       bodyPool().pop_back();
     }
     body_.append(bytes);
+    resume();
+  }
+  void sendBodyHeld(Exchange& ex, std::string_view bytes, const std::shared_ptr<const void>& hold) override {
+    if (!held_.bytes.empty() || bodyAt_ < body_.size() || !files_.empty()) return sendBody(ex, bytes);
+    held_ = {bytes, hold};  // sent from where it lies, no copy
     resume();
   }
   void sendFile(Exchange&, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) override {
@@ -103,16 +115,16 @@ class Http2Session::Stream final : public ExchangeSink {
     // This stream's own backlog: the connection's output is bounded by
     // pump() (kSendHighWater), and one stream's writer must not wait for
     // another's.
-    return body_.size() - bodyAt_ + files;
+    return held_.bytes.size() + body_.size() - bodyAt_ + files;
   }
   // The handler's pace for the request body: while paused, what arrives is
   // not acknowledged, so the client's window closes (the stream's window
   // bounds what can still come).
   void setReading(Exchange&, bool on) override {
     paused_ = !on;
-    if (on && held_) {
-      nghttp2_session_consume(session_.session_, id_, held_);
-      held_ = 0;
+    if (on && unacked_) {
+      nghttp2_session_consume(session_.session_, id_, unacked_);
+      unacked_ = 0;
       session_.pump();
     }
   }
@@ -126,8 +138,8 @@ class Http2Session::Stream final : public ExchangeSink {
   void release() {
     account();
     // The connection's window gets back what this stream held.
-    if (held_) nghttp2_session_consume_connection(session_.session_, held_);
-    held_ = 0;
+    if (unacked_) nghttp2_session_consume_connection(session_.session_, unacked_);
+    unacked_ = 0;
     if (!exchange_) return;
     std::shared_ptr<Exchange> ex = std::move(exchange_);
     bool aborted = !responseEnded_ && !ex->ended();
@@ -185,7 +197,7 @@ class Http2Session::Stream final : public ExchangeSink {
   bool aborted_ = false;
   bool responseEnded_ = false;  // END_STREAM is queued: a close after it is no abort
   bool paused_ = false;         // the handler paused the body (pauseBody)
-  size_t held_ = 0;             // body bytes received while paused, not yet acknowledged
+  size_t unacked_ = 0;          // body bytes received while paused, not yet acknowledged
   uint64_t startUs_ = 0;        // when its head was complete (0: not counted)
   int status_ = 0;
   uint64_t respBytes_ = 0;
@@ -195,8 +207,15 @@ class Http2Session::Stream final : public ExchangeSink {
     uint64_t length = 0;
   };
   std::vector<FileRange> files_;
+  // The body in memory: first bytes kept alive elsewhere (sendBodyHeld),
+  // then bytes copied here.
+  struct HeldBytes {
+    std::string_view bytes;
+    std::shared_ptr<const void> owner;
+  } held_;
   std::string body_;
   size_t bodyAt_ = 0;
+  bool nextHeld_ = false;  // next_ is from held_
   // The DATA frame read() sized, for sendData: from the file range (its
   // file and offset) or from body_ at bodyAt_ (file == null).
   FileRange next_;
@@ -332,7 +351,13 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
   size_t n = 0;
   bool drained;
   s->next_ = FileRange{nullptr, s->bodyAt_, 0};
-  if (s->bodyAt_ < s->body_.size()) {
+  s->nextHeld_ = false;
+  if (!s->held_.bytes.empty()) {
+    n = std::min(length, s->held_.bytes.size());
+    s->next_.length = n;
+    s->nextHeld_ = true;
+    drained = n == s->held_.bytes.size() && s->bodyAt_ == s->body_.size() && s->files_.empty();
+  } else if (s->bodyAt_ < s->body_.size()) {
     n = std::min(length, s->body_.size() - s->bodyAt_);
     s->next_.length = n;
     drained = s->bodyAt_ + n == s->body_.size() && s->files_.empty();
@@ -375,6 +400,12 @@ int Http2Session::Stream::sendData(nghttp2_session*, nghttp2_frame*, const uint8
   std::string& out = t.output().buffer();
   size_t at = out.size();
   out.append(reinterpret_cast<const char*>(frameHead), 9);  // no padding is ever asked for
+  if (s->nextHeld_) {
+    out.append(s->held_.bytes.data(), length);
+    s->held_.bytes.remove_prefix(length);
+    if (s->held_.bytes.empty()) s->held_.owner.reset();
+    return 0;
+  }
   if (!next.file) {
     out.append(s->body_, next.offset, length);
     s->bodyAt_ += length;
@@ -430,7 +461,7 @@ Http2Session::Http2Session(Transport& transport, const Listener& listener)
   nghttp2_option_set_max_outbound_ack(opt, 1000);
   // Request bodies are acknowledged at the handler's pace (setReading).
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_session_server_new2(&session_, cb, this, opt);
+  nghttp2_session_server_new3(&session_, cb, this, opt, block_pool::nghttp2Allocator());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   const nghttp2_settings_entry settings[] = {
@@ -529,7 +560,7 @@ int Http2Session::onDataChunk(nghttp2_session*, uint8_t, int32_t id, const uint8
   // (The handler may have ended the stream: look it up again.)
   s = h->stream(id);
   if (s && s->paused_) {
-    s->held_ += len;
+    s->unacked_ += len;
   } else if (s) {
     nghttp2_session_consume(h->session_, id, len);
   } else {
@@ -552,7 +583,7 @@ int Http2Session::onStreamClose(nghttp2_session*, int32_t id, uint32_t, void* se
 void Http2Session::dispatch(Stream& s) {
   s.dispatched_ = true;
   if (reactor_.context().observing()) s.startUs_ = monotonicMicros();
-  s.exchange_ = std::make_shared<Exchange>(&s);
+  s.exchange_ = std::allocate_shared<Exchange>(block_pool::Allocator<Exchange>(), &s);
   int status = 0;
   if (!s.finishHead(status)) {
     s.exchange_->setHead(s.method_ == "HEAD");
@@ -711,7 +742,7 @@ void Http2Session::onShutdown() {
 }
 
 void Http2Session::onClose() {
-  std::map<int32_t, std::unique_ptr<Stream>> streams;
+  StreamMap streams;
   streams.swap(streams_);
   for (auto& [id, s] : streams) s->release();
 }

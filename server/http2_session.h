@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "server/block_pool.h"
 #include "server/exchange.h"
 #include "server/transport.h"
 
@@ -70,7 +71,9 @@ class Http2Session final : public Protocol {
   Reactor& reactor_;
   Handler* listenerHandler_;
   nghttp2_session* session_ = nullptr;
-  std::map<int32_t, std::unique_ptr<Stream>> streams_;
+  using StreamMap = std::map<int32_t, std::unique_ptr<Stream>, std::less<int32_t>,
+                             block_pool::Allocator<std::pair<const int32_t, std::unique_ptr<Stream>>>>;
+  StreamMap streams_;
   bool inRecv_ = false;       // inside mem_recv: sending waits until it returns
   bool pumpWanted_ = false;
   bool inPump_ = false;

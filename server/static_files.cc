@@ -704,6 +704,7 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
     out.fileOffset = off;
   } else {
     out.memory = std::string_view(e.body).substr(off, len);
+    out.memoryHeld = true;
   }
 }
 
@@ -780,6 +781,7 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   out.extraHeaders.clear();
   out.contentLength = 0;
   out.memory = {};
+  out.memoryHeld = false;
   out.file.reset();
   out.fileOffset = 0;
   out.hold.reset();

@@ -56,6 +56,7 @@ struct StaticResponse {
   uint64_t contentLength = 0;
   // Body: memory (a view kept alive by `hold` or `owned`), or a file range.
   std::string_view memory;
+  bool memoryHeld = false;  // memory lies in what `hold` keeps (a cached file)
   std::shared_ptr<OpenFile> file;
   uint64_t fileOffset = 0;
   std::shared_ptr<const void> hold;
