@@ -48,6 +48,28 @@ nghttp2_nv field(std::string_view name, std::string_view value) {
           NGHTTP2_NV_FLAG_NONE};
 }
 
+// A response head's fields: on the stack up to a point, then on the heap.
+class NvList {
+ public:
+  void add(const nghttp2_nv& nv) {
+    if (n_ < kInline) {
+      inline_[n_++] = nv;
+      return;
+    }
+    if (heap_.empty()) heap_.assign(inline_, inline_ + n_);
+    heap_.push_back(nv);
+    ++n_;
+  }
+  const nghttp2_nv* data() const { return heap_.empty() ? inline_ : heap_.data(); }
+  size_t size() const { return n_; }
+
+ private:
+  static constexpr size_t kInline = 40;
+  nghttp2_nv inline_[kInline];
+  std::vector<nghttp2_nv> heap_;
+  size_t n_ = 0;
+};
+
 }  // namespace
 
 // One stream: its request (fields owned here, so the parser::Request's views
@@ -155,7 +177,8 @@ class Http2Session::Stream final : public ExchangeSink {
     ThreadContext& ctx = session_.reactor_.context();
     ctx.stats().record(status_, us, ReactorStats::kHttp2);
     if (!ctx.logging()) return;
-    std::string line = method_ + " " + path_ + " HTTP/2.0";
+    std::string line;
+    line.append(request_.method).append(" ").append(request_.target).append(" HTTP/2.0");
     formatCombined(ctx.logBuffer(), session_.transport_.peerAddress(), session_.reactor_.nowSeconds(), line,
                    status_, respBytes_, request_.header("referer"), request_.header("user-agent"));
   }
@@ -178,8 +201,18 @@ class Http2Session::Stream final : public ExchangeSink {
 
   Http2Session& session_;
   int32_t id_;
-  std::vector<std::pair<std::string, std::string>> fields_;
-  std::string method_, path_, authority_, scheme_;
+  // The request's fields as they arrive: names and values back to back in
+  // one buffer, the views made once the block is complete (finishHead).
+  struct Span {
+    uint32_t at = 0, len = 0;
+  };
+  struct FieldAt {
+    uint32_t at, nameLen, valueLen;  // the value follows the name
+  };
+  std::string_view text(Span s) const { return std::string_view(fieldText_).substr(s.at, s.len); }
+  std::basic_string<char, std::char_traits<char>, block_pool::Allocator<char>> fieldText_;
+  std::vector<FieldAt, block_pool::Allocator<FieldAt>> fieldsAt_;
+  Span method_, path_, authority_, scheme_;
   size_t fieldBytes_ = 0;
   int refuseStatus_ = 0;  // the header block broke a limit: answer this
   parser::Request request_;
@@ -232,51 +265,67 @@ class Http2Session::Stream final : public ExchangeSink {
 
 bool Http2Session::Stream::addField(std::string_view name, std::string_view value, const parser::Limits& limits) {
   fieldBytes_ += name.size() + value.size();
-  if (fieldBytes_ > limits.maxHeaderBytes || fields_.size() >= limits.maxHeaders ||
+  if (fieldBytes_ > limits.maxHeaderBytes || fieldsAt_.size() >= limits.maxHeaders ||
       name.size() + value.size() > limits.maxFieldSize) {
     refuseStatus_ = 431;
     return true;  // keep decoding (HPACK state), answer 431 once the block ends
   }
-  if (name == ":method") method_.assign(value);
-  else if (name == ":path") path_.assign(value);
-  else if (name == ":authority") authority_.assign(value);
-  else if (name == ":scheme") scheme_.assign(value);
-  else if (!name.empty() && name[0] == ':') return false;  // nghttp2 checks these; unknown ones are errors
-  else fields_.emplace_back(std::string(name), std::string(value));
+  if (!name.empty() && name[0] == ':') {
+    Span* pseudo = name == ":method"      ? &method_
+                   : name == ":path"      ? &path_
+                   : name == ":authority" ? &authority_
+                   : name == ":scheme"    ? &scheme_
+                                          : nullptr;
+    if (!pseudo) return false;  // nghttp2 checks these; unknown ones are errors
+    *pseudo = Span{uint32_t(fieldText_.size()), uint32_t(value.size())};
+    fieldText_.append(value);
+    return true;
+  }
+  fieldsAt_.push_back(FieldAt{uint32_t(fieldText_.size()), uint32_t(name.size()), uint32_t(value.size())});
+  fieldText_.append(name).append(value);
   return true;
 }
 
 bool Http2Session::Stream::finishHead(int& status) {
+  request_ = parser::Request();
+  bool hostField = false;
+  for (const FieldAt& f : fieldsAt_) {
+    if (text(Span{f.at, f.nameLen}) == "host") hostField = true;
+  }
+  // :authority is the Host of an HTTP/1.1 request (RFC 9113 §8.3.1): handlers
+  // see it as a host field when the client sent none.
+  if (!refuseStatus_ && !hostField && authority_.len) {
+    fieldsAt_.push_back(FieldAt{uint32_t(fieldText_.size()), 4, authority_.len});
+    fieldText_.append("host").append(text(authority_));
+    request_.hostFromAuthority = true;
+  }
+  // No more appends: views into fieldText_ stay put from here on.
+  request_.method = text(method_);
+  request_.target = text(path_);
   if (refuseStatus_) {
     status = refuseStatus_;
     return false;
   }
-  request_ = parser::Request();
-  request_.method = method_;
-  request_.target = path_;
   request_.versionMajor = 2;
   request_.versionMinor = 0;
   request_.keepAlive = true;
-  request_.isHead = method_ == "HEAD";
-  bool hostField = false;
-  for (const auto& [n, v] : fields_) {
-    if (n == "host") hostField = true;
-  }
-  // :authority is the Host of an HTTP/1.1 request (RFC 9113 §8.3.1): handlers
-  // see it as a host field when the client sent none.
-  if (!hostField && !authority_.empty()) {
-    fields_.emplace_back("host", authority_);
-    request_.hostFromAuthority = true;
-  }
-  request_.scheme = scheme_;
-  request_.authority = authority_;
-  for (const auto& [n, v] : fields_) {
+  request_.isHead = request_.method == "HEAD";
+  request_.scheme = text(scheme_);
+  request_.authority = text(authority_);
+  request_.headers.reserve(fieldsAt_.size());
+  for (const FieldAt& f : fieldsAt_) {
+    std::string_view n = text(Span{f.at, f.nameLen});
+    std::string_view v = text(Span{f.at + f.nameLen, f.valueLen});
     request_.headers.push_back({n, v});
     if (n == "host") request_.host = v;
     if (n == "content-length") {
-      char* end = nullptr;
-      unsigned long long len = std::strtoull(v.c_str(), &end, 10);
-      if (!v.empty() && end && *end == '\0') request_.contentLength = int64_t(len);
+      uint64_t len = 0;
+      bool digits = !v.empty() && v.size() <= 18;
+      for (char c : v) {
+        if (c < '0' || c > '9') digits = false;
+        len = len * 10 + uint64_t(c - '0');
+      }
+      if (digits) request_.contentLength = int64_t(len);
     }
     if (n == "expect" && parser::equalsIgnoreCase(v, "100-continue")) request_.expectContinue = true;
   }
@@ -296,42 +345,52 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
   std::string lengthText = std::to_string(length);
   std::string_view date = session_.reactor_.dateLine();  // "Date: ...\r\n"
   date = date.substr(6, date.size() - 8);
-  // The thread's buffers, reused: the lower-cased names go into one string
-  // sized up front (so the views into it stay put until nghttp2 has copied
-  // them), the fields into one vector.
+  // The lower-cased names go into the thread's buffer, sized up front so the
+  // views into it stay put until nghttp2 has copied them.
   static thread_local std::string lower;
-  static thread_local std::vector<nghttp2_nv> nv;
-  lower.clear();
-  lower.reserve(headerLines.size());
-  nv.clear();
-  nv.push_back(field(":status", statusText));
+  if (lower.size() < headerLines.size()) lower.resize(headerLines.size());
+  char* w = lower.data();
+  NvList nv;
+  nv.add(field(":status", statusText));
   if (serverField) {
-    nv.push_back(field("server", "kuai"));
-    nv.push_back(field("date", date));
+    nv.add(field("server", "kuai"));
+    nv.add(field("date", date));
   }
   bool hasLength = false;
-  size_t at = 0;
-  while (at < headerLines.size()) {
-    size_t eol = headerLines.find("\r\n", at);
-    if (eol == std::string_view::npos) eol = headerLines.size();
-    std::string_view line = headerLines.substr(at, eol - at);
-    at = eol + 2;
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    size_t nameAt = lower.size();
-    for (char c : line.substr(0, colon)) lower.push_back(c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c);
-    std::string_view name(lower.data() + nameAt, colon);
-    if (connectionSpecific(name) || name == "date" || (serverField && name == "server")) continue;
-    if (name == "content-length") hasLength = true;
-    nv.push_back(field(name, value));
+  const char* p = headerLines.data();
+  const char* end = p + headerLines.size();
+  while (p < end) {
+    const char* eol = static_cast<const char*>(std::memchr(p, '\r', size_t(end - p)));
+    if (!eol) eol = end;
+    const char* colon = static_cast<const char*>(std::memchr(p, ':', size_t(eol - p)));
+    const char* next = eol + (eol + 1 < end && eol[1] == '\n' ? 2 : 1);
+    if (!colon || colon == p) {
+      p = next;
+      continue;
+    }
+    const char* v = colon + 1;
+    const char* ve = eol;
+    while (v < ve && (*v == ' ' || *v == '\t')) ++v;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) --ve;
+    size_t nameLen = size_t(colon - p);
+    char* nameAt = w;
+    for (const char* c = p; c < colon; ++c) *w++ = *c >= 'A' && *c <= 'Z' ? char(*c - 'A' + 'a') : *c;
+    p = next;
+    std::string_view name(nameAt, nameLen);
+    bool skip = false;
+    switch (nameLen) {
+      case 4: skip = name == "date"; break;
+      case 6: skip = serverField && name == "server"; break;
+      case 14: if (name == "content-length") hasLength = true; break;
+      default: skip = connectionSpecific(name); break;
+    }
+    if (skip) continue;
+    nv.add(field(name, std::string_view(v, size_t(ve - v))));
   }
   bodyless_ = ex.bodyless();
-  if (length >= 0 && !hasLength && status != 204 && status != 304) nv.push_back(field("content-length", lengthText));
+  if (length >= 0 && !hasLength && status != 204 && status != 304) nv.add(field("content-length", lengthText));
   // A script's response: its own fields first, then date (as Node's http2).
-  if (!serverField) nv.push_back(field("date", date));
+  if (!serverField) nv.add(field("date", date));
   if (bodyless_ || length == 0) {
     // The head is the whole response: END_STREAM on HEADERS.
     responseEnded_ = true;
@@ -484,14 +543,21 @@ Http2Session::~Http2Session() {
 }
 
 Http2Session::Stream* Http2Session::stream(int32_t id) {
+  // A header block's fields and a body's chunks come one callback each, for
+  // the same stream: the last one found is asked first.
+  if (lastStream_ && lastStream_->id_ == id) return lastStream_;
   auto it = streams_.find(id);
-  return it == streams_.end() ? nullptr : it->second.get();
+  if (it == streams_.end()) return nullptr;
+  lastStream_ = it->second.get();
+  return lastStream_;
 }
 
 int Http2Session::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {
   auto* h = static_cast<Http2Session*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  h->streams_[frame->hd.stream_id] = std::make_unique<Stream>(*h, frame->hd.stream_id);
+  std::unique_ptr<Stream>& slot = h->streams_[frame->hd.stream_id];
+  slot = std::make_unique<Stream>(*h, frame->hd.stream_id);
+  h->lastStream_ = slot.get();
   return 0;
 }
 
@@ -575,6 +641,7 @@ int Http2Session::onStreamClose(nghttp2_session*, int32_t id, uint32_t, void* se
   if (it == h->streams_.end()) return 0;
   std::unique_ptr<Stream> s = std::move(it->second);
   h->streams_.erase(it);
+  if (h->lastStream_ == s.get()) h->lastStream_ = nullptr;
   s->release();
   h->lastActiveMs_ = h->reactor_.nowMs();
   return 0;
@@ -586,7 +653,7 @@ void Http2Session::dispatch(Stream& s) {
   s.exchange_ = std::allocate_shared<Exchange>(block_pool::Allocator<Exchange>(), &s);
   int status = 0;
   if (!s.finishHead(status)) {
-    s.exchange_->setHead(s.method_ == "HEAD");
+    s.exchange_->setHead(s.request_.method == "HEAD");
     refuse(s, status);
     return;
   }
@@ -744,6 +811,7 @@ void Http2Session::onShutdown() {
 void Http2Session::onClose() {
   StreamMap streams;
   streams.swap(streams_);
+  lastStream_ = nullptr;
   for (auto& [id, s] : streams) s->release();
 }
 

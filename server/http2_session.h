@@ -74,6 +74,7 @@ class Http2Session final : public Protocol {
   using StreamMap = std::map<int32_t, std::unique_ptr<Stream>, std::less<int32_t>,
                              block_pool::Allocator<std::pair<const int32_t, std::unique_ptr<Stream>>>>;
   StreamMap streams_;
+  Stream* lastStream_ = nullptr;  // stream()'s last answer
   bool inRecv_ = false;       // inside mem_recv: sending waits until it returns
   bool pumpWanted_ = false;
   bool inPump_ = false;
