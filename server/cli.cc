@@ -34,6 +34,8 @@ Options (--opt value and --opt=value alike):
   --threads N            reactor threads (default: one per core)
   --io auto|uring|epoll  I/O backend (default auto: io_uring, epoll if refused)
   --list                 list directories that have no index.html
+  --dotfiles             serve paths with a segment starting with '.' (.env, .git/);
+                           by default they answer 404 (/.well-known/ is always served)
   --respond PATH=BODY    answer GET/HEAD on PATH with 200 text/plain BODY (repeatable)
   --tls-cert FILE        serve HTTPS with this PEM certificate chain; repeat with
   --tls-key FILE           its key for more certificates (chosen by SNI; first is default)
@@ -119,7 +121,7 @@ namespace {
 // name; nullptr for the others. `serve`: after `kuai serve`, -p is --port.
 const char* serverOption(const std::string& a, bool serve) {
   static constexpr const char* kNames[] = {
-      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--respond",
+      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--dotfiles", "--respond",
       "--max-request-line", "--max-field-size", "--max-header-bytes", "--max-headers", "--max-body",
       "--header-timeout", "--idle-timeout", "--body-timeout", "--shutdown-timeout", "--cpu-budget",
       "--max-requests",
@@ -318,6 +320,9 @@ struct Parser {
       } else if (a == "--h2c") {
         if (inlineValue) return fail("option --h2c takes no value");
         c.http2 = Http2::kH2c;
+      } else if (a == "--dotfiles") {
+        if (inlineValue) return fail("option --dotfiles takes no value");
+        c.statics.dotfiles = Dotfiles::kAllow;
       } else if (a == "--list") {
         if (inlineValue) return fail("option --list takes no value");
         c.statics.listDirectories = true;

@@ -460,9 +460,9 @@ TEST_F(ConfigFile, ListenErrors) {
 
 TEST_F(ConfigFile, RouteErrors) {
   EXPECT_EQ(routeError("\"/\""), R"(routes[0]: expected an object, got "/")");
-  EXPECT_EQ(routeError("{}"), "routes[0]: expected one of static, proxy or app (what the route does)");
+  EXPECT_EQ(routeError("{}"), "routes[0]: expected one of static, proxy, app or redirect (what the route does)");
   EXPECT_EQ(routeError(R"({"app": "app.js", "static": "public"})"),
-            "routes[0]: expected only one of static, proxy or app");
+            "routes[0]: expected only one of static, proxy, app or redirect");
   EXPECT_EQ(routeError(R"({"match": "api", "app": "app.js"})"),
             R"(routes[0].match: expected a path starting with '/', got "api")");
   EXPECT_EQ(routeError(R"({"match": "/a b", "app": "app.js"})"),
@@ -480,18 +480,20 @@ TEST_F(ConfigFile, RouteErrors) {
   EXPECT_EQ(routeError(R"({"app": "missing.js"})"), "routes[0].app: missing.js: no such file");
   EXPECT_EQ(routeError(R"({"app": ""})"), R"(routes[0].app: expected a non-empty string, got "")");
   EXPECT_EQ(routeError(R"({"handler": "x", "app": "app.js"})"),
-            "routes[0].handler: unknown key (known keys: match exact host methods static proxy app)");
+            "routes[0].handler: unknown key (known keys: match exact host methods static proxy app redirect headers rateLimit)");
   EXPECT_EQ(routeError(R"({"statc": "public"})"), R"(routes[0].statc: unknown key (did you mean "static"?))");
   // static
   EXPECT_EQ(routeError(R"({"static": {"list": true}})"), "routes[0].static.root: required (the directory to serve)");
   EXPECT_EQ(routeError(R"({"static": {"root": "app.js"}})"), "routes[0].static.root: app.js: not a directory");
   EXPECT_EQ(routeError(R"({"static": "nope"})"), "routes[0].static: nope: no such directory");
   EXPECT_EQ(routeError(R"({"static": 5})"),
-            "routes[0].static: expected an object { root, list, index } or a directory, got 5");
+            "routes[0].static: expected an object { root, list, index, dotfiles } or a directory, got 5");
   EXPECT_EQ(routeError(R"({"static": {"root": "public", "list": 1}})"),
             "routes[0].static.list: expected true or false, got 1");
   EXPECT_EQ(routeError(R"({"static": {"root": "public", "index": "a/b.html"}})"),
             R"(routes[0].static.index: expected a file name without '/', got "a/b.html")");
+  EXPECT_EQ(routeError(R"({"static": {"root": "public", "dotfiles": true}})"),
+            R"(routes[0].static.dotfiles: expected one of "ignore", "deny", "allow", got true)");
   EXPECT_EQ(routeError(R"({"static": {"root": "public", "indx": "a.html"}})"),
             R"(routes[0].static.indx: unknown key (did you mean "index"?))");
 }

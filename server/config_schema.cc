@@ -407,6 +407,10 @@ const Schema<StaticOptions>& staticSchema() {
       custom<S>("root", [](Walk& w, const Value& v, const std::string& at, S& o) { return w.existingDirectory(v, at, o.root); },
                 "(the directory to serve)"),
       flag<S>("list", [](S& o) -> bool& { return o.listDirectories; }),
+      custom<S>("dotfiles", [](Walk& w, const Value& v, const std::string& at, S& o) {
+        return w.oneOf<Dotfiles>(v, at, {{"ignore", Dotfiles::kIgnore}, {"deny", Dotfiles::kDeny}, {"allow", Dotfiles::kAllow}},
+                                 o.dotfiles);
+      }),
       custom<S>("index", [](Walk& w, const Value& v, const std::string& at, S& o) {
         if (!w.string(v, at, o.indexFile)) return false;
         if (o.indexFile.find('/') != std::string::npos || o.indexFile == "." || o.indexFile == "..") {
@@ -418,10 +422,10 @@ const Schema<StaticOptions>& staticSchema() {
   return s;
 }
 
-// static: DIR | { root, list, index }
+// static: DIR | { root, list, index, dotfiles }
 bool statics(Walk& w, const Value& v, const std::string& at, StaticOptions& s) {
   if (v.isString()) return w.existingDirectory(v, at, s.root);
-  if (!v.isObject()) return w.expected(at, "an object { root, list, index } or a directory", v);
+  if (!v.isObject()) return w.expected(at, "an object { root, list, index, dotfiles } or a directory", v);
   return readObject(w, v, at, staticSchema(), s);
 }
 
@@ -603,18 +607,134 @@ const Schema<RouteSpec>& routeMatchSchema() {
   return s;
 }
 
+// A field value a rule may write: no control characters (CR/LF above all).
+bool fieldValue(const std::string& s) {
+  for (unsigned char ch : s) {
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return false;
+  }
+  return true;
+}
+
+// Fields the protocol writes itself (framing, the connection, Date): no rule
+// may set or remove them.
+bool protocolField(std::string lower) {
+  for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  for (const char* f : {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                        "trailer", "proxy-connection", "date"}) {
+    if (lower == f) return true;
+  }
+  return false;
+}
+
+bool headerMap(Walk& w, const Value& v, const std::string& at, std::vector<std::pair<std::string, std::string>>& out) {
+  if (!v.isObject()) return w.expected(at, "an object { \"Field-Name\": \"value\" }", v);
+  for (const json::Member& m : v.members) {
+    const std::string& name = m.key;
+    const Value& value = m.value;
+    std::string fat = key(at, name);
+    if (!isToken(name)) return w.fail(fat, json::quote(name) + " is not a valid field name");
+    if (protocolField(name)) return w.fail(fat, name + " is written by the protocol and cannot be set");
+    if (!value.isString() || !fieldValue(value.string)) {
+      return w.expected(fat, "a string without control characters", value);
+    }
+    out.emplace_back(name, value.string);
+  }
+  return true;
+}
+
+const Schema<HeaderRules>& headerRulesSchema() {
+  using H = HeaderRules;
+  static const Schema<H> s = {
+      custom<H>("set", [](Walk& w, const Value& v, const std::string& at, H& h) { return headerMap(w, v, at, h.set); }),
+      custom<H>("append", [](Walk& w, const Value& v, const std::string& at, H& h) {
+        return headerMap(w, v, at, h.append);
+      }),
+      custom<H>("remove", [](Walk& w, const Value& v, const std::string& at, H& h) {
+        if (!v.isArray()) return w.expected(at, "an array of field names like [\"X-Powered-By\"]", v);
+        for (size_t i = 0; i < v.array.size(); ++i) {
+          const Value& n = v.array[i];
+          if (!n.isString() || !isToken(n.string)) return w.expected(elem(at, i), "a field name", n);
+          if (protocolField(n.string)) {
+            return w.fail(elem(at, i), n.string + " is written by the protocol and cannot be removed");
+          }
+          std::string lower = n.string;
+          for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+          h.remove.push_back(std::move(lower));
+        }
+        return true;
+      }),
+  };
+  return s;
+}
+
+const Schema<RedirectSpec>& redirectSchema() {
+  using R = RedirectSpec;
+  static const Schema<R> s = {
+      custom<R>("to", [](Walk& w, const Value& v, const std::string& at, R& r) {
+        if (!w.string(v, at, r.to)) return false;
+        for (unsigned char ch : r.to) {
+          if (ch <= 0x20 || ch == 0x7F) return w.expected(at, "a URL without spaces or control characters", v);
+        }
+        return true;
+      }, "(e.g. to: 'https://$host$path$query')"),
+      custom<R>("status", [](Walk& w, const Value& v, const std::string& at, R& r) {
+        if (v.isNumber() && (v.number == 301 || v.number == 302 || v.number == 303 || v.number == 307 ||
+                             v.number == 308)) {
+          r.status = int(v.number);
+          return true;
+        }
+        return w.expected(at, "one of 301, 302, 303, 307, 308", v);
+      }),
+  };
+  return s;
+}
+
+const Schema<RateLimitSpec>& rateLimitSchema() {
+  using L = RateLimitSpec;
+  static const Schema<L> s = {
+      custom<L>("rate", [](Walk& w, const Value& v, const std::string& at, L& l) {
+        if (!v.isNumber() || !(v.number > 0) || v.number > 1e7) {
+          return w.expected(at, "requests per second per client, a number above 0", v);
+        }
+        l.rate = v.number;
+        return true;
+      }, "(requests per second per client address)"),
+      whole<L>("burst", [](L& l) -> uint32_t& { return l.burst; }, 1, 10000000),
+  };
+  return s;
+}
+
 // A route: what it matches (routeMatchSchema), then exactly one of static,
-// proxy or app: what answers it.
+// proxy, app or redirect: what answers it; headers and rateLimit on any.
 bool route(Walk& w, const Value& v, const std::string& at, RouteSpec& r) {
   if (!w.object(v, at)) return false;
-  if (!readObject(w, v, at, routeMatchSchema(), r, {"static", "proxy", "app"})) return false;
+  if (!readObject(w, v, at, routeMatchSchema(), r, {"static", "proxy", "app", "redirect", "headers", "rateLimit"})) {
+    return false;
+  }
   const Value* st = v.find("static");
   const Value* px = v.find("proxy");
   const Value* app = v.find("app");
-  int handlers = (st ? 1 : 0) + (px ? 1 : 0) + (app ? 1 : 0);
+  const Value* redirect = v.find("redirect");
+  int handlers = (st ? 1 : 0) + (px ? 1 : 0) + (app ? 1 : 0) + (redirect ? 1 : 0);
   if (handlers != 1) {
-    return w.fail(at, handlers == 0 ? "expected one of static, proxy or app (what the route does)"
-                                    : "expected only one of static, proxy or app");
+    return w.fail(at, handlers == 0 ? "expected one of static, proxy, app or redirect (what the route does)"
+                                    : "expected only one of static, proxy, app or redirect");
+  }
+  if (const Value* h = v.find("headers")) {
+    auto rules = std::make_shared<HeaderRules>();
+    std::string hat = key(at, "headers");
+    if (!w.object(*h, hat) || !readObject(w, *h, hat, headerRulesSchema(), *rules)) return false;
+    r.headers = std::move(rules);
+  }
+  if (const Value* rl = v.find("rateLimit")) {
+    std::string rat = key(at, "rateLimit");
+    if (!w.object(*rl, rat) || !readObject(w, *rl, rat, rateLimitSchema(), r.rateLimit)) return false;
+  }
+  if (redirect) {
+    r.kind = RouteSpec::Kind::kRedirect;
+    std::string rat = key(at, "redirect");
+    if (redirect->isString()) return redirectSchema().front().read(w, *redirect, key(rat, "to"), r.redirect);
+    return w.object(*redirect, rat) && readObject(w, *redirect, rat, redirectSchema(), r.redirect);
   }
   if (st) {
     r.kind = RouteSpec::Kind::kStatic;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "server/http_status.h"
+#include "server/site.h"
 #include "server/static_files.h"
 
 namespace kuai::server {
@@ -16,6 +17,7 @@ void errorPage(int status, std::string& headerLines, std::string& body) {
 void Exchange::reset(ExchangeSink* sink) {
   sink_ = sink;
   listener_ = nullptr;
+  rules_ = nullptr;
   ended_ = headersSent_ = head_ = noBody_ = tunnel_ = continued_ = false;
   unsent_ = -1;
   waitingDrain = false;
@@ -27,6 +29,12 @@ void Exchange::writeHead(int status, std::string_view reason, std::string_view h
   headersSent_ = true;
   noBody_ = head_ || status == 204 || status == 304 || (status >= 100 && status < 200);
   unsent_ = noBody_ ? -1 : contentLength;
+  if (rules_) {
+    std::string lines;
+    rules_->apply(headerLines, lines, serverField);
+    sink_->sendHead(*this, status, reason, lines, contentLength, keepAliveSeconds, serverField);
+    return;
+  }
   sink_->sendHead(*this, status, reason, headerLines, contentLength, keepAliveSeconds, serverField);
 }
 

@@ -19,6 +19,8 @@
 
 namespace kuai::server {
 
+struct HeaderRules;
+
 class Exchange;
 struct OpenFile;
 
@@ -133,6 +135,9 @@ class Exchange {
   // else holds is used again rather than allocated).
   void reset(ExchangeSink* sink);
   void setHead(bool head) { head_ = head; }
+  // The route's header rules, applied to the head when it is written (the
+  // route table that owns them outlives the exchange's protocol side).
+  void setHeaderRules(const HeaderRules* rules) { rules_ = rules; }
   bool waitingDrain = false;
 
  private:
@@ -140,6 +145,7 @@ class Exchange {
 
   ExchangeSink* sink_;
   ExchangeListener* listener_ = nullptr;
+  const HeaderRules* rules_ = nullptr;
   bool ended_ = false;
   bool headersSent_ = false;
   bool head_ = false;

@@ -2,6 +2,7 @@
 
 #include "server/proxy.h"
 #include "server/reactor.h"
+#include "server/route_rules.h"
 #include "server/thread_context.h"
 
 namespace kuai::server {
@@ -39,8 +40,23 @@ void Router::setSite(std::shared_ptr<const Site> site) {
       case RouteSpec::Kind::kFixed:
         r.handler = std::make_shared<FixedHandler>(spec.body);
         break;
+      case RouteSpec::Kind::kRedirect:
+        r.handler = std::make_shared<RedirectHandler>(spec.redirect);
+        break;
       case RouteSpec::Kind::kApp:
         break;
+    }
+    if (spec.headers || spec.rateLimit.rate > 0) {
+      std::function<Handler*()> answer;
+      if (r.handler) {
+        answer = [h = r.handler] { return h.get(); };
+      } else {
+        answer = [this, &spec]() -> Handler* {
+          Handler* app = context_.appHandler(spec.app);
+          return app ? app : &unavailable_;
+        };
+      }
+      r.handler = std::make_shared<RuleHandler>(context_.reactor(), spec, std::move(answer));
     }
     t->routes.push_back(std::move(r));
   }

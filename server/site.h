@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "server/static_files.h"
@@ -83,6 +84,36 @@ struct ProxySpec {
   HealthCheckSpec health;
 };
 
+// A route's answer is a redirect: Location is `to` with $host (the request's
+// host, port left out), $path (the whole request path, as sent) and $query
+// ("?" and the query, or empty) substituted.
+struct RedirectSpec {
+  std::string to;
+  int status = 302;
+};
+
+// Response header rules of a route, applied to every response it gives
+// (whatever answers it: files, the proxy, a script, its error pages): remove
+// these fields, set these (replacing any of the same name), append these.
+// Names are compared case-insensitively; `remove` holds them lower-cased.
+struct HeaderRules {
+  std::vector<std::pair<std::string, std::string>> set;
+  std::vector<std::pair<std::string, std::string>> append;
+  std::vector<std::string> remove;
+  // `lines` ("Name: value\r\n" each) with the rules applied, into `out`;
+  // serverField is cleared when the rules remove or set Server.
+  void apply(std::string_view lines, std::string& out, bool& serverField) const;
+};
+
+// Requests per second per client address, with bursts of up to `burst`
+// (token bucket); over it: 429 with Retry-After. Counted per reactor thread
+// (shared-nothing): a client whose connections land on N threads may get up
+// to N times the rate. rate 0: no limit.
+struct RateLimitSpec {
+  double rate = 0;
+  uint32_t burst = 0;
+};
+
 struct RouteSpec {
   // Match: path prefix (or exact path), optional host (no port, case-insensitive)
   // and methods (empty: any).
@@ -91,11 +122,16 @@ struct RouteSpec {
   std::string host;
   std::vector<std::string> methods;
 
-  enum class Kind { kStatic, kProxy, kApp, kFixed } kind = Kind::kStatic;
+  enum class Kind { kStatic, kProxy, kApp, kFixed, kRedirect } kind = Kind::kStatic;
   StaticOptions statics;  // kStatic (root made absolute)
   std::shared_ptr<const ProxySpec> proxy;  // kProxy
   std::string app;        // kApp: script path, absolute
   std::string body;       // kFixed (--respond PATH=BODY): 200 text/plain to GET and HEAD
+  RedirectSpec redirect;  // kRedirect
+
+  // Rules around whatever answers (any kind).
+  std::shared_ptr<const HeaderRules> headers;  // null: none
+  RateLimitSpec rateLimit;
 };
 
 struct LoggingSpec {

@@ -78,6 +78,11 @@ bool resolveSite(ServerConfig& config, std::string& err) {
       if (r.kind == RouteSpec::Kind::kStatic) r.statics.listDirectories = true;
     }
   }
+  if (given(cli, "--dotfiles")) {
+    for (RouteSpec& r : site->routes) {
+      if (r.kind == RouteSpec::Kind::kStatic) r.statics.dotfiles = Dotfiles::kAllow;
+    }
+  }
   if (given(cli, "--respond")) {
     std::vector<RouteSpec> routes = fixedRoutes(cli);
     routes.insert(routes.end(), site->routes.begin(), site->routes.end());

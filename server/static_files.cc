@@ -154,6 +154,24 @@ int decodePath(std::string_view raw, std::string& out) {
 // '/'; `out` gets the path relative to the root, without leading or trailing
 // slash ("" for the root). Returns 0, or 403 when ".." would climb above the
 // root. `dirForm` tells whether the target names a directory ("/a/", "/a/.").
+// Whether a normalised path ("a/b.txt") has a segment that starts with a dot,
+// /.well-known/ aside.
+bool dotPath(std::string_view rel) {
+  constexpr std::string_view kWellKnown = ".well-known";
+  size_t at = 0;
+  if (rel.substr(0, kWellKnown.size()) == kWellKnown &&
+      (rel.size() == kWellKnown.size() || rel[kWellKnown.size()] == '/')) {
+    at = kWellKnown.size() + 1;
+  }
+  while (at < rel.size()) {
+    if (rel[at] == '.') return true;
+    size_t slash = rel.find('/', at);
+    if (slash == std::string_view::npos) break;
+    at = slash + 1;
+  }
+  return false;
+}
+
 int normalisePath(std::string_view in, std::string& out, bool& dirForm) {
   out.clear();
   dirForm = false;
@@ -738,6 +756,9 @@ void StaticFiles::serveListing(const std::string& relPath, StaticResponse& out) 
   while (dirent* d = ::readdir(dir)) {
     std::string_view name = d->d_name;
     if (name == "." || name == "..") continue;
+    if (name[0] == '.' && options_.dotfiles != Dotfiles::kAllow && !(relPath.empty() && name == ".well-known")) {
+      continue;
+    }
     bool isDir = d->d_type == DT_DIR;
     if (d->d_type == DT_LNK || d->d_type == DT_UNKNOWN) {
       struct stat st;
@@ -807,6 +828,9 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   }
   bool dirForm;
   if (int status = normalisePath(decoded_, path_, dirForm)) return setError(out, status);
+  if (options_.dotfiles != Dotfiles::kAllow && dotPath(path_)) {
+    return setError(out, options_.dotfiles == Dotfiles::kDeny ? 403 : 404);
+  }
 
   int err = 0;
   if (dirForm) {

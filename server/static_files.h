@@ -27,9 +27,15 @@ struct OpenFile {
   ~OpenFile();
 };
 
+// Paths with a segment that starts with a dot (.env, .git/, .htpasswd):
+// kIgnore answers 404 as if they were not there (the default), kDeny 403,
+// kAllow serves them. /.well-known/ (RFC 8615) is always served.
+enum class Dotfiles : uint8_t { kIgnore, kDeny, kAllow };
+
 struct StaticOptions {
   std::string root;               // directory to serve
   bool listDirectories = false;   // HTML index of a directory without index.html
+  Dotfiles dotfiles = Dotfiles::kIgnore;  // listings leave them out unless kAllow
   std::string indexFile = "index.html";
   uint64_t memoryCacheMax = 64 * 1024;  // files up to this size are kept in memory
   size_t cacheEntries = 4096;           // open-file cache capacity per reactor

@@ -268,7 +268,65 @@ TEST_F(StaticFilesTest, NormalisesAndDecodesPaths) {
   EXPECT_EQ(get(sf, "/a+b.txt").status, 404);  // '+' is not a space in a path
   EXPECT_EQ(bodyOf(get(sf, "/link_in")), "hello world\n");
   EXPECT_EQ(bodyOf(get(sf, "/link_dir_in/b.txt")), "bee\n");
-  EXPECT_EQ(bodyOf(get(sf, "/.hidden")), "dot\n");  // dotfiles are served
+}
+
+// Paths with a dot segment are hidden unless the route allows them;
+// /.well-known/ is always served; listings leave dotfiles out.
+TEST_F(StaticFilesTest, Dotfiles) {
+  fs::create_directories(root_ / ".git");
+  writeFile(root_ / ".git" / "config", "[core]\n");
+  writeFile(root_ / ".env", "SECRET=1\n");
+  fs::create_directories(root_ / ".well-known" / "acme-challenge");
+  writeFile(root_ / ".well-known" / "acme-challenge" / "tok", "token\n");
+  writeFile(root_ / ".well-known" / ".secret", "s\n");
+  writeFile(root_ / "sub" / ".htpasswd", "user:x\n");
+  {
+    StaticFiles sf(options());
+    for (const char* path : {"/.hidden", "/.env", "/.git/config", "/.git/", "/.git", "/sub/.htpasswd",
+                             "/%2eenv", "/sub/../.env", "/.well-known/.secret", "/.hidden?x=1"}) {
+      StaticResponse r = get(sf, path);
+      EXPECT_EQ(r.status, 404) << path;
+      EXPECT_EQ(bodyOf(r).find("SECRET"), std::string::npos) << path;
+    }
+    EXPECT_EQ(bodyOf(get(sf, "/.well-known/acme-challenge/tok")), "token\n");
+    EXPECT_EQ(bodyOf(get(sf, "/sub/b.txt")), "bee\n");
+    EXPECT_EQ(bodyOf(get(sf, "/a.b/../hello.txt")), "hello world\n");  // a dot inside a name is fine
+  }
+  {
+    StaticOptions o = options();
+    o.dotfiles = Dotfiles::kDeny;
+    StaticFiles sf(o);
+    EXPECT_EQ(get(sf, "/.env").status, 403);
+    EXPECT_EQ(get(sf, "/.git/config").status, 403);
+  }
+  {
+    StaticOptions o = options();
+    o.dotfiles = Dotfiles::kAllow;
+    StaticFiles sf(o);
+    EXPECT_EQ(bodyOf(get(sf, "/.hidden")), "dot\n");
+    EXPECT_EQ(bodyOf(get(sf, "/.git/config")), "[core]\n");
+    EXPECT_EQ(bodyOf(get(sf, "/sub/.htpasswd")), "user:x\n");
+  }
+  fs::remove(root_ / "index.html");
+  StaticOptions listing = options();
+  listing.listDirectories = true;
+  {
+    StaticFiles sf(listing);
+    std::string root = bodyOf(get(sf, "/"));
+    EXPECT_EQ(root.find(".hidden"), std::string::npos) << root;
+    EXPECT_EQ(root.find(".git"), std::string::npos) << root;
+    EXPECT_EQ(root.find(".env"), std::string::npos) << root;
+    EXPECT_NE(root.find(".well-known/"), std::string::npos) << root;
+    EXPECT_NE(root.find("hello.txt"), std::string::npos) << root;
+    EXPECT_EQ(bodyOf(get(sf, "/sub/")).find(".htpasswd"), std::string::npos);
+  }
+  listing.dotfiles = Dotfiles::kAllow;
+  {
+    StaticFiles sf(listing);
+    std::string root = bodyOf(get(sf, "/"));
+    EXPECT_NE(root.find(".hidden"), std::string::npos) << root;
+    EXPECT_NE(root.find(".git/"), std::string::npos) << root;
+  }
 }
 
 TEST_F(StaticFilesTest, MimeTypes) {
@@ -310,7 +368,9 @@ TEST_F(StaticFilesTest, MimeTypes) {
       {".bashrc", "application/octet-stream"},
   };
   for (const auto& [name, type] : cases) writeFile(root_ / name, "x");
-  StaticFiles sf(options());
+  StaticOptions o = options();
+  o.dotfiles = Dotfiles::kAllow;  // for .bashrc
+  StaticFiles sf(o);
   for (const auto& [name, type] : cases) {
     StaticResponse r = get(sf, "/" + name);
     EXPECT_EQ(r.status, 200) << name;

@@ -118,7 +118,7 @@ def test_json_syntax_error_names_line_and_column(site):
     (lambda c: c.pop("listen"),
      "listen: required (e.g. listen: 8080, or [{ host: '127.0.0.1', port: 8080 }])"),
     (lambda c: c.update(routes=[]), "routes: expected at least one route"),
-    (lambda c: c["routes"][2].update(static="public"), "routes[2]: expected only one of static, proxy or app"),
+    (lambda c: c["routes"][2].update(static="public"), "routes[2]: expected only one of static, proxy, app or redirect"),
     (lambda c: c["routes"][2].update(match="api"), "routes[2].match: expected a path starting with '/', got \"api\""),
     (lambda c: c["routes"][2].update(app="./missing.js"), "routes[2].app: ./missing.js: no such file"),
     (lambda c: c["routes"][1]["proxy"].update(upstreams=["no-such-host.invalid:80"]),

@@ -140,3 +140,36 @@ def test_broken_app_script_stops_start(tmp_path, source, expect):
                        stdin=subprocess.DEVNULL)
     assert p.returncode == 1, p
     assert expect in p.stderr and "bad.js" in p.stderr, p.stderr
+
+
+def test_header_rules_and_rate_limit_on_app_routes(apps, logdir):
+    # An app's own fields (X-Powered-By as Express sets it) removed, the
+    # site's set; a rate-limited app route answers 429 before the script.
+    (apps / "powered.js").write_text(
+        "let calls = 0;\n"
+        "module.exports = (req, res) => {\n"
+        "  calls++;\n"
+        "  res.setHeader('X-Powered-By', 'Express');\n"
+        "  res.setHeader('Cache-Control', 'no-store');\n"
+        "  res.end('calls ' + calls);\n"
+        "};\n")
+    s = start(apps, logdir, [
+        {"match": "/p/", "app": "./powered.js", "rateLimit": {"rate": 1, "burst": 3},
+         "headers": {"remove": ["X-Powered-By"], "set": {"Cache-Control": "private, max-age=60"},
+                     "append": {"X-Frame-Options": "DENY"}}},
+    ], threads=1)
+    try:
+        statuses = []
+        for i in range(5):
+            status, headers, body = get(s.port, "/p/x")
+            statuses.append(status)
+            assert "X-Powered-By" not in headers, headers
+            assert headers.get("Cache-Control") == "private, max-age=60", headers
+            assert headers.get("X-Frame-Options") == "DENY", headers
+            if status == 200:
+                assert body == f"calls {i + 1}".encode()
+            else:
+                assert headers.get("Retry-After") == "1", headers
+        assert statuses[:3] == [200, 200, 200] and statuses[4] == 429, statuses
+    finally:
+        s.stop()
