@@ -73,7 +73,9 @@ int RequestParser::fail(int status, const char* reason) {
 // continuation always starts right where the view ends.
 bool RequestParser::appendSpan(std::string_view& view, const char* at, size_t len) {
   if (!headBegin_) headBegin_ = at;
-  if (at + len > headEnd_) headEnd_ = at + len;
+  // (An empty span, such as llhttp's for an empty last field value, may be
+  // placed past the line's CRLF: it marks no head byte.)
+  if (len && at + len > headEnd_) headEnd_ = at + len;
   if (view.data() == nullptr || view.empty()) {
     view = std::string_view(at, len);
     return true;

@@ -60,6 +60,8 @@ const std::vector<Case>& validCases() {
       {"absolute_form", "GET http://example.com:8080/p?x HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", 0, 1},
       {"options_star", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0, 1},
       {"empty_value_and_ows", "GET / HTTP/1.1\r\nHost:a\r\nX-Empty:\r\nX-Pad: \t padded \t\r\n\r\n", 0, 1},
+      {"empty_last_value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", 0, 1},
+      {"empty_last_value_ows", "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: \t \r\n\r\n", 0, 1},
       {"many_headers",
        [] {
          std::string s = "GET / HTTP/1.1\r\nHost: a\r\n";

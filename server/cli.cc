@@ -34,6 +34,9 @@ Options (--opt value and --opt=value alike):
   --threads N            reactor threads (default: one per core)
   --io auto|uring|epoll  I/O backend (default auto: io_uring, epoll if refused)
   --list                 list directories that have no index.html
+  --no-compression       send bodies as they are (by default text-like files and
+                           proxied/app answers go out as br, zstd or gzip to clients
+                           that accept them; file.br/.zst/.gz siblings are used)
   --dotfiles             serve paths with a segment starting with '.' (.env, .git/);
                            by default they answer 404 (/.well-known/ is always served)
   --respond PATH=BODY    answer GET/HEAD on PATH with 200 text/plain BODY (repeatable)
@@ -121,7 +124,7 @@ namespace {
 // name; nullptr for the others. `serve`: after `kuai serve`, -p is --port.
 const char* serverOption(const std::string& a, bool serve) {
   static constexpr const char* kNames[] = {
-      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--dotfiles", "--respond",
+      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--dotfiles", "--no-compression", "--respond",
       "--max-request-line", "--max-field-size", "--max-header-bytes", "--max-headers", "--max-body",
       "--header-timeout", "--idle-timeout", "--body-timeout", "--shutdown-timeout", "--cpu-budget",
       "--max-requests",
@@ -320,6 +323,9 @@ struct Parser {
       } else if (a == "--h2c") {
         if (inlineValue) return fail("option --h2c takes no value");
         c.http2 = Http2::kH2c;
+      } else if (a == "--no-compression") {
+        if (inlineValue) return fail("option --no-compression takes no value");
+        c.compression = false;
       } else if (a == "--dotfiles") {
         if (inlineValue) return fail("option --dotfiles takes no value");
         c.statics.dotfiles = Dotfiles::kAllow;

@@ -45,6 +45,7 @@ struct ServerConfig {
   uint32_t maxRequestsPerConnection = 1000;
   bool serveStatic = false;
   StaticOptions statics;
+  bool compression = true;  // --no-compression
   // Script mode: `kuai app.js` / `kuai -e CODE` runs a script per reactor thread,
   // in the pinned node with the scripting addon.
   bool scriptMode = false;

@@ -411,7 +411,21 @@ TEST_F(ConfigFile, TopLevelErrors) {
   EXPECT_EQ(error(R"({"listen": 1, "routes": []})"), "routes: expected at least one route");
   EXPECT_EQ(error(R"({"listen": 1, "routes": {}})"), "routes: expected an array of routes, got an object");
   EXPECT_EQ(error(R"({"listen": 1, "routes": [{"app": "app.js"}], "colour": "blue"})"),
-            "colour: unknown key (known keys: threads io listen routes limits logging)");
+            "colour: unknown key (known keys: threads io listen routes limits logging compression)");
+  // compression
+  const std::string base = R"({"listen": 1, "routes": [{"app": "app.js"}], "compression": )";
+  EXPECT_EQ(error(base + "1}"),
+            "compression: expected an object { types, minSize, levels, encodings, precompressed, cacheSize } or "
+            "false, got 1");
+  EXPECT_EQ(error(base + R"({"levels": {"br": 12}}})"), "compression.levels.br: expected a whole number 0-11, got 12");
+  EXPECT_EQ(error(base + R"({"levels": {"gzip": 0}}})"), "compression.levels.gzip: expected a whole number 1-9, got 0");
+  EXPECT_EQ(error(base + R"({"levels": {"deflate": 1}}})"),
+            "compression.levels.deflate: unknown key (known keys: br zstd gzip)");
+  EXPECT_EQ(error(base + R"({"encodings": ["br", "lzma"]}})"),
+            R"(compression.encodings[1]: expected one of "br", "zstd", "gzip", got "lzma")");
+  EXPECT_EQ(error(base + R"({"types": ["text"]}})"),
+            R"(compression.types[0]: expected a media type like "text/*" or "application/json", got "text")");
+  EXPECT_EQ(error(base + R"({"minSize": "big"}})").substr(0, 37), "compression.minSize: expected a size ");
   EXPECT_EQ(error(R"({"listen": 1, "routes": [{"app": "app.js"}], "thread": 2})"),
             R"(thread: unknown key (did you mean "threads"?))");
   EXPECT_EQ(error(R"({"threads": 0, "listen": 1, "routes": [{"app": "app.js"}]})"),

@@ -807,6 +807,51 @@ const Schema<LoggingSpec>& loggingSchema() {
   return s;
 }
 
+const Schema<CompressionSpec>& compressionSchema() {
+  using C = CompressionSpec;
+  static const Schema<C> s = {
+      custom<C>("types", [](Walk& w, const Value& v, const std::string& at, C& c) {
+        if (!v.isArray()) return w.expected(at, "an array of media types like [\"text/*\", \"application/json\"]", v);
+        c.types.clear();
+        for (size_t i = 0; i < v.array.size(); ++i) {
+          const Value& t = v.array[i];
+          size_t slash = t.isString() ? t.string.find('/') : std::string::npos;
+          if (slash == std::string::npos || slash == 0 || slash + 1 == t.string.size() ||
+              t.string.find_first_of(" ;,") != std::string::npos) {
+            return w.expected(elem(at, i), "a media type like \"text/*\" or \"application/json\"", t);
+          }
+          c.types.push_back(t.string);
+        }
+        return true;
+      }),
+      size<C>("minSize", [](C& c) -> uint64_t& { return c.minSize; }, 0, 1ull << 30),
+      custom<C>("levels", [](Walk& w, const Value& v, const std::string& at, C& c) {
+        if (!w.object(v, at) || !w.knownKeys(v, at, {"br", "zstd", "gzip"})) return false;
+        if (const Value* x = v.find("br"); x && !w.whole(*x, key(at, "br"), c.brotliLevel, 0, 11)) return false;
+        if (const Value* x = v.find("zstd"); x && !w.whole(*x, key(at, "zstd"), c.zstdLevel, 1, 19)) return false;
+        if (const Value* x = v.find("gzip"); x && !w.whole(*x, key(at, "gzip"), c.gzipLevel, 1, 9)) return false;
+        return true;
+      }),
+      custom<C>("encodings", [](Walk& w, const Value& v, const std::string& at, C& c) {
+        if (!v.isArray()) return w.expected(at, "an array of \"br\", \"zstd\", \"gzip\"", v);
+        c.encodings = 0;
+        for (size_t i = 0; i < v.array.size(); ++i) {
+          Encoding e = Encoding::kIdentity;
+          if (!w.oneOf<Encoding>(v.array[i], elem(at, i),
+                                 {{"br", Encoding::kBrotli}, {"zstd", Encoding::kZstd}, {"gzip", Encoding::kGzip}}, e)) {
+            return false;
+          }
+          c.encodings |= bit(e);
+        }
+        return true;
+      }),
+      flag<C>("precompressed", [](C& c) -> bool& { return c.precompressed; }),
+      size<C>("cacheSize", [](C& c) -> uint64_t& { return c.cacheBytes; }, 0, 1ull << 40),
+      size<C>("maxFileSize", [](C& c) -> uint64_t& { return c.maxFileSize; }, 0, 1ull << 40),
+  };
+  return s;
+}
+
 const Schema<Top>& topSchema() {
   static const Schema<Top> s = {
       custom<Top>("threads", [](Walk& w, const Value& v, const std::string& at, Top& t) {
@@ -838,6 +883,16 @@ const Schema<Top>& topSchema() {
       }),
       custom<Top>("logging", [](Walk& w, const Value& v, const std::string& at, Top& t) {
         return w.object(v, at) && readObject(w, v, at, loggingSchema(), t.site.logging);
+      }),
+      custom<Top>("compression", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        if (v.isBool()) {
+          t.site.compression.enabled = v.boolean;
+          return true;
+        }
+        if (!v.isObject()) {
+          return w.expected(at, "an object { types, minSize, levels, encodings, precompressed, cacheSize } or false", v);
+        }
+        return readObject(w, v, at, compressionSchema(), t.site.compression);
       }),
   };
   return s;

@@ -1,7 +1,10 @@
 #include "server/exchange.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
+#include "server/compression.h"
 #include "server/http_status.h"
 #include "server/site.h"
 #include "server/static_files.h"
@@ -14,10 +17,16 @@ void errorPage(int status, std::string& headerLines, std::string& body) {
   body.append(" ").append(statusReason(status)).append("\n");
 }
 
+Exchange::Exchange(ExchangeSink* sink) : sink_(sink) {}
+Exchange::~Exchange() = default;
+
 void Exchange::reset(ExchangeSink* sink) {
   sink_ = sink;
   listener_ = nullptr;
   rules_ = nullptr;
+  compressSpec_ = nullptr;
+  offered_ = 0;
+  compressor_.reset();
   ended_ = headersSent_ = head_ = noBody_ = tunnel_ = continued_ = false;
   unsent_ = -1;
   waitingDrain = false;
@@ -29,6 +38,11 @@ void Exchange::writeHead(int status, std::string_view reason, std::string_view h
   headersSent_ = true;
   noBody_ = head_ || status == 204 || status == 304 || (status >= 100 && status < 200);
   unsent_ = noBody_ ? -1 : contentLength;
+  std::string compressed;
+  if (compressSpec_ && !noBody_ && startCompression(status, headerLines, contentLength, compressed)) {
+    headerLines = compressed;
+    contentLength = -1;  // the protocol frames it (chunked, or DATA frames)
+  }
   if (rules_) {
     std::string lines;
     rules_->apply(headerLines, lines, serverField);
@@ -47,6 +61,87 @@ void Exchange::writeError(int status, std::string_view extraHeaders) {
   end();
 }
 
+void Exchange::offerCompression(const CompressionSpec* spec, Encoding encoding) {
+  if (encoding == Encoding::kIdentity || !spec || !spec->enabled) return;
+  compressSpec_ = spec;
+  offered_ = uint8_t(encoding);
+}
+
+namespace {
+
+// The value of the first `name` line in header lines; npos-less: found or not.
+bool fieldValue(std::string_view lines, std::string_view name, std::string_view& value) {
+  size_t at = 0;
+  while (at < lines.size()) {
+    size_t eol = lines.find("\r\n", at);
+    if (eol == std::string_view::npos) eol = lines.size();
+    std::string_view line = lines.substr(at, eol - at);
+    at = eol + 2;
+    size_t colon = line.find(':');
+    if (colon == name.size() && parser::equalsIgnoreCase(line.substr(0, colon), name)) {
+      value = line.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool containsIgnoreCase(std::string_view s, std::string_view needle) {
+  for (size_t i = 0; i + needle.size() <= s.size(); ++i) {
+    if (parser::equalsIgnoreCase(s.substr(i, needle.size()), needle)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Exchange::startCompression(int status, std::string_view headerLines, int64_t contentLength, std::string& lines) {
+  const CompressionSpec& spec = *compressSpec_;
+  if (status < 200 || status >= 300 || status == 204 || status == 206) return false;
+  if (contentLength >= 0 && uint64_t(contentLength) < spec.minSize) return false;
+  std::string_view v;
+  if (!fieldValue(headerLines, "content-type", v) || !spec.compressible(v)) return false;
+  if (fieldValue(headerLines, "content-encoding", v) && !v.empty() && !parser::equalsIgnoreCase(v, "identity")) {
+    return false;  // already encoded
+  }
+  if (fieldValue(headerLines, "cache-control", v) && containsIgnoreCase(v, "no-transform")) return false;
+  if (fieldValue(headerLines, "content-range", v)) return false;
+  Encoding enc = Encoding(offered_);
+  compressor_ = Compressor::make(enc, spec.level(enc));
+  if (!compressor_) return false;
+  // The same lines, with a weak ETag (the bytes differ from the identity
+  // representation's), Content-Encoding and Vary.
+  lines.clear();
+  lines.reserve(headerLines.size() + 64);
+  size_t at = 0;
+  while (at < headerLines.size()) {
+    size_t eol = headerLines.find("\r\n", at);
+    size_t next = eol == std::string_view::npos ? headerLines.size() : eol + 2;
+    std::string_view line = headerLines.substr(at, next - at);
+    at = next;
+    size_t colon = line.find(':');
+    std::string_view name = colon == std::string_view::npos ? line : line.substr(0, colon);
+    if (parser::equalsIgnoreCase(name, "content-encoding") || parser::equalsIgnoreCase(name, "content-length") ||
+        parser::equalsIgnoreCase(name, "accept-ranges")) {
+      continue;
+    }
+    if (parser::equalsIgnoreCase(name, "etag")) {
+      std::string_view tag = line.substr(colon + 1);
+      while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
+      while (!tag.empty() && (tag.back() == '\n' || tag.back() == '\r' || tag.back() == ' ')) tag.remove_suffix(1);
+      lines.append("ETag: ");
+      if (tag.substr(0, 2) != "W/") lines.append("W/");
+      lines.append(tag).append("\r\n");
+      continue;
+    }
+    lines.append(line);
+    if (eol == std::string_view::npos) lines.append("\r\n");
+  }
+  lines.append("Content-Encoding: ").append(encodingName(enc)).append("\r\nVary: Accept-Encoding\r\n");
+  return true;
+}
+
 bool Exchange::send(std::string_view bytes, const std::shared_ptr<const void>* hold) {
   if (!sink_ || ended_) return true;
   if (tunnel_) {
@@ -62,7 +157,17 @@ bool Exchange::send(std::string_view bytes, const std::shared_ptr<const void>* h
       unsent_ -= int64_t(bytes.size());
       if (bytes.empty()) return true;
     }
-    if (hold) {
+    if (compressor_) {
+      // Each write is flushed (a stream's bytes reach the client as they
+      // come); the last of an announced length ends the stream.
+      std::string out;
+      if (!compressor_->write(bytes, out, /*flush=*/true, /*finish=*/unsent_ == 0)) {
+        abort();
+        return true;
+      }
+      if (unsent_ == 0) compressor_.reset();
+      if (!out.empty()) sink_->sendBody(*this, out);
+    } else if (hold) {
       sink_->sendBodyHeld(*this, bytes, *hold);
     } else {
       sink_->sendBody(*this, bytes);
@@ -80,6 +185,23 @@ bool Exchange::send(std::string_view bytes, const std::shared_ptr<const void>* h
 
 void Exchange::sendFile(std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) {
   if (!sink_ || ended_ || noBody_ || length == 0) return;
+  if (compressor_) {
+    // Compressed bodies are bytes, not file ranges: read in pieces.
+    std::string chunk;
+    while (length > 0 && sink_ && compressor_) {
+      chunk.resize(size_t(std::min<uint64_t>(length, 256 * 1024)));
+      ssize_t n = ::pread(file->fd, chunk.data(), chunk.size(), off_t(offset));
+      if (n <= 0) {
+        abort();
+        return;
+      }
+      chunk.resize(size_t(n));
+      send(chunk, nullptr);
+      offset += uint64_t(n);
+      length -= uint64_t(n);
+    }
+    return;
+  }
   if (unsent_ >= 0) {
     length = std::min(length, uint64_t(unsent_));
     unsent_ -= int64_t(length);
@@ -94,6 +216,17 @@ void Exchange::end() {
   if (unsent_ > 0) {
     abort();  // shorter than announced: the client must see it cut short
     return;
+  }
+  if (compressor_ && sink_) {
+    std::string out;
+    bool ok = compressor_->write({}, out, false, /*finish=*/true);
+    compressor_.reset();
+    if (!ok) {
+      abort();
+      return;
+    }
+    if (!out.empty()) sink_->sendBody(*this, out);
+    if (!sink_) return;
   }
   ended_ = true;
   if (sink_) sink_->sendEnd(*this);

@@ -20,6 +20,9 @@
 namespace kuai::server {
 
 struct HeaderRules;
+struct CompressionSpec;
+class Compressor;
+enum class Encoding : uint8_t;
 
 class Exchange;
 struct OpenFile;
@@ -71,7 +74,8 @@ class ExchangeSink {
 
 class Exchange {
  public:
-  explicit Exchange(ExchangeSink* sink) : sink_(sink) {}
+  explicit Exchange(ExchangeSink* sink);
+  ~Exchange();
 
   bool valid() const { return sink_ != nullptr; }
   bool ended() const { return ended_; }
@@ -138,14 +142,26 @@ class Exchange {
   // The route's header rules, applied to the head when it is written (the
   // route table that owns them outlives the exchange's protocol side).
   void setHeaderRules(const HeaderRules* rules) { rules_ = rules; }
+  // The client accepts `encoding` (negotiated from Accept-Encoding): a
+  // response the spec finds worth it (type, size, not already encoded, no
+  // no-transform, a 2xx other than 204/206, not HEAD) is compressed as it
+  // is written, each write flushed so the client can decode it at once.
+  void offerCompression(const CompressionSpec* spec, Encoding encoding);
+  bool compressing() const { return compressor_ != nullptr; }
   bool waitingDrain = false;
 
  private:
   bool send(std::string_view bytes, const std::shared_ptr<const void>* hold);
+  // writeHead's part for an offered compression: true (and the head's lines
+  // rewritten into `lines`) when this response is compressed.
+  bool startCompression(int status, std::string_view headerLines, int64_t contentLength, std::string& lines);
 
   ExchangeSink* sink_;
   ExchangeListener* listener_ = nullptr;
   const HeaderRules* rules_ = nullptr;
+  const CompressionSpec* compressSpec_ = nullptr;
+  uint8_t offered_ = 0;  // an Encoding
+  std::unique_ptr<Compressor> compressor_;
   bool ended_ = false;
   bool headersSent_ = false;
   bool head_ = false;

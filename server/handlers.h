@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "server/exchange.h"
+#include "server/compression.h"
 #include "server/static_files.h"
 
 namespace kuai::server {
@@ -20,18 +21,42 @@ class Reactor;
 // Files under one root: GET/HEAD, conditionals, ranges (sendfile for what is
 // not held in memory). `mount`: the route's path prefix, removed from the
 // target ("/static/a.css" under "/static" is "/a.css" in the root); empty: none.
+//
+// With compression (the site's, null: none), a compressible file (by type,
+// at least minSize bytes) goes to a client that accepts it as its
+// precompressed sibling (file.br, file.zst, file.gz) when there, else
+// compressed here once and kept in a per-reactor cache (cacheBytes, least
+// recently used out; keyed by path, ETag and encoding). Each encoding has its
+// own ETag; Range requests, HEAD and 304s stay on the identity
+// representation; every answer for such a file carries Vary: Accept-Encoding.
 class StaticHandler final : public Handler {
  public:
-  StaticHandler(Reactor& reactor, StaticOptions options, std::string mount);
+  StaticHandler(Reactor& reactor, StaticOptions options, std::string mount,
+                const CompressionSpec* compression = nullptr);
+  ~StaticHandler() override;
   void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
   bool takesBody() const override { return false; }
+  // Bytes of compressed bodies kept now.
+  uint64_t compressedCacheBytes() const;
 
  private:
+  struct Compressed;
+  struct Cache;
+  // Answers `r` (a 200 for a compressible file) encoded when the client
+  // accepts an encoding that is there or can be made; false: send identity.
+  bool answerEncoded(const StaticRequest& sreq, std::string_view acceptEncoding, const StaticResponse& r,
+                     const std::shared_ptr<Exchange>& ex);
+  std::shared_ptr<const Compressed> compressedBody(std::string_view path, std::string_view etag, Encoding e,
+                                                  const StaticResponse& r);
+
   Reactor& reactor_;
   StaticFiles files_;
   std::string mount_;
+  const CompressionSpec* compression_;
   StaticResponse scratch_;  // reused for every response, keeping its buffers
+  StaticResponse sibling_;  // a precompressed sibling's lookup
   std::string target_;      // reused: the target below the mount point
+  std::unique_ptr<Cache> cache_;
 };
 
 // A fixed 200 text/plain body for GET and HEAD (--respond PATH=BODY); 405

@@ -142,8 +142,9 @@ void RateLimiter::prune(uint64_t nowMs) {
   }
 }
 
-RuleHandler::RuleHandler(Reactor& reactor, const RouteSpec& spec, std::function<Handler*()> answer)
-    : reactor_(reactor), spec_(spec), answer_(std::move(answer)) {
+RuleHandler::RuleHandler(Reactor& reactor, const RouteSpec& spec, const CompressionSpec* compression,
+                         std::function<Handler*()> answer)
+    : reactor_(reactor), spec_(spec), compression_(compression), answer_(std::move(answer)) {
   if (spec.rateLimit.rate > 0) limiter_ = std::make_unique<RateLimiter>(spec.rateLimit);
 }
 
@@ -155,6 +156,10 @@ void RuleHandler::onRequest(const parser::Request& req, const std::shared_ptr<Ex
       ex->writeError(429, "Retry-After: " + std::to_string(retry) + "\r\n");
       return;
     }
+  }
+  if (compression_ && !req.isHead) {
+    std::string_view accepted = req.header("accept-encoding");
+    if (!accepted.empty()) ex->offerCompression(compression_, negotiate(accepted, compression_->encodings));
   }
   answer_()->onRequest(req, ex);
 }

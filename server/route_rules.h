@@ -63,7 +63,10 @@ class RateLimiter {
 // for this request (an app route's changes as its script loads).
 class RuleHandler final : public Handler {
  public:
-  RuleHandler(Reactor& reactor, const RouteSpec& spec, std::function<Handler*()> answer);
+  // compression: the site's, for a route whose answers are compressed as
+  // they stream (proxy and app routes); null: none.
+  RuleHandler(Reactor& reactor, const RouteSpec& spec, const CompressionSpec* compression,
+              std::function<Handler*()> answer);
   void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
   bool takesBody() const override { return answer_()->takesBody(); }
   bool answersContinue() const override { return answer_()->answersContinue(); }
@@ -72,6 +75,7 @@ class RuleHandler final : public Handler {
  private:
   Reactor& reactor_;
   const RouteSpec& spec_;
+  const CompressionSpec* compression_;
   std::function<Handler*()> answer_;
   std::unique_ptr<RateLimiter> limiter_;
 };

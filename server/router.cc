@@ -31,7 +31,8 @@ void Router::setSite(std::shared_ptr<const Site> site) {
           if (mount.back() == '/') mount.pop_back();
           if (mount.size() < 2) mount.clear();
         }
-        r.handler = std::make_shared<StaticHandler>(context_.reactor(), spec.statics, std::move(mount));
+        r.handler = std::make_shared<StaticHandler>(context_.reactor(), spec.statics, std::move(mount),
+                                                    &t->site->compression);
         break;
       }
       case RouteSpec::Kind::kProxy:
@@ -46,7 +47,11 @@ void Router::setSite(std::shared_ptr<const Site> site) {
       case RouteSpec::Kind::kApp:
         break;
     }
-    if (spec.headers || spec.rateLimit.rate > 0) {
+    const CompressionSpec* compression =
+        t->site->compression.enabled && (spec.kind == RouteSpec::Kind::kProxy || spec.kind == RouteSpec::Kind::kApp)
+            ? &t->site->compression
+            : nullptr;
+    if (spec.headers || spec.rateLimit.rate > 0 || compression) {
       std::function<Handler*()> answer;
       if (r.handler) {
         answer = [h = r.handler] { return h.get(); };
@@ -56,7 +61,7 @@ void Router::setSite(std::shared_ptr<const Site> site) {
           return app ? app : &unavailable_;
         };
       }
-      r.handler = std::make_shared<RuleHandler>(context_.reactor(), spec, std::move(answer));
+      r.handler = std::make_shared<RuleHandler>(context_.reactor(), spec, compression, std::move(answer));
     }
     t->routes.push_back(std::move(r));
   }

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/compression.h"
 #include "server/static_files.h"
 #include "tls/tls.h"
 
@@ -144,6 +145,9 @@ struct Site {
   std::vector<ListenSpec> listen;
   std::vector<RouteSpec> routes;  // first match wins
   LoggingSpec logging;
+  // Content-Encoding for static, proxy and app routes (on unless the config
+  // says compression: false).
+  CompressionSpec compression;
 };
 
 }  // namespace kuai::server

@@ -40,6 +40,7 @@ std::shared_ptr<Site> serveSite(const ServerConfig& c) {
   auto site = std::make_shared<Site>();
   site->listen.push_back(commandLineListener(c));
   site->routes = fixedRoutes(c);
+  site->compression.enabled = c.compression;
   RouteSpec files;
   files.kind = RouteSpec::Kind::kStatic;
   files.path = "/";
@@ -78,6 +79,7 @@ bool resolveSite(ServerConfig& config, std::string& err) {
       if (r.kind == RouteSpec::Kind::kStatic) r.statics.listDirectories = true;
     }
   }
+  if (given(cli, "--no-compression")) site->compression.enabled = false;
   if (given(cli, "--dotfiles")) {
     for (RouteSpec& r : site->routes) {
       if (r.kind == RouteSpec::Kind::kStatic) r.statics.dotfiles = Dotfiles::kAllow;

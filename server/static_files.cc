@@ -662,6 +662,7 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
                              StaticResponse& out) {
   const Entry& e = *entry;
   out.hold = entry;
+  out.entryHeaders = e.headers;
 
   // If-None-Match wins; If-Modified-Since counts only without it.
   bool notModified = false;
@@ -799,6 +800,7 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   // Reset without releasing buffers: the caller may reuse `out`.
   out.status = 200;
   out.cachedHeaders = {};
+  out.entryHeaders = {};
   out.extraHeaders.clear();
   out.contentLength = 0;
   out.memory = {};

@@ -58,6 +58,9 @@ struct StaticResponse {
   // Connection. cachedHeaders points into a cache entry kept alive by `hold`;
   // extraHeaders carries per-request lines (Content-Range, Location, Allow...).
   std::string_view cachedHeaders;
+  // A file's: all of its cached lines (ETag, Last-Modified, Content-Type,
+  // Accept-Ranges), also for a 304 whose cachedHeaders are the validators.
+  std::string_view entryHeaders;
   std::string extraHeaders;
   uint64_t contentLength = 0;
   // Body: memory (a view kept alive by `hold` or `owned`), or a file range.
