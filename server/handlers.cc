@@ -96,6 +96,16 @@ StaticHandler::~StaticHandler() = default;
 
 uint64_t StaticHandler::compressedCacheBytes() const { return cache_->bytes; }
 
+bool StaticHandler::compressibleType(std::string_view type) {
+  // Types come from the MIME table (static storage): the last answer holds
+  // while the same string comes back.
+  if (type.data() != lastType_.data() || type.size() != lastType_.size()) {
+    lastType_ = type;
+    lastCompressible_ = compression_->compressible(type);
+  }
+  return lastCompressible_;
+}
+
 std::shared_ptr<const StaticHandler::Compressed> StaticHandler::compressedBody(std::string_view path,
                                                                              std::string_view etag, Encoding e,
                                                                              const StaticResponse& r) {
@@ -167,7 +177,7 @@ bool StaticHandler::answerEncoded(const StaticRequest& sreq, std::string_view ac
   uint8_t made = r.contentLength <= spec.maxFileSize ? spec.encodings : 0;
   Encoding e = negotiate(acceptEncoding, uint8_t(available | made));
   if (e == Encoding::kIdentity) return false;
-  std::string_view etag = lineValue(r.cachedHeaders, "ETag");
+  std::string_view etag = r.etag;
 
   if (StaticResponse* s = siblings[unsigned(e)]) {
     std::string_view sibEtag = lineValue(s->cachedHeaders, "ETag");
@@ -239,10 +249,10 @@ void StaticHandler::onRequest(const parser::Request& req, const std::shared_ptr<
 
   // Compression: only for a compressible file of some size; then every
   // answer about it varies with Accept-Encoding.
-  bool varies = compression_ && !r.entryHeaders.empty() &&
+  bool varies = compression_ && !r.contentType.empty() &&
                 ((r.status == 200 && r.contentLength >= compression_->minSize && r.contentLength > 0) ||
                  r.status == 304) &&  // (a 304 has no length: by the type alone)
-                compression_->compressible(lineValue(r.entryHeaders, "Content-Type"));
+                compressibleType(r.contentType);
   if (varies && r.status == 200 && !req.isHead && sreq.range.empty()) {
     std::string_view accepted = req.header("accept-encoding");
     if (!accepted.empty() && answerEncoded(sreq, accepted, r, ex)) {

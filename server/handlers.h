@@ -49,10 +49,14 @@ class StaticHandler final : public Handler {
   std::shared_ptr<const Compressed> compressedBody(std::string_view path, std::string_view etag, Encoding e,
                                                   const StaticResponse& r);
 
+  bool compressibleType(std::string_view type);
+
   Reactor& reactor_;
   StaticFiles files_;
   std::string mount_;
   const CompressionSpec* compression_;
+  std::string_view lastType_;
+  bool lastCompressible_ = false;
   StaticResponse scratch_;  // reused for every response, keeping its buffers
   StaticResponse sibling_;  // a precompressed sibling's lookup
   std::string target_;      // reused: the target below the mount point

@@ -64,6 +64,7 @@ struct StaticFiles::Entry {
   std::string headers;
   size_t validatorsLen = 0;
   std::string_view etag;          // view into headers, quotes included
+  std::string_view contentType;   // the MIME table's (static storage)
 };
 
 namespace {
@@ -613,7 +614,8 @@ std::shared_ptr<StaticFiles::Entry> StaticFiles::load(const std::string& relPath
   h.append("\r\n");
   e->validatorsLen = h.size();
   h.append("Content-Type: ");
-  h.append(mimeTypeFor(relPath));
+  e->contentType = mimeTypeFor(relPath);
+  h.append(e->contentType);
   h.append("\r\nAccept-Ranges: bytes\r\n");
   e->etag = std::string_view(h).substr(etagStart, etagLen);
   return e;
@@ -663,6 +665,8 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
   const Entry& e = *entry;
   out.hold = entry;
   out.entryHeaders = e.headers;
+  out.contentType = e.contentType;
+  out.etag = e.etag;
 
   // If-None-Match wins; If-Modified-Since counts only without it.
   bool notModified = false;
@@ -801,6 +805,8 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   out.status = 200;
   out.cachedHeaders = {};
   out.entryHeaders = {};
+  out.contentType = {};
+  out.etag = {};
   out.extraHeaders.clear();
   out.contentLength = 0;
   out.memory = {};

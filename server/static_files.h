@@ -61,6 +61,8 @@ struct StaticResponse {
   // A file's: all of its cached lines (ETag, Last-Modified, Content-Type,
   // Accept-Ranges), also for a 304 whose cachedHeaders are the validators.
   std::string_view entryHeaders;
+  std::string_view contentType;  // a file's type (static storage), its ETag (in the entry)
+  std::string_view etag;
   std::string extraHeaders;
   uint64_t contentLength = 0;
   // Body: memory (a view kept alive by `hold` or `owned`), or a file range.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import os
 import random
 import socket
 import threading
@@ -384,7 +385,6 @@ def test_app_route_compresses(tmp_path, logdir):
 
 def rss_kib(pid):
     total = 0
-    import os
     for p in [pid] + [int(x) for x in os.popen(f"pgrep -P {pid}").read().split()]:
         with open(f"/proc/{p}/status") as f:
             for line in f:
@@ -393,6 +393,8 @@ def rss_kib(pid):
     return total
 
 
+@pytest.mark.skipif(bool(os.environ.get("KUAI_SANITIZED")),
+                    reason="AddressSanitizer keeps freed memory in its quarantine: RSS says nothing of the cache")
 def test_compressed_cache_is_bounded(tmp_path, logdir):
     root = tmp_path / "many"
     root.mkdir()
