@@ -20,6 +20,7 @@
 #include "server/site_config.h"
 #include "server/listener.h"
 #include "server/reactor.h"
+#include "server/sd_notify.h"
 
 namespace kuai::server {
 
@@ -333,6 +334,7 @@ int runServer(ServerConfig config) {
     return 1;
   }
   server.printBanner();
+  notifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving");
 
   bool stopping = false;
   timespec wait{0, 100'000'000};
@@ -344,9 +346,15 @@ int runServer(ServerConfig config) {
         std::_Exit(1);
       }
       stopping = true;
+      notifySystemd("STOPPING=1\nSTATUS=draining connections");
       server.stop();
     } else if (sig == SIGHUP) {
+      timespec now{};
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      notifySystemd("RELOADING=1\nMONOTONIC_USEC=" +
+                    std::to_string(uint64_t(now.tv_sec) * 1'000'000 + uint64_t(now.tv_nsec) / 1000));
       server.reload();
+      notifySystemd("READY=1\nSTATUS=serving");
     }
   }
   server.join();
