@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "server/compression.h"
+#include "server/header_lines.h"
 #include "server/http_status.h"
 #include "server/site.h"
 #include "server/static_files.h"
@@ -69,24 +70,6 @@ void Exchange::offerCompression(const CompressionSpec* spec, Encoding encoding) 
 
 namespace {
 
-// The value of the first `name` line in header lines; npos-less: found or not.
-bool fieldValue(std::string_view lines, std::string_view name, std::string_view& value) {
-  size_t at = 0;
-  while (at < lines.size()) {
-    size_t eol = lines.find("\r\n", at);
-    if (eol == std::string_view::npos) eol = lines.size();
-    std::string_view line = lines.substr(at, eol - at);
-    at = eol + 2;
-    size_t colon = line.find(':');
-    if (colon == name.size() && parser::equalsIgnoreCase(line.substr(0, colon), name)) {
-      value = line.substr(colon + 1);
-      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-      return true;
-    }
-  }
-  return false;
-}
-
 bool containsIgnoreCase(std::string_view s, std::string_view needle) {
   for (size_t i = 0; i + needle.size() <= s.size(); ++i) {
     if (parser::equalsIgnoreCase(s.substr(i, needle.size()), needle)) return true;
@@ -101,12 +84,12 @@ bool Exchange::startCompression(int status, std::string_view headerLines, int64_
   if (status < 200 || status >= 300 || status == 204 || status == 206) return false;
   if (contentLength >= 0 && uint64_t(contentLength) < spec.minSize) return false;
   std::string_view v;
-  if (!fieldValue(headerLines, "content-type", v) || !spec.compressible(v)) return false;
-  if (fieldValue(headerLines, "content-encoding", v) && !v.empty() && !parser::equalsIgnoreCase(v, "identity")) {
+  if (!headerLineValue(headerLines, "content-type", v) || !spec.compressible(v)) return false;
+  if (headerLineValue(headerLines, "content-encoding", v) && !v.empty() && !parser::equalsIgnoreCase(v, "identity")) {
     return false;  // already encoded
   }
-  if (fieldValue(headerLines, "cache-control", v) && containsIgnoreCase(v, "no-transform")) return false;
-  if (fieldValue(headerLines, "content-range", v)) return false;
+  if (headerLineValue(headerLines, "cache-control", v) && containsIgnoreCase(v, "no-transform")) return false;
+  if (headerLineValue(headerLines, "content-range", v)) return false;
   Encoding enc = Encoding(offered_);
   compressor_ = Compressor::make(enc, spec.level(enc));
   if (!compressor_) return false;
@@ -114,30 +97,20 @@ bool Exchange::startCompression(int status, std::string_view headerLines, int64_
   // representation's), Content-Encoding and Vary.
   lines.clear();
   lines.reserve(headerLines.size() + 64);
-  size_t at = 0;
-  while (at < headerLines.size()) {
-    size_t eol = headerLines.find("\r\n", at);
-    size_t next = eol == std::string_view::npos ? headerLines.size() : eol + 2;
-    std::string_view line = headerLines.substr(at, next - at);
-    at = next;
-    size_t colon = line.find(':');
-    std::string_view name = colon == std::string_view::npos ? line : line.substr(0, colon);
+  forEachHeaderLine(headerLines, [&](std::string_view name, std::string_view value, std::string_view line) {
     if (parser::equalsIgnoreCase(name, "content-encoding") || parser::equalsIgnoreCase(name, "content-length") ||
         parser::equalsIgnoreCase(name, "accept-ranges")) {
-      continue;
+      return;
     }
     if (parser::equalsIgnoreCase(name, "etag")) {
-      std::string_view tag = line.substr(colon + 1);
-      while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
-      while (!tag.empty() && (tag.back() == '\n' || tag.back() == '\r' || tag.back() == ' ')) tag.remove_suffix(1);
       lines.append("ETag: ");
-      if (tag.substr(0, 2) != "W/") lines.append("W/");
-      lines.append(tag).append("\r\n");
-      continue;
+      if (value.substr(0, 2) != "W/") lines.append("W/");
+      lines.append(value).append("\r\n");
+      return;
     }
     lines.append(line);
-    if (eol == std::string_view::npos) lines.append("\r\n");
-  }
+    if (line.size() < 2 || line.substr(line.size() - 2) != "\r\n") lines.append("\r\n");
+  });
   lines.append("Content-Encoding: ").append(encodingName(enc)).append("\r\nVary: Accept-Encoding\r\n");
   return true;
 }

@@ -5,6 +5,7 @@
 #include <list>
 #include <unordered_map>
 
+#include "server/header_lines.h"
 #include "server/metrics.h"
 #include "server/reactor.h"
 
@@ -32,38 +33,17 @@ constexpr std::string_view kVary = "Vary: Accept-Encoding\r\n";
 
 // The value of a field in header lines ("" when absent).
 std::string_view lineValue(std::string_view lines, std::string_view name) {
-  size_t at = 0;
-  while (at < lines.size()) {
-    size_t eol = lines.find("\r\n", at);
-    if (eol == std::string_view::npos) eol = lines.size();
-    std::string_view line = lines.substr(at, eol - at);
-    at = eol + 2;
-    if (line.size() > name.size() && line[name.size()] == ':' &&
-        parser::equalsIgnoreCase(line.substr(0, name.size()), name)) {
-      std::string_view v = line.substr(name.size() + 1);
-      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-      return v;
-    }
-  }
-  return {};
+  std::string_view v;
+  return headerLineValue(lines, name, v) ? v : std::string_view();
 }
 
 // The identity's header lines for an encoded representation: its own ETag,
 // no Accept-Ranges (ranges are for the identity only), Content-Encoding, Vary.
 std::string encodedHeaders(std::string_view identity, std::string_view etag, Encoding e) {
   std::string out;
-  size_t at = 0;
-  while (at < identity.size()) {
-    size_t eol = identity.find("\r\n", at);
-    size_t next = eol == std::string_view::npos ? identity.size() : eol + 2;
-    std::string_view line = identity.substr(at, next - at);
-    at = next;
-    if (parser::equalsIgnoreCase(line.substr(0, 5), "etag:") ||
-        parser::equalsIgnoreCase(line.substr(0, 14), "accept-ranges:")) {
-      continue;
-    }
-    out.append(line);
-  }
+  forEachHeaderLine(identity, [&](std::string_view name, std::string_view, std::string_view line) {
+    if (!parser::equalsIgnoreCase(name, "etag") && !parser::equalsIgnoreCase(name, "accept-ranges")) out.append(line);
+  });
   out.append("ETag: ").append(etag).append("\r\nContent-Encoding: ").append(encodingName(e)).append("\r\n");
   out.append(kVary);
   return out;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "server/header_lines.h"
 #include "server/http_status.h"
 #include "server/reactor.h"
 
@@ -36,17 +37,11 @@ void HeaderRules::apply(std::string_view lines, std::string& out, bool& serverFi
     }
     return false;
   };
-  size_t at = 0;
-  while (at < lines.size()) {
-    size_t eol = lines.find("\r\n", at);
-    size_t next = eol == std::string_view::npos ? lines.size() : eol + 2;
-    std::string_view line = lines.substr(at, next - at);
-    at = next;
-    size_t colon = line.find(':');
-    if (colon != std::string_view::npos && dropped(line.substr(0, colon))) continue;
+  forEachHeaderLine(lines, [&](std::string_view name, std::string_view, std::string_view line) {
+    if (!name.empty() && dropped(name)) return;
     out.append(line);
-    if (eol == std::string_view::npos) out.append("\r\n");
-  }
+    if (line.size() < 2 || line.substr(line.size() - 2) != "\r\n") out.append("\r\n");
+  });
   if (serverField && dropped("server")) serverField = false;
   for (const auto& [name, value] : set) out.append(name).append(": ").append(value).append("\r\n");
   for (const auto& [name, value] : append) out.append(name).append(": ").append(value).append("\r\n");
