@@ -29,8 +29,8 @@ done = function(summary, latency, requests)
   local e = summary.errors
   local p = percentiles(latency, {50, 90, 99})
   io.write(string.format(
-    "\nBENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
+    "\nBENCH requests=%d duration_us=%d bytes=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
     "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
-    summary.requests, summary.duration, p[1], p[2], p[3], latency.max,
+    summary.requests, summary.duration, summary.bytes, p[1], p[2], p[3], latency.max,
     e.connect, e.read, e.write, e.status, e.timeout))
 end

@@ -40,10 +40,15 @@ struct FreeBlock {
   FreeBlock* next;
 };
 
+// Set once this thread's lists are gone (its thread_locals are being
+// destroyed): blocks freed after that go straight back to malloc.
+thread_local bool tListsGone = false;
+
 struct Lists {
   FreeBlock* head[kClasses] = {};
   uint32_t count[kClasses] = {};
   ~Lists() {
+    tListsGone = true;
     for (int c = 0; c < kClasses; ++c) {
       while (head[c]) {
         FreeBlock* b = head[c];
@@ -88,11 +93,11 @@ void* allocate(size_t n) {
     if (!raw) return nullptr;
     *static_cast<Header*>(raw) = Header{kLarge, kMagic, n};
   } else {
-    Lists& l = lists();
-    if (l.head[c]) {
-      FreeBlock* b = l.head[c];
-      l.head[c] = b->next;
-      --l.count[c];
+    Lists* l = tListsGone ? nullptr : &lists();
+    if (l && l->head[c]) {
+      FreeBlock* b = l->head[c];
+      l->head[c] = b->next;
+      --l->count[c];
       raw = b;
     } else {
       raw = std::malloc(kMinBlock << c);
@@ -108,7 +113,7 @@ void release(void* p) {
   Header* h = headerOf(p);
   uint32_t c = h->cls;
   h->magic = 0;
-  if (c != kLarge) {
+  if (c != kLarge && !tListsGone) {
     Lists& l = lists();
     if (l.count[c] < (kMaxBytesPerClass >> 6 >> c)) {
       FreeBlock* b = reinterpret_cast<FreeBlock*>(h);
@@ -137,6 +142,7 @@ void* reallocate(void* p, size_t n) {
 }
 
 size_t cachedBlocks() {
+  if (tListsGone) return 0;
   size_t n = 0;
   for (uint32_t c : lists().count) n += c;
   return n;

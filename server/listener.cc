@@ -1,6 +1,7 @@
 #include "server/listener.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -36,7 +38,83 @@ void setPort(sockaddr_storage& ss, int port) {
   else reinterpret_cast<sockaddr_in&>(ss).sin_port = htons(uint16_t(port));
 }
 
+std::string describe(const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
+    ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof(text));
+    port = ntohs(a.sin6_port);
+    return "[" + std::string(text) + "]:" + std::to_string(port);
+  }
+  const auto& a = reinterpret_cast<const sockaddr_in&>(ss);
+  ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof(text));
+  return std::string(text) + ":" + std::to_string(ntohs(a.sin_port));
+}
+
 }  // namespace
+
+InheritedSockets& InheritedSockets::get() {
+  static InheritedSockets sockets;
+  return sockets;
+}
+
+InheritedSockets::InheritedSockets() {
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* count = std::getenv("LISTEN_FDS");
+  if (pid && count && std::strtol(pid, nullptr, 10) == long(::getpid())) {
+    long n = std::strtol(count, nullptr, 10);
+    for (long i = 0; i < n && i < 1024; ++i) {
+      int fd = 3 + int(i);
+      int listening = 0;
+      socklen_t len = sizeof(listening);
+      if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      fds_.push_back(fd);
+    }
+  }
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+}
+
+std::vector<int> InheritedSockets::take(const std::string& host, int port, int count) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) return {};
+  sockaddr_storage want{};
+  std::memcpy(&want, res->ai_addr, res->ai_addrlen);
+  ::freeaddrinfo(res);
+  setPort(want, port);
+  for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+    sockaddr_storage have{};
+    socklen_t len = sizeof(have);
+    if (::getsockname(*it, reinterpret_cast<sockaddr*>(&have), &len) != 0) continue;
+    if (describe(have) != describe(want)) continue;
+    std::vector<int> fds{*it};
+    for (int i = 1; i < count; ++i) fds.push_back(::fcntl(*it, F_DUPFD_CLOEXEC, 3));
+    fds_.erase(it);
+    int one = 1;
+    ::setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fds;
+  }
+  return {};
+}
+
+std::vector<std::string> InheritedSockets::unused() const {
+  std::vector<std::string> out;
+  for (int fd : fds_) {
+    sockaddr_storage have{};
+    socklen_t len = sizeof(have);
+    out.push_back(::getsockname(fd, reinterpret_cast<sockaddr*>(&have), &len) == 0 ? describe(have)
+                                                                                  : "fd " + std::to_string(fd));
+  }
+  return out;
+}
 
 std::vector<int> openListeners(const std::string& host, int& port, int count, bool joinExisting) {
   addrinfo hints{};

@@ -14,4 +14,23 @@ namespace kuai::server {
 std::vector<int> openListeners(const std::string& host, int& port, int count,
                                bool joinExisting = false);
 
+// systemd socket activation (sd_listen_fds(3)): the listening sockets passed
+// in as fds 3.. when $LISTEN_PID is this process and $LISTEN_FDS counts them.
+// Taken once (the variables are removed, so children do not see them).
+class InheritedSockets {
+ public:
+  static InheritedSockets& get();
+  bool any() const { return !fds_.empty(); }
+  // The passed socket bound to host:port (host resolved as for listening),
+  // as `count` descriptors for the reactors (the same socket: they share its
+  // queue); empty when none matches. It is no longer offered after.
+  std::vector<int> take(const std::string& host, int port, int count);
+  // Descriptions of the sockets nobody took ("127.0.0.1:8080"), for a message.
+  std::vector<std::string> unused() const;
+
+ private:
+  InheritedSockets();
+  std::vector<int> fds_;
+};
+
 }  // namespace kuai::server

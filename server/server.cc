@@ -114,7 +114,15 @@ bool Server::start(std::string& err) {
           }
         }
         siteTls.push_back(std::move(ctx));
-        siteFds.push_back(openListeners(l.host, l.port, config.threads));
+        // Socket activation: the socket systemd passed for this address;
+        // else our own.
+        std::vector<int> inherited = InheritedSockets::get().take(l.host, l.port, config.threads);
+        siteFds.push_back(!inherited.empty() ? std::move(inherited) : openListeners(l.host, l.port, config.threads));
+      }
+      if (InheritedSockets::get().any()) {
+        std::string list;
+        for (const std::string& s : InheritedSockets::get().unused()) list += (list.empty() ? "" : ", ") + s;
+        std::fprintf(stderr, "kuai: warning: socket activation passed sockets no listener uses: %s\n", list.c_str());
       }
     } catch (const std::exception& e) {
       closeAll();

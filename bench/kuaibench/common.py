@@ -40,6 +40,12 @@ CASES = {
     "small":    ("static small.html (600 B), c16", "/small.html", 16, "report.lua", None),
     "4k":       ("static 4k.bin (4 KiB), c16",   "/4k.bin", 16, "report.lua", None),
     "1m":       ("static 1m.bin (1 MiB), c16",   "/1m.bin", 16, "report.lua", None),
+    # Compression: text files asked for with Accept-Encoding (ENCODED), each
+    # server compressing as configured (nginx gzip only: no brotli in Debian's).
+    "gzip-4k":  ("static 4k.txt with Accept-Encoding: gzip, c16", "/4k.txt", 16, "report.lua", None),
+    "gzip-64k": ("static 64k.txt with Accept-Encoding: gzip, c16", "/64k.txt", 16, "report.lua", None),
+    "br-4k":    ("static 4k.txt with Accept-Encoding: br, c16", "/4k.txt", 16, "report.lua", None),
+    "br-64k":   ("static 64k.txt with Accept-Encoding: br, c16", "/64k.txt", 16, "report.lua", None),
     "https-hello": ("HTTPS native hello, c16",    "hello", 16, "report.lua", "keep-alive"),
     "https-4k": ("HTTPS static 4k.bin, c16",      "/4k.bin", 16, "report.lua", "keep-alive"),
     "handshakes": ("HTTPS hello, new connection and full handshake per request, c16",
@@ -69,6 +75,7 @@ CASES = {
     "h2-js-hello": ("node:http2 createSecureServer hello over h2, c16 m16", "/hello", 16, None,
                     "h2"),
 }
+ENCODED = {"gzip-4k": "gzip", "gzip-64k": "gzip", "br-4k": "br", "br-64k": "br"}
 # nginx's keepalive_requests in the h2 cases (h2load does not reconnect).
 H2_KEEPALIVE_REQUESTS = 100_000_000
 H2_STREAMS = {"h2-hello": 16, "h2-hello-c64": 1, "h2-4k": 16, "h2-4k-c64": 1, "h2-1m": 1,

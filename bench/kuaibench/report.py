@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 from . import common
-from .common import (CASE_ORDER, CLIENT_CPU, IDLE_CONNS, JS_CASES, PEERS, PROXY_CASES, ROOT,
+from .common import (CASE_ORDER, CLIENT_CPU, ENCODED, IDLE_CONNS, JS_CASES, PEERS, PROXY_CASES, ROOT,
                      SERVER_CPU, log)
 from .stats import best_peer, kuai_vs_old
 
@@ -110,6 +110,13 @@ def render(summary, rss, servers, meta, notes, js=None, targets=None):
             lines.append(f"| {case} | {srv} | {fmt_rps(s['rps'])}{mark} | {vs_n} | {vs_b} | "
                          f"{fmt_lat(s['p50_us'])} | {fmt_lat(s['p99_us'])} | {cpu} | "
                          f"{s['wrk_cpu'] * 100:.0f}% |")
+    encoded = [c for c in native if c in ENCODED]
+    if encoded:
+        lines.append("")
+        lines.append("Bytes per response (head included) in the compression cases: " + "; ".join(
+            f"{c}: " + ", ".join(f"{srv} {summary[c][srv]['bytes_per_req']:,.0f}" for srv in servers
+                                 if srv in summary[c] and summary[c][srv].get("bytes_per_req"))
+            for c in encoded) + ".")
     compared = kuai_vs_old(summary, native) if "kuai-old" in servers else []
     if compared:
         lines.append("")
@@ -155,6 +162,13 @@ def render(summary, rss, servers, meta, notes, js=None, targets=None):
                      "the static cases.")
         lines.append("- h2o: `num-threads: 1`, no access log, `http1-request-timeout: 75`; h2o "
                      "2.2.5 has no limit on requests per keep-alive connection (unlimited).")
+        if any(c in ENCODED for c in native):
+            lines.append("- Compression cases (gzip-*, br-*): wrk sends `Accept-Encoding: gzip` or `br` for "
+                         "JavaScript-like text (`4k.txt`, `64k.txt`). kuai: defaults (br 5, gzip 6; a file "
+                         "is compressed once and kept in its per-reactor cache); nginx: `gzip on; "
+                         "gzip_comp_level 6` (compresses every response; Debian's nginx has no brotli, "
+                         "so br-* get the identity bytes); h2o: `compress: {gzip: 6, br: 5}` "
+                         "(compresses every response).")
         lines.append("- sol (`bench/sol.cc`) is a single-thread io_uring responder that answers "
                      "every request with a fixed 13-byte body: the speed-of-light floor for the "
                      "native hello cases; it serves no files.")

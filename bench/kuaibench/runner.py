@@ -4,6 +4,7 @@ import glob
 import http.client
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -13,7 +14,7 @@ import sys
 import time
 
 from . import common
-from .common import (BENCH, CASES, CLIENT_CPU, CLK_TCK, H2_STREAMS, HELLO, JS_DIR, JS_PACKAGES, NPM,
+from .common import (BENCH, CASES, CLIENT_CPU, CLK_TCK, ENCODED, H2_STREAMS, HELLO, JS_DIR, JS_PACKAGES, NPM,
                      PINNED_NODE, PROXY_POOL, ROOT, SERVER_CPU, TLS_GROUP, TLS_PROTOCOL,
                      TLS_SUITE, client_env, cpu_ticks, log, readline_timeout, rss_kib, spawn,
                      stop, tail)
@@ -43,6 +44,8 @@ def run_wrk(server, case, duration, measure=True):
            "--timeout", "5s", "-s", os.path.join(BENCH, script)]
     if tls == "handshake":
         cmd += ["-H", "Connection: close"]  # wrk reconnects after every response
+    if case in ENCODED:
+        cmd += ["-H", f"Accept-Encoding: {ENCODED[case]}"]
     cmd.append(url)
     run = run_client(server, case, "wrk", cmd, client_env(case) if tls else None, duration + 10)
     if run is None:
@@ -62,6 +65,8 @@ def run_wrk(server, case, duration, measure=True):
     if ocpu is not None:
         r["origin_cpu_us_per_req"] = (ocpu * 1e6 / CLK_TCK / reqs) if reqs else None
     r["wrk_cpu"] = (ru.ru_utime + ru.ru_stime) / wall
+    if "bytes" in r and reqs:
+        r["bytes_per_req"] = r["bytes"] / reqs  # what came back per response, head included
     r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
     return r
 
@@ -196,6 +201,21 @@ def measure_rss(server, n):
         server.stop()
 
 
+def compressible_text(size):
+    """Deterministic JavaScript-like text (compresses about 4:1 with gzip)."""
+    rng = random.Random(size)
+    words = ["function", "return", "const", "let", "this", "value", "render", "props", "state",
+             "document", "element", "=>", "{", "}", "(", ")", ";", "=", "+", "null", "true"]
+    out = []
+    n = 0
+    while n < size:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) + \
+            f" // {rng.randint(0, 99999)}\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()[:size]
+
+
 def make_docroot(tmp):
     """tmp/docroot with the files the static cases ask for."""
     docroot = os.path.join(tmp, "docroot")
@@ -216,6 +236,9 @@ def make_docroot(tmp):
         f.write(os.urandom(4096))
     with open(os.path.join(docroot, "1m.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
+    for name, size in (("4k.txt", 4096), ("64k.txt", 65536)):
+        with open(os.path.join(docroot, name), "wb") as f:
+            f.write(compressible_text(size))
     for name in os.listdir(docroot):
         os.chmod(os.path.join(docroot, name), 0o644)
     return docroot

@@ -1,7 +1,8 @@
 """Running under systemd: kuai speaks the notify protocol (Type=notify) to
 $NOTIFY_SOCKET: READY=1 once it serves, RELOADING=1 then READY=1 around a
-SIGHUP, STOPPING=1 when a stop begins. The test plays systemd's part with a
-datagram socket of its own."""
+SIGHUP, STOPPING=1 when a stop begins; and it takes listening sockets passed
+by socket activation ($LISTEN_FDS / $LISTEN_PID, fds 3..). The tests play
+systemd's part with sockets of their own."""
 
 from __future__ import annotations
 
@@ -76,6 +77,112 @@ def test_no_notify_socket_is_fine(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "missing.sock"))
+    proc = subprocess.Popen([KUAI, "serve", str(root), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def activated(args, sockets, env_extra=None):
+    """Starts kuai as systemd would for socket activation: the listening
+    sockets as fds 3.., LISTEN_FDS and LISTEN_PID (the child's own pid)."""
+    import subprocess
+
+    fds = [s.fileno() for s in sockets]
+
+    def child():
+        # Copies first (a target fd may be one of the sources), then in place.
+        copies = [os.dup(fd) for fd in fds]
+        for i, fd in enumerate(copies):
+            os.dup2(fd, 3 + i)
+            os.set_inheritable(3 + i, True)
+        os.environ["LISTEN_PID"] = str(os.getpid())
+        os.environ["LISTEN_FDS"] = str(len(fds))
+        for k, v in (env_extra or {}).items():
+            os.environ[k] = v
+
+    return subprocess.Popen([KUAI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=child, close_fds=False)
+
+
+def listening_socket():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(128)
+    return s, s.getsockname()[1]
+
+
+def test_socket_activation(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("activated\n")
+    s1, port1 = listening_socket()
+    s2, port2 = listening_socket()
+    config = tmp_path / "kuai.config.json"
+    config.write_text(json.dumps({"threads": 2, "listen": [{"port": port1}, {"port": port2}],
+                                  "routes": [{"match": "/", "static": str(root)}]}))
+    # The sockets stay ours: a client can connect before kuai even runs.
+    early = socket.create_connection(("127.0.0.1", port1), timeout=10)
+    proc = activated(["--config", str(config)], [s1, s2])
+    try:
+        assert "serving" in proc.stdout.readline()
+        early.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = early.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"activated\n"), data
+        for port in (port1, port2):
+            for _ in range(4):  # both reactors take from the one socket
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.txt", timeout=5) as r:
+                    assert r.read() == b"activated\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "socket activation passed sockets" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        early.close()
+        s1.close()
+        s2.close()
+
+
+def test_socket_activation_unused_socket_is_named(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    s1, port1 = listening_socket()
+    extra, port2 = listening_socket()
+    config = tmp_path / "kuai.config.json"
+    config.write_text(json.dumps({"listen": [{"port": port1}], "routes": [{"match": "/", "static": str(root)}]}))
+    proc = activated(["--config", str(config)], [s1, extra])
+    try:
+        assert "serving" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        err = proc.stderr.read()
+        assert f"socket activation passed sockets no listener uses: 127.0.0.1:{port2}" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        s1.close()
+        extra.close()
+
+
+def test_listen_pid_of_another_process_is_ignored(tmp_path):
+    # LISTEN_PID names another process: the fds are not kuai's to take.
+    import subprocess
+    root = tmp_path / "www"
+    root.mkdir()
+    env = dict(os.environ, LISTEN_PID="1", LISTEN_FDS="1")
     proc = subprocess.Popen([KUAI, "serve", str(root), "--port", "0"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
