@@ -305,3 +305,29 @@ def test_rate_limit_errors(tmp_path):
             {"match": "/", "static": str(tmp_path), "rateLimit": limit}]}))
         p = subprocess.run([KUAI, "--config", str(path)], capture_output=True, text=True, timeout=30)
         assert p.returncode != 0 and message in p.stderr, p.stderr
+
+
+def test_rate_limit_over_http2(tmp_path, logdir):
+    # Streams of one HTTP/2 connection are requests like any other: the same
+    # bucket, 429 with Retry-After on the streams over it, the connection goes on.
+    root = project(tmp_path)
+    s = start_config(tmp_path, logdir, {"threads": 1, "listen": [{"port": 0, "http2": "h2c"}], "routes": [
+        {"match": "/", "rateLimit": {"rate": 1, "burst": 3}, "static": str(root)}]})
+    try:
+        c = H2Client(s.port)
+        try:
+            sids = [c.request("/index.html", scheme="http") for _ in range(8)]
+            answers = [c.response(sid) for sid in sids]
+        finally:
+            c.close()
+        statuses = [h[":status"] for h, _, _ in answers]
+        assert statuses.count("200") in (3, 4), statuses
+        assert statuses.count("429") == 8 - statuses.count("200"), statuses
+        for h, body, ended in answers:
+            assert ended
+            if h[":status"] == "429":
+                assert h["retry-after"] == "1" and body == b"429 Too Many Requests\n", (h, body)
+            else:
+                assert body == b"<h1>home</h1>\n"
+    finally:
+        s.stop()
