@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 
@@ -33,6 +34,27 @@ def messages(sock, until, timeout=10):
     raise AssertionError(f"no message satisfying the wait; got {got}")
 
 
+def serves_then_stops(proc):
+    """The banner comes, SIGTERM ends it with status 0; returns its stderr."""
+    try:
+        assert "serving" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        return proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def serve_with_env(tmp_path, **env):
+    """kuai serve DIR on a free port with extra environment variables."""
+    root = tmp_path / "www"
+    root.mkdir()
+    return subprocess.Popen([KUAI, "serve", str(root), "--port", "0"], env=dict(os.environ, **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize("abstract", [False, True])
 def test_notify_ready_reload_stopping(tmp_path, abstract):
     root = tmp_path / "www"
@@ -48,7 +70,6 @@ def test_notify_ready_reload_stopping(tmp_path, abstract):
     config = tmp_path / "kuai.config.json"
     config.write_text(json.dumps({"listen": [{"port": 0}], "routes": [{"match": "/", "static": str(root)}]}))
     env = dict(os.environ, NOTIFY_SOCKET=name)
-    import subprocess
     proc = subprocess.Popen([KUAI, "--config", str(config), "--threads", "2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -73,26 +94,12 @@ def test_notify_ready_reload_stopping(tmp_path, abstract):
 
 
 def test_no_notify_socket_is_fine(tmp_path):
-    import subprocess
-    root = tmp_path / "www"
-    root.mkdir()
-    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "missing.sock"))
-    proc = subprocess.Popen([KUAI, "serve", str(root), "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "serving" in proc.stdout.readline()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    serves_then_stops(serve_with_env(tmp_path, NOTIFY_SOCKET=str(tmp_path / "missing.sock")))
 
 
 def activated(args, sockets, env_extra=None):
     """Starts kuai as systemd would for socket activation: the listening
     sockets as fds 3.., LISTEN_FDS and LISTEN_PID (the child's own pid)."""
-    import subprocess
-
     fds = [s.fileno() for s in sockets]
 
     def child():
@@ -165,30 +172,13 @@ def test_socket_activation_unused_socket_is_named(tmp_path):
     config.write_text(json.dumps({"listen": [{"port": port1}], "routes": [{"match": "/", "static": str(root)}]}))
     proc = activated(["--config", str(config)], [s1, extra])
     try:
-        assert "serving" in proc.stdout.readline()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        err = proc.stderr.read()
+        err = serves_then_stops(proc)
         assert f"socket activation passed sockets no listener uses: 127.0.0.1:{port2}" in err, err
     finally:
-        if proc.poll() is None:
-            proc.kill()
         s1.close()
         extra.close()
 
 
 def test_listen_pid_of_another_process_is_ignored(tmp_path):
     # LISTEN_PID names another process: the fds are not kuai's to take.
-    import subprocess
-    root = tmp_path / "www"
-    root.mkdir()
-    env = dict(os.environ, LISTEN_PID="1", LISTEN_FDS="1")
-    proc = subprocess.Popen([KUAI, "serve", str(root), "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "serving" in proc.stdout.readline()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    serves_then_stops(serve_with_env(tmp_path, LISTEN_PID="1", LISTEN_FDS="1"))
