@@ -14,6 +14,7 @@
 #include "server/node_runtime.h"
 #include "server/server.h"
 #include "server/site_config.h"
+#include "server/upgrade.h"
 
 namespace {
 
@@ -39,6 +40,7 @@ int runNode(const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
   kuai::server::setConfigEvaluator(std::string(kuai::scripting::configEvaluatorSource()));
   std::vector<std::string> args(argv + 1, argv + argc);
+  kuai::server::setUpgradeCommand(args);  // what SIGUSR2 starts
   // Nothing to run: Node's REPL on a terminal, else the script on stdin (as node).
   if (args.empty()) args.push_back(::isatty(0) ? "-i" : "-");
   CliResult cli = kuai::server::parseCommandLine(args);

@@ -5,6 +5,7 @@
 // stays in node's event loop for the rest: signals (SIGTERM/SIGINT drain,
 // SIGHUP reload), --watch (js/watch.js), and the end of the reactors.
 #include <node.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -21,7 +22,9 @@
 #include "scripting/v8_util.h"
 #include "server/cli.h"
 #include "server/config_file.h"
+#include "server/sd_notify.h"
 #include "server/server.h"
+#include "server/upgrade.h"
 #include "server/site_config.h"
 
 namespace kuai::scripting {
@@ -35,7 +38,8 @@ struct Control {
   v8::Isolate* isolate = nullptr;
   v8::Global<v8::Context> context;
   v8::Global<v8::Object> process;
-  uv_signal_t sigint{}, sigterm{}, sighup{};
+  uv_signal_t sigint{}, sigterm{}, sighup{}, sigusr2{};
+  uv_timer_t upgradeTimer{};  // while a new binary starts (SIGUSR2)
   uv_async_t finished{}, filesAdded{}, reloadStep{};
   bool stopping = false;
   // --watch: environments are replaced one thread at a time.
@@ -65,6 +69,8 @@ void closeHandles() {
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&gControl->sigint),
                          reinterpret_cast<uv_handle_t*>(&gControl->sigterm),
                          reinterpret_cast<uv_handle_t*>(&gControl->sighup),
+                         reinterpret_cast<uv_handle_t*>(&gControl->sigusr2),
+                         reinterpret_cast<uv_handle_t*>(&gControl->upgradeTimer),
                          reinterpret_cast<uv_handle_t*>(&gControl->finished),
                          reinterpret_cast<uv_handle_t*>(&gControl->filesAdded),
                          reinterpret_cast<uv_handle_t*>(&gControl->reloadStep)}) {
@@ -85,18 +91,42 @@ void callOnFiles(v8::Local<v8::Value> arg) {
   if (c.onFiles.Get(iso)->Call(ctx, v8::Undefined(iso), 1, argv).IsEmpty()) return;
 }
 
+// SIGUSR2: the new process's word is read every few milliseconds until it
+// serves (this one then drains) or fails (this one goes on).
+void upgradeTick(uv_timer_t* t) {
+  Control& c = *gControl;
+  if (!c.stopping && c.server->pollUpgrade()) c.stopping = true;
+  if (c.server->upgradeFd() < 0) uv_timer_stop(t);
+}
+
 void onSignal(uv_signal_t*, int signum) {
+  Control& c = *gControl;
   if (signum == SIGHUP) {
-    gControl->server->reload();
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    server::notifySystemd("RELOADING=1\nMONOTONIC_USEC=" +
+                          std::to_string(uint64_t(now.tv_sec) * 1'000'000 + uint64_t(now.tv_nsec) / 1000));
+    c.server->reload();
+    server::notifySystemd("READY=1\nSTATUS=serving");
     return;
   }
-  if (gControl->stopping) {
+  if (signum == SIGUSR2) {
+    if (c.stopping) {
+      std::fprintf(stderr, "kuai: SIGUSR2: already stopping\n");
+      return;
+    }
+    c.server->startUpgrade();
+    if (c.server->upgradeFd() >= 0) uv_timer_start(&c.upgradeTimer, upgradeTick, 10, 10);
+    return;
+  }
+  if (c.stopping) {
     std::fprintf(stderr, "kuai: second signal, exiting now\n");
     std::fflush(stdout);
     std::_Exit(1);
   }
-  gControl->stopping = true;
-  gControl->server->stop();
+  c.stopping = true;
+  server::notifySystemd("STOPPING=1\nSTATUS=draining connections");
+  c.server->stop();
 }
 
 // Every reactor thread has ended (the scripts have nothing left to do, or a
@@ -210,6 +240,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   v8::Local<v8::Object> process = processValue.As<v8::Object>();
   std::vector<std::string> argv = stringArray(iso, ctx, process->Get(ctx, str(iso, "argv")).ToLocalChecked());
   std::vector<std::string> args(argv.size() > 2 ? argv.begin() + 2 : argv.end(), argv.end());
+  server::setUpgradeCommand(args);  // $KUAI_EXE (the kuai binary) with them, on SIGUSR2
 
   server::setConfigEvaluator(std::string(configEvaluatorSource()));
   server::CliResult cli = server::parseCommandLine(args);
@@ -266,6 +297,12 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   uv_signal_start(&c.sigint, onSignal, SIGINT);
   uv_signal_start(&c.sigterm, onSignal, SIGTERM);
   uv_signal_start(&c.sighup, onSignal, SIGHUP);
+  uv_signal_init(loop, &c.sigusr2);
+  uv_timer_init(loop, &c.upgradeTimer);
+  // SIGUSR2 hands a site's listeners to a new binary; a script keeps Node's
+  // meaning of it (its own handler, or the default).
+  if (config.site) uv_signal_start(&c.sigusr2, onSignal, SIGUSR2);
+  bool upgraded = server::startedByUpgrade();
 
   c.server = std::make_unique<server::Server>(
       std::move(config), [](server::Reactor& reactor, std::string& err) {
@@ -281,6 +318,8 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
     return false;
   }
   c.server->printBanner();
+  if (upgraded) server::reportUpgradeReady();  // the old process tells systemd
+  else server::notifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving");
   if (o.watch && !startWatching(ctx, watchPaths)) {
     std::fprintf(stderr, "kuai: --watch: cannot start watching\n");
   }

@@ -46,7 +46,10 @@ Options (--opt value and --opt=value alike):
   --no-http2             HTTP/1.1 only (by default TLS offers h2 by ALPN)
   --h2c                  also take HTTP/2 in clear text from clients that start with
                            its preface (prior knowledge)
-  SIGHUP reloads the certificates without dropping connections.
+  SIGHUP reloads the certificates without dropping connections. SIGUSR2 upgrades
+  the binary: the executable kuai was started from (a new version put in its
+  place) starts on the same listening sockets; the old process drains once the
+  new one serves, or goes on serving if it cannot start.
 
 Scripts (as with node; anything else that starts with '-' goes to node itself):
   -r, --require MODULE   load MODULE in every environment before the script

@@ -37,6 +37,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   void onTick(uint64_t nowMs) override;
   void onShutdown() override {}
   bool idle() const override;
+  bool fresh() const override { return requests_ == 0; }
   void onClose() override { dropExchange(); }
   void failPlainText() override { failRequest(400); }
 

@@ -722,6 +722,12 @@ void Http2Session::onData(const char* data, size_t len) {
     transport_.closeAfterOutput();
     return;
   }
+  // A connection that began as the reactor was draining (accepted as its
+  // listener closed): the streams it has opened are answered, then GOAWAY.
+  if (reactor_.draining() && !goawaySent_ && nghttp2_session_get_last_proc_stream_id(session_) > 0) {
+    onShutdown();
+    return;
+  }
   pump();
 }
 
@@ -801,6 +807,8 @@ void Http2Session::onTick(uint64_t nowMs) {
     transport_.closeAfterOutput();
   }
 }
+
+bool Http2Session::fresh() const { return nghttp2_session_get_last_proc_stream_id(session_) <= 0; }
 
 void Http2Session::onShutdown() {
   // A graceful stop: GOAWAY with the last stream taken; those finish.

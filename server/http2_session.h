@@ -38,6 +38,7 @@ class Http2Session final : public Protocol {
   void onTick(uint64_t nowMs) override;
   void onShutdown() override;
   bool idle() const override { return streams_.empty(); }
+  bool fresh() const override;
   void onClose() override;
 
   // The connection preface a client sends first (RFC 9113 §3.4).

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -79,7 +80,7 @@ InheritedSockets::InheritedSockets() {
   ::unsetenv("LISTEN_FDNAMES");
 }
 
-std::vector<int> InheritedSockets::take(const std::string& host, int port, int count) {
+std::vector<std::vector<int>> InheritedSockets::take(const std::string& host, int& port, int count) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -90,19 +91,53 @@ std::vector<int> InheritedSockets::take(const std::string& host, int port, int c
   std::memcpy(&want, res->ai_addr, res->ai_addrlen);
   ::freeaddrinfo(res);
   setPort(want, port);
-  for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+  std::vector<int> matching;
+  for (auto it = fds_.begin(); it != fds_.end();) {
     sockaddr_storage have{};
     socklen_t len = sizeof(have);
-    if (::getsockname(*it, reinterpret_cast<sockaddr*>(&have), &len) != 0) continue;
-    if (describe(have) != describe(want)) continue;
-    std::vector<int> fds{*it};
-    for (int i = 1; i < count; ++i) fds.push_back(::fcntl(*it, F_DUPFD_CLOEXEC, 3));
-    fds_.erase(it);
-    int one = 1;
-    ::setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fds;
+    bool same = ::getsockname(*it, reinterpret_cast<sockaddr*>(&have), &len) == 0;
+    // Port 0 (any free port) takes the sockets passed for that address, on
+    // whatever port they have (the port of the first one met).
+    if (same && port == 0) {
+      int havePort = ntohs(have.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(have).sin6_port
+                                                      : reinterpret_cast<sockaddr_in&>(have).sin_port);
+      sockaddr_storage probe = want;
+      setPort(probe, havePort);
+      if (describe(have) == describe(probe)) {
+        want = probe;
+        port = havePort;
+      }
+    }
+    if (same && describe(have) == describe(want)) {
+      matching.push_back(*it);
+      it = fds_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  return {};
+  if (matching.empty() || count <= 0) return {};
+  std::vector<std::vector<int>> perReactor(static_cast<size_t>(count));
+  int one = 1;
+  for (size_t k = 0; k < matching.size(); ++k) {
+    ::setsockopt(matching[k], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    perReactor[k % size_t(count)].push_back(matching[k]);
+  }
+  for (size_t i = matching.size(); i < size_t(count); ++i) {
+    perReactor[i].push_back(::fcntl(matching[i % matching.size()], F_DUPFD_CLOEXEC, 3));
+  }
+  return perReactor;
+}
+
+namespace {
+std::atomic<bool> gHandedOver{false};
+}  // namespace
+
+void setListenersHandedOver() { gHandedOver.store(true); }
+bool listenersHandedOver() { return gHandedOver.load(); }
+
+void InheritedSockets::closeUnused() {
+  for (int fd : fds_) ::close(fd);
+  fds_.clear();
 }
 
 std::vector<std::string> InheritedSockets::unused() const {

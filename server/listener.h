@@ -21,10 +21,18 @@ class InheritedSockets {
  public:
   static InheritedSockets& get();
   bool any() const { return !fds_.empty(); }
-  // The passed socket bound to host:port (host resolved as for listening),
-  // as `count` descriptors for the reactors (the same socket: they share its
-  // queue); empty when none matches. It is no longer offered after.
-  std::vector<int> take(const std::string& host, int port, int count);
+  // The passed sockets bound to host:port (host resolved as for listening),
+  // spread over `count` reactors: each gets at least one descriptor (a
+  // socket serving several reactors is duplicated for each: they share its
+  // queue; with more sockets than reactors, some take two, so that none is
+  // left without a reader). Empty when none matches; taken ones are no
+  // longer offered.
+  // Port 0 takes the sockets of the address whatever their port, and sets
+  // `port` to theirs.
+  std::vector<std::vector<int>> take(const std::string& host, int& port, int count);
+  // Closes the sockets nobody took (a connection waiting in one is refused
+  // rather than left waiting).
+  void closeUnused();
   // Descriptions of the sockets nobody took ("127.0.0.1:8080"), for a message.
   std::vector<std::string> unused() const;
 
@@ -32,5 +40,10 @@ class InheritedSockets {
   InheritedSockets();
   std::vector<int> fds_;
 };
+
+// Set when the listening sockets are handed to another process (a SIGUSR2
+// upgrade): closing ours must then leave the sockets listening.
+void setListenersHandedOver();
+bool listenersHandedOver();
 
 }  // namespace kuai::server

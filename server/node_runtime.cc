@@ -69,6 +69,8 @@ void execNode(const std::vector<std::string>& args, std::string& err) {
   std::string asan = std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "";
   ::setenv("ASAN_OPTIONS", (asan + (asan.empty() ? "" : ":") + "detect_leaks=0").c_str(), 1);
 #endif
+  // The addon evaluates a .js config again in node: it finds node by this.
+  ::setenv("KUAI_NODE_BINARY", node.c_str(), 1);
   std::vector<char*> argv;
   argv.push_back(node.data());
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));

@@ -46,10 +46,11 @@ Reactor::~Reactor() {
   }
 }
 
-void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls, bool h2c) {
+void Reactor::addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls, bool h2c, bool shared) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
   l->h2c = h2c;
+  l->shared = shared;
   l->tls = std::move(tls);
   listeners_.push_back(std::move(l));
   ++initialListeners_;
@@ -144,7 +145,7 @@ void Reactor::stopAccepting() {
 }
 
 bool Reactor::quiescent() const {
-  return listeners_.empty() && live_ == 0 && (!loop_ || !loop_->alive());
+  return listeners_.empty() && live_ == 0 && !acceptsInFlight() && (!loop_ || !loop_->alive());
 }
 
 Transport* Reactor::addConnection(int fd, Listener* from) {
@@ -157,7 +158,8 @@ Transport* Reactor::addConnection(int fd, Listener* from) {
   head_ = c;
   ++live_;
   context_->stats().openConnections.fetch_add(1, std::memory_order_relaxed);
-  if (draining_) c->onShutdown();
+  // (While draining, a connection accepted as its listener closed gets one
+  // answer: HTTP/1 closes after it, HTTP/2 sends GOAWAY after its first streams.)
   return c;
 }
 

@@ -36,6 +36,12 @@ struct Listener {
   // False: HTTP/2 only (a script's http2 server without allowHTTP1): every
   // connection is handed to HTTP/2, whose preface check refuses the others.
   bool http1 = true;
+  // Another process holds this socket too (systemd's socket activation, a
+  // SIGUSR2 upgrade): closing it here must leave it listening.
+  bool shared = false;
+  // Closed but kept open until its cancelled accept completes, then the
+  // queue is swept once (io_uring: see UringReactor::disarmListener).
+  bool sweep = false;
   // The listener's own request deadlines, for the connections accepted from
   // now on (a script's server.headersTimeout / requestTimeout): the head
   // within headDeadlineMs and the whole request within requestDeadlineMs of
@@ -70,7 +76,7 @@ class Reactor {
   // Before init(): one more listening socket (a config file's listeners).
   // tls: its certificates; null: plain.
   // h2c: clear-text clients may speak HTTP/2 with prior knowledge.
-  void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls, bool h2c = false);
+  void addInitialListener(int fd, std::shared_ptr<tls::TlsContext> tls, bool h2c = false, bool shared = false);
   // This thread only: an event loop to drive (the thread's Node environment).
   void setLoopDriver(LoopDriver* loop) { loop_ = loop; }
   int index() const { return index_; }
@@ -130,7 +136,15 @@ class Reactor {
   // kTickMs, and at least once per wake-up.
   void tick();
   void beginDrain();
-  bool finished() const { return draining_ && live_ == 0; }
+  bool finished() const { return draining_ && live_ == 0 && !acceptsInFlight(); }
+  // A closed listener whose accept the backend has not finished cancelling
+  // (connections it accepts meanwhile are served).
+  bool acceptsInFlight() const {
+    for (const auto& l : retired_) {
+      if (l->armed) return true;
+    }
+    return false;
+  }
   void runLater();  // the later() calls, once a wake-up's work is done
   // Output to flush or later() calls to run.
   bool hasDeferredWork() const { return !dirty_.empty() || !later_.empty(); }

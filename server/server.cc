@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -91,11 +92,18 @@ bool Server::start(std::string& err) {
   }
   ::signal(SIGPIPE, SIG_IGN);
 
-  // The site's listeners: every reactor gets a socket of each.
-  std::vector<std::vector<int>> siteFds;
+  // The site's listeners: every reactor gets a socket of each (or more than
+  // one, where more sockets were passed in than there are reactors).
+  std::vector<std::vector<std::vector<int>>> siteFds;
+  std::vector<bool> siteShared;
   std::vector<std::shared_ptr<tls::TlsContext>> siteTls;
   auto closeAll = [&] {
-    for (auto& v : siteFds) for (int fd : v) if (fd >= 0) ::close(fd);
+    for (auto& perReactor : siteFds) {
+      for (auto& fds : perReactor) {
+        for (int fd : fds) if (fd >= 0) ::close(fd);
+      }
+    }
+    handoverFds_.clear();
   };
   if (config.site) {
     siteListen_ = config.site->listen;  // port 0 becomes the one picked
@@ -114,15 +122,37 @@ bool Server::start(std::string& err) {
           }
         }
         siteTls.push_back(std::move(ctx));
-        // Socket activation: the socket systemd passed for this address;
-        // else our own.
-        std::vector<int> inherited = InheritedSockets::get().take(l.host, l.port, config.threads);
-        siteFds.push_back(!inherited.empty() ? std::move(inherited) : openListeners(l.host, l.port, config.threads));
+        // Socket activation (or an upgrade): the sockets passed for this
+        // address; else our own.
+        std::vector<std::vector<int>> perReactor = InheritedSockets::get().take(l.host, l.port, config.threads);
+        bool shared = !perReactor.empty();
+        if (!shared) {
+          for (int fd : openListeners(l.host, l.port, config.threads)) perReactor.push_back({fd});
+        }
+        // What a SIGUSR2 upgrade passes on: each socket once.
+        std::vector<int> seen;
+        for (const auto& fds : perReactor) {
+          for (int fd : fds) {
+            struct stat st {};
+            ::fstat(fd, &st);
+            bool dup = false;
+            for (int other : seen) {
+              struct stat ost {};
+              ::fstat(other, &ost);
+              dup = dup || ost.st_ino == st.st_ino;
+            }
+            if (!dup) seen.push_back(fd);
+          }
+        }
+        handoverFds_.insert(handoverFds_.end(), seen.begin(), seen.end());
+        siteFds.push_back(std::move(perReactor));
+        siteShared.push_back(shared);
       }
       if (InheritedSockets::get().any()) {
         std::string list;
         for (const std::string& s : InheritedSockets::get().unused()) list += (list.empty() ? "" : ", ") + s;
         std::fprintf(stderr, "kuai: warning: socket activation passed sockets no listener uses: %s\n", list.c_str());
+        InheritedSockets::get().closeUnused();
       }
     } catch (const std::exception& e) {
       closeAll();
@@ -134,9 +164,10 @@ bool Server::start(std::string& err) {
     for (int i = 0; i < config.threads; ++i) {
       reactors_.push_back(makeReactor(io, i, config_));
       for (size_t k = 0; k < siteFds.size(); ++k) {
-        reactors_.back()->addInitialListener(siteFds[k][size_t(i)], siteTls[k],
-                                             siteListen_[k].http2 == Http2::kH2c);
-        siteFds[k][size_t(i)] = -1;
+        for (int& fd : siteFds[k][size_t(i)]) {
+          reactors_.back()->addInitialListener(fd, siteTls[k], siteListen_[k].http2 == Http2::kH2c, siteShared[k]);
+          fd = -1;
+        }
       }
     }
   } catch (const std::exception& e) {  // a static root that is not there, ...
@@ -319,6 +350,42 @@ void Server::post(int index, std::function<void()> fn) {
   reactors_.at(size_t(index))->send(TaskMessage{std::move(fn)});
 }
 
+void Server::startUpgrade() {
+  if (!config_.site) {
+    std::fprintf(stderr, "kuai: SIGUSR2: an upgrade hands over a site's listeners; a script's are its own\n");
+    return;
+  }
+  std::string err;
+  if (!upgrade_.start(handoverFds_, err)) {
+    std::fprintf(stderr, "kuai: SIGUSR2: cannot start the new binary: %s\n", err.c_str());
+    return;
+  }
+  std::fprintf(stderr, "kuai: SIGUSR2: starting %s (pid %d) on the %zu listening socket%s\n",
+               upgradeExecutable().c_str(), int(upgrade_.pid()), handoverFds_.size(),
+               handoverFds_.size() == 1 ? "" : "s");
+}
+
+bool Server::pollUpgrade() {
+  pid_t pid = upgrade_.pid();
+  std::string why;
+  switch (upgrade_.poll(why)) {
+    case BinaryUpgrade::Outcome::kPending:
+      return false;
+    case BinaryUpgrade::Outcome::kFailed:
+      std::fprintf(stderr, "kuai: SIGUSR2: the new process did not start (%s); still serving\n", why.c_str());
+      return false;
+    case BinaryUpgrade::Outcome::kReady:
+      break;
+  }
+  std::fprintf(stderr, "kuai: SIGUSR2: pid %d serves; pid %d drains and exits\n", int(pid), int(::getpid()));
+  // The new process is the service's main one from now on; what this one
+  // sends after is not its business (and is refused by systemd).
+  notifySystemd("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=serving");
+  setListenersHandedOver();
+  stop();
+  return true;
+}
+
 void Server::join() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -333,8 +400,10 @@ int runServer(ServerConfig config) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGHUP);
+  sigaddset(&sigs, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  bool upgraded = startedByUpgrade();
   Server server(std::move(config));
   std::string err;
   if (!server.start(err)) {
@@ -342,13 +411,20 @@ int runServer(ServerConfig config) {
     return 1;
   }
   server.printBanner();
-  notifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving");
+  // Started by an upgrade: the old process tells systemd once told we serve.
+  if (upgraded) reportUpgradeReady();
+  else notifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving");
 
   bool stopping = false;
-  timespec wait{0, 100'000'000};
   while (server.running() > 0) {
+    // (Shorter waits while a new binary starts: its word is read between them.)
+    timespec wait{0, server.upgradeFd() >= 0 ? 10'000'000 : 100'000'000};
     int sig = ::sigtimedwait(&sigs, nullptr, &wait);
-    if (sig == SIGINT || sig == SIGTERM) {
+    if (!stopping && server.upgradeFd() >= 0 && server.pollUpgrade()) stopping = true;
+    if (sig == SIGUSR2) {
+      if (stopping) std::fprintf(stderr, "kuai: SIGUSR2: already stopping\n");
+      else server.startUpgrade();
+    } else if (sig == SIGINT || sig == SIGTERM) {
       if (stopping) {
         std::fprintf(stderr, "kuai: second signal, exiting now\n");
         std::_Exit(1);

@@ -14,6 +14,7 @@
 
 #include "server/config.h"
 #include "server/loop_driver.h"
+#include "server/upgrade.h"
 
 namespace kuai::server {
 
@@ -46,6 +47,13 @@ class Server {
   // SIGHUP: the site again from its sources (the config file, or the
   // certificates of `kuai serve`). Main thread.
   void reload();
+  // SIGUSR2 (main thread): starts the executable this one was started from on
+  // the site's listening sockets (upgrade.h). The outcome is learnt by
+  // pollUpgrade() once upgradeFd() is readable (or on a timer).
+  void startUpgrade();
+  int upgradeFd() const { return upgrade_.readyFd(); }
+  // True once the new process serves: this one then drains (as on SIGTERM).
+  bool pollUpgrade();
   // Thread-safe: runs fn on reactor `index`'s thread at its next turn.
   void post(int index, std::function<void()> fn);
   int threads() const { return int(reactors_.size()); }
@@ -68,10 +76,12 @@ class Server {
   std::function<void()> onFinished_;
   const char* backend_ = "";
   std::vector<ListenSpec> siteListen_;  // a config file's listeners, as bound
+  std::vector<int> handoverFds_;        // each listening socket once, for an upgrade
+  BinaryUpgrade upgrade_;
 };
 
 // The kuai binary's server: runs until SIGTERM/SIGINT (drain; a second one
-// exits at once), SIGHUP reloads. Returns the process exit code; errors are
+// exits at once), SIGHUP reloads, SIGUSR2 hands over to a new binary. Returns the process exit code; errors are
 // printed as one "kuai: ..." line.
 int runServer(ServerConfig config);
 

@@ -187,7 +187,10 @@ void Transport::onDrained() {
 
 void Transport::onShutdown() {
   if (state_ == State::kOpen && out_.empty() && tlsOut_.empty() && protocol_->idle()) {
-    close();
+    // Between requests: closed now. A connection that has not sent its first
+    // request yet was opened a moment ago to send one: it is given
+    // kFreshGraceMs (onTick) before the same.
+    if (!protocol_->fresh()) close();
     return;
   }
   if (state_ == State::kOpen) protocol_->onShutdown();
@@ -209,6 +212,11 @@ void Transport::onTick(uint64_t now) {
       return;
     case State::kOpen:
       break;
+  }
+  if (reactor_.draining() && out_.empty() && tlsOut_.empty() && protocol_->idle() &&
+      now - phaseStartMs_ >= kFreshGraceMs) {
+    close();
+    return;
   }
   if (tls_ && !tls_->handshakeDone()) {
     // The handshake shares the request-head deadline.

@@ -45,6 +45,8 @@ class Protocol {
   virtual void onTick(uint64_t nowMs) {}  // the protocol's own deadlines
   virtual void onShutdown() {}            // a graceful stop began
   virtual bool idle() const { return true; }  // between requests, nothing in flight
+  // No request has begun on the connection yet (its first may be on the way).
+  virtual bool fresh() const { return false; }
   virtual void onClose() {}               // the transport is closed: drop what is in flight
   // A plain-text request reached a TLS port: answer it in clear text if the
   // protocol can (HTTP/1.1: 400); the transport closes after it.
@@ -54,6 +56,9 @@ class Protocol {
 // 16-byte aligned: the backends tag pointers with their low bits.
 class alignas(16) Transport final {
  public:
+  // While draining, how long a connection that has sent no request yet may
+  // wait for its first.
+  static constexpr uint64_t kFreshGraceMs = 1000;
   enum class State : uint8_t {
     kOpen,       // reading and writing
     kClosing,    // last output queued: flush it, then linger

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "server/transport.h"
+#include "server/listener.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -73,6 +74,7 @@ class UringReactor final : public Reactor {
   void setReading(Transport* c, bool on) override;
   void armListener(Listener* l) override;
   void disarmListener(Listener* l) override;
+  void sweepListener(Listener* l);
   void startConnect(Transport* c) override;
 
  private:
@@ -244,14 +246,34 @@ void UringReactor::disarmListener(Listener* l) {
     io_uring_prep_cancel64(s, tag(l, kAccept), 0);
     io_uring_sqe_set_data64(s, kCancel);
   }
+  if (l->fd < 0) return;
+  if (l->shared || listenersHandedOver()) {
+    // Another process accepts from this socket too. A connection whose
+    // wake-up went to our accept (the kernel wakes one waiter) just as it was
+    // cancelled would wait for nobody: once the cancel is through, whatever
+    // is queued is accepted here (and answered once), then the fd closes.
+    l->sweep = true;
+    if (!l->armed) sweepListener(l);
+    return;
+  }
   // The ring holds its own reference to the socket until the cancelled accept
   // completes; shutdown() stops the listening state right away, so the kernel
   // refuses new connections instead of queueing them for nobody.
-  if (l->fd >= 0) {
-    ::shutdown(l->fd, SHUT_RDWR);
-    ::close(l->fd);
-    l->fd = -1;
+  ::shutdown(l->fd, SHUT_RDWR);
+  ::close(l->fd);
+  l->fd = -1;
+}
+
+void UringReactor::sweepListener(Listener* l) {
+  for (;;) {
+    int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    Transport* c = addConnection(fd, l);
+    if (c->state() != Transport::State::kClosed) armRecv(c);
   }
+  ::close(l->fd);
+  l->fd = -1;
+  l->sweep = false;
 }
 
 void UringReactor::returnBuffer(unsigned bid) {
@@ -380,18 +402,20 @@ void UringReactor::onPollOut(Transport* c, int res) {
 }
 
 void UringReactor::onAccept(Listener* l, io_uring_cqe* cqe) {
-  if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = false;
+  if (!(cqe->flags & IORING_CQE_F_MORE)) {
+    l->armed = false;
+    if (l->sweep && cqe->res < 0) sweepListener(l);  // the cancel is through
+  }
   if (cqe->res < 0) {
     // EMFILE/ENFILE and friends: the multishot ended; armed again after the batch.
     return;
   }
   int fd = cqe->res;
-  if (l->fd < 0 || draining_) {
-    ::close(fd);
-    return;
-  }
+  // (Accepted as the listener was being closed: served all the same, as one
+  // request, since the client's connection is already established.)
   Transport* c = addConnection(fd, l);
   if (c->state() != Transport::State::kClosed) armRecv(c);
+  if (l->sweep && !l->armed) sweepListener(l);
 }
 
 void UringReactor::onRecv(Transport* c, io_uring_cqe* cqe) {

@@ -154,6 +154,11 @@ def test_socket_activation(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert "socket activation passed sockets" not in proc.stderr.read()
+        # The sockets are systemd's: they still listen for the next start.
+        with socket.create_connection(("127.0.0.1", port1), timeout=5):
+            pass
+        conn, _ = s1.accept()
+        conn.close()
     finally:
         if proc.poll() is None:
             proc.kill()
