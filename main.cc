@@ -11,6 +11,7 @@
 #include "scripting/config_evaluator.h"
 #include "server/cli.h"
 #include "server/config_file.h"
+#include "server/log.h"
 #include "server/node_runtime.h"
 #include "server/server.h"
 #include "server/site_config.h"
@@ -31,7 +32,7 @@ bool hasAppRoutes(const kuai::server::ServerConfig& config) {
 int runNode(const std::vector<std::string>& args) {
   std::string err;
   kuai::server::execNode(args, err);
-  std::fprintf(stderr, "kuai: %s\n", err.c_str());
+  kuai::server::logLine(kuai::server::LogLevel::kError, "kuai: %s\n", err.c_str());
   return 2;
 }
 
@@ -52,13 +53,13 @@ int main(int argc, char** argv) {
       std::printf("kuai %s\n", kuai::server::kVersion);
       return 0;
     case CliResult::Action::kError:
-      std::fprintf(stderr, "kuai: %s\n", cli.error.c_str());
+      kuai::server::logLine(kuai::server::LogLevel::kError, "kuai: %s\n", cli.error.c_str());
       return 2;
     case CliResult::Action::kServe: {
       kuai::server::ServerConfig& config = cli.config;
       std::string err;
       if (!kuai::server::resolveSite(config, err)) {
-        std::fprintf(stderr, "kuai: %s\n", err.c_str());
+        kuai::server::logLine(kuai::server::LogLevel::kError, "kuai: %s\n", err.c_str());
         return 1;
       }
       if (!config.configFile.empty()) {

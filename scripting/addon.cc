@@ -22,6 +22,7 @@
 #include "scripting/v8_util.h"
 #include "server/cli.h"
 #include "server/config_file.h"
+#include "server/log.h"
 #include "server/sd_notify.h"
 #include "server/server.h"
 #include "server/upgrade.h"
@@ -112,7 +113,7 @@ void onSignal(uv_signal_t*, int signum) {
   }
   if (signum == SIGUSR2) {
     if (c.stopping) {
-      std::fprintf(stderr, "kuai: SIGUSR2: already stopping\n");
+      server::logLine(server::LogLevel::kWarning, "kuai: SIGUSR2: already stopping\n");
       return;
     }
     c.server->startUpgrade();
@@ -120,7 +121,7 @@ void onSignal(uv_signal_t*, int signum) {
     return;
   }
   if (c.stopping) {
-    std::fprintf(stderr, "kuai: second signal, exiting now\n");
+    server::logLine(server::LogLevel::kWarning, "kuai: second signal, exiting now\n");
     std::fflush(stdout);
     std::_Exit(1);
   }
@@ -245,7 +246,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   server::setConfigEvaluator(std::string(configEvaluatorSource()));
   server::CliResult cli = server::parseCommandLine(args);
   if (cli.action == server::CliResult::Action::kError) {
-    std::fprintf(stderr, "kuai: %s\n", cli.error.c_str());
+    server::logLine(server::LogLevel::kError, "kuai: %s\n", cli.error.c_str());
     exitCode = 2;
     return false;
   }
@@ -253,7 +254,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   {
     std::string err;
     if (!server::resolveSite(config, err)) {
-      std::fprintf(stderr, "kuai: %s\n", err.c_str());
+      server::logLine(server::LogLevel::kError, "kuai: %s\n", err.c_str());
       exitCode = 1;
       return false;
     }
@@ -312,7 +313,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   if (o.watch) setWatchListener([] { uv_async_send(&gControl->filesAdded); });
   std::string err;
   if (!c.server->start(err)) {
-    std::fprintf(stderr, "kuai: %s\n", err.c_str());
+    server::logLine(server::LogLevel::kError, "kuai: %s\n", err.c_str());
     closeHandles();
     exitCode = 1;
     return false;
@@ -321,7 +322,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   if (upgraded) server::reportUpgradeReady();  // the old process tells systemd
   else server::notifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving");
   if (o.watch && !startWatching(ctx, watchPaths)) {
-    std::fprintf(stderr, "kuai: --watch: cannot start watching\n");
+    server::logLine(server::LogLevel::kError, "kuai: --watch: cannot start watching\n");
   }
   if (o.watch) uv_async_send(&c.filesAdded);
   return true;

@@ -9,6 +9,7 @@
 #include "scripting/thread_scripting.h"
 #include "scripting/watchdog.h"
 #include "scripting/v8_util.h"
+#include "server/log.h"
 #include "server/reactor.h"
 
 namespace kuai::scripting {
@@ -265,12 +266,12 @@ bool Environment::checkStarted(std::string& err) {
 void Environment::startFailedLate() {
   startState_ = Start::kFailed;
   if (firstStart_) {
-    std::fprintf(stderr, "kuai: cannot start: the script failed to start\n");
+    server::logLine(server::LogLevel::kError, "kuai: cannot start: the script failed to start\n");
     std::fflush(stdout);
     std::fflush(stderr);
     std::_Exit(1);
   }
-  std::fprintf(stderr, "kuai: thread %d: the script did not start again\n", reactor_.index());
+  server::logLine(server::LogLevel::kError, "kuai: thread %d: the script did not start again\n", reactor_.index());
   stopped_ = true;
   owner_.stopEnvironment();
 }

@@ -8,6 +8,7 @@
 #include "scripting/watchdog.h"
 #include "server/agent.h"
 #include "server/listener.h"
+#include "server/log.h"
 #include "server/reactor.h"
 
 namespace kuai::scripting {
@@ -92,7 +93,7 @@ void ThreadScripting::requestReload(std::string why, std::function<void()> done)
 }
 
 void ThreadScripting::replace() {
-  std::fprintf(stderr, "kuai: thread %d: %s; starting a fresh JavaScript environment\n", reactor_.index(),
+  server::logLine(server::LogLevel::kWarning, "kuai: thread %d: %s; starting a fresh JavaScript environment\n", reactor_.index(),
                why_.c_str());
   env_->abandon();
   env_.reset();
@@ -102,7 +103,7 @@ void ThreadScripting::replace() {
   std::string err;
   env_ = std::make_unique<Environment>(*this, reactor_, options_, /*firstStart=*/false);
   if (!env_->start(err)) {
-    std::fprintf(stderr, "kuai: thread %d: the script did not start again%s%s\n", reactor_.index(),
+    server::logLine(server::LogLevel::kError, "kuai: thread %d: the script did not start again%s%s\n", reactor_.index(),
                  err.empty() ? "" : ": ", err.c_str());
     env_->abandon();
   }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "server/config_file.h"
+#include "server/log.h"
 #include "server/site_config.h"
 #include "server/listener.h"
 #include "server/reactor.h"
@@ -84,7 +85,7 @@ bool Server::start(std::string& err) {
         err = "io_uring is not available here (" + why + "); try --io epoll";
         return false;
       }
-      std::fprintf(stderr, "kuai: io_uring refused (%s): using epoll\n", why.c_str());
+      logLine(LogLevel::kWarning, "kuai: io_uring refused (%s): using epoll\n", why.c_str());
       io = IoBackend::kEpoll;
     } else {
       io = IoBackend::kUring;
@@ -151,7 +152,7 @@ bool Server::start(std::string& err) {
       if (InheritedSockets::get().any()) {
         std::string list;
         for (const std::string& s : InheritedSockets::get().unused()) list += (list.empty() ? "" : ", ") + s;
-        std::fprintf(stderr, "kuai: warning: socket activation passed sockets no listener uses: %s\n", list.c_str());
+        logLine(LogLevel::kWarning, "kuai: warning: socket activation passed sockets no listener uses: %s\n", list.c_str());
         InheritedSockets::get().closeUnused();
       }
     } catch (const std::exception& e) {
@@ -281,11 +282,11 @@ void Server::reload() {
   fresh.site.reset();
   std::string err;
   if (!resolveSite(fresh, err)) {
-    std::fprintf(stderr, "kuai: SIGHUP: %s%s\n", err.c_str(), keeping);
+    logLine(LogLevel::kError, "kuai: SIGHUP: %s%s\n", err.c_str(), keeping);
     return;
   }
   if (!fresh.site) {
-    std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+    logLine(LogLevel::kNotice, "kuai: SIGHUP: nothing to reload\n");
     return;
   }
   const Site& before = *config_.site;
@@ -294,7 +295,7 @@ void Server::reload() {
     bool anyTls = false;
     for (const ListenSpec& l : after.listen) anyTls = anyTls || l.tls;
     if (!anyTls) {
-      std::fprintf(stderr, "kuai: SIGHUP: nothing to reload\n");
+      logLine(LogLevel::kNotice, "kuai: SIGHUP: nothing to reload\n");
       return;
     }
   }
@@ -305,7 +306,7 @@ void Server::reload() {
                     before.listen[i].tls == after.listen[i].tls;
   }
   if (!file.empty() && appScripts(before) != appScripts(after)) {
-    std::fprintf(stderr, "kuai: SIGHUP: %s: the set of app scripts changed; new ones answer 503 until a restart\n",
+    logLine(LogLevel::kWarning, "kuai: SIGHUP: %s: the set of app scripts changed; new ones answer 503 until a restart\n",
                  file.c_str());
   }
   std::vector<std::shared_ptr<tls::TlsContext>> contexts;
@@ -316,9 +317,9 @@ void Server::reload() {
         ctx = tls::createTlsContext(listenerTlsConfig(l), err);
         if (!ctx) {
           if (file.empty()) {
-            std::fprintf(stderr, "kuai: SIGHUP: TLS reload failed, keeping the old certificates: %s\n", err.c_str());
+            logLine(LogLevel::kError, "kuai: SIGHUP: TLS reload failed, keeping the old certificates: %s\n", err.c_str());
           } else {
-            std::fprintf(stderr, "kuai: SIGHUP: %s: %s%s\n", file.c_str(), err.c_str(), keeping);
+            logLine(LogLevel::kError, "kuai: SIGHUP: %s: %s%s\n", file.c_str(), err.c_str(), keeping);
           }
           return;
         }
@@ -326,23 +327,23 @@ void Server::reload() {
       contexts.push_back(std::move(ctx));
     }
   } else {
-    std::fprintf(stderr, "kuai: SIGHUP: %s: listeners changed; they take effect on restart\n", file.c_str());
+    logLine(LogLevel::kWarning, "kuai: SIGHUP: %s: listeners changed; they take effect on restart\n", file.c_str());
   }
   // The access log is opened again: a rotated file is let go.
   std::shared_ptr<AccessLog> log;
   if (!after.logging.accessLog.empty()) {
     log = AccessLog::open(after.logging.accessLog, err);
     if (!log) {
-      std::fprintf(stderr, "kuai: SIGHUP: %s: logging.access: %s%s\n", file.c_str(), err.c_str(), keeping);
+      logLine(LogLevel::kError, "kuai: SIGHUP: %s: logging.access: %s%s\n", file.c_str(), err.c_str(), keeping);
       return;
     }
   }
   for (auto& r : reactors_) r->send(SiteMessage{fresh.site, contexts, log});
   config_.site = fresh.site;
   if (file.empty()) {
-    std::fprintf(stderr, "kuai: SIGHUP: certificates reloaded\n");
+    logLine(LogLevel::kInfo, "kuai: SIGHUP: certificates reloaded\n");
   } else {
-    std::fprintf(stderr, "kuai: SIGHUP: %s reloaded (%zu routes)\n", file.c_str(), after.routes.size());
+    logLine(LogLevel::kInfo, "kuai: SIGHUP: %s reloaded (%zu routes)\n", file.c_str(), after.routes.size());
   }
 }
 
@@ -352,15 +353,15 @@ void Server::post(int index, std::function<void()> fn) {
 
 void Server::startUpgrade() {
   if (!config_.site) {
-    std::fprintf(stderr, "kuai: SIGUSR2: an upgrade hands over a site's listeners; a script's are its own\n");
+    logLine(LogLevel::kWarning, "kuai: SIGUSR2: an upgrade hands over a site's listeners; a script's are its own\n");
     return;
   }
   std::string err;
   if (!upgrade_.start(handoverFds_, err)) {
-    std::fprintf(stderr, "kuai: SIGUSR2: cannot start the new binary: %s\n", err.c_str());
+    logLine(LogLevel::kError, "kuai: SIGUSR2: cannot start the new binary: %s\n", err.c_str());
     return;
   }
-  std::fprintf(stderr, "kuai: SIGUSR2: starting %s (pid %d) on the %zu listening socket%s\n",
+  logLine(LogLevel::kInfo, "kuai: SIGUSR2: starting %s (pid %d) on the %zu listening socket%s\n",
                upgradeExecutable().c_str(), int(upgrade_.pid()), handoverFds_.size(),
                handoverFds_.size() == 1 ? "" : "s");
 }
@@ -372,12 +373,12 @@ bool Server::pollUpgrade() {
     case BinaryUpgrade::Outcome::kPending:
       return false;
     case BinaryUpgrade::Outcome::kFailed:
-      std::fprintf(stderr, "kuai: SIGUSR2: the new process did not start (%s); still serving\n", why.c_str());
+      logLine(LogLevel::kError, "kuai: SIGUSR2: the new process did not start (%s); still serving\n", why.c_str());
       return false;
     case BinaryUpgrade::Outcome::kReady:
       break;
   }
-  std::fprintf(stderr, "kuai: SIGUSR2: pid %d serves; pid %d drains and exits\n", int(pid), int(::getpid()));
+  logLine(LogLevel::kInfo, "kuai: SIGUSR2: pid %d serves; pid %d drains and exits\n", int(pid), int(::getpid()));
   // The new process is the service's main one from now on; what this one
   // sends after is not its business (and is refused by systemd).
   notifySystemd("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=serving");
@@ -407,7 +408,7 @@ int runServer(ServerConfig config) {
   Server server(std::move(config));
   std::string err;
   if (!server.start(err)) {
-    std::fprintf(stderr, "kuai: %s\n", err.c_str());
+    logLine(LogLevel::kError, "kuai: %s\n", err.c_str());
     return 1;
   }
   server.printBanner();
@@ -422,11 +423,11 @@ int runServer(ServerConfig config) {
     int sig = ::sigtimedwait(&sigs, nullptr, &wait);
     if (!stopping && server.upgradeFd() >= 0 && server.pollUpgrade()) stopping = true;
     if (sig == SIGUSR2) {
-      if (stopping) std::fprintf(stderr, "kuai: SIGUSR2: already stopping\n");
+      if (stopping) logLine(LogLevel::kWarning, "kuai: SIGUSR2: already stopping\n");
       else server.startUpgrade();
     } else if (sig == SIGINT || sig == SIGTERM) {
       if (stopping) {
-        std::fprintf(stderr, "kuai: second signal, exiting now\n");
+        logLine(LogLevel::kWarning, "kuai: second signal, exiting now\n");
         std::_Exit(1);
       }
       stopping = true;

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "server/health_check.h"
+#include "server/log.h"
 #include "server/proxy_call.h"
 #include "server/upstream_conn.h"
 
@@ -184,8 +185,8 @@ void UpstreamPool::probeDone(Upstream* u, bool healthy) {
   }
   u->nextProbeMs = reactor_.nowMs() + spec_->health.intervalMs;
   if (u->probeFailed != !healthy) {
-    std::fprintf(stderr, "kuai: upstream %s is %s (health check %s)\n", u->spec->name.c_str(),
-                 healthy ? "up" : "down", spec_->health.path.c_str());
+    logLine(healthy ? LogLevel::kNotice : LogLevel::kWarning, "kuai: upstream %s is %s (health check %s)\n",
+            u->spec->name.c_str(), healthy ? "up" : "down", spec_->health.path.c_str());
   }
   u->probeFailed = !healthy;
   u->counters->down.store(!healthy || u->downUntil > reactor_.nowMs() ? 1 : 0,

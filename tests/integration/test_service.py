@@ -187,3 +187,50 @@ def test_socket_activation_unused_socket_is_named(tmp_path):
 def test_listen_pid_of_another_process_is_ignored(tmp_path):
     # LISTEN_PID names another process: the fds are not kuai's to take.
     serves_then_stops(serve_with_env(tmp_path, LISTEN_PID="1", LISTEN_FDS="1"))
+
+
+def journal_run(args, match=True, signal_after_banner=None, timeout=15, **extra_env):
+    """Runs kuai with stderr on a pipe that $JOURNAL_STREAM names (as systemd
+    does for StandardError=journal), or names another file when not `match`."""
+    r, w = os.pipe()
+    st = os.fstat(w)
+    stream = f"{st.st_dev}:{st.st_ino if match else st.st_ino + 1}"
+    env = dict(os.environ, JOURNAL_STREAM=stream, **extra_env)
+    proc = subprocess.Popen([KUAI, *args], env=env, stdout=subprocess.PIPE, stderr=w, text=True)
+    os.close(w)
+    try:
+        if signal_after_banner:
+            assert "serving" in proc.stdout.readline()
+            for sig in signal_after_banner:
+                proc.send_signal(sig)
+                time.sleep(0.3)
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with os.fdopen(r) as f:
+        return code, f.read()
+
+
+def test_journal_lines_carry_their_priority(tmp_path):
+    code, err = journal_run(["--config", str(tmp_path / "missing.json")])
+    assert code == 1
+    assert err.startswith("<3>kuai: ") and "missing.json" in err, err
+    # Every line of the stream has its priority.
+    root = tmp_path / "www"
+    root.mkdir()
+    # An upgrade whose new binary fails: information, then an error.
+    code, err = journal_run(["serve", str(root), "--port", "0"], KUAI_EXE="/bin/false",
+                            signal_after_banner=[signal.SIGUSR2, signal.SIGTERM])
+    assert code == 0
+    lines = err.splitlines()
+    assert lines and all(l[:3] in ("<3>", "<4>", "<5>", "<6>") for l in lines), lines
+    assert any(l.startswith("<6>kuai: SIGUSR2: starting /bin/false ") for l in lines), lines
+    assert any(l.startswith("<3>kuai: SIGUSR2: the new process did not start") for l in lines), lines
+
+
+def test_no_priority_prefix_outside_the_journal(tmp_path):
+    code, err = journal_run(["--config", str(tmp_path / "missing.json")], match=False)
+    assert code == 1
+    assert err.startswith("kuai: ") and "<3>" not in err, err
