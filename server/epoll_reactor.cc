@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "server/transport.h"
+#include "server/file_send.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -140,16 +141,17 @@ class EpollReactor final : public Reactor {
       OutputQueue::Segment& seg = out.head();
       ssize_t n;
       if (seg.isFile()) {
-        off_t off = off_t(seg.offset);
-        size_t chunk = seg.remaining > (1u << 30) ? (1u << 30) : size_t(seg.remaining);
-        n = ::sendfile(c->fd(), seg.file->fd, &off, chunk);
-        if (n == 0) {  // the file shrank under us
+        n = sendFileRange(c->fd(), out);
+        if (n > 0) continue;
+        if (errno == EIO) {  // the file shrank under us
           c->onError(-EIO);
           return;
         }
       } else {
         std::string_view bytes = out.headMemory();
-        n = ::send(c->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        // (A head followed by a file range: held for the file's first bytes,
+        // as in the io_uring backend.)
+        n = ::send(c->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL | (out.nextIsFile() ? MSG_MORE : 0));
       }
       if (n > 0) {
         out.consume(size_t(n));

@@ -23,6 +23,7 @@ class OutputQueue {
     std::shared_ptr<OpenFile> file;  // or a file range
     uint64_t offset = 0;
     uint64_t remaining = 0;
+    bool streaming = false;  // a file range that outgrew the socket buffer (file_send.h)
     bool isFile() const { return file != nullptr; }
   };
 
@@ -52,6 +53,8 @@ class OutputQueue {
     return n;
   }
   Segment& head() { return segs_.front(); }
+  // The segment after the head is a file range.
+  bool nextIsFile() const { return segs_.size() > 1 && segs_[1].isFile(); }
   std::string_view headMemory() const {
     const Segment& s = segs_.front();
     return std::string_view(s.data).substr(s.pos);

@@ -40,6 +40,7 @@ CASES = {
     "small":    ("static small.html (600 B), c16", "/small.html", 16, "report.lua", None),
     "4k":       ("static 4k.bin (4 KiB), c16",   "/4k.bin", 16, "report.lua", None),
     "1m":       ("static 1m.bin (1 MiB), c16",   "/1m.bin", 16, "report.lua", None),
+    "100m":     ("static 100m.bin (100 MiB), c4", "/100m.bin", 4, "report.lua", None),
     # Compression: text files asked for with Accept-Encoding (ENCODED), each
     # server compressing as configured (nginx gzip only: no brotli in Debian's).
     "gzip-4k":  ("static 4k.txt with Accept-Encoding: gzip, c16", "/4k.txt", 16, "report.lua", None),

@@ -90,8 +90,8 @@ def render(summary, rss, servers, meta, notes, js=None, targets=None):
     if native:
         lines.append("")
         lines.append("| case | server | req/s | vs nginx | vs best nginx/h2o | p50 | p99 | "
-                     "server CPU µs/req | wrk CPU |")
-        lines.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+                     "server CPU µs/req | wrk CPU | wrk CPU µs/req |")
+        lines.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     any_cb = any(s["client_bound"] for c in summary for s in summary[c].values())
     any_err = any(s["errors"] for c in summary for s in summary[c].values())
     for case in native:
@@ -107,9 +107,10 @@ def render(summary, rss, servers, meta, notes, js=None, targets=None):
             vs_n = f"{s['rps'] / nginx:.2f}×" if nginx else "–"
             vs_b = f"{s['rps'] / best:.2f}×" if best else "–"
             cpu = f"{s['cpu_us']:.2f}" if s["cpu_us"] is not None else "–"
+            ccpu = f"{s['client_cpu_us']:.2f}" if s.get("client_cpu_us") is not None else "–"
             lines.append(f"| {case} | {srv} | {fmt_rps(s['rps'])}{mark} | {vs_n} | {vs_b} | "
                          f"{fmt_lat(s['p50_us'])} | {fmt_lat(s['p99_us'])} | {cpu} | "
-                         f"{s['wrk_cpu'] * 100:.0f}% |")
+                         f"{s['wrk_cpu'] * 100:.0f}% | {ccpu} |")
     encoded = [c for c in native if c in ENCODED]
     if encoded:
         lines.append("")

@@ -65,6 +65,9 @@ def run_wrk(server, case, duration, measure=True):
     if ocpu is not None:
         r["origin_cpu_us_per_req"] = (ocpu * 1e6 / CLK_TCK / reqs) if reqs else None
     r["wrk_cpu"] = (ru.ru_utime + ru.ru_stime) / wall
+    # The receiving side's cost: what the server puts on the wire (segment
+    # sizes, wake-ups) shows here, where one wrk core is the limit.
+    r["client_cpu_us_per_req"] = (ru.ru_utime + ru.ru_stime) * 1e6 / reqs if reqs else None
     if "bytes" in r and reqs:
         r["bytes_per_req"] = r["bytes"] / reqs  # what came back per response, head included
     r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
@@ -236,6 +239,9 @@ def make_docroot(tmp):
         f.write(os.urandom(4096))
     with open(os.path.join(docroot, "1m.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
+    with open(os.path.join(docroot, "100m.bin"), "wb") as f:
+        for _ in range(100):
+            f.write(os.urandom(1 << 20))
     for name, size in (("4k.txt", 4096), ("64k.txt", 65536)):
         with open(os.path.join(docroot, name), "wb") as f:
             f.write(compressible_text(size))

@@ -27,6 +27,7 @@ def summarize(runs):
                 "origin_cpu_us": med(rows, "origin_cpu_us_per_req"),
                 "server_util": med(rows, "server_cpu_util"),
                 "wrk_cpu": med(rows, "wrk_cpu"),
+                "client_cpu_us": med(rows, "client_cpu_us_per_req"),
                 "bytes_per_req": med(rows, "bytes_per_req"),
                 "client_bound": sum(1 for r in rows if r["wrk_cpu"] > 0.9),
                 "errors": sum(r["errors"] for r in rows),

@@ -288,3 +288,25 @@ def test_missing_file_404(server):
     r = fetch(server.port, "/no/such/file.html")
     assert r.status == 404, r
     assert r.header("Content-Length") == str(len(r.body)), r
+
+
+def test_long_download_read_slowly_then_next_response(server, docroot):
+    # 24 MiB, not read for a while at first: the socket buffer fills, so the
+    # file goes on as a streamed transfer (file_send.h); a range at an odd
+    # offset of it and the pipelined request after it stay intact.
+    data = os.urandom(24 * 1024 * 1024)
+    path = docroot.root / "long.bin"
+    path.write_bytes(data)
+    try:
+        with Conn(server.port, timeout=30) as c:
+            c.send(get("/long.bin") + build("GET", "/long.bin", headers=[("Range", "bytes=1000001-21000000")])
+                   + get("/hello"))
+            time.sleep(0.5)  # nobody reads: the server waits on a full socket buffer
+            r = c.read_response()
+            assert r.status == 200 and len(r.body) == len(data), (r.status, len(r.body))
+            assert hashlib.sha256(r.body).digest() == hashlib.sha256(data).digest()
+            r = c.read_response()
+            assert r.status == 206 and r.body == data[1000001:21000001], (r.status, len(r.body))
+            assert c.read_response().status == 200
+    finally:
+        path.unlink()
