@@ -47,6 +47,12 @@ CASES = {
     "gzip-64k": ("static 64k.txt with Accept-Encoding: gzip, c16", "/64k.txt", 16, "report.lua", None),
     "br-4k":    ("static 4k.txt with Accept-Encoding: br, c16", "/4k.txt", 16, "report.lua", None),
     "br-64k":   ("static 64k.txt with Accept-Encoding: br, c16", "/64k.txt", 16, "report.lua", None),
+    # The same text with a precompressed .gz beside it (nginx gzip_static, h2o
+    # send-compressed, kuai's precompressed siblings).
+    "gzip-static-4k":  ("static 4k-pre.txt with a .gz beside it, Accept-Encoding: gzip, c16",
+                        "/4k-pre.txt", 16, "report.lua", None),
+    "gzip-static-64k": ("static 64k-pre.txt with a .gz beside it, Accept-Encoding: gzip, c16",
+                        "/64k-pre.txt", 16, "report.lua", None),
     "https-hello": ("HTTPS native hello, c16",    "hello", 16, "report.lua", "keep-alive"),
     "https-4k": ("HTTPS static 4k.bin, c16",      "/4k.bin", 16, "report.lua", "keep-alive"),
     "handshakes": ("HTTPS hello, new connection and full handshake per request, c16",
@@ -76,7 +82,8 @@ CASES = {
     "h2-js-hello": ("node:http2 createSecureServer hello over h2, c16 m16", "/hello", 16, None,
                     "h2"),
 }
-ENCODED = {"gzip-4k": "gzip", "gzip-64k": "gzip", "br-4k": "br", "br-64k": "br"}
+ENCODED = {"gzip-4k": "gzip", "gzip-64k": "gzip", "br-4k": "br", "br-64k": "br",
+           "gzip-static-4k": "gzip", "gzip-static-64k": "gzip"}
 # nginx's keepalive_requests in the h2 cases (h2load does not reconnect).
 H2_KEEPALIVE_REQUESTS = 100_000_000
 H2_STREAMS = {"h2-hello": 16, "h2-hello-c64": 1, "h2-4k": 16, "h2-4k-c64": 1, "h2-1m": 1,

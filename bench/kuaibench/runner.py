@@ -1,6 +1,7 @@
 """Running the cases: the binaries, the docroot, TLS and JS set-up, wrk
 runs and the RSS measurement, and the loops over cases, rounds and servers."""
 import glob
+import gzip
 import http.client
 import json
 import os
@@ -243,8 +244,16 @@ def make_docroot(tmp):
         for _ in range(100):
             f.write(os.urandom(1 << 20))
     for name, size in (("4k.txt", 4096), ("64k.txt", 65536)):
+        text = compressible_text(size)
         with open(os.path.join(docroot, name), "wb") as f:
-            f.write(compressible_text(size))
+            f.write(text)
+        # The gzip-static-* cases: the same text with its .gz (level 9, as a
+        # build step would make it) beside it, older than nothing it shadows.
+        pre = os.path.join(docroot, name.replace(".txt", "-pre.txt"))
+        with open(pre, "wb") as f:
+            f.write(text)
+        with open(pre + ".gz", "wb") as f:
+            f.write(gzip.compress(text, compresslevel=9, mtime=0))
     for name in os.listdir(docroot):
         os.chmod(os.path.join(docroot, name), 0o644)
     return docroot
