@@ -127,6 +127,7 @@ void onSignal(uv_signal_t*, int signum) {
   }
   c.stopping = true;
   server::notifySystemd("STOPPING=1\nSTATUS=draining connections");
+  c.server->abandonUpgrade();
   c.server->stop();
 }
 

@@ -366,6 +366,13 @@ void Server::startUpgrade() {
                handoverFds_.size() == 1 ? "" : "s");
 }
 
+void Server::abandonUpgrade() {
+  if (!upgrade_.inProgress()) return;
+  logLine(LogLevel::kWarning, "kuai: stopping: the new process (pid %d) had not started serving; it is stopped too\n",
+          int(upgrade_.pid()));
+  upgrade_.abandon();
+}
+
 bool Server::pollUpgrade() {
   pid_t pid = upgrade_.pid();
   std::string why;
@@ -432,6 +439,7 @@ int runServer(ServerConfig config) {
       }
       stopping = true;
       notifySystemd("STOPPING=1\nSTATUS=draining connections");
+      server.abandonUpgrade();
       server.stop();
     } else if (sig == SIGHUP) {
       timespec now{};

@@ -54,6 +54,8 @@ class Server {
   int upgradeFd() const { return upgrade_.readyFd(); }
   // True once the new process serves: this one then drains (as on SIGTERM).
   bool pollUpgrade();
+  // A stop while the new process starts: it is stopped too.
+  void abandonUpgrade();
   // Thread-safe: runs fn on reactor `index`'s thread at its next turn.
   void post(int index, std::function<void()> fn);
   int threads() const { return int(reactors_.size()); }

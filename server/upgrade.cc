@@ -180,6 +180,12 @@ BinaryUpgrade::Outcome BinaryUpgrade::poll(std::string& why) {
   return Outcome::kFailed;
 }
 
+void BinaryUpgrade::abandon() {
+  if (!inProgress()) return;
+  ::kill(pid_, SIGTERM);
+  reset();
+}
+
 bool startedByUpgrade() {
   int fd = channel();
   if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // not for this process's children

@@ -41,6 +41,9 @@ class BinaryUpgrade {
   // Non-blocking. kReady: the new process serves (it is on its own from now
   // on). kFailed: it ended or gave up without serving; `why` says how.
   Outcome poll(std::string& why);
+  // A stop while the new process is still starting: it is stopped too
+  // (SIGTERM), so that the service ends rather than carrying on in it.
+  void abandon();
 
  private:
   void reset();

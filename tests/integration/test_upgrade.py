@@ -130,9 +130,16 @@ def port_of(out):
     return int(out.wait_for(r"127\.0\.0\.1:(\d+)", timeout=30).group(1))
 
 
-def stop_new(pid, err):
-    os.kill(pid, signal.SIGTERM)
-    wait_gone(pid)
+def end(proc, new_pid, err):
+    """Whatever is left of the old process goes; the new one (not our child)
+    is stopped as a service would be, and neither said anything a sanitizer
+    would."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if new_pid:
+        os.kill(new_pid, signal.SIGTERM)
+        wait_gone(new_pid)
     text = err.text()
     assert not any(m in text for m in SANITIZER_MARKERS), text
 
@@ -178,11 +185,7 @@ def test_upgrade_under_load_loses_nothing(tmp_path, io):
         new_pid = int(third.group(1))
         assert get(port, "/page.txt").endswith(body)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if new_pid:
-            stop_new(new_pid, err)
+        end(proc, new_pid, err)
         notify.close()
 
 
@@ -244,8 +247,28 @@ module.exports = (req, res) => {
         assert ok > 10, ok
         assert f"x-pid: {new_pid}".encode() in get(port, "/fast").lower()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if new_pid:
-            stop_new(new_pid, err)
+        end(proc, new_pid, err)
+
+
+def test_stop_during_an_upgrade_stops_the_new_process_too(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    # A new binary slow to start: the stop comes before it serves.
+    proc, out, err = start(tmp_path, ["serve", str(root), "--port", "0"],
+                           wrapper(tmp_path, 'sleep 5; exec "$KUAI_REAL" "$@"'))
+    try:
+        port_of(out)
+        proc.send_signal(signal.SIGUSR2)
+        err.wait_for(r"SIGUSR2: starting ")
+        started = tmp_path / "started"
+        deadline = time.monotonic() + 10
+        while not started.exists() or not started.read_text().strip():
+            assert time.monotonic() < deadline, "the new binary did not start"
+            time.sleep(0.02)
+        child = int(started.read_text().split()[0])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        err.wait_for(rf"stopping: the new process \(pid {child}\) had not started serving; it is stopped too")
+        wait_gone(child, timeout=10)
+    finally:
+        end(proc, None, err)
