@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -130,22 +131,15 @@ bool Server::start(std::string& err) {
         if (!shared) {
           for (int fd : openListeners(l.host, l.port, config.threads)) perReactor.push_back({fd});
         }
-        // What a SIGUSR2 upgrade passes on: each socket once.
-        std::vector<int> seen;
+        // What a SIGUSR2 upgrade passes on: each socket once (reactors that
+        // share one hold duplicates of it, with the same inode).
+        std::set<ino_t> seen;
         for (const auto& fds : perReactor) {
           for (int fd : fds) {
             struct stat st {};
-            ::fstat(fd, &st);
-            bool dup = false;
-            for (int other : seen) {
-              struct stat ost {};
-              ::fstat(other, &ost);
-              dup = dup || ost.st_ino == st.st_ino;
-            }
-            if (!dup) seen.push_back(fd);
+            if (::fstat(fd, &st) == 0 && seen.insert(st.st_ino).second) handoverFds_.push_back(fd);
           }
         }
-        handoverFds_.insert(handoverFds_.end(), seen.begin(), seen.end());
         siteFds.push_back(std::move(perReactor));
         siteShared.push_back(shared);
       }

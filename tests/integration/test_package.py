@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import KUAI, REPO
+from httpraw import get, roundtrip
 
 BIN = Path(KUAI).parent
 
@@ -114,15 +113,6 @@ def dpkg(root, *args):
                            "--log=/dev/null", *args], capture_output=True, text=True, timeout=120)
 
 
-def fetch(port, path):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
-
-
 def serve(kuai, config):
     proc = subprocess.Popen([str(kuai), "--config", str(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -164,8 +154,8 @@ def test_install_serve_purge_in_a_throwaway_root(deb, tmp_path):
                       .replace("port: 80", "port: 0"))
     proc, port = serve(kuai, config)
     try:
-        page = fetch(port, "/")
-        assert page.startswith(b"HTTP/1.1 200") and b"kuai is serving" in page, page[:300]
+        page = roundtrip(port, get("/"))
+        assert page.status == 200 and b"kuai is serving" in page.body, page.raw[:300]
     finally:
         stop(proc)
     # An app route runs on the packaged Node.js runtime.
@@ -175,9 +165,9 @@ def test_install_serve_purge_in_a_throwaway_root(deb, tmp_path):
     appConfig.write_text(json.dumps({"listen": [{"port": 0}], "routes": [{"match": "/", "app": str(app)}]}))
     proc, port = serve(kuai, appConfig)
     try:
-        body = fetch(port, "/")
-        assert body.startswith(b"HTTP/1.1 200"), body[:300]
-        assert f"at {root}/usr/lib/kuai/node/bin/node".encode() in body, body[-200:]
+        r = roundtrip(port, get("/"))
+        assert r.status == 200, r.raw[:300]
+        assert f"at {root}/usr/lib/kuai/node/bin/node".encode() in r.body, r.body[-200:]
     finally:
         stop(proc)
 

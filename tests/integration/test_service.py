@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import KUAI
+from httpraw import Conn, get
 
 
 def messages(sock, until, timeout=10):
@@ -135,18 +136,13 @@ def test_socket_activation(tmp_path):
     config.write_text(json.dumps({"threads": 2, "listen": [{"port": port1}, {"port": port2}],
                                   "routes": [{"match": "/", "static": str(root)}]}))
     # The sockets stay ours: a client can connect before kuai even runs.
-    early = socket.create_connection(("127.0.0.1", port1), timeout=10)
+    early = Conn(port1, timeout=10)
     proc = activated(["--config", str(config)], [s1, s2])
     try:
         assert "serving" in proc.stdout.readline()
-        early.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = early.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"activated\n"), data
+        early.send(get("/a.txt", headers=[("Connection", "close")]))
+        r = early.read_response()
+        assert r.status == 200 and r.body == b"activated\n", r.raw
         for port in (port1, port2):
             for _ in range(4):  # both reactors take from the one socket
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.txt", timeout=5) as r:

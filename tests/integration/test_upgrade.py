@@ -15,11 +15,11 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 
 from conftest import KUAI, SANITIZER_MARKERS
+from httpraw import get, roundtrip
 
 SERVES_RE = re.compile(r"SIGUSR2: pid (\d+) serves; pid (\d+) drains")
 
@@ -57,13 +57,9 @@ class Lines:
             return "".join(self.lines)
 
 
-def get(port, path, timeout=10):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
+def fetch(port, path):
+    """GET on a new connection, closed after the answer."""
+    return roundtrip(port, get(path, headers=[("Connection", "close")]), timeout=10)
 
 
 class Load:
@@ -81,14 +77,13 @@ class Load:
     def _client(self, port, path, expect):
         while not self.stop.is_set():
             try:
-                data = get(port, path)
-                good = data.startswith(b"HTTP/1.1 200") and data.endswith(expect)
+                r = fetch(port, path)
                 with self.lock:
-                    if good:
+                    if r.status == 200 and r.body == expect:
                         self.ok += 1
                     else:
-                        self.errors.append(repr(data[:200]))
-            except OSError as e:
+                        self.errors.append(repr(r.raw[:200]))
+            except (OSError, AssertionError) as e:  # (httpraw's timeouts and early closes)
                 with self.lock:
                     self.errors.append(repr(e))
 
@@ -172,7 +167,7 @@ def test_upgrade_under_load_loses_nothing(tmp_path, io):
         assert ok > 50, ok
         # The wrapper ran once, and became the process that now serves.
         assert (tmp_path / "started").read_text().split() == [str(new_pid)]
-        assert get(port, "/page.txt").endswith(body)
+        assert fetch(port, "/page.txt").body == body
         # systemd is told which process is the service's from now on.
         msgs = b""
         while b"MAINPID=%d" % new_pid not in msgs:
@@ -183,7 +178,7 @@ def test_upgrade_under_load_loses_nothing(tmp_path, io):
         third = err.wait_for(rf"SIGUSR2: pid (\d+) serves; pid {new_pid} drains")
         wait_gone(new_pid)
         new_pid = int(third.group(1))
-        assert get(port, "/page.txt").endswith(body)
+        assert fetch(port, "/page.txt").body == body
     finally:
         end(proc, new_pid, err)
         notify.close()
@@ -202,12 +197,12 @@ def test_upgrade_that_fails_keeps_the_old_process_serving(tmp_path):
         config.write_text("{ not json")
         proc.send_signal(signal.SIGUSR2)
         err.wait_for(r"SIGUSR2: the new process did not start \(exit status 1\); still serving")
-        assert get(port, "/a.txt").endswith(b"still here\n")
+        assert fetch(port, "/a.txt").body == b"still here\n"
         # An executable that cannot run.
         (tmp_path / "kuai-new").unlink()
         proc.send_signal(signal.SIGUSR2)
         err.wait_for(r"SIGUSR2: cannot start the new binary: .*kuai-new: No such file or directory")
-        assert get(port, "/a.txt").endswith(b"still here\n")
+        assert fetch(port, "/a.txt").body == b"still here\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:
@@ -232,7 +227,7 @@ module.exports = (req, res) => {
         port = port_of(out)
         load = Load(port, "/fast", b"done /fast\n", clients=2)
         slow: dict = {}
-        t = threading.Thread(target=lambda: slow.setdefault("data", get(port, "/slow")))
+        t = threading.Thread(target=lambda: slow.setdefault("r", fetch(port, "/slow")))
         t.start()
         time.sleep(0.3)  # the slow request is in the old process
         proc.send_signal(signal.SIGUSR2)
@@ -240,12 +235,12 @@ module.exports = (req, res) => {
         new_pid = int(m.group(1))
         assert proc.wait(timeout=20) == 0
         t.join(timeout=10)
-        assert slow["data"].endswith(b"done /slow\n"), slow
-        assert f"x-pid: {proc.pid}".encode() in slow["data"].lower()
+        assert slow["r"].body == b"done /slow\n", slow
+        assert slow["r"].header("x-pid") == str(proc.pid)
         ok, errors = load.finish()
         assert errors == [], errors[:5]
         assert ok > 10, ok
-        assert f"x-pid: {new_pid}".encode() in get(port, "/fast").lower()
+        assert fetch(port, "/fast").header("x-pid") == str(new_pid)
     finally:
         end(proc, new_pid, err)
 
