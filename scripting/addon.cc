@@ -279,6 +279,10 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   o.inspect = config.inspect;
   o.watch = config.watch;
   o.cpuBudgetMs = config.cpuBudgetMs;
+  o.serveHost = config.host;
+  o.servePort = config.port;
+  o.serveHostGiven = config.given.count("--host") > 0;
+  o.servePortGiven = config.given.count("--port") > 0;
   if (config.site) {
     for (const auto& route : config.site->routes) {
       if (route.kind != server::RouteSpec::Kind::kApp) continue;

@@ -107,6 +107,12 @@ v8::Local<v8::Object> Environment::makeBinding() {
   set("imports", strings(options_.imports));
   set("apps", strings(options_.apps));
   set("watch", v8::Boolean::New(iso, options_.watch));
+  v8::Local<v8::Object> serveDefaults = v8::Object::New(iso);
+  serveDefaults->Set(ctx, str(iso, "host"), str(iso, options_.serveHost)).Check();
+  serveDefaults->Set(ctx, str(iso, "port"), v8::Integer::New(iso, options_.servePort)).Check();
+  set("serveDefaults", serveDefaults);
+  set("hostGiven", v8::Boolean::New(iso, options_.serveHostGiven));
+  set("portGiven", v8::Boolean::New(iso, options_.servePortGiven));
   const char* inspect = "";
   switch (options_.inspect.mode) {
     case server::ServerConfig::Inspect::Mode::kOff: inspect = ""; break;

@@ -51,6 +51,13 @@ struct ScriptOptions {
   // every environment; its export (a (req, res) handler, or an object with
   // callback(), like a Koa or kuai App) answers that route. No main script.
   std::vector<std::string> apps;
+  // Where a fetch-style main module (default export with fetch()) and
+  // require('kuai').serve() without a port listen: --host/--port; given: on
+  // the command line (then they win over the module's own port/hostname).
+  std::string serveHost = "127.0.0.1";
+  int servePort = 8080;
+  bool serveHostGiven = false;
+  bool servePortGiven = false;
 };
 
 // Process-wide: the platform of the node that loaded the addon, and the

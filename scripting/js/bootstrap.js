@@ -32,6 +32,7 @@
   // Modules that need the native binding get it when first loaded.
   const installers = {
     'http_client.js': (exports) => exports.install(binding),
+    'fetch_server.js': (exports) => exports.install(binding),
   };
 
   function loadVirtual(file) {
@@ -85,6 +86,7 @@
   // import 'kuai' (ES modules), the end of an ES module entry's evaluation
   // (the script has started), and with --watch the files this thread loads.
   const kEsmIndex = kRootURL + 'kuai/index.mjs';
+  let mainURL = null;  // the main script's URL when it is an ES module
   Module.registerHooks({
     resolve(specifier, context, next) {
       if (specifier === 'kuai' || specifier === 'node:kuai') {
@@ -108,6 +110,7 @@
         const file = fileURLToPath(url);
         if (watching) recordLoaded(file);
         if (file === mainFile && result.format === 'module' && result.source != null) {
+          mainURL = url;
           const text = typeof result.source === 'string' ? result.source : Buffer.from(result.source).toString();
           result.source = `${text}\n;globalThis[Symbol.for('kuai.started')]?.();\n`;
         }
@@ -131,6 +134,7 @@
 
   if (binding.inspect) openInspector();
   const afterStart = [];
+  let importer = null;  // dynamicImport()'s function
   // --inspect-brk: a breakpoint on the first line of the main script (in a
   // session of our own, removed once the script has started); the debugger
   // that attached sees the pause there, as with node --inspect-brk.
@@ -154,13 +158,21 @@
     const http = require('http');
     for (const app of binding.apps) {
       const exported = Module._load(app, null, false);
-      let handler = exported && exported.__esModule && exported.default ? exported.default : exported;
+      const isNamespace = exported && exported[Symbol.toStringTag] === 'Module';
+      let handler = exported && (exported.__esModule || isNamespace) && exported.default ? exported.default : exported;
       if (handler && typeof handler.callback === 'function' && typeof handler.use === 'function') {
         handler = handler.callback();  // a Koa or kuai App
+      } else if (typeof handler !== 'function') {
+        const target = fetchServer().fetchTarget(exported);
+        if (target) {
+          fetchServer().serveModule(target, app);  // { fetch } (Deno, Bun, Workers, Hono)
+          continue;
+        }
       }
       if (typeof handler !== 'function') {
         throw new TypeError(`${app}: an app route's script must export a request handler ` +
-          `(req, res) => {} or an app with callback(); it exports ${typeof handler}`);
+          `(req, res) => {}, an app with callback() or an object with fetch(request); ` +
+          `it exports ${typeof handler}`);
       }
       http.createServer(handler)._kuaiRoute(app);
     }
@@ -170,13 +182,9 @@
   // -r and --import, before the script, in every environment (Node's order).
   if (binding.requires.length) Module._preloadModules(binding.requires);
   if (binding.imports.length) {
-    const cwdModule = new Module(path.join(process.cwd(), '[kuai-import]'), null);
-    cwdModule.filename = path.join(process.cwd(), '[kuai-import]');
-    cwdModule.paths = Module._nodeModulePaths(process.cwd());
-    const importer = cwdModule._compile('module.exports = (s) => import(s);', cwdModule.filename) ||
-      cwdModule.exports;
+    const load = dynamicImport();
     let chain = Promise.resolve();
-    for (const specifier of binding.imports) chain = chain.then(() => importer(specifier));
+    for (const specifier of binding.imports) chain = chain.then(() => load(specifier));
     chain.then(runEntry, (err) => { throw err; });
     return undefined;
   }
@@ -194,6 +202,15 @@
     globalThis[kStarted] = () => {
       delete globalThis[kStarted];
       entryDone = true;
+      if (mainURL !== null) {
+        // An ES module: its namespace, for a default export with fetch().
+        dynamicImport()(mainURL).then((ns) => {
+          serveDefault(ns);
+          started();
+        }, (err) => { throw err; });
+        return;
+      }
+      serveDefault(process.mainModule ? process.mainModule.exports : null);
       started();
     };
     if (breakAtEntry) breakAtEntry(mainFile);
@@ -202,6 +219,27 @@
     // (kStarted, appended to its source) once it has evaluated.
     if (!entryDone && process.mainModule && process.mainModule.loaded) globalThis[kStarted]();
     return undefined;
+  }
+
+  // A main script whose default export (or module.exports) has fetch() is
+  // served as `deno serve` serves it, on --host/--port.
+  function serveDefault(exported) {
+    const target = fetchServer().fetchTarget(exported);
+    if (target) fetchServer().serveModule(target);
+  }
+
+  function fetchServer() {
+    return loadVirtual(kRoot + 'fetch_server.js');
+  }
+
+  function dynamicImport() {
+    if (importer === null) {
+      const m = new Module(path.join(process.cwd(), '[kuai-import]'), null);
+      m.filename = path.join(process.cwd(), '[kuai-import]');
+      m.paths = Module._nodeModulePaths(process.cwd());
+      importer = m._compile('module.exports = (s) => import(s);', m.filename) || m.exports;
+    }
+    return importer;
   }
 
   // -e / -p CODE (or the code read from stdin), as Node runs it: a script in

@@ -548,6 +548,8 @@ class Server extends EventEmitter {
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
+    // Fetch-style servers (js/fetch_server.js) answer through their own path.
+    this._dispatch = null;
   }
 
   listen(...args) {
@@ -569,6 +571,18 @@ class Server extends EventEmitter {
         `options.port should be >= 0 and < 65536. Received ${port}.`);
     }
     if (cb) this.once('listening', cb);
+    try {
+      this._listenNow(host, port);
+    } catch (e) {
+      process.nextTick(() => this.emit('error', e));
+      return this;
+    }
+    process.nextTick(() => this.emit('listening'));
+    return this;
+  }
+
+  // Listens at once or throws (what listen() reports as 'error').
+  _listenNow(host, port) {
     let result;
     const tls = this._tls;
     try {
@@ -586,8 +600,7 @@ class Server extends EventEmitter {
         e.syscall = 'listen';
         e.port = port;
         e.address = host || '::';
-        process.nextTick(() => this.emit('error', e));
-        return this;
+        throw e;
       }
     }
     this._id = result[0];
@@ -600,8 +613,6 @@ class Server extends EventEmitter {
     servers.set(this._id, this);
     this.listening = true;
     this._pushTimeouts();
-    process.nextTick(() => this.emit('listening'));
-    return this;
   }
 
   // kuai --config: this server answers the app route whose script is `app`.
@@ -678,6 +689,10 @@ const sockets = new Map();  // connection id -> KuaiSocket
 function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
                   encrypted, connId, flags) {
   const server = servers.get(serverId);
+  if (server !== undefined && server._dispatch !== null) {
+    return server._dispatch(server, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
+                            encrypted, connId, flags);
+  }
   let socket = sockets.get(connId);
   if (socket === undefined) {
     socket = new KuaiSocket(remoteAddress, remotePort, encrypted);

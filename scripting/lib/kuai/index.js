@@ -44,6 +44,18 @@ function httpClient() {
   }
   return client;
 }
+// serve(): fetch-style handlers (scripting/js/fetch_server.js), as Deno.serve.
+Object.defineProperty(module.exports, 'serve', {
+  enumerable: true,
+  configurable: true,
+  get() {
+    if (!__filename.startsWith('/@kuai/')) {
+      return () => { throw new Error("require('kuai').serve() runs under kuai (kuai app.js)"); };
+    }
+    return require('../fetch_server.js').serve;
+  },
+});
+
 for (const name of ['request', 'get', 'fetch', 'ClientRequest']) {
   Object.defineProperty(module.exports, name, {
     enumerable: true,
