@@ -81,6 +81,13 @@ CASES = {
                  "report.lua", None),
     "h2-js-hello": ("node:http2 createSecureServer hello over h2, c16 m16", "/hello", 16, None,
                     "h2"),
+    # Fetch-style modules (export default { fetch }), each served unchanged by
+    # kuai, `deno serve` and Bun.
+    "fetch-hello": ("fetch handler hello (export default { fetch }), c16", "/hello", 16,
+                    "report.lua", None),
+    "fetch-json":  ("fetch handler Response.json hello, c16", "/hello", 16, "report.lua", None),
+    "hono":        ("Hono 4 app: 3 middlewares + route, GET /users/42 -> JSON, c16", "/users/42",
+                    16, "report.lua", None),
 }
 ENCODED = {"gzip-4k": "gzip", "gzip-64k": "gzip", "br-4k": "br", "br-64k": "br",
            "gzip-static-4k": "gzip", "gzip-static-64k": "gzip"}
@@ -95,7 +102,7 @@ ORIGIN_CPU = SERVER_CPU  # the proxy cases' origin; see README ("Proxy cases")
 PROXY_POOL = 32  # idle upstream connections each proxy keeps (nginx `keepalive 32`)
 
 JS_DIR = os.path.join(BENCH, "js")
-JS_PACKAGES = ["koa", "@koa/router", "bun", "deno"]  # bench/js/package.json
+JS_PACKAGES = ["koa", "@koa/router", "hono", "bun", "deno"]  # bench/js/package.json
 JS_RUNTIMES = ["kuai", "node", "bun", "deno", "kuai-old"]
 PINNED_NODE = os.path.join(ROOT, ".deps", "node", "bin", "node")
 # npm as tools/setup installs it (run by the pinned node), else the PATH's.
@@ -120,6 +127,12 @@ JS_VARIANTS = {
     "h2-js-hello": [("kuai", "kuai", "hello-h2.js"), ("node", "node", "hello-h2.js"),
                     ("bun", "bun", "hello-h2.js"), ("deno", "deno", "hello-h2.js"),
                     ("deno-serve", "deno", "hello-deno-h2.js")],
+    "fetch-hello": [("kuai", "kuai", "fetch-hello.mjs"), ("bun-serve", "bun", "fetch-hello.mjs"),
+                    ("deno-serve", "deno", "fetch-hello.mjs")],
+    "fetch-json": [("kuai", "kuai", "fetch-json.mjs"), ("bun-serve", "bun", "fetch-json.mjs"),
+                   ("deno-serve", "deno", "fetch-json.mjs")],
+    "hono": [("kuai-hono", "kuai", "hono.mjs"), ("bun-hono", "bun", "hono.mjs"),
+             ("deno-hono", "deno", "hono.mjs")],
 }
 # With --kuai-old, the same scripts on that build too.
 KUAI_OLD_VARIANTS = {
@@ -127,6 +140,9 @@ KUAI_OLD_VARIANTS = {
     "js-json": [("kuai-old", "kuai-old", "json.js")],
     "app": [("kuai-old-app", "kuai-old", "app-kuai.js"), ("kuai-old-koa", "kuai-old", "app-koa.js")],
     "h2-js-hello": [],
+    "fetch-hello": [("kuai-old", "kuai-old", "fetch-hello.mjs")],
+    "fetch-json": [("kuai-old", "kuai-old", "fetch-json.mjs")],
+    "hono": [("kuai-old-hono", "kuai-old", "hono.mjs")],
 }
 JS_CASES = list(JS_VARIANTS)
 JS_JSON = {"message": "Hello, World!"}
@@ -135,11 +151,16 @@ JS_JSON = {"message": "Hello, World!"}
 JS_PEERS = {"js-hello": ["bun", "bun-serve", "deno", "deno-serve"],
             "js-json": ["bun", "bun-serve", "deno", "deno-serve"],
             "app": ["node-koa", "bun-koa", "deno-koa"],
-            "h2-js-hello": ["node", "bun", "deno", "deno-serve"]}
+            "h2-js-hello": ["node", "bun", "deno", "deno-serve"],
+            "fetch-hello": ["bun-serve", "deno-serve"],
+            "fetch-json": ["bun-serve", "deno-serve"],
+            "hono": ["bun-hono", "deno-hono"]}
 JS_PEER_LABEL = {"js-hello": "best Bun/Deno", "js-json": "best Bun/Deno", "app": "best Koa peer",
-                 "h2-js-hello": "best Node/Bun/Deno"}
+                 "h2-js-hello": "best Node/Bun/Deno", "fetch-hello": "best Bun/Deno",
+                 "fetch-json": "best Bun/Deno", "hono": "best Bun/Deno"}
 JS_TARGETS = [("js-hello", "kuai", 1.3), ("js-json", "kuai", 1.3),
-              ("app", "kuai-koa", 1.5), ("app", "kuai-app", 3.0)]
+              ("app", "kuai-koa", 1.5), ("app", "kuai-app", 3.0),
+              ("fetch-hello", "kuai", 1.3), ("fetch-json", "kuai", 1.3), ("hono", "kuai-hono", 1.3)]
 
 # HTTPS: every server gets the same ECDSA P-256 leaf (tools/gen-test-certs), and
 # each side is pinned to one protocol, suite and group: the servers where they

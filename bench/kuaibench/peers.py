@@ -308,7 +308,13 @@ class JsServer(Server):
         self.tls = bool(CASES[case][4])  # HTTPS (h2 by ALPN, HTTP/1.1 for the check)
 
     def command(self):
-        return self.runtime_cmd + [os.path.join(JS_DIR, self.script)]
+        script = os.path.join(JS_DIR, self.script)
+        if self.script.endswith(".mjs") and self.runtime == "deno":
+            # A fetch-style module: `deno serve` (kuai and Bun serve its
+            # default export from the module's own port and hostname).
+            return [self.runtime_cmd[0], "serve", "-A", "--port", str(self.port),
+                    "--host", "127.0.0.1", script]
+        return self.runtime_cmd + [script]
 
     def path_for(self, kind):
         return kind
@@ -318,7 +324,7 @@ class JsServer(Server):
         status, headers, body = http_get_full(self.port, self.hello_path, tls=self.tls)
         if status != 200:
             return f"GET {self.hello_path} gave {status} {body[:200]!r}"
-        if self.case in ("js-hello", "h2-js-hello"):
+        if self.case in ("js-hello", "h2-js-hello", "fetch-hello"):
             return None if body == HELLO else f"body {body[:200]!r}, want {HELLO!r}"
         try:
             doc = json.loads(body)
@@ -326,7 +332,7 @@ class JsServer(Server):
             return f"body is not JSON: {body[:200]!r}"
         if not headers.get("content-type", "").startswith("application/json"):
             return f"content-type {headers.get('content-type')!r}, want application/json"
-        if self.case == "js-json":
+        if self.case in ("js-json", "fetch-json"):
             return None if doc == JS_JSON else f"body {doc!r}, want {JS_JSON!r}"
         if not (isinstance(doc, dict) and doc.get("id") == 42 and doc.get("name") == "user 42"):
             return f"body {doc!r}, want id 42 and name 'user 42'"

@@ -233,7 +233,8 @@ def chart(summary, servers, path, tmp, cases,
               "node": "#2ca02c", "node-koa": "#2ca02c", "bun": "#e0a030", "bun-serve": "#f5d08a",
               "bun-koa": "#e0a030", "deno": "#1f77b4", "deno-serve": "#aec7e8",
               "deno-koa": "#1f77b4", "kuai-old": "#9467bd", "kuai-old-app": "#9467bd",
-              "kuai-old-koa": "#c5b0d5"}
+              "kuai-old-koa": "#c5b0d5", "kuai-hono": "#d62728", "bun-hono": "#e0a030",
+              "deno-hono": "#1f77b4", "kuai-old-hono": "#9467bd"}
     k, gap = len(shown), 1
     allv = [summary[c][s]["rps"] for c in cases for s in shown if s in summary[c] and summary[c][s]["rps"]]
     ylo = 10 ** math.floor(math.log10(min(allv) * 0.9)) if allv else 1

@@ -503,6 +503,7 @@ function realResponse(r) {
   return real;
 }
 forwardRest(Response, NativeResponse, realResponse);
+const ResponseProto = Response.prototype;
 Object.setPrototypeOf(Response.prototype, NativeResponse.prototype);
 Object.setPrototypeOf(Response, NativeResponse);
 
@@ -576,7 +577,8 @@ const scratch = { type: false };
 function send(x, r) {
   if (x.writableEnded) return;
   const h = x.handle;
-  if (r instanceof Response && r[kReal] === null) {
+  if (r !== null && typeof r === 'object' && (Object.getPrototypeOf(r) === ResponseProto || kBody in r) &&
+      r[kReal] === null) {
     let body = r[kBody];
     if (body instanceof ReadableStream && body[kSource] !== undefined && !body.locked) {
       body = body[kSource];  // a copy of a light Response (see its body getter)
@@ -723,6 +725,7 @@ function setupFetch(server, handler, thisArg, onError) {
   server._onError = onError;
   server._inflight = 0;
   server._idle = null;
+  server._authority = null;
   server._dispatch = dispatchFetch;
 }
 
@@ -731,9 +734,14 @@ function dispatchFetch(server, handle, method, target, raw, version, remoteAddre
   const x = new FetchExchange(server, handle, (flags & 16) !== 0);
   handle.req = x;
   handle.res = x;
-  const a = server._address;
-  const req = new KuaiRequest(x, method, target, raw, encrypted ? 'https' : 'http',
-    a ? (a.address.includes(':') ? `[${a.address}]` : a.address) + ':' + a.port : 'localhost');
+  let authority = server._authority;
+  if (authority === null) {
+    // For a request with no Host field (HTTP/1.0): the listener's address.
+    const a = server._address;
+    authority = server._authority = a
+      ? (a.address.includes(':') ? `[${a.address}]` : a.address) + ':' + a.port : 'localhost';
+  }
+  const req = new KuaiRequest(x, method, target, raw, encrypted ? 'https' : 'http', authority);
   x.request = req;
   server._inflight++;
   if (flags & 2) handle.writeContinue();  // Expect: 100-continue: read on
@@ -743,7 +751,8 @@ function dispatchFetch(server, handle, method, target, raw, version, remoteAddre
   } catch (err) {
     return failed(server, x, err);
   }
-  if (r !== null && typeof r === 'object' && typeof r.then === 'function' && !(r instanceof NativeResponse)) {
+  if (r !== null && typeof r === 'object' && Object.getPrototypeOf(r) !== ResponseProto &&
+      typeof r.then === 'function' && !(r instanceof NativeResponse)) {
     r.then((v) => {
       try {
         send(x, v);
