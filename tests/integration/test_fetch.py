@@ -533,3 +533,49 @@ def test_hono_app_same_as_deno(hono, name, req, status):
     assert got == deno, f"hono {name}: kuai differs from Deno\n  deno: {deno!r}\n  kuai: {got!r}"
     assert got["status"] == status
     assert ("x-powered", "hono") in got["own"]
+
+
+# ------------------------------------------------------------- TLS and HTTP/2
+
+SERVE_TLS = """
+const fs = require('fs');
+const { serve } = require('kuai');
+serve({
+  port: 0,
+  hostname: '127.0.0.1',
+  cert: fs.readFileSync(process.env.CERT),
+  key: fs.readFileSync(process.env.KEY),
+  onListen: ({ port }) => console.log(`LISTENING ${port}`),
+  async fetch(req) {
+    const body = req.method === 'POST' ? await req.text() : '';
+    return Response.json({ url: req.url, method: req.method, body, host: req.headers.get('host') });
+  },
+});
+"""
+
+
+@pytest.mark.parametrize("proto", ["--http1.1", "--http2"])
+def test_serve_tls_http1_and_h2(tmp_path, certs, proto):
+    script = tmp_path / "serve_tls.js"
+    script.write_text(SERVE_TLS)
+    out = tmp_path / "tls.out"
+    with open(out, "wb") as o:
+        proc = subprocess.Popen([KUAI, "--threads", "2", str(script)], stdout=o, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, "CERT": str(certs.ecdsa), "KEY": str(certs.ecdsa_key)})
+    try:
+        deadline = time.monotonic() + 15
+        while out.read_text().count("LISTENING") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        port = int(out.read_text().split()[1])
+        r = subprocess.run(["curl", "-sS", proto, "--cacert", str(certs.ca), "-w", "\n%{http_version}",
+                            "--data-binary", "over tls", f"https://localhost:{port}/p?q=1"],
+                           capture_output=True, text=True, timeout=20)
+        body, version = r.stdout.rsplit("\n", 1)
+        assert version == ("2" if proto == "--http2" else "1.1"), (r.stdout, r.stderr)
+        assert json.loads(body) == {"url": f"https://localhost:{port}/p?q=1", "method": "POST",
+                                    "body": "over tls", "host": f"localhost:{port}"}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
