@@ -124,13 +124,13 @@ def start_bun(logdir, script):
                 env={"PORT": str(port), "NODE_ENV": "production"})
 
 
-@pytest.fixture(scope="module")
-def servers(logdir):
+def running(starts):
+    """Starts each (name, start()) in turn; yields {name: Proc}; stops them all
+    (kuai must exit cleanly)."""
     procs = {}
     try:
-        procs["kuai"] = start_kuai(logdir, HANDLERS)
-        procs["deno"] = start_deno(logdir, HANDLERS)
-        procs["bun"] = start_bun(logdir, HANDLERS)
+        for name, start in starts:
+            procs[name] = start()
         yield procs
     finally:
         problems = []
@@ -138,6 +138,13 @@ def servers(logdir):
             problems += p.stop()
         if problems:
             pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def servers(logdir):
+    yield from running([("kuai", lambda: start_kuai(logdir, HANDLERS)),
+                        ("deno", lambda: start_deno(logdir, HANDLERS)),
+                        ("bun", lambda: start_bun(logdir, HANDLERS))])
 
 
 def ask(port, req, head=False):
@@ -513,17 +520,8 @@ HONO_CASES = [
 def hono(logdir):
     if not (MODULES / "hono").is_dir():
         pytest.fail(f"{MODULES}: hono is missing (run tools/setup)")
-    procs = {}
-    try:
-        procs["kuai"] = start_kuai(logdir, HONO_APP, threads=2)
-        procs["deno"] = start_deno(logdir, HONO_APP, cwd=APPS)
-        yield procs
-    finally:
-        problems = []
-        for p in procs.values():
-            problems += p.stop()
-        if problems:
-            pytest.fail("\n".join(problems))
+    yield from running([("kuai", lambda: start_kuai(logdir, HONO_APP, threads=2)),
+                        ("deno", lambda: start_deno(logdir, HONO_APP, cwd=APPS))])
 
 
 @pytest.mark.parametrize("name,req,status", HONO_CASES, ids=[c[0] for c in HONO_CASES])
