@@ -81,6 +81,8 @@ CASES = {
                  "report.lua", None),
     "h2-js-hello": ("node:http2 createSecureServer hello over h2, c16 m16", "/hello", 16, None,
                     "h2"),
+    "fastify":  ("Fastify 5 app: 3 hooks + route, GET /users/42 -> JSON, c16", "/users/42", 16,
+                 "report.lua", None),
     # Fetch-style modules (export default { fetch }), each served unchanged by
     # kuai, `deno serve` and Bun.
     "fetch-hello": ("fetch handler hello (export default { fetch }), c16", "/hello", 16,
@@ -102,7 +104,7 @@ ORIGIN_CPU = SERVER_CPU  # the proxy cases' origin; see README ("Proxy cases")
 PROXY_POOL = 32  # idle upstream connections each proxy keeps (nginx `keepalive 32`)
 
 JS_DIR = os.path.join(BENCH, "js")
-JS_PACKAGES = ["koa", "@koa/router", "hono", "bun", "deno"]  # bench/js/package.json
+JS_PACKAGES = ["koa", "@koa/router", "fastify", "hono", "bun", "deno"]  # bench/js/package.json
 JS_RUNTIMES = ["kuai", "node", "bun", "deno", "kuai-old"]
 PINNED_NODE = os.path.join(ROOT, ".deps", "node", "bin", "node")
 # npm as tools/setup installs it (run by the pinned node), else the PATH's.
@@ -127,6 +129,8 @@ JS_VARIANTS = {
     "h2-js-hello": [("kuai", "kuai", "hello-h2.js"), ("node", "node", "hello-h2.js"),
                     ("bun", "bun", "hello-h2.js"), ("deno", "deno", "hello-h2.js"),
                     ("deno-serve", "deno", "hello-deno-h2.js")],
+    "fastify": [("kuai-fastify", "kuai", "app-fastify.js"), ("node-fastify", "node", "app-fastify.js"),
+                ("bun-fastify", "bun", "app-fastify.js"), ("deno-fastify", "deno", "app-fastify.js")],
     "fetch-hello": [("kuai", "kuai", "fetch-hello.mjs"), ("bun-serve", "bun", "fetch-hello.mjs"),
                     ("deno-serve", "deno", "fetch-hello.mjs")],
     "fetch-json": [("kuai", "kuai", "fetch-json.mjs"), ("bun-serve", "bun", "fetch-json.mjs"),
@@ -140,6 +144,7 @@ KUAI_OLD_VARIANTS = {
     "js-json": [("kuai-old", "kuai-old", "json.js")],
     "app": [("kuai-old-app", "kuai-old", "app-kuai.js"), ("kuai-old-koa", "kuai-old", "app-koa.js")],
     "h2-js-hello": [],
+    "fastify": [("kuai-old-fastify", "kuai-old", "app-fastify.js")],
     "fetch-hello": [("kuai-old", "kuai-old", "fetch-hello.mjs")],
     "fetch-json": [("kuai-old", "kuai-old", "fetch-json.mjs")],
     "hono": [("kuai-old-hono", "kuai-old", "hono.mjs")],
@@ -152,15 +157,17 @@ JS_PEERS = {"js-hello": ["bun", "bun-serve", "deno", "deno-serve"],
             "js-json": ["bun", "bun-serve", "deno", "deno-serve"],
             "app": ["node-koa", "bun-koa", "deno-koa"],
             "h2-js-hello": ["node", "bun", "deno", "deno-serve"],
+            "fastify": ["node-fastify", "bun-fastify", "deno-fastify"],
             "fetch-hello": ["bun-serve", "deno-serve"],
             "fetch-json": ["bun-serve", "deno-serve"],
             "hono": ["bun-hono", "deno-hono"]}
 JS_PEER_LABEL = {"js-hello": "best Bun/Deno", "js-json": "best Bun/Deno", "app": "best Koa peer",
-                 "h2-js-hello": "best Node/Bun/Deno", "fetch-hello": "best Bun/Deno",
+                 "h2-js-hello": "best Node/Bun/Deno", "fastify": "best Fastify peer",
+                 "fetch-hello": "best Bun/Deno",
                  "fetch-json": "best Bun/Deno", "hono": "best Bun/Deno"}
 JS_TARGETS = [("js-hello", "kuai", 1.3), ("js-json", "kuai", 1.3),
               ("app", "kuai-koa", 1.5), ("app", "kuai-app", 3.0),
-              ("fetch-hello", "kuai", 1.3), ("fetch-json", "kuai", 1.3), ("hono", "kuai-hono", 1.3)]
+              ("fastify", "kuai-fastify", 2.5), ("fetch-hello", "kuai", 1.3), ("fetch-json", "kuai", 1.3), ("hono", "kuai-hono", 1.3)]
 
 # HTTPS: every server gets the same ECDSA P-256 leaf (tools/gen-test-certs), and
 # each side is pinned to one protocol, suite and group: the servers where they

@@ -234,7 +234,9 @@ def chart(summary, servers, path, tmp, cases,
               "bun-koa": "#e0a030", "deno": "#1f77b4", "deno-serve": "#aec7e8",
               "deno-koa": "#1f77b4", "kuai-old": "#9467bd", "kuai-old-app": "#9467bd",
               "kuai-old-koa": "#c5b0d5", "kuai-hono": "#d62728", "bun-hono": "#e0a030",
-              "deno-hono": "#1f77b4", "kuai-old-hono": "#9467bd"}
+              "deno-hono": "#1f77b4", "kuai-old-hono": "#9467bd", "kuai-fastify": "#d62728",
+              "node-fastify": "#2ca02c", "bun-fastify": "#e0a030", "deno-fastify": "#1f77b4",
+              "kuai-old-fastify": "#9467bd"}
     k, gap = len(shown), 1
     allv = [summary[c][s]["rps"] for c in cases for s in shown if s in summary[c] and summary[c][s]["rps"]]
     ylo = 10 ** math.floor(math.log10(min(allv) * 0.9)) if allv else 1

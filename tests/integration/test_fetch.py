@@ -577,3 +577,35 @@ def test_serve_tls_http1_and_h2(tmp_path, certs, proto):
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+WORKER = """
+// A Cloudflare Workers-style module: fetch(request, env, ctx).
+let background = 0;
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    if (url.pathname === '/background') return new Response(String(background));
+    ctx.passThroughOnException();
+    ctx.waitUntil(new Promise((resolve) => setTimeout(() => { background++; resolve(); }, 20)));
+    return new Response(`worker ${request.method} ${url.pathname}`, {
+      headers: { 'cache-control': 'max-age=60' },
+    });
+  },
+};
+"""
+
+
+def test_workers_style_module(tmp_path, logdir):
+    script = tmp_path / "worker.mjs"
+    script.write_text(WORKER)
+    p = start_kuai(logdir, script)
+    try:
+        r = ask(p.port, get("/page"))
+        assert (r.status, r.body, r.header("cache-control")) == (200, b"worker GET /page", "max-age=60")
+        deadline = time.monotonic() + 5
+        while ask(p.port, get("/background")).body != b"1":
+            assert time.monotonic() < deadline, "ctx.waitUntil's work did not run"
+            time.sleep(0.02)
+    finally:
+        assert not p.stop()
