@@ -224,8 +224,15 @@
   // A main script whose default export (or module.exports) has fetch() is
   // served as `deno serve` serves it, on --host/--port.
   function serveDefault(exported) {
+    if (!mayHaveFetch(exported)) return;  // most scripts: js/fetch_server.js stays unloaded
     const target = fetchServer().fetchTarget(exported);
     if (target) fetchServer().serveModule(target);
+  }
+
+  function mayHaveFetch(exported) {
+    if (exported === null || (typeof exported !== 'object' && typeof exported !== 'function')) return false;
+    const d = exported.default;
+    return typeof exported.fetch === 'function' || (d != null && typeof d.fetch === 'function');
   }
 
   function fetchServer() {

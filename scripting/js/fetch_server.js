@@ -16,528 +16,28 @@
 // stream. Anything these objects do not answer themselves (clone(), the body
 // as a stream, cache, mode, ...) is answered by a real undici object made from
 // them on first use, so nothing of the standard API is missing.
+//
+// This file answers (what the handler returned, to the native handle) and
+// holds the servers; js/fetch_request.js has the request side and
+// js/fetch_response.js the Response/Request/fetch globals.
 
+const { Server, HttpsServer, codedError, checkName, checkValue } = require('./http_server.js');
+const { FetchExchange, KuaiRequest, notCompleted, kReal, kHeadersObj } = require('./fetch_request.js');
 const {
-  Server, HttpsServer, kHandle, codedError, checkName, checkValue,
-} = require('./http_server.js');
+  Response, installGlobals, realResponse, ResponseProto, kBody, kInit, kStatus, kType, kSource,
+} = require('./fetch_response.js');
 
-const NativeRequest = globalThis.Request;
 const NativeResponse = globalThis.Response;
 const NativeHeaders = globalThis.Headers;
-const nativeFetch = globalThis.fetch;
 const { STATUS_CODES } = require('http');
 
-const kReal = Symbol('kuai.real');        // the undici object, once made
-const kX = Symbol('kuai.exchange');       // a request's FetchExchange
-const kBody = Symbol('kuai.body');
-const kInit = Symbol('kuai.init');
-const kHeadersObj = Symbol('kuai.headers');
-const kStatus = Symbol('kuai.status');
-const kType = Symbol('kuai.type');        // Response.json's default type
-const kStream = Symbol('kuai.stream');    // a light Response's body as a stream, once asked for
-const kSource = Symbol('kuai.source');    // on such a stream: the body it was made from
-
-const kNullBodyStatus = new Set([101, 103, 204, 205, 304]);
-const kTextType = 'text/plain;charset=UTF-8';
-
-// ------------------------------------------------------------------ requests
-
-// What one request needs between the native side and the handler. It is what
-// the native callbacks of js/http_server.js see as the handle's req and res
-// (push/complete/destroy for the body, writableEnded/_close/_needDrain/emit
-// for the response).
-class FetchExchange {
-  constructor(server, handle, hasBody) {
-    this.server = server;
-    this.handle = handle;
-    this.request = null;
-    this.complete = false;      // the request body has ended
-    this.aborted = false;       // the client went away
-    this.destroyed = false;
-    this.writableEnded = false;  // the response is finished
-    this._needDrain = false;
-    this.hasBody = hasBody;
-    this.ended = false;         // ... and its end has been pushed
-    this.chunks = null;         // body bytes nobody has asked for yet
-    this.buffered = 0;
-    this.bodyError = null;
-    this.stream = null;         // request.body's controller, once made
-    this.waiters = null;        // text()/json()/... waiting for the end
-    this.drainWaiter = null;
-    this.reader = null;         // the response body's reader, while streaming
-    this.controller = null;     // request.signal's AbortController
-    this.completed = null;      // info.completed: [promise, resolve, reject]
-  }
-
-  // The native side's body events (js/http_server.js onBody/onBodyEnd).
-  push(chunk) {
-    if (chunk === null) {
-      this.ended = true;
-      const s = this.stream;
-      if (s) {
-        this.stream = null;
-        try { s.close(); } catch { /* cancelled */ }
-      }
-      this.finishWaiters();
-      return true;
-    }
-    if (this.stream) {
-      this.stream.enqueue(chunk);
-      return this.stream.desiredSize > 0;
-    }
-    (this.chunks || (this.chunks = [])).push(chunk);
-    this.buffered += chunk.length;
-    // Held until the handler reads: past 64 KiB, the connection waits.
-    return this.waiters !== null || this.buffered < 65536;
-  }
-
-  finishWaiters() {
-    const w = this.waiters;
-    if (w === null) return;
-    this.waiters = null;
-    const err = this.bodyError;
-    const body = err ? null : this.takeAll();
-    for (const [resolve, reject] of w) {
-      if (err) reject(err);
-      else resolve(body);
-    }
-  }
-
-  takeAll() {
-    const c = this.chunks;
-    this.chunks = null;
-    this.buffered = 0;
-    if (c === null) return Buffer.alloc(0);
-    return c.length === 1 ? c[0] : Buffer.concat(c);
-  }
-
-  // The whole body, as one Buffer.
-  readAll() {
-    if (this.bodyError) return Promise.reject(this.bodyError);
-    if (this.ended) return Promise.resolve(this.takeAll());
-    return new Promise((resolve, reject) => {
-      (this.waiters || (this.waiters = [])).push([resolve, reject]);
-      resumeBody(this.handle);
-    });
-  }
-
-  // The client went away (onAbort): signal, body readers and a streaming
-  // response all learn of it.
-  destroy(err) {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.aborted = true;
-    if (!this.complete) {
-      const e = err || codedError(Error, 'ECONNRESET', 'aborted');
-      this.bodyError = e;
-      const s = this.stream;
-      this.stream = null;
-      if (s) try { s.error(e); } catch { /* already closed */ }
-      this.finishWaiters();
-    }
-    if (this.controller) {
-      this.controller.abort(new DOMException('The client closed the connection', 'AbortError'));
-    } else {
-      this.controller = 'aborted';
-    }
-  }
-  emit(event) {
-    if (event === 'drain') {
-      const w = this.drainWaiter;
-      this.drainWaiter = null;
-      if (w) w();
-    }
-  }
-  _close() {
-    this.writableEnded = true;
-    const r = this.reader;
-    this.reader = null;
-    if (r) r.cancel(new DOMException('The client closed the connection', 'AbortError')).catch(() => {});
-    const w = this.drainWaiter;
-    this.drainWaiter = null;
-    if (w) w();
-    this.settle(false);
-  }
-
-  settle(ok) {
-    const c = this.completed;
-    if (c === null) {
-      this.completed = ok ? true : false;
-      return;
-    }
-    if (Array.isArray(c)) {
-      this.completed = ok;
-      if (ok) c[1]();
-      else c[2](new DOMException('The response was not completed', 'AbortError'));
-    }
-  }
-}
-
-function resumeBody(h) {
-  if (h && h.paused) {
-    h.paused = false;
-    h.resumeBody();
-  }
-}
-
-function hostOf(raw) {
-  for (let i = raw.length - 2; i >= 0; i -= 2) {
-    const n = raw[i];
-    if (n.length === 4 && (n === 'host' || n === 'Host' || n.toLowerCase() === 'host')) return raw[i + 1];
-  }
-  return '';
-}
-
-// The request a handler receives. Its prototype chain holds Request.prototype,
-// so `instanceof Request` is true; anything not answered here goes to a real
-// Request made on first use (realRequest).
-class KuaiRequest {
-  constructor(x, method, target, raw, scheme, hostDefault) {
-    this[kX] = x;
-    this[kReal] = null;
-    this._method = method;
-    this._target = target;
-    this._raw = raw;
-    this._scheme = scheme;
-    this._hostDefault = hostDefault;
-    this._url = null;
-    this[kHeadersObj] = null;
-    this._used = false;
-    this._stream = null;
-  }
-
-  get method() { return this._method; }
-
-  get url() {
-    let u = this._url;
-    if (u === null) {
-      const t = this._target;
-      if (t.charCodeAt(0) === 47 /* / */) {
-        u = this._scheme + '://' + (hostOf(this._raw) || this._hostDefault) + t;
-      } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(t)) {
-        u = t;  // absolute form
-      } else {
-        u = this._scheme + '://' + (hostOf(this._raw) || this._hostDefault) + '/' + (t === '*' ? '' : t);
-      }
-      this._url = u;
-    }
-    return u;
-  }
-
-  get headers() {
-    if (this[kReal]) return this[kReal].headers;
-    let h = this[kHeadersObj];
-    if (h === null) {
-      h = new NativeHeaders();
-      const raw = this._raw;
-      for (let i = 0; i < raw.length; i += 2) {
-        if (raw[i].charCodeAt(0) !== 58 /* : */) h.append(raw[i], raw[i + 1]);
-      }
-      this[kHeadersObj] = h;
-    }
-    return h;
-  }
-
-  get signal() {
-    if (this[kReal]) return this[kReal].signal;
-    const x = this[kX];
-    let c = x.controller;
-    if (c === null || c === 'aborted') {
-      const was = c === 'aborted';
-      c = x.controller = new AbortController();
-      if (was) c.abort(new DOMException('The client closed the connection', 'AbortError'));
-    }
-    return c.signal;
-  }
-
-  get body() {
-    if (this[kReal]) return this[kReal].body;
-    const x = this[kX];
-    if (!x.hasBody) return null;
-    if (this._stream) return this._stream;
-    if (this._used) throw new TypeError('Body is unusable: Body has already been read');
-    // Chunks as the connection gives them; past 64 KiB queued, the connection
-    // waits until the reader pulls.
-    this._stream = new ReadableStream({
-      start: (controller) => {
-        if (x.bodyError) {
-          controller.error(x.bodyError);
-          return;
-        }
-        if (x.chunks) {
-          for (const c of x.chunks) controller.enqueue(c);
-          x.chunks = null;
-          x.buffered = 0;
-        }
-        if (x.ended) controller.close();
-        else x.stream = controller;
-      },
-      pull: () => resumeBody(x.handle),
-      cancel: () => {
-        x.stream = null;
-        x.chunks = null;
-      },
-    }, { highWaterMark: 65536, size: (c) => c.byteLength });
-    return this._stream;
-  }
-
-  get bodyUsed() {
-    if (this[kReal]) return this[kReal].bodyUsed;
-    if (this._stream) return this._stream.locked;
-    return this._used;
-  }
-
-  _consume() {
-    if (this._used) {
-      return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
-    }
-    this._used = true;
-    return this[kX].hasBody ? this[kX].readAll() : Promise.resolve(Buffer.alloc(0));
-  }
-
-  text() {
-    if (this[kReal] || this._stream) return realRequest(this).text();
-    return this._consume().then((b) => b.toString('utf8'));
-  }
-  json() {
-    if (this[kReal] || this._stream) return realRequest(this).json();
-    return this._consume().then((b) => JSON.parse(b.toString('utf8')));
-  }
-  arrayBuffer() {
-    if (this[kReal] || this._stream) return realRequest(this).arrayBuffer();
-    return this._consume().then((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  }
-  bytes() {
-    if (this[kReal] || this._stream) return realRequest(this).bytes();
-    return this._consume().then((b) => new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
-  }
-  blob() {
-    if (this[kReal] || this._stream) return realRequest(this).blob();
-    const type = this.headers.get('content-type') || '';
-    return this._consume().then((b) => new Blob([b], { type }));
-  }
-  formData() {
-    if (this[kReal] || this._stream) return realRequest(this).formData();
-    const type = this.headers.get('content-type') || '';
-    return this._consume().then((b) => new NativeResponse(b, { headers: { 'content-type': type } }).formData());
-  }
-
-  get [Symbol.toStringTag]() { return 'Request'; }
-}
-
-function realRequest(r) {
-  let real = r[kReal];
-  if (real === null) {
-    const x = r[kX];
-    const init = { method: r._method, headers: r.headers, signal: r.signal };
-    if (x.hasBody && r._method !== 'GET' && r._method !== 'HEAD') {
-      init.body = r.body;
-      init.duplex = 'half';
-    }
-    real = new NativeRequest(r.url, init);
-    r[kReal] = real;
-  }
-  return real;
-}
-
-// Every other member of Request.prototype, from the real request.
-function forwardRest(Light, Native, realOf) {
-  for (const name of Object.getOwnPropertyNames(Native.prototype)) {
-    if (name === 'constructor' || Object.prototype.hasOwnProperty.call(Light.prototype, name)) continue;
-    const d = Object.getOwnPropertyDescriptor(Native.prototype, name);
-    if (d.get) {
-      Object.defineProperty(Light.prototype, name, {
-        configurable: true,
-        enumerable: d.enumerable,
-        get() { return realOf(this)[name]; },
-      });
-    } else if (typeof d.value === 'function') {
-      Object.defineProperty(Light.prototype, name, {
-        configurable: true,
-        writable: true,
-        enumerable: d.enumerable,
-        value: { [name](...args) { const r = realOf(this); return r[name](...args); } }[name],
-      });
-    }
-  }
-}
-forwardRest(KuaiRequest, NativeRequest, realRequest);
-
-// --------------------------------------------------------------- responses
-
-// `Response` in an environment that serves fetch handlers: the same API, with
-// its body and init kept as given until something needs the real one.
-class Response {
-  constructor(body = null, init = undefined) {
-    let status = 200;
-    if (init !== undefined && init !== null) {
-      if (typeof init !== 'object') {
-        throw new TypeError("Failed to construct 'Response': The provided value is not of type 'ResponseInit'");
-      }
-      if (init.status !== undefined) {
-        status = Number(init.status) | 0;
-        if (status < 200 || status > 599) {
-          throw new RangeError(`init["status"] must be in the range of 200 to 599, inclusive.`);
-        }
-      }
-      if (init.statusText !== undefined && /[^\t\x20-\x7e\x80-\xff]/.test(String(init.statusText))) {
-        throw new TypeError('Invalid statusText');
-      }
-    }
-    if (body !== null && body !== undefined && kNullBodyStatus.has(status)) {
-      throw new TypeError('Response constructor: Invalid response status code ' + status);
-    }
-    this[kBody] = body === undefined ? null : body;
-    this[kInit] = init === undefined ? null : init;
-    this[kStatus] = status;
-    this[kHeadersObj] = null;
-    this[kType] = null;
-    this[kStream] = undefined;
-    this[kReal] = null;
-  }
-
-  // A stream of a known body, without the real Response: frameworks that copy
-  // a response (new Response(res.body, res), Hono's header changes after the
-  // handler) hand it back, and it is sent as the body it came from.
-  get body() {
-    if (this[kReal]) return this[kReal].body;
-    let st = this[kStream];
-    if (st === undefined) {
-      const b = this[kBody];
-      const bytes = knownBytes(b);
-      if (b === null) {
-        st = null;
-      } else if (b instanceof ReadableStream) {
-        st = b;
-      } else if (bytes !== null) {
-        st = new ReadableStream({
-          start(c) {
-            if (bytes.byteLength) c.enqueue(bytes);
-            c.close();
-          },
-        });
-        st[kSource] = b;
-      } else {
-        return realResponse(this).body;
-      }
-      this[kStream] = st;
-    }
-    return st;
-  }
-  get bodyUsed() {
-    if (this[kReal]) return this[kReal].bodyUsed;
-    const st = this[kStream];
-    return st !== undefined && st !== null && st.locked;
-  }
-
-  static json(data, init = undefined) {
-    const text = JSON.stringify(data);
-    if (text === undefined) throw new TypeError('Value is not JSON serializable');
-    const r = new Response(text, init);
-    r[kType] = 'application/json';
-    return r;
-  }
-  static error() { return NativeResponse.error(); }
-  static redirect(url, status) { return NativeResponse.redirect(url, status); }
-  static [Symbol.hasInstance](v) { return v instanceof NativeResponse; }
-
-  get status() { return this[kReal] ? this[kReal].status : this[kStatus]; }
-  get ok() { const s = this.status; return s >= 200 && s <= 299; }
-  get statusText() {
-    if (this[kReal]) return this[kReal].statusText;
-    const i = this[kInit];
-    return i && i.statusText !== undefined ? String(i.statusText) : '';
-  }
-  get headers() {
-    if (this[kReal]) return this[kReal].headers;
-    let h = this[kHeadersObj];
-    if (h === null) {
-      const i = this[kInit];
-      h = new NativeHeaders(i && i.headers ? i.headers : undefined);
-      const b = this[kBody];
-      if (!h.has('content-type')) {
-        const t = this[kType] || defaultType(b);
-        if (t) h.set('content-type', t);
-      }
-      this[kHeadersObj] = h;
-    }
-    return h;
-  }
-  get type() { return this[kReal] ? this[kReal].type : 'default'; }
-  get url() { return this[kReal] ? this[kReal].url : ''; }
-  get redirected() { return this[kReal] ? this[kReal].redirected : false; }
-
-  get [Symbol.toStringTag]() { return 'Response'; }
-}
-
-function defaultType(b) {
-  if (typeof b === 'string') return kTextType;
-  if (b instanceof URLSearchParams) return 'application/x-www-form-urlencoded;charset=UTF-8';
-  if (b instanceof Blob) return b.type || '';
-  return '';
-}
-
-// The bytes of a body known without reading: a string or bytes; else null.
-function knownBytes(b) {
-  if (typeof b === 'string') return Buffer.from(b);
-  if (b instanceof Uint8Array) return b;
-  if (b instanceof ArrayBuffer) return new Uint8Array(b);
-  if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  if (b instanceof URLSearchParams) return Buffer.from(b.toString());
-  return null;
-}
-
-function realResponse(r) {
-  let real = r[kReal];
-  if (real === null) {
-    const i = r[kInit];
-    const headers = r.headers;  // with the default content-type, as undici adds it
-    const st = r[kStream];
-    real = new NativeResponse(st !== undefined ? st : r[kBody], {
-      status: r[kStatus],
-      statusText: i && i.statusText !== undefined ? i.statusText : '',
-      headers,
-    });
-    r[kReal] = real;
-  }
-  return real;
-}
-forwardRest(Response, NativeResponse, realResponse);
-const ResponseProto = Response.prototype;
-Object.setPrototypeOf(Response.prototype, NativeResponse.prototype);
-Object.setPrototypeOf(Response, NativeResponse);
-
-// `Request` in a serving environment: undici's, also taking kuai's requests
-// as input (new Request(request, init)).
-class Request extends NativeRequest {
-  constructor(input, init) {
-    super(input instanceof KuaiRequest ? realRequest(input) : input, init);
-  }
-  static [Symbol.hasInstance](v) { return v instanceof NativeRequest; }
-}
-Object.setPrototypeOf(KuaiRequest.prototype, Request.prototype);
-Object.defineProperty(KuaiRequest, 'name', { value: 'Request' });
-
-function fetch(input, init) {
-  return nativeFetch(input instanceof KuaiRequest ? realRequest(input) : input, init);
-}
-
-let globalsInstalled = false;
-function installGlobals() {
-  if (globalsInstalled) return;
-  globalsInstalled = true;
-  const define = (name, value) => Object.defineProperty(globalThis, name, {
-    value, writable: true, configurable: true, enumerable: false,
-  });
-  define('Response', Response);
-  define('Request', Request);
-  // fetch as Node has it unless kuai's client replaced it.
-  if (globalThis.fetch === nativeFetch) define('fetch', fetch);
+function logError(err) {
+  console.error(err && err.stack ? err.stack : err);
 }
 
 // ---------------------------------------------------------------- answering
 
-function headerLines(x, headers, out) {
+function headerLines(headers, out) {
   // out: { lines, type } - type: whether a content-type was given.
   let lines = '';
   let hasType = false;
@@ -585,7 +85,7 @@ function send(x, r) {
     }
     const init = r[kInit];
     const hdrs = r[kHeadersObj] !== null ? r[kHeadersObj] : (init !== null ? init.headers : undefined);
-    let lines = headerLines(x, hdrs, scratch);
+    let lines = headerLines(hdrs, scratch);
     const status = r[kStatus];
     const text = init !== null && init.statusText ? String(init.statusText) : '';
     if (typeof body === 'string') {
@@ -624,7 +124,7 @@ function send(x, r) {
     x.server._done(x, false);
     return undefined;
   }
-  const lines = headerLines(x, r.headers, scratch);
+  const lines = headerLines(r.headers, scratch);
   const body = r.body;
   if (body === null) return finish(x, h, r.status, r.statusText, lines, undefined, 0);
   if (body.locked || r.bodyUsed) throw new TypeError('Response body object should not be disturbed or locked');
@@ -661,7 +161,7 @@ async function pump(x, h, reader) {
     x.reader = null;
     if (x.writableEnded) return;
     // The head is out: all that can be said is that the body is cut short.
-    console.error(err && err.stack ? err.stack : err);
+    logError(err);
     x.writableEnded = true;
     h.abort();
     x.server._done(x, false);
@@ -697,7 +197,7 @@ class ServeInfo {
     const x = this._x;
     const c = x.completed;
     if (c === true) return Promise.resolve();
-    if (c === false) return Promise.reject(new DOMException('The response was not completed', 'AbortError'));
+    if (c === false) return Promise.reject(notCompleted());
     if (Array.isArray(c)) return c[0];
     let resolve; let reject;
     const p = new Promise((res, rej) => { resolve = res; reject = rej; });
@@ -710,7 +210,7 @@ class ServeInfo {
 // Workers' third argument.
 const executionContext = Object.freeze({
   waitUntil(promise) {
-    Promise.resolve(promise).catch((err) => console.error(err && err.stack ? err.stack : err));
+    Promise.resolve(promise).catch((err) => logError(err));
   },
   passThroughOnException() {},
 });
@@ -780,7 +280,7 @@ function failed(server, x, err) {
     try {
       r = onError(err);
     } catch (e2) {
-      console.error(e2 && e2.stack ? e2.stack : e2);
+      logError(e2);
       internalError(x);
       return;
     }
@@ -788,16 +288,16 @@ function failed(server, x, err) {
       try {
         send(x, v);
       } catch (e3) {
-        console.error(e3 && e3.stack ? e3.stack : e3);
+        logError(e3);
         internalError(x);
       }
     }, (e3) => {
-      console.error(e3 && e3.stack ? e3.stack : e3);
+      logError(e3);
       internalError(x);
     });
     return;
   }
-  console.error(err && err.stack ? err.stack : err);
+  logError(err);
   internalError(x);
 }
 
@@ -878,9 +378,8 @@ function serve(options, handler) {
   const addr = server.addr;
   if (typeof o.onListen === 'function') {
     o.onListen(addr);
-  } else if (!binding || binding.reactor === 0) {
-    const shown = addr.hostname.includes(':') ? `[${addr.hostname}]` : addr.hostname;
-    console.error(`kuai: serving fetch handler on ${tls ? 'https' : 'http'}://${shown}:${addr.port}/`);
+  } else {
+    announce(server, tls);
   }
   const signal = o.signal;
   if (signal) {
@@ -888,6 +387,14 @@ function serve(options, handler) {
     else signal.addEventListener('abort', () => server.shutdown(), { once: true });
   }
   return server;
+}
+
+// Where a server without onListen serves, said once (thread 0).
+function announce(server, tls) {
+  if (binding && binding.reactor !== 0) return;
+  const a = server.addr;
+  const shown = a.hostname.includes(':') ? `[${a.hostname}]` : a.hostname;
+  console.error(`kuai: serving fetch handler on ${tls ? 'https' : 'http'}://${shown}:${a.port}/`);
 }
 
 // A module's export that is a fetch-style handler: { fetch } (Deno, Bun,
@@ -915,11 +422,7 @@ function serveModule(target, route) {
   const host = typeof target.hostname === 'string' && !binding.hostGiven ? target.hostname
     : binding.serveDefaults.host;
   server._listenNow(host, port);
-  if (binding.reactor === 0) {
-    const a = server.addr;
-    const shown = a.hostname.includes(':') ? `[${a.hostname}]` : a.hostname;
-    console.error(`kuai: serving fetch handler on http://${shown}:${a.port}/`);
-  }
+  announce(server, false);
   return server;
 }
 

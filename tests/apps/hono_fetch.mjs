@@ -1,6 +1,7 @@
 // A Hono 4 app exported as it is (`export default app`): `deno serve`, Bun and
 // `kuai app.mjs` serve its fetch(); tests/integration/test_fetch.py compares
-// kuai's answers with Deno's.
+// kuai's answers with Deno's. hono_app.js serves the same app through
+// @hono/node-server (kuai's and node's http).
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 
