@@ -411,7 +411,8 @@ def test_reload_loses_nothing_in_flight(io, tmp_path, logdir):
     finishes whole from the route it started on; new requests see the new
     routes."""
     import os
-    old, new = os.urandom(4 << 20), os.urandom(1000)
+    # 8 MiB at 2 MB/s: about 4 s, long enough to outlast a reload on a busy machine.
+    old, new = os.urandom(8 << 20), os.urandom(1000)
     for d, data in (("a", old), ("b", new)):
         (tmp_path / d).mkdir()
         (tmp_path / d / "f.bin").write_bytes(data)
