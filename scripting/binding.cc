@@ -161,12 +161,15 @@ v8::Local<v8::Object> Environment::makeBinding() {
 // While the script starts, it means the script cannot start.
 void Environment::restart(const v8::FunctionCallbackInfo<v8::Value>& args) {
   Environment* self = envFrom(args);
+  if (!self->loaded_) {
+    // Still in the main script's first turn (its next-ticks included: a
+    // server's 'error' for a port in use comes there): the script cannot
+    // start. Replacing the environment would fail the same way, forever.
+    self->startState_ = Start::kFailed;  // start() reports it
+    return;
+  }
   if (self->startState_ == Start::kRunning) {
-    if (self->loaded_) {
-      self->startFailedLate();
-    } else {
-      self->startState_ = Start::kFailed;  // start() reports it
-    }
+    self->startFailedLate();
     return;
   }
   self->owner_.requestRestart(toStdString(args.GetIsolate(), args[0]));
@@ -258,11 +261,17 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
         fd = server::openListeners(host, bound, 1, /*joinExisting=*/true)[0];
       }
     } catch (const std::exception& e) {
+      // Node's shape: "listen EADDRINUSE: address already in use 127.0.0.1:8080".
       std::string msg = e.what();
-      throwError(iso, "listen " + msg,
-                 msg.find("already in use") != std::string::npos ? "EADDRINUSE"
-                 : msg.find("permission") != std::string::npos   ? "EACCES"
-                                                                 : "ELISTEN");
+      const char* code = msg.find("already in use") != std::string::npos ? "EADDRINUSE"
+                         : msg.find("permission") != std::string::npos   ? "EACCES"
+                                                                         : "ELISTEN";
+      size_t why = msg.rfind(": ");
+      std::string where = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+      throwError(iso,
+                 std::string("listen ") + code + ": " + (why == std::string::npos ? msg : msg.substr(why + 2)) +
+                     " " + where + ":" + std::to_string(port),
+                 code);
       return;
     }
   }

@@ -219,7 +219,7 @@ bool Environment::start(std::string& err) {
       std::fflush(stderr);
       std::_Exit(code);
     }
-    if (startState_ == Start::kRunning && !loaded_) {
+    if (!loaded_) {
       startState_ = Start::kFailed;
       stopped_ = true;
       terminated.store(true);

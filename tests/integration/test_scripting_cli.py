@@ -183,6 +183,44 @@ def test_missing_preload_fails_start():
     assert p.stderr.count("Cannot find module './no-such-preload'") == 1, p.stderr
 
 
+@pytest.mark.parametrize("how", ["listen", "next-tick", "promise"])
+def test_failure_in_the_first_turn_ends_the_process(tmp_path, how):
+    """An error in the main script's first turn that only surfaces after its
+    code ran (a port in use reported by 'error' on the next tick, a throw in
+    a next-tick or a rejected promise) ends kuai with status 1, as it ends
+    node; each environment started again would fail the same way."""
+    import socket
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    port = held.getsockname()[1]
+    body = {
+        "listen": f"require('http').createServer(() => {{}}).listen({port}, '127.0.0.1');",
+        "next-tick": "process.nextTick(() => { throw new Error('boom in a tick'); });",
+        "promise": "Promise.reject(new Error('boom in a promise'));",
+    }[how]
+    script = tmp_path / "fails.js"
+    script.write_text(f"require('http').createServer(() => {{}}).listen(0, '127.0.0.1');\n{body}\n")
+    try:
+        t0 = time.monotonic()
+        p = kuai("--threads", "2", str(script), timeout=20)
+        elapsed = time.monotonic() - t0
+        n = node(str(script), timeout=20)
+    finally:
+        held.close()
+    assert n.returncode == 1, n
+    assert p.returncode == 1, p
+    assert elapsed < 10, elapsed
+    needle = {"listen": f"listen EADDRINUSE: address already in use 127.0.0.1:{port}",
+              "next-tick": "boom in a tick", "promise": "boom in a promise"}[how]
+    assert needle in n.stderr, n.stderr
+    # Reported once (the other reactor's environment never starts), then why
+    # kuai stops.
+    assert p.stderr.count(needle) == 1, p.stderr[-3000:]
+    assert "kuai: cannot start: the script failed to start" in p.stderr, p.stderr[-3000:]
+    assert "starting a fresh JavaScript environment" not in p.stderr, p.stderr[-3000:]
+
+
 # ---- the REPL ----
 
 class Pty:
