@@ -520,6 +520,9 @@ Http2Session::Http2Session(Transport& transport, const Listener& listener)
   nghttp2_option_set_max_outbound_ack(opt, 1000);
   // Request bodies are acknowledged at the handler's pace (setReading).
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  // Priorities are RFC 9218's (below): closed streams need not be kept for an
+  // RFC 7540 dependency tree.
+  nghttp2_option_set_no_closed_streams(opt, 1);
   nghttp2_session_server_new3(&session_, cb, this, opt, block_pool::nghttp2Allocator());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
