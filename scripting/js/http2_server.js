@@ -60,7 +60,7 @@ class Http2ServerRequest extends IncomingMessage {
     let h = this[kParsedHeaders];
     if (h) return h;
     h = { __proto__: null };
-    const raw = this[kRawHeaders];
+    const raw = this.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i];
       const value = raw[i + 1];

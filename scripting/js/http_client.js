@@ -256,7 +256,7 @@ class ClientRequest extends Stream {
     this.socket = null;
     this._header = null;
     this._ended = false;
-    this[kOutHeaders] = Object.create(null);
+    this[kOutHeaders] = [];
     this[kError] = undefined;
 
     this._port = port;
@@ -397,7 +397,7 @@ class ClientRequest extends Stream {
       for (const [k, v] of this._rawHeaderList) field(k, v);
     } else {
       const h = this[kOutHeaders];
-      for (const key in h) field(h[key][0], h[key][1]);
+      for (let i = 0; i < h.length; i += 3) field(h[i + 1], h[i + 2]);
     }
     // Keep-alive is HTTP/1.1's default; said anyway, as Node's keep-alive agent does.
     if (!connection) head += 'Connection: keep-alive\r\n';

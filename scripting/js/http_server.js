@@ -10,9 +10,10 @@ const Stream = require('stream');
 const { Readable } = Stream;
 
 const kHandle = Symbol('kuai.handle');
-const kHeaders = Symbol('kuai.headers');     // lower-case name -> [name, value]
+const kHeaders = Symbol('kuai.headers');     // [key, name, value, ...] (outgoingHeaderMethods)
 const kRawHeaders = Symbol('kuai.rawHeaders');
 const kParsedHeaders = Symbol('kuai.parsedHeaders');
+const kTrailers = Symbol('kuai.trailers');
 
 // Duplicates of these are dropped (first wins), as Node does.
 const kSingleValued = new Set([
@@ -38,6 +39,12 @@ function checkName(name) {
 }
 
 function checkValue(name, value) {
+  if (typeof value === 'string') {
+    if (kInvalidValueRe.test(value)) {
+      throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+    }
+    return;
+  }
   if (value === undefined) {
     throw codedError(TypeError, 'ERR_HTTP_INVALID_HEADER_VALUE',
       `Invalid value "${value}" for header "${name}"`);
@@ -90,11 +97,19 @@ class IncomingMessage extends Readable {
     this.url = '';
     this.statusCode = null;
     this.statusMessage = null;
-    this.trailers = {};
     this.rawTrailers = [];
-    this[kRawHeaders] = [];
+    this[kRawHeaders] = null;  // set by dispatch
     this[kParsedHeaders] = null;
+    this[kTrailers] = null;
   }
+
+  // As in Node, an accessor: the object is made on first use.
+  get trailers() {
+    let t = this[kTrailers];
+    if (t === null) t = this[kTrailers] = {};
+    return t;
+  }
+  set trailers(v) { this[kTrailers] = v; }
 
   // Made on first use: most handlers never look at the socket.
   get socket() {
@@ -109,7 +124,11 @@ class IncomingMessage extends Readable {
   get connection() { return this.socket; }
   set connection(v) { this.socket = v; }
 
-  get rawHeaders() { return this[kRawHeaders]; }
+  get rawHeaders() {
+    let r = this[kRawHeaders];
+    if (r === null) r = this[kRawHeaders] = [];
+    return r;
+  }
   set rawHeaders(v) { this[kRawHeaders] = v; }
 
   // Built on first use: most handlers read a header or two, some none.
@@ -117,7 +136,7 @@ class IncomingMessage extends Readable {
     let h = this[kParsedHeaders];
     if (h) return h;
     h = {};
-    const raw = this[kRawHeaders];
+    const raw = this.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i].toLowerCase();
       const value = raw[i + 1];
@@ -139,7 +158,7 @@ class IncomingMessage extends Readable {
 
   get headersDistinct() {
     const out = Object.create(null);
-    const raw = this[kRawHeaders];
+    const raw = this.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i].toLowerCase();
       (out[name] || (out[name] = [])).push(raw[i + 1]);
@@ -176,7 +195,7 @@ class ServerResponse extends Stream {
     this.chunkedEncoding = false;
     this.shouldKeepAlive = true;
     this.useChunkedEncodingByDefault = true;
-    this[kHeaders] = Object.create(null);
+    this[kHeaders] = [];
     this[kHandle] = null;
   }
 
@@ -234,8 +253,10 @@ class ServerResponse extends Stream {
     const h = this[kHeaders];
     let lines = '';
     let hasLength = false;
-    for (const key in h) {
-      const [name, value] = h[key];
+    for (let i = 0; i < h.length; i += 3) {
+      const key = h[i];
+      const name = h[i + 1];
+      const value = h[i + 2];
       if (key === 'content-length') hasLength = true;
       if (key === 'transfer-encoding') this.chunkedEncoding = true;
       if (key === 'connection' || key === 'keep-alive' || key === 'date') continue;
@@ -384,53 +405,99 @@ class ServerResponse extends Stream {
 
 // The outgoing-header API of Node's OutgoingMessage, shared by ServerResponse
 // and the client's ClientRequest (js/http_client.js). Fields live in
-// this[kHeaders] as lower-case name -> [name as given, value]; each class says
+// this[kHeaders], one array of [lower-case key, name as given, value] triples
+// in the order first set: a response has a handful, and a linear search over
+// one array costs less than a dictionary object per response. Each class says
 // when its head has gone out (_assertHeadersOpen).
+const kKnownNames = new Map();  // a valid field name as written -> its key
+const kKnownNamesMax = 1024;
+
+// The key of a name setHeader/appendHeader accept (checked once per name).
+function keyToSet(name) {
+  let key = kKnownNames.get(name);
+  if (key === undefined) {
+    checkName(name);
+    key = name.toLowerCase();
+    if (kKnownNames.size < kKnownNamesMax) kKnownNames.set(name, key);
+  }
+  return key;
+}
+
+function keyOf(name) {
+  const key = kKnownNames.get(name);
+  return key === undefined ? name.toLowerCase() : key;
+}
+
+function fieldAt(list, key) {
+  for (let i = 0; i < list.length; i += 3) {
+    if (list[i] === key) return i;
+  }
+  return -1;
+}
+
 const outgoingHeaderMethods = {
   setHeader(name, value) {
     this._assertHeadersOpen('set');
-    checkName(name);
+    const key = keyToSet(name);
     checkValue(name, value);
-    this[kHeaders][name.toLowerCase()] = [name, value];
+    const list = this[kHeaders];
+    const i = fieldAt(list, key);
+    if (i < 0) {
+      list.push(key, name, value);
+    } else {
+      list[i + 1] = name;
+      list[i + 2] = value;
+    }
     return this;
   },
   appendHeader(name, value) {
     this._assertHeadersOpen('append');
-    checkName(name);
+    const key = keyToSet(name);
     checkValue(name, value);
-    const key = name.toLowerCase();
-    const prev = this[kHeaders][key];
-    if (prev === undefined) {
-      this[kHeaders][key] = [name, value];
+    const list = this[kHeaders];
+    const i = fieldAt(list, key);
+    if (i < 0) {
+      list.push(key, name, value);
     } else {
-      prev[1] = (Array.isArray(prev[1]) ? prev[1] : [prev[1]]).concat(value);
+      const prev = list[i + 2];
+      list[i + 2] = (Array.isArray(prev) ? prev : [prev]).concat(value);
     }
     return this;
   },
   getHeader(name) {
     checkNameType(name);
-    const e = this[kHeaders][name.toLowerCase()];
-    return e === undefined ? undefined : e[1];
+    const list = this[kHeaders];
+    const i = fieldAt(list, keyOf(name));
+    return i < 0 ? undefined : list[i + 2];
   },
   getHeaders() {
     const out = Object.create(null);
-    const h = this[kHeaders];
-    for (const key in h) out[key] = h[key][1];
+    const list = this[kHeaders];
+    for (let i = 0; i < list.length; i += 3) out[list[i]] = list[i + 2];
     return out;
   },
-  getHeaderNames() { return Object.keys(this[kHeaders]); },
+  getHeaderNames() {
+    const list = this[kHeaders];
+    const out = [];
+    for (let i = 0; i < list.length; i += 3) out.push(list[i]);
+    return out;
+  },
   getRawHeaderNames() {
-    const h = this[kHeaders];
-    return Object.keys(h).map((k) => h[k][0]);
+    const list = this[kHeaders];
+    const out = [];
+    for (let i = 0; i < list.length; i += 3) out.push(list[i + 1]);
+    return out;
   },
   hasHeader(name) {
     checkNameType(name);
-    return this[kHeaders][name.toLowerCase()] !== undefined;
+    return fieldAt(this[kHeaders], keyOf(name)) >= 0;
   },
   removeHeader(name) {
     checkNameType(name);
     this._assertHeadersOpen('remove');
-    delete this[kHeaders][name.toLowerCase()];
+    const list = this[kHeaders];
+    const i = fieldAt(list, keyOf(name));
+    if (i >= 0) list.splice(i, 3);
   },
 };
 
@@ -707,7 +774,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   req.url = url;
   req.httpVersionMajor = Math.floor(version / 10);
   req.httpVersionMinor = version % 10;
-  req.httpVersion = `${req.httpVersionMajor}.${req.httpVersionMinor}`;
+  req.httpVersion = version === 11 ? '1.1' : version === 20 ? '2.0' : version === 10 ? '1.0'
+    : `${req.httpVersionMajor}.${req.httpVersionMinor}`;
   // As Node: more fields than server.maxHeadersCount (2000 when null; 0: no
   // count) is a 431, and the connection closes.
   req[kMaxFields] = server && typeof server.maxHeadersCount === 'number'

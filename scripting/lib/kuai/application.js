@@ -116,6 +116,51 @@ function respond(ctx) {
   res.end(body);
 }
 
+// ctx, ctx.request and ctx.response come from constructors whose prototypes
+// are app.context, app.request and app.response: objects of one constructor
+// share a shape with room for the fields every request sets (an object from
+// Object.create grows its property store field by field instead). Made again
+// if the app's prototypes were replaced.
+const kShapes = Symbol('kuai.shapes');
+
+function shapesOf(app) {
+  let s = app[kShapes];
+  if (s !== undefined && s.context === app.context && s.request === app.request &&
+      s.response === app.response) {
+    return s;
+  }
+  const Context = function (application, req, res) {
+    this.request = null;
+    this.response = null;
+    this.app = application;
+    this.req = req;
+    this.res = res;
+    this.originalUrl = req.url;
+    this.state = {};
+  };
+  const Request = function (application, req, res, ctx) {
+    this.app = application;
+    this.req = req;
+    this.res = res;
+    this.ctx = ctx;
+    this.response = null;
+    this.originalUrl = req.url;
+  };
+  const Response = function (application, req, res, ctx) {
+    this.app = application;
+    this.req = req;
+    this.res = res;
+    this.ctx = ctx;
+    this.request = null;
+  };
+  Context.prototype = app.context;
+  Request.prototype = app.request;
+  Response.prototype = app.response;
+  s = { context: app.context, request: app.request, response: app.response, Context, Request, Response };
+  app[kShapes] = s;
+  return s;
+}
+
 class App extends EventEmitter {
   constructor(options) {
     super();
@@ -180,17 +225,12 @@ class App extends EventEmitter {
   }
 
   createContext(req, res) {
-    const context = Object.create(this.context);
-    const request = context.request = Object.create(this.request);
-    const response = context.response = Object.create(this.response);
-    context.app = request.app = response.app = this;
-    context.req = request.req = response.req = req;
-    context.res = request.res = response.res = res;
-    request.ctx = response.ctx = context;
+    const s = shapesOf(this);
+    const context = new s.Context(this, req, res);
+    const request = context.request = new s.Request(this, req, res, context);
+    const response = context.response = new s.Response(this, req, res, context);
     request.response = response;
     response.request = request;
-    context.originalUrl = request.originalUrl = req.url;
-    context.state = {};
     return context;
   }
 

@@ -86,7 +86,13 @@ const context = {
 function delegateMethods(target, name, methods) {
   for (const method of methods) {
     Object.defineProperty(target, method, {
-      value: { [method](...args) { return this[name][method](...args); } }[method],
+      // `arguments` forwarded as they are: no array per call.
+      value: {
+        [method]() {
+          const target = this[name];
+          return target[method].apply(target, arguments);
+        },
+      }[method],
       writable: true, configurable: true, enumerable: false,
     });
   }

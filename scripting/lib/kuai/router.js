@@ -319,17 +319,24 @@ class Router {
   }
 
   match(path, method) {
-    const matched = { path: [], pathAndMethod: [], route: false };
+    // The arrays are made with their first layer (most paths match one):
+    // an empty array's first push reserves room for 16.
+    let onPath = null;
+    let withMethod = null;
+    let route = false;
     const stack = this.stack;
     for (let i = 0; i < stack.length; i++) {
       const layer = stack[i];
       if (!layer.regexp.test(path)) continue;
-      matched.path.push(layer);
+      if (onPath === null) onPath = [layer];
+      else onPath.push(layer);
       if (layer.methods.length === 0 || layer.methods.includes(method)) {
-        matched.pathAndMethod.push(layer);
-        if (layer.methods.length > 0) matched.route = true;
+        if (withMethod === null) withMethod = [layer];
+        else withMethod.push(layer);
+        if (layer.methods.length > 0) route = true;
       }
     }
+    const matched = { path: onPath === null ? [] : onPath, pathAndMethod: withMethod === null ? [] : withMethod, route };
     if (this.exclusive && matched.route) {
       let lastRoute = null;
       for (const layer of matched.pathAndMethod) if (layer.methods.length > 0) lastRoute = layer;
