@@ -29,6 +29,7 @@ struct SeenRequest {
   bool chunked = false;
   bool isHead = false;
   bool upgrade = false;
+  bool bodyless = false;
   int64_t contentLength = -1;
 
   bool operator==(const SeenRequest&) const = default;
@@ -47,6 +48,7 @@ inline SeenRequest copyHead(const Request& r) {
   s.chunked = r.chunked;
   s.isHead = r.isHead;
   s.upgrade = r.upgrade;
+  s.bodyless = r.bodyless;
   s.contentLength = r.contentLength;
   return s;
 }

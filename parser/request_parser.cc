@@ -96,6 +96,7 @@ int RequestParser::onMessageBegin(llhttp_t* p) {
   s.req_.chunked = false;
   s.req_.isHead = false;
   s.req_.upgrade = false;
+  s.req_.bodyless = false;
   s.phase_ = Phase::kHead;
   s.inValue_ = false;
   s.lineBytes_ = 0;
@@ -239,6 +240,7 @@ int RequestParser::checkHead() {
   }
   r.isHead = parser_.method == HTTP_HEAD;
   r.upgrade = parser_.upgrade;
+  r.bodyless = !r.chunked && r.contentLength <= 0 && !r.upgrade && parser_.method != HTTP_CONNECT;
   r.keepAlive = llhttp_should_keep_alive(&parser_) &&
                 !detail::listsToken(r.headers, "connection", "close");
   if (r.expectContinue && r.versionMinor == 0) r.expectContinue = false;

@@ -37,6 +37,10 @@ struct Request : HeaderFields {
   bool isHead = false;
   bool upgrade = false;
   int64_t contentLength = -1;   // -1 when absent
+  // Nothing follows the head: no body, no tunnel (HTTP/1.1: neither a
+  // positive Content-Length nor chunked, not an upgrade or CONNECT; HTTP/2:
+  // END_STREAM on the HEADERS frame). onRequest is then the request's end.
+  bool bodyless = false;
   std::string_view host;
   // HTTP/2: :scheme and :authority (empty when absent), and whether the last
   // field is a host made from :authority (the client sent no host field).

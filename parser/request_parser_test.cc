@@ -250,6 +250,34 @@ TEST(RequestParserTest, HeadRequest) {
   EXPECT_TRUE(o.requests[0].isHead);
 }
 
+// bodyless: nothing follows the head, so the head is the request's end.
+TEST(RequestParserTest, BodylessIsKnownWithTheHead) {
+  struct Case {
+    const char* input;
+    bool bodyless;
+  } cases[] = {
+      {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+      {"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", true},
+      {"GET / HTTP/1.0\r\n\r\n", true},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", false},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
+      {"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false},
+      {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", false},
+  };
+  for (const Case& c : cases) {
+    ParseOutcome o = parseWhole(c.input);
+    ASSERT_EQ(o.requests.size(), 1u) << c.input << describe(o);
+    EXPECT_EQ(o.requests[0].bodyless, c.bodyless) << c.input;
+  }
+  // Reset between pipelined requests.
+  ParseOutcome o = parseWhole(
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nxGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_EQ(o.requests.size(), 2u) << describe(o);
+  EXPECT_FALSE(o.requests[0].bodyless);
+  EXPECT_TRUE(o.requests[1].bodyless);
+}
+
 TEST(RequestParserTest, PostWithContentLength) {
   ParseOutcome o = parseWhole(validCases()[2].input);
   ASSERT_EQ(o.requests.size(), 1u);

@@ -81,7 +81,8 @@ class ServerSlot final : public server::Handler {
 
 class JsExchange final : public server::ExchangeListener {
  public:
-  JsExchange(Environment& env, std::shared_ptr<server::Exchange> ex, v8::Local<v8::Object> handle);
+  // bodyDone: the request has no body (parser::Request::bodyless).
+  JsExchange(Environment& env, std::shared_ptr<server::Exchange> ex, v8::Local<v8::Object> handle, bool bodyDone);
   ~JsExchange() override { env_.exchanges.erase(this); }
 
   // The environment is going away: finish the response without JS.
@@ -92,6 +93,14 @@ class JsExchange final : public server::ExchangeListener {
   void onBodyEnd() override;
   void onAbort() override;
   void onDrain() override;
+
+  // Around the request's own call into JS: the response may end in there,
+  // and this object must not go before the call returns.
+  void enter() { ++depth_; }
+  void leave() {
+    --depth_;
+    maybeRelease();
+  }
 
   // The handle's methods.
   static void writeHead(const v8::FunctionCallbackInfo<v8::Value>& args);

@@ -665,6 +665,7 @@ void Http2Session::dispatch(Stream& s) {
   if (s.request_.expectContinue && !s.remoteEnded_ && !s.handler_->answersContinue()) s.exchange_->writeContinue();
   if (s.handler_->takesBody()) {
     s.told_ = true;
+    s.request_.bodyless = s.remoteEnded_;
     std::shared_ptr<Exchange> ex = s.exchange_;  // the handler may end the stream
     s.handler_->onRequest(s.request_, ex);
   }

@@ -854,6 +854,24 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   }
 }
 
+function bodyEnd(handle) {
+  if (handle.tunnel) {
+    handle.tunnel.push(null);
+    return;
+  }
+  const req = handle.req;
+  if (!req || req.complete) return;
+  req.complete = true;
+  if (!handle.body) {
+    req.push(null);
+    return;
+  }
+  // As Node: the body's 'data' events, and the next-ticks and promise jobs
+  // they queue, come before 'end', also when the body and its end came in
+  // one read (after this turn's ticks, behind their promise jobs).
+  process.nextTick(() => queueMicrotask(() => req.push(null)));
+}
+
 let binding;
 let STATUS_CODES = {};
 const kServer = Symbol('kuai.server');
@@ -884,7 +902,14 @@ module.exports = function install(http, nativeBinding, https) {
   binding = nativeBinding;
   STATUS_CODES = http.STATUS_CODES;
   binding.setCallbacks({
-    onRequest: dispatch,
+    onRequest(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
+              connId, flags) {
+      dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
+               connId, flags);
+      // Nothing follows the head: the request ends here, as if the native
+      // side had called onBodyEnd next (it does not).
+      if (flags & 32) bodyEnd(handle);
+    },
     onBody(handle, chunk) {
       const tunnel = handle.tunnel;
       if (tunnel) {
@@ -903,23 +928,7 @@ module.exports = function install(http, nativeBinding, https) {
         handle.pauseBody();
       }
     },
-    onBodyEnd(handle) {
-      if (handle.tunnel) {
-        handle.tunnel.push(null);
-        return;
-      }
-      const req = handle.req;
-      if (!req || req.complete) return;
-      req.complete = true;
-      if (!handle.body) {
-        req.push(null);
-        return;
-      }
-      // As Node: the body's 'data' events, and the next-ticks and promise jobs
-      // they queue, come before 'end', also when the body and its end came in
-      // one read (after this turn's ticks, behind their promise jobs).
-      process.nextTick(() => queueMicrotask(() => req.push(null)));
-    },
+    onBodyEnd: bodyEnd,
     onAbort(handle) {
       if (handle.tunnel) {
         const t = handle.tunnel;
