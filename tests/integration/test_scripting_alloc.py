@@ -4,7 +4,7 @@ requests on one connection: kuai's App with three middlewares and a router,
 and a bare http.createServer answer. The bounds keep the per-request garbage
 of the request path from creeping back (the App path allocated 9.5 KB per
 request before its header storage, router match and delegates were made
-lean; see scripts/alloc_app.js)."""
+lean; scripts/alloc_app.js serves the benchmark's app, bench/js/app-def.js)."""
 
 from __future__ import annotations
 
