@@ -39,21 +39,20 @@ function checkName(name) {
 }
 
 function checkValue(name, value) {
-  if (typeof value === 'string') {
-    if (kInvalidValueRe.test(value)) {
-      throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
-    }
-    return;
-  }
   if (value === undefined) {
     throw codedError(TypeError, 'ERR_HTTP_INVALID_HEADER_VALUE',
       `Invalid value "${value}" for header "${name}"`);
   }
-  const values = Array.isArray(value) ? value : [value];
-  for (const v of values) {
-    if (kInvalidValueRe.test(String(v))) {
-      throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
-    }
+  if (Array.isArray(value)) {
+    for (const v of value) checkChars(name, String(v));
+  } else {
+    checkChars(name, typeof value === 'string' ? value : String(value));
+  }
+}
+
+function checkChars(name, text) {
+  if (kInvalidValueRe.test(text)) {
+    throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
   }
 }
 
