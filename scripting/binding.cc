@@ -101,6 +101,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   set("eval", str(iso, options_.eval));
   set("hasEval", v8::Boolean::New(iso, !options_.eval.empty() || (options_.script.empty() && !options_.repl &&
                                                                   options_.apps.empty())));
+  set("evalStdin", v8::Boolean::New(iso, options_.evalStdin));
   set("print", v8::Boolean::New(iso, options_.print));
   set("repl", v8::Boolean::New(iso, options_.repl));
   set("requires", strings(options_.requireModules));

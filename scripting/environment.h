@@ -39,6 +39,7 @@ struct ScriptOptions {
   std::vector<std::string> execArgv;  // node's own options (process.execArgv)
   std::string script;                 // path of the main script ("" with eval or the REPL)
   std::string eval;                   // -e / -p source
+  bool evalStdin = false;             // the source was read from stdin (no builtins as globals)
   bool print = false;                 // -p: print the value (thread 0)
   bool repl = false;                  // Node's REPL (thread 0)
   std::vector<std::string> args;      // process.argv after the script

@@ -259,6 +259,9 @@
     m.filename = path.join(cwd, name);
     m.paths = Module._nodeModulePaths(cwd);
     globalThis.__filename = name;
+    // As node -e / -p (not code read from stdin): the public builtins as
+    // globals, each required on first use and replaceable by assignment.
+    if (!binding.evalStdin) builtinsAsGlobals(m);
     const wrapper = m._compile('globalThis.module = module; globalThis.exports = exports; ' +
       'globalThis.__dirname = __dirname; globalThis.require = require; return (main) => main();',
     `${name}-wrapper`);
@@ -273,6 +276,29 @@
     }
     if (start) started();
     return result;
+  }
+
+  function builtinsAsGlobals(m) {
+    for (const name of Module.builtinModules) {
+      if (name[0] === '_' || name.includes('/') || name.includes(':')) continue;
+      if (Object.prototype.hasOwnProperty.call(globalThis, name)) continue;
+      const replace = (value) => {
+        delete globalThis[name];
+        globalThis[name] = value;
+      };
+      Object.defineProperty(globalThis, name, {
+        get() {
+          const exports = m.require(name);
+          Object.defineProperty(globalThis, name, {
+            get: () => exports, set: replace, configurable: true, enumerable: false,
+          });
+          return exports;
+        },
+        set: replace,
+        configurable: true,
+        enumerable: false,
+      });
+    }
   }
 
   // Node's REPL, on thread 0 (require('kuai') works in it).

@@ -53,6 +53,38 @@ def test_runtime_is_the_pinned_node():
     assert got["v8"] == expected["v8"], (got, expected)
 
 
+# Short-lived garbage with a few survivors: V8 grows the young generation to
+# its cap while this runs; new_space's size is both semi-spaces.
+YOUNG_CHURN = ("const keep = []; for (let i = 0; i < 3e6; i++) { const o = { i, s: 'x' + i };"
+               " if (i % 50 === 0) keep.push(o); if (keep.length > 2000) keep.length = 0; }"
+               " v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size")
+
+
+def test_young_generation_is_capped_unless_sized(tmp_path):
+    """An environment's semi-spaces stop at 4 MiB (node's grow to 16 MiB
+    here); a size the user gives, as an option or in NODE_OPTIONS, wins."""
+    mib = 1 << 20
+    grown = node("-p", YOUNG_CHURN)
+    assert grown.returncode == 0, grown.stderr
+    assert int(grown.stdout) > 8 * mib, grown.stdout  # the churn does grow it
+    capped = kuai("-p", YOUNG_CHURN)
+    assert capped.returncode == 0, capped.stderr
+    assert int(capped.stdout) <= 8 * mib, capped.stdout
+    given = kuai("--max-semi-space-size=16", "-p", YOUNG_CHURN)
+    assert given.returncode == 0, given.stderr
+    assert int(given.stdout) > 8 * mib, given.stdout
+    env = dict(os.environ, NODE_OPTIONS="--max-semi-space-size=16")
+    from_env = kuai("-p", YOUNG_CHURN, env=env)
+    assert from_env.returncode == 0, from_env.stderr
+    assert int(from_env.stdout) > 8 * mib, from_env.stdout
+    # process.execArgv shows what the user gave only, as node's does.
+    script = tmp_path / "argv.js"
+    script.write_text("console.log(JSON.stringify(process.execArgv))")
+    for opts in ([], ["--max-old-space-size=64"]):
+        got, expected = kuai("--threads", "1", *opts, str(script)), node(*opts, str(script))
+        assert got.stdout == expected.stdout, (got, expected)
+
+
 # ---- --opt=value ----
 
 def test_kuai_options_take_equals(tmp_path):
@@ -92,7 +124,9 @@ def test_script_options_both_forms():
         assert p.returncode == 0, (form, p.stderr)
         got = json.loads(p.stdout)
         assert got["fromEnvFile"] == "from .env file", got
-        expected = node("--max-old-space-size=64", "-p",
+        # kuai's environments have 4 MiB semi-spaces unless told otherwise
+        # (see test_young_generation_is_capped_unless_sized).
+        expected = node("--max-old-space-size=64", "--max-semi-space-size=4", "-p",
                         "Math.round(require('v8').getHeapStatistics().heap_size_limit / 1048576)")
         assert got["heapLimitMiB"] == int(expected.stdout) and got["heapLimitMiB"] < 1024, (got, expected)
         assert "--max-old-space-size=64" in got["execArgv"], got
@@ -126,6 +160,21 @@ def test_eval_is_a_script_like_node():
     code = "var x = 5; console.log(globalThis.x, __filename, typeof require, typeof module)"
     got, expected = kuai("--threads", "1", "-e", code), node("-e", code)
     assert got.stdout == expected.stdout == "5 [eval] function object\n", (got, expected)
+
+
+@pytest.mark.parametrize("code", [
+    "console.log(typeof fs, typeof v8, typeof child_process, fs === require('fs'))",
+    "http = 5; console.log(http, typeof require('http').createServer)",
+    "console.log(Object.keys(globalThis).includes('os'), 'os' in globalThis, typeof fs_promises)",
+])
+def test_builtins_are_globals_in_eval_as_node(code):
+    """node -e and -p see the public builtins as globals (made on first use,
+    replaceable); code from stdin does not."""
+    got, expected = kuai("--threads", "1", "-e", code), node("-e", code)
+    assert got.returncode == expected.returncode == 0, (got.stderr, expected.stderr)
+    assert got.stdout == expected.stdout, (got.stdout, expected.stdout)
+    got, expected = kuai("--threads", "1", "-", input=code, stdin=None), node("-", input=code, stdin=None)
+    assert (got.returncode, got.stdout) == (expected.returncode, expected.stdout), (got, expected)
 
 
 def test_script_from_stdin():
