@@ -8,8 +8,11 @@
 // with ctx.params filled from each layer's captures. allowedMethods()
 // answers 405/501/OPTIONS from what matched.
 //
-// Per request: one RegExp exec per layer, one result object, and one small
-// closure per middleware step (the `next` handed to it); nothing compiled.
+// Per request: one RegExp exec per candidate layer, one result object, and
+// one small closure per middleware step (the `next` handed to it); nothing
+// compiled. A table of kIndexFrom layers or more is first narrowed by a trie
+// of the literal segments its paths begin with (PathIndex below), so a
+// request tests the layers that can match it, not the whole table.
 
 const http = require('http');
 const qs = require('querystring');
@@ -61,6 +64,7 @@ class Layer {
     this.regexp = regexp;
     this.paramNames = keys;
     this.tokens = tokens;
+    this.tokensOf = regexp;  // the RegExp `tokens` describe (PathIndex)
   }
 
   match(path) { return this.regexp.test(path); }
@@ -324,7 +328,7 @@ class Router {
     let onPath = null;
     let withMethod = null;
     let route = false;
-    const stack = this.stack;
+    const stack = this.stack.length < kIndexFrom ? this.stack : this.index().candidates(path);
     for (let i = 0; i < stack.length; i++) {
       const layer = stack[i];
       if (!layer.regexp.test(path)) continue;
@@ -343,6 +347,18 @@ class Router {
       matched.pathAndMethod = [lastRoute];
     }
     return matched;
+  }
+
+  // The trie over this.stack, rebuilt when the stack or a pattern in it
+  // changed (checked on every use: two identity tests per layer, against a
+  // RegExp test per layer without it).
+  index() {
+    let index = this._index;
+    if (index === undefined || !index.current(this.stack)) {
+      index = new PathIndex(this.stack);
+      Object.defineProperty(this, '_index', { value: index, writable: true, configurable: true });
+    }
+    return index;
   }
 
   matchHost(input) {
@@ -375,6 +391,109 @@ class Router {
     this.register(path, methods, middleware, { name });
     return this;
   }
+}
+
+// Tables this long are matched through a PathIndex; shorter ones layer by
+// layer (a few RegExp tests cost less than checking and walking the index).
+const kIndexFrom = 8;
+
+// The layers that may match a path, by the literal segments their patterns
+// start with. A layer whose pattern begins '/api/v1/users/:id' can only match
+// a path whose first segments are 'api', 'v1', 'users': it sits at that node
+// of the trie. Layers with no such segments (a parameter or RegExp first,
+// router.use() without a path) sit at the root. Each node keeps, in
+// registration order, its own layers and those of every node above it, so a
+// request walks down by its segments and tests the list where the walk ends:
+// a superset of the layers that match, in the order of the stack, each still
+// tested by its RegExp. Segments are compared lower-cased (case-sensitive
+// layers only get extra candidates) and cut at '/', '#' and '?' (what a
+// pattern's segment may not contain). Only ASCII literals are keyed: a
+// case-insensitive RegExp never matches a non-ASCII character with an ASCII
+// one, but toLowerCase() could disagree with it on non-ASCII pairs.
+class PathIndex {
+  constructor(stack) {
+    this.layers = stack.slice();
+    this.patterns = stack.map((layer) => layer.regexp);
+    const root = { children: new Map(), own: [], layers: null };
+    for (let i = 0; i < stack.length; i++) {
+      let node = root;
+      for (const segment of literalSegments(stack[i])) {
+        let child = node.children.get(segment);
+        if (child === undefined) {
+          child = { children: new Map(), own: [], layers: null };
+          node.children.set(segment, child);
+        }
+        node = child;
+      }
+      node.own.push(i);
+    }
+    const fill = (node, above) => {
+      // Both lists are in stack order: merge them.
+      const merged = [];
+      let a = 0;
+      let b = 0;
+      while (a < above.length || b < node.own.length) {
+        if (b === node.own.length || (a < above.length && above[a] < node.own[b])) merged.push(above[a++]);
+        else merged.push(node.own[b++]);
+      }
+      node.layers = merged.map((i) => stack[i]);
+      for (const child of node.children.values()) fill(child, merged);
+    };
+    fill(root, []);
+    this.root = root;
+  }
+
+  // Whether `stack` holds the layers this index was built from, with the
+  // same patterns.
+  current(stack) {
+    if (stack.length !== this.layers.length) return false;
+    for (let i = 0; i < stack.length; i++) {
+      if (stack[i] !== this.layers[i] || stack[i].regexp !== this.patterns[i]) return false;
+    }
+    return true;
+  }
+
+  candidates(path) {
+    let node = this.root;
+    if (typeof path !== 'string' || path.charCodeAt(0) !== 47 /* / */) return node.layers;
+    const n = path.length;
+    let start = 1;
+    while (start <= n && node.children.size > 0) {
+      let end = start;
+      for (; end < n; end++) {
+        const c = path.charCodeAt(end);
+        if (c === 47 || c === 35 /* # */ || c === 63 /* ? */) break;
+      }
+      const child = node.children.get(path.slice(start, end).toLowerCase());
+      if (child === undefined) break;
+      node = child;
+      start = end + 1;
+    }
+    return node.layers;
+  }
+}
+
+// The whole segments of literal text a layer's pattern starts with,
+// lower-cased: '/api/v1/users/:id' -> ['api', 'v1', 'users']; '/files.:ext'
+// -> [] (its first segment is 'files' followed by more); a RegExp or a
+// pattern starting with a parameter -> [].
+function literalSegments(layer) {
+  const tokens = layer.tokens;
+  if (layer.tokensOf !== layer.regexp || !tokens || tokens.length === 0 || typeof tokens[0] !== 'string') return [];
+  const text = tokens[0];
+  if (text[0] !== '/') return [];
+  const parts = text.split('/');
+  // The text's last segment is whole only if the pattern ends there or a
+  // parameter or group led by '/' comes next.
+  const next = tokens[1];
+  const lastWhole = next === undefined || (typeof next !== 'string' && next.prefix[0] === '/');
+  const whole = parts.slice(1, lastWhole ? parts.length : parts.length - 1);
+  const out = [];
+  for (const segment of whole) {
+    if (segment === '' || !/^[\x21-\x7e]+$/.test(segment) || /[#?]/.test(segment)) break;
+    out.push(segment.toLowerCase());
+  }
+  return out;
 }
 
 // Runs the middleware of the matched layers in order; entering a layer
@@ -427,5 +546,6 @@ for (const method of kAllMethods) {
 Router.prototype.del = Router.prototype.delete;
 
 Router.Layer = Layer;
+Router.PathIndex = PathIndex;
 
 module.exports = { Router, Layer };
