@@ -4,7 +4,9 @@
 // binary did, starts the reactors (each creates its own Node environment) and
 // stays in node's event loop for the rest: signals (SIGTERM/SIGINT drain,
 // SIGHUP reload), --watch (js/watch.js), and the end of the reactors.
+#include <malloc.h>
 #include <node.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -12,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,6 +46,7 @@ struct Control {
   v8::Global<v8::Object> process;
   uv_signal_t sigint{}, sigterm{}, sighup{}, sigusr2{};
   uv_timer_t upgradeTimer{};  // while a new binary starts (SIGUSR2)
+  uv_timer_t settleTimer{};   // once, after the reactors have started
   uv_async_t finished{}, filesAdded{}, reloadStep{};
   bool stopping = false;
   // --watch: environments are replaced one thread at a time.
@@ -74,6 +78,7 @@ void closeHandles() {
                          reinterpret_cast<uv_handle_t*>(&gControl->sighup),
                          reinterpret_cast<uv_handle_t*>(&gControl->sigusr2),
                          reinterpret_cast<uv_handle_t*>(&gControl->upgradeTimer),
+                         reinterpret_cast<uv_handle_t*>(&gControl->settleTimer),
                          reinterpret_cast<uv_handle_t*>(&gControl->finished),
                          reinterpret_cast<uv_handle_t*>(&gControl->filesAdded),
                          reinterpret_cast<uv_handle_t*>(&gControl->reloadStep)}) {
@@ -247,6 +252,51 @@ std::string readAll(FILE* f) {
 // creates, unless the user sized the heap (on the command line or in
 // NODE_OPTIONS). Called before the first reactor's isolate exists: V8 reads
 // the flag when it sizes a new heap.
+// What starting up left resident and will not use again, handed back once
+// the reactors serve:
+// - node's main environment ran the addon's start and is idle from now on
+//   (signals, --watch): a full collection shrinks its heap;
+// - the C heap's free memory at the top of each arena (malloc_trim);
+// - node's executable pages that only startup touched (the snapshot's
+//   deserializer, the bootstrap's compiler, the startup data). Mappings of
+//   the executable holding no private copy of a page (all of its text and
+//   read-only data; not the relocated or written ones) are dropped from the
+//   page tables: the file stays in the page cache, and a page the serving
+//   code needs comes back on its first touch (a minor fault, once).
+void settle(uv_timer_t*) {
+  Control& c = *gControl;
+  c.isolate->LowMemoryNotification();
+  ::malloc_trim(0);
+  char exe[4096];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return;
+  std::string self(exe, size_t(n));
+  FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (!f) return;
+  char line[4608];
+  uintptr_t from = 0, to = 0;
+  bool candidate = false;
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
+  while (std::fgets(line, sizeof(line), f)) {
+    unsigned long a, b;
+    char perms[5] = {};
+    int pathAt = 0;
+    if (std::sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &a, &b, perms, &pathAt) == 3 && pathAt > 0) {
+      std::string_view path(line + pathAt);
+      while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.remove_suffix(1);
+      from = a;
+      to = b;
+      // Never written: text and read-only data.
+      candidate = path == self && perms[1] == '-' && perms[3] == 'p';
+    } else if (candidate && std::strncmp(line, "Anonymous:", 10) == 0) {
+      if (std::strtoul(line + 10, nullptr, 10) == 0) ranges.emplace_back(from, to);
+      candidate = false;
+    }
+  }
+  std::fclose(f);
+  for (auto [a, b] : ranges) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+}
+
 void capYoungGeneration(const std::vector<std::string>& execArgv) {
   auto sized = [](std::string_view text) {
     for (std::string_view flag : {"semi-space-size", "semi_space_size", "max-heap-size", "max_heap_size"}) {
@@ -334,6 +384,7 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   uv_signal_start(&c.sighup, onSignal, SIGHUP);
   uv_signal_init(loop, &c.sigusr2);
   uv_timer_init(loop, &c.upgradeTimer);
+  uv_timer_init(loop, &c.settleTimer);
   // SIGUSR2 hands a site's listeners to a new binary; a script keeps Node's
   // meaning of it (its own handler, or the default).
   if (config.site) uv_signal_start(&c.sigusr2, onSignal, SIGUSR2);
@@ -353,6 +404,8 @@ bool run(v8::Local<v8::Context> ctx, int& exitCode) {
     return false;
   }
   c.server->printBanner();
+  uv_timer_start(&c.settleTimer, settle, 1000, 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&c.settleTimer));
   if (upgraded) server::reportUpgradeReady();  // the old process tells systemd
   else server::notifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving");
   if (o.watch && !startWatching(ctx, watchPaths)) {
