@@ -6,7 +6,7 @@
 // Anything it does not answer itself goes to a real undici Request made from
 // it on first use (realRequest).
 
-const { codedError } = require('./http_server.js');
+const { codedError } = require('./outgoing_headers.js');
 
 const NativeRequest = globalThis.Request;
 const NativeHeaders = globalThis.Headers;

@@ -21,7 +21,8 @@
 // holds the servers; js/fetch_request.js has the request side and
 // js/fetch_response.js the Response/Request/fetch globals.
 
-const { Server, HttpsServer, codedError, checkName, checkValue } = require('./http_server.js');
+const { Server, HttpsServer } = require('./http_server.js');
+const { codedError, checkName, checkValue } = require('./outgoing_headers.js');
 const { FetchExchange, KuaiRequest, notCompleted, kReal, kHeadersObj } = require('./fetch_request.js');
 const {
   Response, installGlobals, realResponse, ResponseProto, kBody, kInit, kStatus, kType, kSource,

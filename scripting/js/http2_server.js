@@ -10,9 +10,10 @@
 const fs = require('fs');
 const { Duplex } = require('stream');
 const {
-  Server, HttpsServer, IncomingMessage, ServerResponse, codedError,
+  Server, HttpsServer, IncomingMessage, ServerResponse,
   kCompat, kRawHeaders, kParsedHeaders, kHandle, handleRead, handleWrite,
 } = require('./http_server');
+const { codedError } = require('./outgoing_headers');
 
 // Fields HTTP/2 has no room for (RFC 9113, 8.2.2). As Node: Connection is
 // dropped with a warning when set, the others refuse the head when it goes

@@ -22,7 +22,9 @@ const zlib = require('zlib');
 const { URL, urlToHttpOptions } = require('url');
 const server = require('./http_server.js');
 
-const { checkName, checkValue, codedError, kHeaders: kOutHeaders } = server;
+const {
+  checkName, checkValue, codedError, kHeaders: kOutHeaders, installOutgoingHeaders,
+} = require('./outgoing_headers.js');
 
 let binding = null;
 
@@ -1178,7 +1180,7 @@ function install(nativeBinding) {
   });
 }
 
-server.installOutgoingHeaders(ClientRequest.prototype);
+installOutgoingHeaders(ClientRequest.prototype);
 
 module.exports = {
   request,

@@ -8,9 +8,11 @@
 const EventEmitter = require('events');
 const Stream = require('stream');
 const { Readable } = Stream;
+const {
+  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders,
+} = require('./outgoing_headers.js');
 
 const kHandle = Symbol('kuai.handle');
-const kHeaders = Symbol('kuai.headers');     // [key, name, value, ...] (outgoingHeaderMethods)
 const kRawHeaders = Symbol('kuai.rawHeaders');
 const kParsedHeaders = Symbol('kuai.parsedHeaders');
 const kTrailers = Symbol('kuai.trailers');
@@ -21,40 +23,6 @@ const kSingleValued = new Set([
   'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location',
   'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
 ]);
-
-const kTokenRe = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const kInvalidValueRe = /[^\t\x20-\x7e\x80-\xff]/;
-
-function codedError(Base, code, message) {
-  const e = new Base(message);
-  e.code = code;
-  return e;
-}
-
-function checkName(name) {
-  if (typeof name !== 'string' || !name || !kTokenRe.test(name)) {
-    throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN',
-      `Header name must be a valid HTTP token ["${name}"]`);
-  }
-}
-
-function checkValue(name, value) {
-  if (value === undefined) {
-    throw codedError(TypeError, 'ERR_HTTP_INVALID_HEADER_VALUE',
-      `Invalid value "${value}" for header "${name}"`);
-  }
-  if (Array.isArray(value)) {
-    for (const v of value) checkChars(name, String(v));
-  } else {
-    checkChars(name, typeof value === 'string' ? value : String(value));
-  }
-}
-
-function checkChars(name, text) {
-  if (kInvalidValueRe.test(text)) {
-    throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
-  }
-}
 
 // The object behind req.socket / res.socket: what handlers read of a connection.
 class KuaiSocket extends EventEmitter {
@@ -402,115 +370,6 @@ class ServerResponse extends Stream {
   writeProcessing() {}
 }
 
-// The outgoing-header API of Node's OutgoingMessage, shared by ServerResponse
-// and the client's ClientRequest (js/http_client.js). Fields live in
-// this[kHeaders], one array of [lower-case key, name as given, value] triples
-// in the order first set: a response has a handful, and a linear search over
-// one array costs less than a dictionary object per response. Each class says
-// when its head has gone out (_assertHeadersOpen).
-const kKnownNames = new Map();  // a valid field name as written -> its key
-const kKnownNamesMax = 1024;
-
-// The key of a name setHeader/appendHeader accept (checked once per name).
-function keyToSet(name) {
-  let key = kKnownNames.get(name);
-  if (key === undefined) {
-    checkName(name);
-    key = name.toLowerCase();
-    if (kKnownNames.size < kKnownNamesMax) kKnownNames.set(name, key);
-  }
-  return key;
-}
-
-function keyOf(name) {
-  const key = kKnownNames.get(name);
-  return key === undefined ? name.toLowerCase() : key;
-}
-
-function fieldAt(list, key) {
-  for (let i = 0; i < list.length; i += 3) {
-    if (list[i] === key) return i;
-  }
-  return -1;
-}
-
-const outgoingHeaderMethods = {
-  setHeader(name, value) {
-    this._assertHeadersOpen('set');
-    const key = keyToSet(name);
-    checkValue(name, value);
-    const list = this[kHeaders];
-    const i = fieldAt(list, key);
-    if (i < 0) {
-      list.push(key, name, value);
-    } else {
-      list[i + 1] = name;
-      list[i + 2] = value;
-    }
-    return this;
-  },
-  appendHeader(name, value) {
-    this._assertHeadersOpen('append');
-    const key = keyToSet(name);
-    checkValue(name, value);
-    const list = this[kHeaders];
-    const i = fieldAt(list, key);
-    if (i < 0) {
-      list.push(key, name, value);
-    } else {
-      const prev = list[i + 2];
-      list[i + 2] = (Array.isArray(prev) ? prev : [prev]).concat(value);
-    }
-    return this;
-  },
-  getHeader(name) {
-    checkNameType(name);
-    const list = this[kHeaders];
-    const i = fieldAt(list, keyOf(name));
-    return i < 0 ? undefined : list[i + 2];
-  },
-  getHeaders() {
-    const out = Object.create(null);
-    const list = this[kHeaders];
-    for (let i = 0; i < list.length; i += 3) out[list[i]] = list[i + 2];
-    return out;
-  },
-  getHeaderNames() {
-    const list = this[kHeaders];
-    const out = [];
-    for (let i = 0; i < list.length; i += 3) out.push(list[i]);
-    return out;
-  },
-  getRawHeaderNames() {
-    const list = this[kHeaders];
-    const out = [];
-    for (let i = 0; i < list.length; i += 3) out.push(list[i + 1]);
-    return out;
-  },
-  hasHeader(name) {
-    checkNameType(name);
-    return fieldAt(this[kHeaders], keyOf(name)) >= 0;
-  },
-  removeHeader(name) {
-    checkNameType(name);
-    this._assertHeadersOpen('remove');
-    const list = this[kHeaders];
-    const i = fieldAt(list, keyOf(name));
-    if (i >= 0) list.splice(i, 3);
-  },
-};
-
-function checkNameType(name) {
-  if (typeof name !== 'string') {
-    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
-  }
-}
-
-function installOutgoingHeaders(proto) {
-  for (const [key, fn] of Object.entries(outgoingHeaderMethods)) {
-    Object.defineProperty(proto, key, { value: fn, writable: true, configurable: true });
-  }
-}
 installOutgoingHeaders(ServerResponse.prototype);
 
 // A stream over a request's handle (the request body, an upgraded socket, an
@@ -996,8 +855,3 @@ module.exports.handleWrite = handleWrite;
 module.exports.IncomingMessage = IncomingMessage;
 module.exports.ServerResponse = ServerResponse;
 // Shared with the http client (js/http_client.js): header checks as Node's.
-module.exports.checkName = checkName;
-module.exports.checkValue = checkValue;
-module.exports.codedError = codedError;
-module.exports.kHeaders = kHeaders;
-module.exports.installOutgoingHeaders = installOutgoingHeaders;
