@@ -395,7 +395,7 @@ class Router {
 
 // Tables this long are matched through a PathIndex; shorter ones layer by
 // layer (a few RegExp tests cost less than checking and walking the index).
-const kIndexFrom = 8;
+const kIndexFrom = 16;
 
 // The layers that may match a path, by the literal segments their patterns
 // start with. A layer whose pattern begins '/api/v1/users/:id' can only match

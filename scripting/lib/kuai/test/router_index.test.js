@@ -1,6 +1,6 @@
 'use strict';
 
-// Router.match() on tables of 8 layers or more goes through a trie of the
+// Router.match() on tables of 16 layers or more goes through a trie of the
 // literal segments the patterns start with (router.js, PathIndex). It must
 // give exactly what testing every layer in order gives: checked here on
 // random tables and paths built from the pieces that make the trie's cases
@@ -100,12 +100,12 @@ test('random tables: the index matches what testing every layer gives', () => {
   const r = rng(20261206);
   let indexed = 0;
   for (let t = 0; t < 300; t++) {
-    const router = randomRouter(r, 8 + Math.floor(r() * 60));
+    const router = randomRouter(r, 16 + Math.floor(r() * 60));
     if (r() < 0.3) router.prefix('/' + pick(r, WORDS));
     for (let q = 0; q < 80; q++) assertSame(router, randomPath(r), pick(r, ['GET', 'HEAD', 'POST', 'PUT', 'DELETE']));
     if (router._index) indexed++;
   }
-  assert.strictEqual(indexed, 300, 'every table of 8 layers or more was matched through the index');
+  assert.strictEqual(indexed, 300, 'every table of 16 layers or more was matched through the index');
 });
 
 test('paths that only a careful index gets right', () => {
@@ -113,6 +113,7 @@ test('paths that only a careful index gets right', () => {
   const noop = () => {};
   for (const p of ['/files.:ext', '/users{.:fmt}?', '/API/v1', '/caf\u00e9/:id', '/\u03c3/x', '/a/:id',
     '/k', '/items-:id', '/deep/a/b/c', '/deep/:x/b']) router.get(p, noop);
+  for (let i = 0; i < 8; i++) router.get(`/filler${i}/:id`, noop);  // past the index's threshold
   router.use('/api', noop);
   for (const path of ['/files.json', '/users.xml', '/users', '/api/v1', '/API/V1/', '/Api', '/apix',
     '/caf\u00e9/1', '/CAF\u00c9/1', '/\u03c2/x', '/\u03a3/x', '/\u212a', '/K', '/items-7', '/deep/a/b/c',
@@ -125,7 +126,7 @@ test('paths that only a careful index gets right', () => {
 test('a table changed after it was matched is matched as changed', () => {
   const noop = () => {};
   const router = new Router();
-  for (let i = 0; i < 10; i++) router.get(`/r${i}/:id`, noop);
+  for (let i = 0; i < 20; i++) router.get(`/r${i}/:id`, noop);
   assert.strictEqual(router.match('/r3/1', 'GET').path.length, 1);
   assert.strictEqual(router.match('/late/1', 'GET').path.length, 0);
 
@@ -164,6 +165,7 @@ test('a table changed after it was matched is matched as changed', () => {
   router.use('/mount', inner.routes());
   assertSame(router, '/v2/mount/n4', 'GET');
   assert.strictEqual(router.match('/v2/mount/n4', 'GET').path.length, 1);
+  assert.ok(router._index, 'matched through the index');
 });
 
 test('a large table answers through the app as a small one does', async () => {
