@@ -70,7 +70,9 @@ TEST(BlockPool, WhatWaitsIsBounded) {
   for (int i = 0; i < 20000; ++i) blocks.push_back(allocate(40));
   for (void* b : blocks) release(b);
   EXPECT_LE(cachedBlocks(), 512u * 1024 / 64 + 7 * 8192);
-  if (kKeeps) EXPECT_GE(cachedBlocks(), 512u * 1024 / 64);
+  if (kKeeps) {
+    EXPECT_GE(cachedBlocks(), 512u * 1024 / 64);
+  }
 }
 
 TEST(BlockPool, BlocksMayBeFreedOnAnotherThread) {

@@ -75,7 +75,9 @@ TEST_P(EachEncoding, WholeBodyRoundTrips) {
   for (size_t n : {size_t(0), size_t(1), size_t(1000), size_t(300000)}) {
     std::string in = sample(n), out;
     ASSERT_TRUE(compressAll(GetParam(), 5, in, out));
-    if (n >= 1000) EXPECT_LT(out.size(), in.size() / 2) << n;
+    if (n >= 1000) {
+      EXPECT_LT(out.size(), in.size() / 2) << n;
+    }
     EXPECT_EQ(decode(GetParam(), out), in) << n;
   }
 }

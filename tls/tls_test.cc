@@ -65,6 +65,14 @@ const auto* const kCertEnvironment = ::testing::AddGlobalTestEnvironment(new Cer
 
 std::string certPath(const char* name) { return (CertEnvironment::dir / name).string(); }
 
+CertificateConfig certificate(std::string cert, std::string key, std::string ocsp = "") {
+  CertificateConfig c;
+  c.certFile = std::move(cert);
+  c.keyFile = std::move(key);
+  c.ocspFile = std::move(ocsp);
+  return c;
+}
+
 void writeFile(const std::string& path, std::string_view data) {
   std::ofstream(path, std::ios::binary) << data;
 }
@@ -227,8 +235,8 @@ int peerKeyType(SSL* ssl) {
 
 TlsConfig defaultConfig() {
   TlsConfig c;
-  c.certificates = {{certPath("ecdsa.pem"), certPath("ecdsa.key"), ""},
-                    {certPath("rsa.pem"), certPath("rsa.key"), ""}};
+  c.certificates = {certificate(certPath("ecdsa.pem"), certPath("ecdsa.key")),
+                    certificate(certPath("rsa.pem"), certPath("rsa.key"))};
   return c;
 }
 
@@ -395,7 +403,7 @@ TEST(Tls, SniWildcard) {
                     key + "' -out '" + pem + "' 2>/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   TlsConfig config = defaultConfig();
-  config.certificates.push_back({pem, key, ""});
+  config.certificates.push_back(certificate(pem, key));
   auto ctx = makeContext(config);
   struct Case {
     const char* sni;
@@ -754,7 +762,7 @@ TEST(Tls, BadFilesGiveClearErrors) {
   writeFile(notPem, "hello, I am not a certificate\n");
   auto with = [](std::string cert, std::string key, std::string ocsp = "") {
     TlsConfig c;
-    c.certificates = {{cert, key, ocsp}};
+    c.certificates = {certificate(cert, key, ocsp)};
     return c;
   };
   auto has = [](const std::string& err, std::initializer_list<std::string> parts) {
