@@ -74,30 +74,32 @@ function fieldAt(list, key) {
   return -1;
 }
 
+// setHeader/appendHeader's common part: the checks, then the field's index
+// in the list, or -1 once a new field has been added.
+function fieldToWrite(message, how, name, value) {
+  message._assertHeadersOpen(how);
+  const key = keyToSet(name);
+  checkValue(name, value);
+  const list = message[kHeaders];
+  const i = fieldAt(list, key);
+  if (i < 0) list.push(key, name, value);
+  return i;
+}
+
 const outgoingHeaderMethods = {
   setHeader(name, value) {
-    this._assertHeadersOpen('set');
-    const key = keyToSet(name);
-    checkValue(name, value);
-    const list = this[kHeaders];
-    const i = fieldAt(list, key);
-    if (i < 0) {
-      list.push(key, name, value);
-    } else {
+    const i = fieldToWrite(this, 'set', name, value);
+    if (i >= 0) {
+      const list = this[kHeaders];
       list[i + 1] = name;
       list[i + 2] = value;
     }
     return this;
   },
   appendHeader(name, value) {
-    this._assertHeadersOpen('append');
-    const key = keyToSet(name);
-    checkValue(name, value);
-    const list = this[kHeaders];
-    const i = fieldAt(list, key);
-    if (i < 0) {
-      list.push(key, name, value);
-    } else {
+    const i = fieldToWrite(this, 'append', name, value);
+    if (i >= 0) {
+      const list = this[kHeaders];
       const prev = list[i + 2];
       list[i + 2] = (Array.isArray(prev) ? prev : [prev]).concat(value);
     }
