@@ -461,7 +461,7 @@ def test_status_and_reason(live, path, reason):
 
 
 @pytest.mark.parametrize("path", [
-    "/headers-api", "/writehead-merge", "/writehead-reason", "/writehead-array",
+    "/headers-api", "/append-header", "/writehead-merge", "/writehead-reason", "/writehead-array",
     "/late-setheader", "/chunked", "/fixed", "/empty", "/no-such-route",
 ])
 def test_response_shape(live, path):
@@ -472,6 +472,13 @@ def test_response_shape(live, path):
         assert r["hasRemovedBefore"] and not r["hasRemovedAfter"], r
         names = [k for k, _ in got["headers"]]
         assert "X-MiXeD-Case" in names and names.count("Set-Cookie") == 2, got
+    elif path == "/append-header":
+        body, _, late = got["body"].partition(b";")
+        r = json.loads(body)
+        assert r["str"] == ["a", "b"] and r["arr"] == ["c", "d", "e", "f"], r
+        assert r["badName"] == "ERR_INVALID_HTTP_TOKEN" and r["badValue"] == "ERR_INVALID_CHAR", r
+        assert late == b"late=ERR_HTTP_HEADERS_SENT", got
+        assert [v for k, v in got["headers"] if k == "Set-Cookie"] == ["k=1", "l=2"], got
     elif path == "/writehead-merge":
         assert got["status"] == 201, got
         assert ("X-B", "from-writeHead") in got["headers"], got

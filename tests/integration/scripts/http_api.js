@@ -166,6 +166,41 @@ const routes = {
     res.end(JSON.stringify(r));
   },
 
+  // appendHeader onto nothing, a string, an array; with an array; the names
+  // as first written; then once the head went out.
+  '/append-header'(req, res) {
+    const r = {};
+    res.appendHeader('X-New', 'one');
+    res.setHeader('x-str', 'a');
+    res.appendHeader('X-Str', 'b');
+    res.setHeader('X-Arr', ['c', 'd']);
+    res.appendHeader('x-arr', ['e', 'f']);
+    res.appendHeader('Set-Cookie', 'k=1');
+    res.appendHeader('set-cookie', 'l=2');
+    r.str = res.getHeader('x-str');
+    r.arr = res.getHeader('X-ARR');
+    r.raw = res.getRawHeaderNames();
+    r.chain = res.appendHeader('X-Chain', 1) === res;
+    try {
+      res.appendHeader('Bad Name', 'x');
+    } catch (e) {
+      r.badName = e.code;
+    }
+    try {
+      res.appendHeader('X-Bad', 'a\nb');
+    } catch (e) {
+      r.badValue = e.code;
+    }
+    res.setHeader('Content-Type', 'application/json');
+    res.write(JSON.stringify(r));
+    try {
+      res.appendHeader('X-Late', '1');
+      res.end(';no error');
+    } catch (e) {
+      res.end(`;late=${e.code}`);
+    }
+  },
+
   // setHeader values merged into writeHead's, writeHead's winning.
   '/writehead-merge'(req, res) {
     res.setHeader('X-A', 'from-setHeader');
