@@ -62,6 +62,7 @@ Scripts (as with node; anything else that starts with '-' goes to node itself):
                          environment, one at a time; sockets stay open
   --watch-path PATH      watch PATH instead (repeatable)
   --env-file FILE, --max-old-space-size N, --enable-source-maps, ...: Node's own
+  --max-semi-space-size N  V8's young generation per environment, MiB [4]
 
 Limits (defaults in brackets; sizes take k/m, durations ms/s/m):
   --max-request-line SIZE   request line [8k] -> 414
