@@ -241,17 +241,6 @@ std::string readAll(FILE* f) {
   return out;
 }
 
-// Returns false with the exit code when the process should end at once.
-// V8 lets a busy isolate's young generation grow to 2 x 16 MiB. With one
-// isolate per reactor that is up to 32 MiB per core held for garbage that
-// dies within a request; under sustained load the extra room also lets more
-// survivors reach the old generation between its collections (the soak in
-// bench/results/soak: RSS stepping from ~106 to 147 MiB after 14 minutes on
-// the default, 93-103 MiB throughout with 4 MiB semi-spaces at the same
-// request rate). kuai caps a semi-space at 4 MiB for the environments it
-// creates, unless the user sized the heap (on the command line or in
-// NODE_OPTIONS). Called before the first reactor's isolate exists: V8 reads
-// the flag when it sizes a new heap.
 // What starting up left resident and will not use again, handed back once
 // the reactors serve:
 // - node's main environment ran the addon's start and is idle from now on
@@ -297,6 +286,16 @@ void settle(uv_timer_t*) {
   for (auto [a, b] : ranges) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
 }
 
+// V8 lets a busy isolate's young generation grow to 2 x 16 MiB. With one
+// isolate per reactor that is up to 32 MiB per core held for garbage that
+// dies within a request; under sustained load the extra room also lets more
+// survivors reach the old generation between its collections (the soak in
+// bench/results/soak: RSS stepping from ~106 to 147 MiB after 14 minutes on
+// the default, 93-103 MiB throughout with 4 MiB semi-spaces at the same
+// request rate). kuai caps a semi-space at 4 MiB for the environments it
+// creates, unless the user sized the heap (on the command line or in
+// NODE_OPTIONS). Called before the first reactor's isolate exists: V8 reads
+// the flag when it sizes a new heap.
 void capYoungGeneration(const std::vector<std::string>& execArgv) {
   auto sized = [](std::string_view text) {
     for (std::string_view flag : {"semi-space-size", "semi_space_size", "max-heap-size", "max_heap_size"}) {
@@ -312,6 +311,7 @@ void capYoungGeneration(const std::vector<std::string>& execArgv) {
   v8::V8::SetFlagsFromString(kFlag, sizeof(kFlag) - 1);
 }
 
+// Returns false with the exit code when the process should end at once.
 bool run(v8::Local<v8::Context> ctx, int& exitCode) {
   v8::Isolate* iso = v8::Isolate::GetCurrent();
   v8::Local<v8::Object> global = ctx->Global();
