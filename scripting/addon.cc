@@ -28,6 +28,7 @@
 #include "server/cli.h"
 #include "server/config_file.h"
 #include "server/log.h"
+#include "server/node_runtime.h"
 #include "server/sd_notify.h"
 #include "server/server.h"
 #include "server/upgrade.h"
@@ -256,10 +257,8 @@ void settle(uv_timer_t*) {
   Control& c = *gControl;
   c.isolate->LowMemoryNotification();
   ::malloc_trim(0);
-  char exe[4096];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0) return;
-  std::string self(exe, size_t(n));
+  std::string self = server::executablePath();
+  if (self.empty()) return;
   FILE* f = std::fopen("/proc/self/smaps", "r");
   if (!f) return;
   char line[4608];

@@ -17,17 +17,9 @@ namespace kuai::server {
 namespace {
 
 std::string selfDirectory() {
-  char exe[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0) return ".";
-  std::string self(exe, size_t(n));
+  std::string self = executablePath();
+  if (self.empty()) return ".";
   return self.substr(0, self.rfind('/'));
-}
-
-std::string selfPath() {
-  char exe[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  return n > 0 ? std::string(exe, size_t(n)) : std::string();
 }
 
 // The first of `candidates` that exists, else the first.
@@ -40,9 +32,15 @@ std::string firstExisting(const std::vector<std::string>& candidates) {
 
 }  // namespace
 
+std::string executablePath() {
+  char exe[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  return n > 0 ? std::string(exe, size_t(n)) : std::string();
+}
+
 std::string nodeBinaryPath() {
   if (const char* env = std::getenv("KUAI_NODE_BINARY"); env && *env) return env;
-  return firstExisting({selfPath() + ".runfiles/node/bin/node", selfDirectory() + "/../lib/kuai/node/bin/node"});
+  return firstExisting({executablePath() + ".runfiles/node/bin/node", selfDirectory() + "/../lib/kuai/node/bin/node"});
 }
 
 std::string addonPath() {

@@ -14,6 +14,8 @@ namespace kuai::server {
 // (kuai.runfiles/node/bin/node under Bazel, ../lib/kuai/node/bin/node when
 // installed). Returned whether or not it exists.
 std::string nodeBinaryPath();
+// This process's executable (/proc/self/exe), or "" if it cannot be read.
+std::string executablePath();
 // The scripting addon: $KUAI_ADDON, else kuai.node beside this executable (or
 // ../lib/kuai/kuai.node).
 std::string addonPath();

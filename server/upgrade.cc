@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "server/node_runtime.h"
+
 extern char** environ;
 
 namespace kuai::server {
@@ -46,9 +48,7 @@ void setUpgradeCommand(std::vector<std::string> args) {
   if (const char* v = std::getenv(kExeVar); v && *v) {
     gExe = v;
   } else {
-    char exe[PATH_MAX];
-    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    gExe = n > 0 ? std::string(exe, size_t(n)) : std::string();
+    gExe = executablePath();
     // For the scripting runtime that this process may become (node with the
     // addon), which starts the same command on SIGUSR2.
     if (!gExe.empty()) ::setenv(kExeVar, gExe.c_str(), 1);
