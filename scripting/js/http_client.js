@@ -15,12 +15,11 @@
 // port, head, flags) starts a call and returns its handle (write, end, abort,
 // drain); the call's events come back through setClientCallbacks.
 
-const EventEmitter = require('events');
 const Stream = require('stream');
 const net = require('net');
 const dns = require('dns');
 const { URL, urlToHttpOptions } = require('url');
-const server = require('./http_server.js');
+const { ClientSocket, ClientIncomingMessage } = require('./client_message.js');
 
 const {
   checkName, checkValue, codedError, kHeaders: kOutHeaders, installOutgoingHeaders,
@@ -117,87 +116,6 @@ function checkChunk(chunk) {
   if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
     throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
       'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
-  }
-}
-
-// ---------------------------------------------------------------------------
-// req.socket / res.socket: what code reads of a connection. The connection
-// itself belongs to the native pool.
-class ClientSocket extends EventEmitter {
-  constructor(req, port) {
-    super();
-    this._req = req;
-    this.remoteAddress = undefined;
-    this.remotePort = port;
-    this.remoteFamily = undefined;
-    this.localAddress = undefined;
-    this.localPort = undefined;
-    this.encrypted = undefined;
-    this.connecting = false;
-    this.readable = true;
-    this.writable = true;
-    this.destroyed = false;
-    this.bytesRead = 0;
-    this.bytesWritten = 0;
-  }
-  setTimeout(ms, cb) {
-    if (cb) this.once('timeout', cb);
-    this._req.setTimeout(ms);
-    return this;
-  }
-  setNoDelay() { return this; }
-  setKeepAlive() { return this; }
-  ref() { return this; }
-  unref() { return this; }
-  address() { return {}; }
-  destroy(err) {
-    this._req.destroy(err);
-    return this;
-  }
-  end() { return this; }
-}
-
-// The response: kuai's IncomingMessage (headers merged as Node does), fed by
-// the native call, with Node's client-side destroy semantics.
-class ClientIncomingMessage extends server.IncomingMessage {
-  constructor(socket, req) {
-    super(socket);
-    this.req = req;
-    this._dumped = false;
-    this._nativePaused = false;
-  }
-
-  _read() {
-    if (!this._nativePaused) return;
-    this._nativePaused = false;
-    const h = this.req && this.req._handle;
-    if (h) native(() => h.drain());
-  }
-
-  // Nobody reads the body: let it flow into the void (the connection goes
-  // back to the pool once the response is complete).
-  _dump() {
-    if (this._dumped) return;
-    this._dumped = true;
-    this.removeAllListeners('data');
-    this.resume();
-  }
-
-  setTimeout(ms, cb) {
-    if (cb) this.on('timeout', cb);
-    if (this.req) this.req.setTimeout(ms);
-    return this;
-  }
-
-  _destroy(err, cb) {
-    if (!this.readableEnded || !this.complete) {
-      this.aborted = true;
-      this.emit('aborted');
-    }
-    const req = this.req;
-    if (this.aborted && req && !req.destroyed) req.destroy(err);
-    // As Node: an error is emitted only when someone listens for it.
-    process.nextTick(() => cb(this.listenerCount('error') > 0 ? err : undefined));
   }
 }
 
@@ -736,6 +654,12 @@ class ClientRequest extends Stream {
       process.nextTick(() => this._emitClose());
     });
     if (this.aborted || !this.emit('response', res)) res._dump();
+  }
+
+  // The response is read again after it paused the native call.
+  _drainNative() {
+    const h = this._handle;
+    if (h) native(() => h.drain());
   }
 
   _onData(chunk) {
