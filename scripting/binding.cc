@@ -215,7 +215,8 @@ void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) 
                        {"onBodyEnd", &self->onBodyEnd},
                        {"onAbort", &self->onAbort},
                        {"onDrain", &self->onDrain},
-                       {"onSocketClose", &self->onSocketClose}});
+                       {"onSocketClose", &self->onSocketClose},
+                       {"onSwitched", &self->onSwitched}});
 }
 
 void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {

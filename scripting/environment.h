@@ -117,7 +117,7 @@ class Environment final {
   v8::MaybeLocal<v8::Value> call(const v8::Global<v8::Function>& fn, int argc,
                                  v8::Local<v8::Value>* argv);
 
-  v8::Global<v8::Function> onRequest, onBody, onBodyEnd, onAbort, onDrain, onSocketClose;
+  v8::Global<v8::Function> onRequest, onBody, onBodyEnd, onAbort, onDrain, onSocketClose, onSwitched;
   // The http client's events (js/http_client.js).
   v8::Global<v8::Function> onClientHead, onClientData, onClientEnd, onClientAbort, onClientFail,
       onClientResume;

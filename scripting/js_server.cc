@@ -3,6 +3,7 @@
 #include <node_buffer.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "scripting/thread_scripting.h"
 #include "scripting/v8_util.h"
@@ -133,10 +134,12 @@ class ServerSlot::Waiting final : public server::ExchangeListener {
   void onBodyEnd() override { bodyEnd = true; }
   void onAbort() override { aborted = true; }
   void onDrain() override {}
+  void onSwitched() override { switchedAt = body.size(); }
 
   OwnedRequest head;
   std::shared_ptr<server::Exchange> ex;
   std::vector<std::string> body;
+  size_t switchedAt = SIZE_MAX;  // body[switchedAt...]: the new protocol's bytes
   bool bodyEnd = false;
   bool aborted = false;
 };
@@ -189,8 +192,11 @@ void ServerSlot::replay() {
     ex->setListener(nullptr);
     ex->resumeBody();
     target_->onRequest(w->head.req, ex);
-    for (const std::string& chunk : w->body) {
-      if (server::ExchangeListener* l = ex->listener()) l->onBody(chunk);
+    for (size_t i = 0; i <= w->body.size(); ++i) {
+      server::ExchangeListener* l = ex->listener();
+      if (!l) break;
+      if (i == w->switchedAt) l->onSwitched();
+      if (i < w->body.size()) l->onBody(w->body[i]);
     }
     if (w->bodyEnd) {
       if (server::ExchangeListener* l = ex->listener()) l->onBodyEnd();
@@ -255,6 +261,8 @@ void JsExchange::onAbort() {
 }
 
 void JsExchange::onDrain() { notify(env_.onDrain); }
+
+void JsExchange::onSwitched() { notify(env_.onSwitched); }
 
 void JsExchange::notify(const v8::Global<v8::Function>& fn, v8::Local<v8::Value> extra) {
   v8::HandleScope hs(env_.isolate());

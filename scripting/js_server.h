@@ -93,6 +93,7 @@ class JsExchange final : public server::ExchangeListener {
   void onBodyEnd() override;
   void onAbort() override;
   void onDrain() override;
+  void onSwitched() override;
 
   // Around the request's own call into JS: the response may end in there,
   // and this object must not go before the call returns.

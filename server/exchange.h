@@ -38,6 +38,9 @@ class ExchangeListener {
   virtual void onAbort() = 0;
   // Output fell below the backpressure mark after write() returned false.
   virtual void onDrain() = 0;
+  // A protocol switch made before its request was whole: the request (its
+  // body) ends here, and the onBody chunks after this are the new protocol's.
+  virtual void onSwitched() {}
 };
 
 // The protocol's side of an exchange: it writes the head with the framing its

@@ -107,7 +107,10 @@ bool Http1Session::handOver(const char* data, size_t len) {
 }
 
 void Http1Session::feed(const char* data, size_t len) {
-  if (tunnel_) {
+  // A protocol switch takes effect once the request is whole: a body its head
+  // announced is still HTTP (as node parses it into the request), and only the
+  // bytes after it are the new protocol's, however the input was cut.
+  if (tunnel_ && parser_.paused()) {
     if (exchange_ && exchange_->listener()) exchange_->listener()->onBody({data, len});
     return;
   }
@@ -115,8 +118,8 @@ void Http1Session::feed(const char* data, size_t len) {
   inParser_ = true;
   auto r = parser_.feed(data, len);
   inParser_ = false;
-  if (tunnel_) {
-    deliverTunnelLeftovers();
+  if (tunnel_ && r != parser::RequestParser::Result::kError) {
+    if (parser_.paused()) deliverTunnelLeftovers();
     return;
   }
   if (r == parser::RequestParser::Result::kError) {
@@ -225,9 +228,13 @@ bool Http1Session::onRequest(const parser::Request& req) {
   if (!exchange_) return false;  // the connection went away while the handler ran
   if (!active_->takesBody()) {
     active_->onRequest(req, exchange_);
-  } else if (exchange_->listener() && !exchange_->tunnel()) {
-    // (An upgraded exchange's body is the new protocol's: its end is the EOF.)
-    exchange_->listener()->onBodyEnd();
+  } else if (exchange_->listener()) {
+    // (An upgraded exchange's onBodyEnd is the new protocol's end: the EOF.)
+    if (exchange_->tunnel()) {
+      exchange_->listener()->onSwitched();
+    } else {
+      exchange_->listener()->onBodyEnd();
+    }
   }
   if (exchange_ && !exchange_->ended()) return false;  // resumed by sendEnd()
   if (startUs_) endAccounting();
@@ -398,8 +405,9 @@ void Http1Session::switchProtocols(Exchange&, std::string_view headerLines, bool
   }
   tunnel_ = true;
   // Inside the parser (a handler that switched while the request was being
-  // parsed), feed() hands over the rest once the parser has stopped.
-  if (!inParser_) deliverTunnelLeftovers();
+  // parsed), feed() hands over the rest once the request is whole; so does a
+  // switch made while its body is still coming.
+  if (!inParser_ && parser_.paused()) deliverTunnelLeftovers();
 }
 
 void Http1Session::sendRaw(Exchange&, std::string_view bytes) {

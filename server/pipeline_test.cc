@@ -48,6 +48,10 @@ class TestHandler final : public Handler {
     call->ex = ex;
     ex->setListener(call.get());
     calls.push_back(std::move(call));
+    if (upgradeAtOnce && req.upgrade) {
+      ex->acceptUpgrade("Upgrade: test\r\nConnection: Upgrade\r\n");
+      return;
+    }
     if (answerAtOnce) {
       ex->writeHead(200, {}, "Content-Type: text/plain\r\n", 3);
       ex->write("ok\n");
@@ -61,6 +65,7 @@ class TestHandler final : public Handler {
   std::vector<std::unique_ptr<Call>> calls;
   std::vector<uint64_t> closedConnections;
   bool answerAtOnce = false;
+  bool upgradeAtOnce = false;  // accept an upgrade as its head arrives
   bool answersContinue_ = false;
 
  private:
@@ -601,6 +606,53 @@ TEST_F(AsyncPipelineTest, AnUpgradeTurnsTheConnectionIntoATunnel) {
   EXPECT_EQ(r.take(conn), "raw bytes");
   r.shutdown(conn);
   EXPECT_TRUE(call.bodyEnded);
+}
+
+// A handler that switches on the head: the body the head announced is still
+// HTTP (decoded, as node parses it into the request) and the new protocol's
+// bytes begin after it; a body that does not parse closes the connection
+// after the 101, never a 400 inside the tunnel. Whole or cut anywhere, the same.
+TEST_F(AsyncPipelineTest, AnUpgradeWithABodySwitchesAfterTheBody) {
+  const std::string head =
+      "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  struct Case {
+    std::string body, raw, seen;
+    bool closes;
+  };
+  const std::vector<Case> cases = {
+      {"5\r\nhello\r\n0\r\n\r\n", "GET / HTTP/1.1\r\n\r\n", "helloGET / HTTP/1.1\r\n\r\n", false},
+      {"1999999 00\r\nnot a chunk\r\n", "", "", true},
+  };
+  for (const Case& c : cases) {
+    const std::string in = head + c.body + c.raw;
+    for (size_t cut = 1; cut <= in.size(); ++cut) {
+      reactor_.reset();
+      handlers_.clear();
+      TestHandler& h = handler();
+      h.upgradeAtOnce = true;
+      MemoryReactor& r = reactor();
+      uint64_t conn = open(h);
+      r.send(conn, std::string_view(in).substr(0, cut));
+      if (cut < in.size()) r.send(conn, std::string_view(in).substr(cut));
+      r.turn();
+      ASSERT_EQ(h.calls.size(), 1u) << "cut " << cut;
+      auto& call = *h.calls[0];
+      EXPECT_EQ(call.body, c.seen) << "cut " << cut;
+      std::string out = r.take(conn);
+      EXPECT_EQ(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+          << "cut " << cut;
+      r.advance(1000);
+      EXPECT_EQ(r.closed(conn), c.closes) << "cut " << cut;
+      if (c.closes) continue;
+      EXPECT_TRUE(call.ex->write("raw"));
+      r.turn();
+      EXPECT_EQ(r.take(conn), "raw");
+      r.send(conn, "more");
+      EXPECT_EQ(call.body, c.seen + "more");
+      r.shutdown(conn);
+      EXPECT_TRUE(call.bodyEnded) << "cut " << cut;
+    }
+  }
 }
 
 TEST_F(AsyncPipelineTest, AHandlerAnsweringTooMuchOrTooLittleCannotCorruptTheStream) {

@@ -429,6 +429,7 @@ class UpgradedSocket extends Stream.Duplex {
     this[kHandle] = null;
     if (h) {
       h.tunnel = null;
+      h.nextTunnel = null;
       h.abort();
     }
   }
@@ -667,14 +668,20 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   if (compat && compat.emitStream(server, req, res, handle, flags)) return;
   if ((flags & 1) && method !== 'CONNECT' && server.listenerCount('upgrade') > 0) {
     // As Node: the 'upgrade' listener gets the connection; 'request' does not
-    // see the request. Bytes after the head arrive as the socket's data.
+    // see the request. A body the head announced is the request's ('data',
+    // 'end'); the bytes after it (after the head when there is none) arrive
+    // as the socket's data (onSwitched).
     req.upgrade = true;
-    req.complete = true;
-    req.push(null);
     const sock = new UpgradedSocket(handle, remoteAddress, remotePort, encrypted);
-    handle.tunnel = sock;
-    handle.req = null;
     handle.res = null;
+    if (flags & 16) {
+      handle.nextTunnel = sock;
+    } else {
+      req.complete = true;
+      req.push(null);
+      handle.tunnel = sock;
+      handle.req = null;
+    }
     handle.startRaw();
     server.emit('upgrade', req, sock, Buffer.alloc(0));
     return;
@@ -717,6 +724,14 @@ function bodyEnd(handle) {
     handle.tunnel.push(null);
     return;
   }
+  if (handle.nextTunnel) {
+    // The client closed before the upgraded request's body was whole.
+    const sock = handle.nextTunnel;
+    handle.nextTunnel = null;
+    abortRequest(handle.req);
+    sock.push(null);
+    return;
+  }
   const req = handle.req;
   if (!req || req.complete) return;
   req.complete = true;
@@ -728,6 +743,16 @@ function bodyEnd(handle) {
   // they queue, come before 'end', also when the body and its end came in
   // one read (after this turn's ticks, behind their promise jobs).
   process.nextTick(() => queueMicrotask(() => req.push(null)));
+}
+
+// The client left mid-body: 'aborted', then an ECONNRESET error, 'close'.
+function abortRequest(req) {
+  if (!req || req.complete || req.destroyed) return;
+  req.aborted = true;
+  req.emit('aborted');
+  const err = new Error('aborted');
+  err.code = 'ECONNRESET';
+  req.destroy(err);
 }
 
 let binding;
@@ -787,6 +812,15 @@ module.exports = function install(http, nativeBinding, https) {
       }
     },
     onBodyEnd: bodyEnd,
+    onSwitched(handle) {
+      // The upgraded request's body is whole: end it; the socket reads on.
+      const sock = handle.nextTunnel;
+      if (!sock) return;
+      handle.nextTunnel = null;
+      bodyEnd(handle);
+      handle.tunnel = sock;
+      handle.req = null;
+    },
     onAbort(handle) {
       if (handle.tunnel) {
         const t = handle.tunnel;
@@ -795,13 +829,13 @@ module.exports = function install(http, nativeBinding, https) {
         return;
       }
       const { req, res } = handle;
+      if (handle.nextTunnel) {
+        const t = handle.nextTunnel;
+        handle.nextTunnel = null;
+        t.destroy();
+      }
       if (req && !req.complete) {
-        // The client left mid-body: 'aborted', then an ECONNRESET error, 'close'.
-        req.aborted = true;
-        req.emit('aborted');
-        const err = new Error('aborted');
-        err.code = 'ECONNRESET';
-        req.destroy(err);
+        abortRequest(req);
       } else if (req && !req.destroyed) {
         req.destroy();
       }

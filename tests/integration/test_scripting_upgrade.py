@@ -5,6 +5,7 @@ each compared with node running the same script (scripts/upgrade_expect.js)."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -101,6 +102,54 @@ def test_raw_upgrade_with_head_bytes(pair):
             while not c.eof:
                 c._fill(deadline)
             assert bytes(c.buf).endswith(b"BYE\n"), (p, bytes(c.buf))
+
+
+@pytest.mark.parametrize("framing,body,seen", [
+    ("Content-Length", b"early ", b"early "),
+    ("Transfer-Encoding", b"3\r\near\r\n3;x=1\r\nly \r\n0\r\n\r\n", b"early "),
+])
+def test_upgrade_body_is_the_requests_then_the_socket_reads(pair, framing, body, seen):
+    # As node: the 'upgrade' listener has the connection at the head; a body
+    # the head announces is parsed as HTTP into the request ('data', 'end'),
+    # and the socket's data starts after it, in one write or cut anywhere.
+    value = str(len(body)) if framing == "Content-Length" else "chunked"
+    request = build("GET", "/raw", headers=[("Upgrade", "shout"), ("Connection", "upgrade"),
+                                            (framing, value)]) + body + b"after"
+    for p in procs(pair):
+        for cut in (len(request), len(request) - len(body) - 5 + 2, len(request) - 3):
+            with Conn(p.port, timeout=5) as c:
+                c.send(request[:cut])
+                time.sleep(0.05)
+                c.send(request[cut:])
+                deadline = time.monotonic() + 5
+                # What the request heard ("[...]") and the socket's echo
+                # interleave as they will (node writes either first).
+                while True:
+                    out = bytes(c.buf)
+                    heard = re.findall(rb"\[([^\]]*)\]", out)
+                    echoed = re.sub(rb"\[[^\]]*\]", b"", out.split(b"\r\n\r\n", 1)[-1])
+                    if b"end" in heard and len(echoed) >= 5:
+                        break
+                    assert c._fill(deadline), (p, cut, out)
+                assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), (p, out)
+                assert echoed == b"AFTER", (p, cut, out)
+                assert heard[-1] == b"end", (p, cut, out)
+                assert b"".join(h[5:] for h in heard if h.startswith(b"body:")) == seen, (p, cut, out)
+                assert all(h.startswith(b"body:") for h in heard[:-1]), (p, cut, out)
+
+
+def test_upgrade_body_cut_short_aborts_the_request(pair):
+    for p in procs(pair):
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/raw", headers=[("Upgrade", "shout"), ("Connection", "upgrade"),
+                                                 ("Content-Length", "10")]) + b"abc")
+            deadline = time.monotonic() + 5
+            while b"[body:abc]" not in c.buf:
+                assert c._fill(deadline), (p, bytes(c.buf))
+        # The client is gone mid-body: the server goes on serving.
+        c2, _, head, _ = handshake(p.port, "/nowhere")
+        with c2:
+            assert head.startswith(b"HTTP/1.1 404"), (p, head)
 
 
 def test_upgrade_request_without_listener_match_is_answered_by_listener(pair):

@@ -24,6 +24,12 @@ server.on('upgrade', (req, socket, head) => {
     // A protocol of our own: after the 101, upper-cased echo until "bye".
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\n');
     if (head.length) socket.write(head.toString().toUpperCase());
+    if (req.headers['content-length'] || req.headers['transfer-encoding']) {
+      // A body the head announced is the request's, before the new protocol.
+      req.on('data', (d) => socket.write(`[body:${d}]`));
+      req.on('end', () => socket.write('[end]'));
+      req.on('aborted', () => socket.write('[aborted]'));
+    }
     socket.on('data', (d) => {
       const s = d.toString();
       if (s.includes('bye')) socket.end('BYE\n');
