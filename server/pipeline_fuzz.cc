@@ -111,8 +111,10 @@ World& world() {
 }
 
 // The requests a session would see in `in`: HEAD or not, one per parsed
-// head, and one more for an error page when the parser refuses the input.
-std::vector<bool> expectedHeads(std::string_view in, const parser::Limits& limits, bool echo) {
+// head, and one more for an error page when the parser refuses the input
+// (`bodyError`: it refused a body, after its request's head was taken).
+std::vector<bool> expectedHeads(std::string_view in, const parser::Limits& limits, bool echo,
+                                bool* bodyError = nullptr) {
   struct Recorder final : parser::RequestParser::Handler {
     std::vector<bool> heads;
     bool echo = false;
@@ -126,7 +128,9 @@ std::vector<bool> expectedHeads(std::string_view in, const parser::Limits& limit
   } rec;
   rec.echo = echo;
   parser::RequestParser p(rec, limits);
-  if (p.feed(in.data(), in.size()) == parser::RequestParser::Result::kError) rec.heads.push_back(false);
+  bool refused = p.feed(in.data(), in.size()) == parser::RequestParser::Result::kError;
+  if (refused) rec.heads.push_back(false);
+  if (bodyError) *bodyError = refused && p.phase() == parser::RequestParser::Phase::kBody;
   return rec.heads;
 }
 
@@ -191,6 +195,33 @@ bool sameButLimit(std::string_view a, std::string_view b, const std::vector<bool
          y.back().header("Connection") == "close";
 }
 
+// A request whose body turns out malformed may be answered before the bad
+// bytes arrive (a proxy route's 502 once its refused connect is through) when
+// the input comes in pieces, where in one piece the parser refuses it first:
+// the same answers, but for the last, which is the error page (Connection:
+// close) in one and a complete answer in the other.
+bool sameButEarlyAnswer(std::string_view a, std::string_view b, const std::vector<bool>& heads) {
+  testing::ResponseReader ra, rb;
+  for (bool head : heads) {
+    ra.expect(head);
+    rb.expect(head);
+  }
+  ra.feed(a);
+  rb.feed(b);
+  auto& x = ra.responses();
+  auto& y = rb.responses();
+  if (x.empty() || x.size() != y.size()) return false;
+  for (size_t i = 0; i + 1 < x.size(); ++i) {
+    if (x[i].status != y[i].status || x[i].headers != y[i].headers || x[i].body != y[i].body) return false;
+  }
+  auto errorPage = [](const testing::ReadResponse& r) {
+    int s = r.status;
+    bool parserStatus = s == 400 || s == 413 || s == 414 || s == 431 || s == 501 || s == 505;
+    return parserStatus && r.header("Connection") == "close";
+  };
+  return errorPage(x.back()) != errorPage(y.back());
+}
+
 [[noreturn]] void fail(const char* what, std::string_view in, std::string_view a, std::string_view b) {
   // Where the two outputs part, with some context on each side.
   size_t at = 0;
@@ -245,12 +276,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Run split = runOnce(in, echo, cuts, false);
   Run windowed = runOnce(in, echo, cuts, true);
   using kuai::server::testing::withoutDate;
-  std::vector<bool> heads = expectedHeads(in, world().config.limits, echo);
+  bool bodyError = false;
+  std::vector<bool> heads = expectedHeads(in, world().config.limits, echo, &bodyError);
+  auto same = [&](std::string_view a, std::string_view b) {
+    return b == a || sameButLimit(a, b, heads) || (bodyError && sameButEarlyAnswer(a, b, heads));
+  };
   std::string a = withoutDate(whole.out);
   std::string b = withoutDate(split.out);
-  if (b != a && !sameButLimit(a, b, heads)) fail("split", in, a, b);
+  if (!same(a, b)) fail("split", in, a, b);
   std::string c = withoutDate(windowed.out);
-  if (c != a && !sameButLimit(a, c, heads)) fail("windowed", in, a, c);
+  if (!same(a, c)) fail("windowed", in, a, c);
   if (!whole.closed || !split.closed || !windowed.closed) fail("connection left open", in, a, {});
 
   kuai::server::testing::ResponseReader reader;

@@ -403,6 +403,25 @@ TEST_F(PipelineTest, AProxyRouteWithoutAReachableUpstreamAnswers502) {
   EXPECT_EQ(rs[1].status, 200);
 }
 
+// An answer may leave before the request's body is in (the refused upstream
+// is known first): a malformed rest of the body then closes the connection,
+// with no second answer to the same request.
+TEST_F(PipelineTest, ABadBodyAfterAnEarlyAnswerClosesTheConnection) {
+  MemoryReactor& r = reactor();
+  uint64_t conn = r.accept();
+  r.send(conn, "POST /proxy/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab");
+  r.turn();
+  auto rs = readResponses(r.received(conn), 1);
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].status, 502);
+  size_t answered = r.received(conn).size();
+  EXPECT_FALSE(r.closed(conn));
+  r.send(conn, "cd\r\n0\r\n\r\n" + std::string(kGetFixed));
+  r.advance(1000);
+  EXPECT_TRUE(r.closed(conn));
+  EXPECT_EQ(r.received(conn).size(), answered) << r.received(conn);
+}
+
 TEST_F(PipelineTest, AppRoutesReachTheThreadsHandler) {
   TestHandler app;
   app.answerAtOnce = true;
