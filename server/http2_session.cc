@@ -478,6 +478,12 @@ int Http2Session::Stream::sendData(nghttp2_session*, nghttp2_frame*, const uint8
     t.output().appendFile(std::move(next.file), next.offset, length);
     return 0;
   }
+  if (out.capacity() < at + 9 + length) {
+    // Frames are appended until the high-water mark, and the buffer goes back
+    // to the allocator once sent: one allocation for the whole batch instead
+    // of a copy at every doubling.
+    out.reserve(std::max(at + 9 + length, kSendHighWater + kFileChunk + 1024));
+  }
   out.resize(at + 9 + length);
   ssize_t got = ::pread(next.file->fd, out.data() + at + 9, length, off_t(next.offset));
   if (got != ssize_t(length)) {
