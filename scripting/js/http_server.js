@@ -60,6 +60,7 @@ class IncomingMessage extends Readable {
     this.httpVersion = '1.1';
     this.complete = false;
     this.aborted = false;
+    this.upgrade = false;
     this.method = null;
     this.url = '';
     this.statusCode = null;
@@ -406,7 +407,13 @@ class UpgradedSocket extends Stream.Duplex {
     this.encrypted = encrypted || undefined;
     this._writeCb = null;
   }
-  _read() { handleRead(this); }
+  _read() {
+    // As Node: reading the socket lets an unread request body flow (and be
+    // dropped), or the bytes after it could never arrive.
+    const h = this[kHandle];
+    if (h && h.nextTunnel === this && h.req) h.req.resume();
+    handleRead(this);
+  }
   _write(chunk, encoding, cb) { handleWrite(this, chunk, encoding, cb); }
   _drained() {
     const cb = this._writeCb;
@@ -444,6 +451,30 @@ class UpgradedSocket extends Stream.Duplex {
   address() { return {}; }
 }
 
+// Whether an Upgrade request goes to 'upgrade' (server.shouldUpgradeCallback),
+// recorded as req.upgrade. A callback that throws fails the request as a
+// throwing 'request' listener does (null).
+function upgradeTaken(server, req, res) {
+  let taken;
+  try {
+    taken = !!server.shouldUpgradeCallback(req);
+  } catch (err) {
+    handlerFailed(err, res);
+    return null;
+  }
+  req.upgrade = taken;
+  return taken;
+}
+
+function receivedText(v) {
+  if (v === null) return 'null';
+  if (typeof v === 'function') return `function ${v.name}`;
+  if (typeof v === 'object') return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : 'an object';
+  let shown = typeof v === 'string' ? `'${v.length > 25 ? `${v.slice(0, 25)}...` : v}'` : String(v);
+  if (typeof v === 'bigint') shown += 'n';
+  return `type ${typeof v} (${shown})`;
+}
+
 function expectation(raw) {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect') return raw[i + 1];
@@ -474,6 +505,22 @@ class Server extends EventEmitter {
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
+    // Which Upgrade requests the 'upgrade' listener takes; the others are
+    // plain requests (req.upgrade false). As Node: by default, all of them
+    // while there is a listener.
+    const shouldUpgrade = o.shouldUpgradeCallback;
+    if (shouldUpgrade !== undefined) {
+      if (typeof shouldUpgrade !== 'function') {
+        throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+          'The "options.shouldUpgradeCallback" property must be of type function. ' +
+          `Received ${receivedText(shouldUpgrade)}`);
+      }
+      this.shouldUpgradeCallback = shouldUpgrade;
+    } else {
+      this.shouldUpgradeCallback = function shouldUpgradeCallback() {
+        return this.listenerCount('upgrade') > 0;
+      };
+    }
     // Fetch-style servers (js/fetch_server.js) answer through their own path.
     this._dispatch = null;
   }
@@ -666,12 +713,21 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     return;
   }
   if (compat && compat.emitStream(server, req, res, handle, flags)) return;
-  if ((flags & 1) && method !== 'CONNECT' && server.listenerCount('upgrade') > 0) {
+  const taken = (flags & 1) && method !== 'CONNECT' ? upgradeTaken(server, req, res) : false;
+  if (taken === null) return;  // the callback threw: answered 500
+  if (taken) {
     // As Node: the 'upgrade' listener gets the connection; 'request' does not
     // see the request. A body the head announced is the request's ('data',
     // 'end'); the bytes after it (after the head when there is none) arrive
     // as the socket's data (onSwitched).
-    req.upgrade = true;
+    if (server.listenerCount('upgrade') === 0) {
+      // Taken by shouldUpgradeCallback with no one to take it: the
+      // connection is closed, as Node destroys the socket.
+      handle.req = null;
+      handle.res = null;
+      handle.abort();
+      return;
+    }
     const sock = new UpgradedSocket(handle, remoteAddress, remotePort, encrypted);
     handle.res = null;
     if (flags & 16) {

@@ -84,6 +84,21 @@ def test_websocket_with_ws_package(pair):
                 assert (fin, op, payload[:2]) == (True, 0x8, b"\x03\xe8"), p
 
 
+def test_websocket_after_a_body_nobody_reads(pair):
+    # As node: the ws package reads only the socket; that lets the request's
+    # 100 KB body (more than its stream buffers) flow and be dropped, and the
+    # frames after it arrive.
+    body = b"x" * 100_000
+    for p in procs(pair):
+        c, key, head, rest = handshake(p.port, "/ws", extra=[("Content-Length", str(len(body)))])
+        with c:
+            assert head.startswith(b"HTTP/1.1 101"), (p, head)
+            reader = _Reader(c.sock, rest)
+            mask = b"\x01\x02\x03\x04"
+            c.sock.sendall(body + ws_frame(0x1, b"after the body", mask=mask))
+            assert ws_read_frame(reader) == (True, 0x1, b"echo:after the body"), p
+
+
 def test_raw_upgrade_with_head_bytes(pair):
     for p in procs(pair):
         with Conn(p.port, timeout=5) as c:
@@ -150,6 +165,46 @@ def test_upgrade_body_cut_short_aborts_the_request(pair):
         c2, _, head, _ = handshake(p.port, "/nowhere")
         with c2:
             assert head.startswith(b"HTTP/1.1 404"), (p, head)
+
+
+def test_should_upgrade_callback_decides_as_node(pair):
+    results = {}
+    for p in procs(pair):
+        got = []
+        # (node ends the process when the callback throws: kuai only, below)
+        for path in ("/declined", "/plain", "/raw"):
+            with Conn(p.port, timeout=5) as c:
+                headers = [("Upgrade", "shout"), ("Connection", "upgrade")] if path != "/plain" else []
+                c.send(build("GET", path, headers=headers))
+                while b"\r\n\r\n" not in c.buf:
+                    assert c._fill(time.monotonic() + 5), (p, path, bytes(c.buf))
+                if bytes(c.buf).startswith(b"HTTP/1.1 101"):
+                    got.append((101, b""))
+                    continue
+                r = c.read_response()
+                got.append((r.status, r.body))
+        results[p.runtime] = got
+    assert results["kuai"][0] == (200, b"request GET /declined 0 upgrade=false")
+    assert results["kuai"][1] == (200, b"request GET /plain 0")
+    assert results["kuai"][2] == (101, b"")
+    assert results["node"] == results["kuai"]
+
+
+def test_should_upgrade_callback_that_throws_fails_the_request(pair):
+    p = next(p for p in procs(pair) if p.runtime == "kuai")
+    with Conn(p.port, timeout=5) as c:
+        c.send(build("GET", "/throw", headers=[("Upgrade", "shout"), ("Connection", "upgrade")]))
+        assert c.read_response().status == 500
+    assert "no deciding this one" in p.stderr()
+    with Conn(p.port, timeout=5) as c:
+        c.send(build("GET", "/declined", headers=[("Upgrade", "shout"), ("Connection", "upgrade")]))
+        assert c.read_response().status == 200
+
+
+def test_should_upgrade_callback_is_checked_as_node(pair):
+    lines = {p.runtime: sorted(set(p.lines("^shouldUpgradeCallback"))) for p in procs(pair)}
+    assert len(lines["kuai"]) == 4, lines
+    assert lines["node"] == lines["kuai"]
 
 
 def test_upgrade_request_without_listener_match_is_answered_by_listener(pair):

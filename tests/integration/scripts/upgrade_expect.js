@@ -7,11 +7,26 @@ const path = require('path');
 const { WebSocketServer } = require(path.join(process.env.APPS, 'node_modules', 'ws'));
 
 const wss = new WebSocketServer({ noServer: true });
-const server = http.createServer((req, res) => {
+// shouldUpgradeCallback: /declined stays a plain request (req.upgrade false);
+// a callback that throws fails the request.
+const server = http.createServer({
+  shouldUpgradeCallback(req) {
+    if (req.url === '/throw') throw new Error('no deciding this one');
+    return req.url !== '/declined';
+  },
+}, (req, res) => {
   let n = 0;
   req.on('data', (c) => { n += c.length; });
-  req.on('end', () => res.end(`request ${req.method} ${req.url} ${n}`));
+  req.on('end', () => res.end(`request ${req.method} ${req.url} ${n}` +
+                              (req.url === '/declined' ? ` upgrade=${req.upgrade}` : '')));
 });
+for (const bad of [5, 'yes', null, {}]) {
+  try {
+    http.createServer({ shouldUpgradeCallback: bad });
+  } catch (e) {
+    console.log(`shouldUpgradeCallback ${e.name} ${e.code}: ${e.message}`);
+  }
+}
 
 server.on('upgrade', (req, socket, head) => {
   if (req.url === '/ws') {
