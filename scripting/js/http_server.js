@@ -49,6 +49,8 @@ class KuaiSocket extends EventEmitter {
 const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
 const kMaxFields = Symbol('kuai.maxFields');
+const kReqClass = Symbol('kuai.IncomingMessage');  // options.IncomingMessage
+const kResClass = Symbol('kuai.ServerResponse');
 
 class IncomingMessage extends Readable {
   constructor(socket) {
@@ -115,7 +117,9 @@ class IncomingMessage extends Readable {
         prev.push(value);
       } else if (name === 'cookie') {
         h[name] = prev + '; ' + value;
-      } else if (!kSingleValued.has(name)) {
+      } else if (!kSingleValued.has(name) || this.joinDuplicateHeaders) {
+        // (a single-valued field's repeats are dropped, as Node, unless the
+        // server asked for joinDuplicateHeaders)
         h[name] = prev + ', ' + value;
       }
     }
@@ -466,6 +470,43 @@ function upgradeTaken(server, req, res) {
   return taken;
 }
 
+function optionalInteger(v, name, otherwise) {
+  if (v === undefined) return otherwise;
+  if (typeof v !== 'number') {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+      `The "${name}" argument must be of type number. Received ${receivedText(v)}`);
+  }
+  if (!Number.isInteger(v)) {
+    throw codedError(RangeError, 'ERR_OUT_OF_RANGE',
+      `The value of "${name}" is out of range. It must be an integer. Received ${v}`);
+  }
+  if (v < 0 || v > Number.MAX_SAFE_INTEGER) {
+    throw outOfRange(name, `>= 0 && <= ${Number.MAX_SAFE_INTEGER}`, v);
+  }
+  return v;
+}
+
+// Node's ERR_OUT_OF_RANGE, large integers written with _ separators.
+function outOfRange(name, range, v) {
+  let shown = String(v);
+  if (Number.isInteger(v) && Math.abs(v) > 2 ** 32) {
+    const start = shown[0] === '-' ? 1 : 0;
+    let tail = '';
+    let i = shown.length;
+    for (; i >= start + 4; i -= 3) tail = `_${shown.slice(i - 3, i)}${tail}`;
+    shown = shown.slice(0, i) + tail;
+  }
+  return codedError(RangeError, 'ERR_OUT_OF_RANGE',
+    `The value of "${name}" is out of range. It must be ${range}. Received ${shown}`);
+}
+
+function validateBooleanOption(v, name) {
+  if (typeof v !== 'boolean') {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+      `The "${name}" property must be of type boolean. Received ${receivedText(v)}`);
+  }
+}
+
 function receivedText(v) {
   if (v === null) return 'null';
   if (typeof v === 'function') return `function ${v.name}`;
@@ -498,10 +539,21 @@ class Server extends EventEmitter {
     this._id = 0;
     this._address = null;
     this.listening = false;
-    this.keepAliveTimeout = 5000;
     const o = this._options;
-    this._headersTimeout = typeof o.headersTimeout === 'number' ? o.headersTimeout : 60000;
-    this._requestTimeout = typeof o.requestTimeout === 'number' ? o.requestTimeout : 300000;
+    // Node's options, checked as Node checks them.
+    this[kReqClass] = o.IncomingMessage || IncomingMessage;
+    this[kResClass] = o.ServerResponse || ServerResponse;
+    this._requestTimeout = optionalInteger(o.requestTimeout, 'requestTimeout', 300000);
+    this._headersTimeout = optionalInteger(o.headersTimeout, 'headersTimeout',
+                                           Math.min(60000, this._requestTimeout));
+    if (this._requestTimeout > 0 && this._headersTimeout > this._requestTimeout) {
+      throw outOfRange('headersTimeout', '<= requestTimeout', o.headersTimeout);
+    }
+    this.keepAliveTimeout = optionalInteger(o.keepAliveTimeout, 'keepAliveTimeout', 5000);
+    if (o.joinDuplicateHeaders !== undefined) {
+      validateBooleanOption(o.joinDuplicateHeaders, 'options.joinDuplicateHeaders');
+    }
+    this.joinDuplicateHeaders = o.joinDuplicateHeaders;
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
@@ -675,7 +727,9 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   // An http2 server's HTTP/2 requests: Node's compatibility objects
   // (js/http2_server.js).
   const compat = version === 20 && server ? server[kCompat] : undefined;
-  const req = compat ? new compat.Request(socket) : new IncomingMessage(socket);
+  const req = compat ? new compat.Request(socket)
+    : server ? new server[kReqClass](socket) : new IncomingMessage(socket);
+  if (server && server.joinDuplicateHeaders) req.joinDuplicateHeaders = true;
   req.method = method;
   req.url = url;
   req.httpVersionMajor = Math.floor(version / 10);
@@ -696,7 +750,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     rawHeaders = rawHeaders.slice(i);
   }
   req[kRawHeaders] = rawHeaders;
-  const res = compat ? new compat.Response(req) : new ServerResponse(req);
+  const res = compat ? new compat.Response(req)
+    : server ? new server[kResClass](req) : new ServerResponse(req);
   res[kHandle] = handle;
   req[kHandle] = handle;
   res[kServer] = server;

@@ -1,0 +1,37 @@
+'use strict';
+// http.createServer's options, as Node checks and applies them: timeouts,
+// keepAliveTimeout, joinDuplicateHeaders, IncomingMessage/ServerResponse.
+const http = require('http');
+
+const bad = [
+  { keepAliveTimeout: 'x' }, { keepAliveTimeout: 1.5 }, { keepAliveTimeout: -1 },
+  { requestTimeout: null }, { headersTimeout: 2 ** 60 }, { headersTimeout: 9000, requestTimeout: 5000 },
+  { joinDuplicateHeaders: 1 }, { joinDuplicateHeaders: 'yes' }, { shouldUpgradeCallback: true },
+];
+for (const o of bad) {
+  try {
+    http.createServer(o);
+    console.log(`accepted ${JSON.stringify(o)}`);
+  } catch (e) {
+    console.log(`refused ${e.name} ${e.code}: ${e.message}`);
+  }
+}
+const t = http.createServer({ keepAliveTimeout: 1234, requestTimeout: 1000 });
+console.log(`values ${t.keepAliveTimeout} ${t.requestTimeout} ${t.headersTimeout} ${t.joinDuplicateHeaders}`);
+
+class MyRequest extends http.IncomingMessage {
+  get greeting() { return `MyRequest ${this.url}`; }
+}
+class MyResponse extends http.ServerResponse {
+  answer() {
+    this.setHeader('Content-Type', 'application/json');
+    this.end(JSON.stringify({ greeting: this.req.greeting, headers: this.req.headers,
+                              isMine: this instanceof MyResponse && this.req instanceof MyRequest }));
+  }
+}
+const join = process.env.JOIN === '1';
+const server = http.createServer({ IncomingMessage: MyRequest, ServerResponse: MyResponse,
+                                   joinDuplicateHeaders: join }, (req, res) => res.answer());
+server.listen(Number(process.env.PORT), '127.0.0.1', () => {
+  console.log(`LISTENING ${server.address().port}`);
+});

@@ -1,0 +1,55 @@
+"""http.createServer's options under kuai against node running the same
+script (scripts/server_options.js): how bad values are refused, the values
+a server ends up with, custom IncomingMessage/ServerResponse classes, and
+joinDuplicateHeaders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from httpraw import Conn, build
+from test_scripting import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+
+pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
+
+
+@pytest.fixture(scope="module", params=["0", "1"], ids=["dropped", "joined"])
+def pair(request, logdir):
+    p = start_pair(logdir, SCRIPTS / "server_options.js", env={"JOIN": request.param})
+    p.join = request.param == "1"
+    yield p
+    problems = stop_pair(p)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def test_options_are_checked_as_node(pair):
+    seen = {p.runtime: list(dict.fromkeys(p.lines(r"^(refused|accepted|values) ")))
+            for p in pair.procs()}
+    assert len(seen["kuai"]) == 10, seen["kuai"]
+    assert seen["kuai"][-1] == "values 1234 1000 1000 undefined"
+    assert seen["node"] == seen["kuai"]
+
+
+def test_custom_classes_and_repeated_fields(pair):
+    answers = {}
+    for p in pair.procs():
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/p", headers=[("X-A", "1"), ("X-A", "2"), ("Authorization", "a"),
+                                               ("Authorization", "b"), ("User-Agent", "one"),
+                                               ("User-Agent", "two"), ("Cookie", "c=1"),
+                                               ("Cookie", "d=2")]))
+            r = c.read_response()
+            assert r.status == 200, (p, r.status, r.body)
+            body = json.loads(r.body)
+            body["headers"].pop("host", None)
+            answers[p.runtime] = body
+    k = answers["kuai"]
+    assert k["greeting"] == "MyRequest /p" and k["isMine"] is True, k
+    assert k["headers"]["x-a"] == "1, 2"
+    assert k["headers"]["cookie"] == "c=1; d=2"
+    assert k["headers"]["authorization"] == ("a, b" if pair.join else "a")
+    assert k["headers"]["user-agent"] == ("one, two" if pair.join else "one")
+    assert answers["node"] == k
