@@ -94,6 +94,9 @@ class Exchange {
   void writeHead(int status, std::string_view reason, std::string_view headerLines, int64_t contentLength,
                  int keepAliveSeconds = -1, bool serverField = false);
   static constexpr int kNoKeepAliveHeader = -2;
+  // The handler asked for the connection to end with this response
+  // (Connection: close; HTTP/2 has no such field and ignores it).
+  static constexpr int kCloseConnection = -3;
   // kuai's own short text/plain page ("404 Not Found\n"), with Server; the
   // one error page of every route, protocol and handler.
   void writeError(int status, std::string_view extraHeaders = {});

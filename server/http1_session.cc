@@ -309,6 +309,7 @@ void Http1Session::writeHead(int status, std::string_view reason, std::string_vi
                              int keepAliveSeconds, bool serverField) {
   status_ = status;
   if (reactor_.draining()) keepAlive_ = false;  // shutting down: this is the last answer
+  if (keepAliveSeconds == Exchange::kCloseConnection) keepAlive_ = false;
   std::string& b = transport_.output().buffer();
   std::string_view date = reactor_.dateLine();
   b.reserve(b.size() + 48 + date.size() + headerLines.size() + 64);

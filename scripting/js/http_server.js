@@ -225,13 +225,20 @@ class ServerResponse extends Stream {
     const h = this[kHeaders];
     let lines = '';
     let hasLength = false;
+    // As Node: a Connection field saying close (or shouldKeepAlive set to
+    // false) ends the connection after this response.
+    let close = this.shouldKeepAlive === false;
     for (let i = 0; i < h.length; i += 3) {
       const key = h[i];
       const name = h[i + 1];
       const value = h[i + 2];
       if (key === 'content-length') hasLength = true;
       if (key === 'transfer-encoding') this.chunkedEncoding = true;
-      if (key === 'connection' || key === 'keep-alive' || key === 'date') continue;
+      if (key === 'connection') {
+        if (/(?:^|,)\s*close\s*(?:,|$)/i.test(String(value))) close = true;
+        continue;
+      }
+      if (key === 'keep-alive' || key === 'date') continue;
       if (Array.isArray(value)) {
         for (const v of value) lines += name + ': ' + v + '\r\n';
       } else {
@@ -248,7 +255,7 @@ class ServerResponse extends Stream {
     const reason = this.statusMessage !== undefined ? this.statusMessage
       : (STATUS_CODES[this.statusCode] || 'unknown');
     const server = this[kServer];
-    const keepAlive = server ? Math.floor(server.keepAliveTimeout / 1000) : -1;
+    const keepAlive = close ? -3 : server ? Math.floor(server.keepAliveTimeout / 1000) : -1;
     if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive);
   }
 
@@ -500,6 +507,14 @@ function outOfRange(name, range, v) {
     `The value of "${name}" is out of range. It must be ${range}. Received ${shown}`);
 }
 
+// What Node's parser counts against maxHeaderSize: the target and every
+// field's name and value.
+function headBytes(url, raw) {
+  let n = url.length;
+  for (let i = 0; i < raw.length; i++) n += raw[i].length;
+  return n;
+}
+
 function validateBooleanOption(v, name) {
   if (typeof v !== 'boolean') {
     throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
@@ -554,6 +569,9 @@ class Server extends EventEmitter {
       validateBooleanOption(o.joinDuplicateHeaders, 'options.joinDuplicateHeaders');
     }
     this.joinDuplicateHeaders = o.joinDuplicateHeaders;
+    // A head larger than this is a 431, as Node (below kuai's own limit).
+    this.maxHeaderSize = o.maxHeaderSize === undefined ? undefined
+      : optionalInteger(o.maxHeaderSize, 'maxHeaderSize', undefined);
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
@@ -762,7 +780,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     res.end();
     return;
   }
-  if (req[kMaxFields] > 0 && rawHeaders.length > 2 * req[kMaxFields]) {
+  if ((req[kMaxFields] > 0 && rawHeaders.length > 2 * req[kMaxFields]) ||
+      (server.maxHeaderSize !== undefined && headBytes(url, rawHeaders) > server.maxHeaderSize)) {
     res.writeHead(431, { Connection: 'close' });
     res.end();
     return;

@@ -6,6 +6,7 @@ joinDuplicateHeaders."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -28,8 +29,8 @@ def pair(request, logdir):
 def test_options_are_checked_as_node(pair):
     seen = {p.runtime: list(dict.fromkeys(p.lines(r"^(refused|accepted|values) ")))
             for p in pair.procs()}
-    assert len(seen["kuai"]) == 10, seen["kuai"]
-    assert seen["kuai"][-1] == "values 1234 1000 1000 undefined"
+    assert len(seen["kuai"]) == 12, seen["kuai"]
+    assert seen["kuai"][-1] == "values 1234 1000 1000 undefined undefined"
     assert seen["node"] == seen["kuai"]
 
 
@@ -53,3 +54,35 @@ def test_custom_classes_and_repeated_fields(pair):
     assert k["headers"]["authorization"] == ("a, b" if pair.join else "a")
     assert k["headers"]["user-agent"] == ("one, two" if pair.join else "one")
     assert answers["node"] == k
+
+
+def test_max_header_size_answers_431_as_node(pair):
+    # maxHeaderSize 2000: 1,000 bytes of fields pass, 3,000 do not.
+    for p in pair.procs():
+        for size, status in ((1000, 200), (3000, 431)):
+            with Conn(p.port, timeout=5) as c:
+                c.send(build("GET", "/big", headers=[("X-Big", "b" * size)]))
+                r = c.read_response()
+                assert r.status == status, (p, size, r.status)
+                if status == 431:
+                    assert r.header("connection") == "close", p
+
+
+@pytest.mark.parametrize("path", ["/close-set", "/close-head", "/close-keepalive-flag", "/keep"])
+def test_a_response_asking_to_close_ends_the_connection(pair, path):
+    # As node: Connection: close from the handler (setHeader, writeHead, or
+    # res.shouldKeepAlive = false) is announced and the connection closes.
+    closes = path != "/keep"
+    for p in pair.procs():
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", path) + build("GET", "/second"))
+            r = c.read_response()
+            assert r.status == 200, (p, path, r.status)
+            assert (r.header("connection") or "").lower() == ("close" if closes else "keep-alive"), (p, path)
+            if closes:
+                deadline = time.monotonic() + 5
+                while not c.eof:
+                    c._fill(deadline)
+                assert bytes(c.buf) == b"", (p, path, bytes(c.buf))
+            else:
+                assert c.read_response().status == 200, (p, path)

@@ -7,6 +7,7 @@ const bad = [
   { keepAliveTimeout: 'x' }, { keepAliveTimeout: 1.5 }, { keepAliveTimeout: -1 },
   { requestTimeout: null }, { headersTimeout: 2 ** 60 }, { headersTimeout: 9000, requestTimeout: 5000 },
   { joinDuplicateHeaders: 1 }, { joinDuplicateHeaders: 'yes' }, { shouldUpgradeCallback: true },
+  { maxHeaderSize: '1k' }, { maxHeaderSize: -5 },
 ];
 for (const o of bad) {
   try {
@@ -17,7 +18,8 @@ for (const o of bad) {
   }
 }
 const t = http.createServer({ keepAliveTimeout: 1234, requestTimeout: 1000 });
-console.log(`values ${t.keepAliveTimeout} ${t.requestTimeout} ${t.headersTimeout} ${t.joinDuplicateHeaders}`);
+console.log(`values ${t.keepAliveTimeout} ${t.requestTimeout} ${t.headersTimeout} ${t.joinDuplicateHeaders} ` +
+            `${t.maxHeaderSize}`);
 
 class MyRequest extends http.IncomingMessage {
   get greeting() { return `MyRequest ${this.url}`; }
@@ -31,7 +33,18 @@ class MyResponse extends http.ServerResponse {
 }
 const join = process.env.JOIN === '1';
 const server = http.createServer({ IncomingMessage: MyRequest, ServerResponse: MyResponse,
-                                   joinDuplicateHeaders: join }, (req, res) => res.answer());
+                                   joinDuplicateHeaders: join, maxHeaderSize: 2000 },
+                                 (req, res) => {
+  // A response that asks for the connection to end: Connection: close.
+  if (req.url === '/close-set') res.setHeader('Connection', 'close');
+  if (req.url === '/close-keepalive-flag') res.shouldKeepAlive = false;
+  if (req.url === '/close-head') {
+    res.writeHead(200, { 'Content-Type': 'text/plain', Connection: 'close' });
+    res.end('closing');
+    return;
+  }
+  res.answer();
+});
 server.listen(Number(process.env.PORT), '127.0.0.1', () => {
   console.log(`LISTENING ${server.address().port}`);
 });
