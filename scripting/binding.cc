@@ -142,6 +142,8 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "resumeBody"), v8::FunctionTemplate::New(iso, &JsExchange::resumeBody));
   ex->Set(str(iso, "startRaw"), v8::FunctionTemplate::New(iso, &JsExchange::startRaw));
   ex->Set(str(iso, "writeContinue"), v8::FunctionTemplate::New(iso, &JsExchange::writeContinue));
+  ex->Set(str(iso, "writeInformational"), v8::FunctionTemplate::New(iso, &JsExchange::writeInformational));
+  ex->Set(str(iso, "setTrailers"), v8::FunctionTemplate::New(iso, &JsExchange::setTrailers));
   ex->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsExchange::abort));
   exchangeTemplate.Reset(iso, ex);
 

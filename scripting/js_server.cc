@@ -336,6 +336,18 @@ void JsExchange::writeContinue(const v8::FunctionCallbackInfo<v8::Value>& args) 
   if (JsExchange* self = from(args)) self->ex_->writeContinue();
 }
 
+void JsExchange::writeInformational(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  v8::Isolate* iso = args.GetIsolate();
+  int status = args[0]->Int32Value(iso->GetCurrentContext()).FromMaybe(0);
+  self->ex_->writeInformational(status, toStdString(iso, args[1]));
+}
+
+void JsExchange::setTrailers(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  if (JsExchange* self = from(args)) self->ex_->setTrailers(toStdString(args.GetIsolate(), args[0]));
+}
+
 // Closes the connection after what is queued (an upgraded socket's end or
 // destroy, a response that cannot be finished).
 void JsExchange::abort(const v8::FunctionCallbackInfo<v8::Value>& args) {

@@ -111,6 +111,10 @@ class JsExchange final : public server::ExchangeListener {
   static void resumeBody(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void startRaw(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void writeContinue(const v8::FunctionCallbackInfo<v8::Value>& args);
+  // (status, headerLines): a 1xx before the head (res.writeEarlyHints).
+  static void writeInformational(const v8::FunctionCallbackInfo<v8::Value>& args);
+  // (headerLines): trailer fields for the end of a chunked body (addTrailers).
+  static void setTrailers(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void abort(const v8::FunctionCallbackInfo<v8::Value>& args);
 
  private:

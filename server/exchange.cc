@@ -29,6 +29,7 @@ void Exchange::reset(ExchangeSink* sink) {
   offered_ = 0;
   compressor_.reset();
   ended_ = headersSent_ = head_ = noBody_ = tunnel_ = continued_ = false;
+  trailers_.clear();
   unsent_ = -1;
   waitingDrain = false;
 }
@@ -222,7 +223,12 @@ void Exchange::startRaw() {
 void Exchange::writeContinue() {
   if (!sink_ || headersSent_ || continued_) return;
   continued_ = true;
-  sink_->sendContinue(*this);
+  sink_->sendInformational(*this, 100, {});
+}
+
+void Exchange::writeInformational(int status, std::string_view headerLines) {
+  if (!sink_ || headersSent_ || status < 100 || status > 199 || status == 101) return;
+  sink_->sendInformational(*this, status, headerLines);
 }
 
 void Exchange::abort() {

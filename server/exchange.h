@@ -58,8 +58,11 @@ class ExchangeSink {
     sendBody(ex, bytes);
   }
   virtual void sendFile(Exchange& ex, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) = 0;
+  // The end of the body; Exchange::trailers() go with it where the framing
+  // carries them (HTTP/1.1 chunked).
   virtual void sendEnd(Exchange& ex) = 0;
-  virtual void sendContinue(Exchange& ex) = 0;
+  // An interim response (100 Continue, 103 Early Hints) before the head.
+  virtual void sendInformational(Exchange& ex, int status, std::string_view headerLines) = 0;
   // 101: `headerLines` go out with it (writeHead), or the handler writes its
   // own (raw); bytes pass through untouched both ways from now on.
   virtual void switchProtocols(Exchange& ex, std::string_view headerLines, bool writeHead) = 0;
@@ -119,6 +122,12 @@ class Exchange {
   // "100 Continue" for a request with Expect: 100-continue, when the handler
   // decides (see Handler::answersContinue).
   void writeContinue();
+  // Another 1xx before the head (103 Early Hints with its Link lines).
+  void writeInformational(int status, std::string_view headerLines);
+  // Trailer fields ("Name: value\r\n" lines) sent with the end of a body
+  // framed in chunks; other framings have no room for them and drop them.
+  void setTrailers(std::string lines) { trailers_ = std::move(lines); }
+  const std::string& trailers() const { return trailers_; }
   // The response cannot be completed (its source failed midway): the client
   // sees it truncated, never a wrong one.
   void abort();
@@ -174,6 +183,7 @@ class Exchange {
   bool noBody_ = false;
   bool tunnel_ = false;
   bool continued_ = false;
+  std::string trailers_;
   int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)
 };
 

@@ -387,12 +387,21 @@ void Http1Session::sendFile(Exchange&, std::shared_ptr<OpenFile> file, uint64_t 
 }
 
 void Http1Session::sendEnd(Exchange& ex) {
-  if (chunked_ && !ex.bodyless()) transport_.output().buffer().append("0\r\n\r\n", 5);
+  if (chunked_ && !ex.bodyless()) {
+    std::string& b = transport_.output().buffer();
+    b.append("0\r\n", 3);
+    b.append(ex.trailers());
+    b.append("\r\n", 2);
+  }
   if (exchange_.get() == &ex) finishRequest();
 }
 
-void Http1Session::sendContinue(Exchange&) {
-  transport_.output().buffer().append("HTTP/1.1 100 Continue\r\n\r\n");
+void Http1Session::sendInformational(Exchange&, int status, std::string_view headerLines) {
+  if (http10_) return;  // an HTTP/1.0 client knows no 1xx (RFC 9110 15.2)
+  std::string& b = transport_.output().buffer();
+  b.append(statusLine(status));
+  b.append(headerLines);
+  b.append("\r\n", 2);
   transport_.flush();
 }
 

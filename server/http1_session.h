@@ -47,7 +47,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   void sendBody(Exchange& ex, std::string_view bytes) override;
   void sendFile(Exchange& ex, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) override;
   void sendEnd(Exchange& ex) override;
-  void sendContinue(Exchange& ex) override;
+  void sendInformational(Exchange& ex, int status, std::string_view headerLines) override;
   void switchProtocols(Exchange& ex, std::string_view headerLines, bool writeHead) override;
   void sendRaw(Exchange& ex, std::string_view bytes) override;
   void abortResponse(Exchange& ex) override;

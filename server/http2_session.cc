@@ -118,11 +118,7 @@ class Http2Session::Stream final : public ExchangeSink {
     ended_ = true;
     resume();
   }
-  void sendContinue(Exchange&) override {
-    const nghttp2_nv nv[] = {field(":status", "100")};
-    nghttp2_submit_headers(session_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, nv, 1, nullptr);
-    session_.pump();
-  }
+  void sendInformational(Exchange&, int status, std::string_view headerLines) override;
   // HTTP/2 has no Upgrade (RFC 9113 §8.6): the stream is refused.
   void switchProtocols(Exchange& ex, std::string_view, bool) override { abortResponse(ex); }
   void sendRaw(Exchange& ex, std::string_view) override { abortResponse(ex); }
@@ -334,6 +330,34 @@ bool Http2Session::Stream::finishHead(int& status) {
     return false;
   }
   return true;
+}
+
+// A 1xx as a HEADERS frame without END_STREAM; its fields lower-cased,
+// connection-specific ones left out.
+void Http2Session::Stream::sendInformational(Exchange&, int status, std::string_view headerLines) {
+  if (headSent_ || aborted_) return;
+  std::string statusText = std::to_string(status);
+  std::string lower(headerLines.size(), '\0');
+  char* w = lower.data();
+  NvList nv;
+  nv.add(field(":status", statusText));
+  for (std::string_view rest = headerLines; !rest.empty();) {
+    size_t eol = rest.find("\r\n");
+    std::string_view line = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    char* nameAt = w;
+    for (char c : line.substr(0, colon)) *w++ = c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
+    std::string_view name(nameAt, colon);
+    if (connectionSpecific(name)) continue;
+    nv.add(field(name, value));
+  }
+  nghttp2_submit_headers(session_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, nv.data(), nv.size(), nullptr);
+  session_.pump();
 }
 
 void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, std::string_view headerLines,

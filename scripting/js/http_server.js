@@ -9,7 +9,7 @@ const EventEmitter = require('events');
 const Stream = require('stream');
 const { Readable } = Stream;
 const {
-  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders,
+  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText,
 } = require('./outgoing_headers.js');
 
 const kHandle = Symbol('kuai.handle');
@@ -49,6 +49,7 @@ class KuaiSocket extends EventEmitter {
 const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
 const kMaxFields = Symbol('kuai.maxFields');
+const kTrailerLines = Symbol('kuai.trailerLines');  // addTrailers
 const kReqClass = Symbol('kuai.IncomingMessage');  // options.IncomingMessage
 const kResClass = Symbol('kuai.ServerResponse');
 
@@ -320,6 +321,7 @@ class ServerResponse extends Stream {
     this.writableEnded = true;
     this.finished = true;
     const handle = this[kHandle];
+    if (handle && this[kTrailerLines]) handle.setTrailers(this[kTrailerLines]);
     if (handle) handle.end(chunk === null ? undefined : chunk);
     // Node's order: 'prefinish' now; end()'s callback (null) and 'finish' once
     // the data is handed over (writableFinished true from then on); 'close'
@@ -373,7 +375,33 @@ class ServerResponse extends Stream {
   detachSocket() {}
   cork() {}
   uncork() {}
-  addTrailers() {}
+  // Sent after the last chunk of a chunked body (as Node: only then).
+  addTrailers(headers) {
+    this[kTrailerLines] = trailerLines(headers);
+  }
+
+  // 103 Early Hints before the response, as Node: hints.link (a string or an
+  // array of them, each "<url>; param=value..."), then the other hints.
+  writeEarlyHints(hints, cb) {
+    if (hints === null || typeof hints !== 'object' || Array.isArray(hints)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        `The "hints" argument must be of type object. Received ${receivedText(hints)}`);
+    }
+    if (hints.link === null || hints.link === undefined) return;
+    const link = linkHints(hints.link);
+    if (link.length === 0) return;
+    let lines = `Link: ${link}\r\n`;
+    for (const key of Object.keys(hints)) {
+      if (key === 'link') continue;
+      checkName(key);
+      checkValue(key, hints[key]);
+      lines += `${key}: ${hints[key]}\r\n`;
+    }
+    const h = this[kHandle];
+    if (h && !this.headersSent) h.writeInformational(103, lines);
+    if (typeof cb === 'function') process.nextTick(cb);
+  }
+
   writeContinue(cb) {
     const h = this[kHandle];
     if (h && !this.headersSent) h.writeContinue();
@@ -477,6 +505,25 @@ function upgradeTaken(server, req, res) {
   return taken;
 }
 
+// Node's check of writeEarlyHints' link values.
+const kLinkValueRe = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
+function linkHints(link) {
+  const bad = (v) => {
+    let shown = require('util').inspect(v);
+    if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+    return codedError(TypeError, 'ERR_INVALID_ARG_VALUE',
+      'The argument \'hints\' must be an array or string of format "</styles.css>; rel=preload; as=style". ' +
+      `Received ${shown}`);
+  };
+  const one = (v) => {
+    if (typeof v !== 'string' || !kLinkValueRe.test(v)) throw bad(v);
+    return v;
+  };
+  if (typeof link === 'string') return one(link);
+  if (!Array.isArray(link)) throw bad(link);
+  return link.map(one).join(', ');
+}
+
 function optionalInteger(v, name, otherwise) {
   if (v === undefined) return otherwise;
   if (typeof v !== 'number') {
@@ -522,14 +569,6 @@ function validateBooleanOption(v, name) {
   }
 }
 
-function receivedText(v) {
-  if (v === null) return 'null';
-  if (typeof v === 'function') return `function ${v.name}`;
-  if (typeof v === 'object') return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : 'an object';
-  let shown = typeof v === 'string' ? `'${v.length > 25 ? `${v.slice(0, 25)}...` : v}'` : String(v);
-  if (typeof v === 'bigint') shown += 'n';
-  return `type ${typeof v} (${shown})`;
-}
 
 function expectation(raw) {
   for (let i = 0; i < raw.length; i += 2) {

@@ -87,6 +87,27 @@ function fieldToWrite(message, how, name, value) {
 }
 
 const outgoingHeaderMethods = {
+  // A Headers or a Map at once, as Node: set-cookie values gathered into one
+  // field (a Headers object's iteration gives each separately).
+  setHeaders(headers) {
+    this._assertHeadersOpen('set');
+    if (!headers || Array.isArray(headers) || typeof headers.keys !== 'function' ||
+        typeof headers.get !== 'function') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        `The "headers" argument must be an instance of Headers or Map. Received ${receivedText(headers)}`);
+    }
+    const cookies = [];
+    for (const [key, value] of headers) {
+      if (key === 'set-cookie') {
+        if (Array.isArray(value)) cookies.push(...value);
+        else cookies.push(value);
+        continue;
+      }
+      this.setHeader(key, value);
+    }
+    if (cookies.length) this.setHeader('set-cookie', cookies);
+    return this;
+  },
   setHeader(name, value) {
     const i = fieldToWrite(this, 'set', name, value);
     if (i >= 0) {
@@ -142,6 +163,16 @@ const outgoingHeaderMethods = {
   },
 };
 
+// How Node's argument errors show the value they got ("Received ...").
+function receivedText(v) {
+  if (v === null) return 'null';
+  if (typeof v === 'function') return `function ${v.name}`;
+  if (typeof v === 'object') return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : 'an object';
+  let shown = typeof v === 'string' ? `'${v.length > 25 ? `${v.slice(0, 25)}...` : v}'` : String(v);
+  if (typeof v === 'bigint') shown += 'n';
+  return `type ${typeof v} (${shown})`;
+}
+
 function checkNameType(name) {
   if (typeof name !== 'string') {
     throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "name" argument must be of type string');
@@ -154,6 +185,29 @@ function installOutgoingHeaders(proto) {
   }
 }
 
+// Trailer fields as "Name: value\r\n" lines, checked as Node's addTrailers
+// checks them (an object, or an array of [name, value] pairs).
+function trailerLines(headers) {
+  let lines = '';
+  const isArray = Array.isArray(headers);
+  for (const key of Object.keys(headers)) {
+    const field = isArray ? headers[key][0] : key;
+    const value = isArray ? headers[key][1] : headers[key];
+    if (typeof field !== 'string' || !kTokenRe.test(field)) {
+      throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `Trailer name must be a valid HTTP token ["${field}"]`);
+    }
+    const values = Array.isArray(value) && value.length > 1 ? value
+      : [Array.isArray(value) ? value.join('; ') : value];
+    for (const v of values) {
+      if (kInvalidValueRe.test(String(v))) {
+        throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in trailer content ["${field}"]`);
+      }
+      lines += `${field}: ${v}\r\n`;
+    }
+  }
+  return lines;
+}
+
 module.exports = {
-  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders,
+  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText,
 };

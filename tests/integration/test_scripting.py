@@ -488,6 +488,31 @@ def test_response_shape(live, path):
         assert got["framing"].get("transfer-encoding") == ["chunked"], got
 
 
+@pytest.mark.parametrize("path", ["/set-headers", "/early-hints", "/trailers"])
+def test_response_extras_byte_for_byte(live, path):
+    """setHeaders, writeEarlyHints (a 103 before the response) and addTrailers
+    (after the last chunk): the bytes on the wire as node's, Date and the
+    connection fields aside; and every argument check's error."""
+
+    def probe(p):
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", path, headers=[("Connection", "close")]))
+            deadline = time.monotonic() + 5
+            while not c.eof:
+                c._fill(deadline)
+            lines = bytes(c.buf).split(b"\r\n")
+        return [l for l in lines if not l.lower().startswith((b"date:", b"connection:", b"keep-alive:"))]
+
+    got = assert_same(live, probe, f"GET {path}")
+    if path == "/early-hints":
+        assert got[0] == b"HTTP/1.1 103 Early Hints", got
+        assert b"Link: </a.css>; rel=preload; as=style, </b.js>; rel=preload" in got, got
+    elif path == "/trailers":
+        assert b"X-T: done" in got and got.count(b"X-U: 1") == 1, got
+    else:
+        assert got.count(b"Set-Cookie: a=1") + got.count(b"set-cookie: a=1") == 1, got
+
+
 @pytest.mark.parametrize("path", ["/fixed", "/chunked", "/empty"])
 def test_head_has_no_body(live, path):
     """HEAD: the head GET would get, no body; the next request on the

@@ -237,6 +237,38 @@ const routes = {
     res.end('c');
   },
 
+  // setHeaders with a Headers object (cookies kept apart) and a Map; the
+  // argument checks of setHeaders, writeEarlyHints and addTrailers.
+  '/set-headers'(req, res) {
+    const h = new Headers({ 'x-h': 'v', 'content-type': 'text/x' });
+    h.append('set-cookie', 'a=1');
+    h.append('set-cookie', 'b=2');
+    res.setHeaders(h);
+    res.setHeaders(new Map([['x-m', ['1', '2']], ['x-n', 3]]));
+    const out = [];
+    for (const bad of [[['a', 'b']], null, 'x']) {
+      try { res.setHeaders(bad); out.push('ok'); } catch (e) { out.push(`${e.code}: ${e.message}`); }
+    }
+    for (const bad of [null, 5, [], { link: 5 }, { link: 'nope' }, { link: ['</a>; rel=preload', 'bad'] },
+                       { link: [] }, {}]) {
+      try { res.writeEarlyHints(bad); out.push('ok'); } catch (e) { out.push(`${e.code}: ${e.message}`); }
+    }
+    for (const bad of [{ 'bad name': 1 }, { X: 'a\nb' }, [['Y', 'ok'], ['', 'x']]]) {
+      try { res.addTrailers(bad); out.push('ok'); } catch (e) { out.push(`${e.code}: ${e.message}`); }
+    }
+    res.end(out.join('\n'));
+  },
+  // 103 Early Hints, then the response; trailers after a chunked body.
+  '/early-hints'(req, res) {
+    res.writeEarlyHints({ link: ['</a.css>; rel=preload; as=style', '</b.js>; rel=preload'], 'x-hint': 'yes' },
+                        () => res.end('after hints'));
+  },
+  '/trailers'(req, res) {
+    res.writeHead(200, { Trailer: 'X-T, X-U' });
+    res.write('body');
+    res.addTrailers([['X-T', 'done'], ['X-U', ['1', '2']]]);
+    res.end();
+  },
   '/fixed'(req, res) {
     res.setHeader('Content-Type', 'text/plain');
     res.end('fixed body');
