@@ -166,6 +166,7 @@ class ServerResponse extends Stream {
     this.writable = true;
     this.destroyed = false;
     this.chunkedEncoding = false;
+    this.strictContentLength = false;
     this.shouldKeepAlive = true;
     this.useChunkedEncodingByDefault = true;
     this[kHeaders] = [];
@@ -284,10 +285,11 @@ class ServerResponse extends Stream {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
         'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
     }
-    if (!this.headersSent) this._sendHead(-1);
     if (typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
       chunk = Buffer.from(chunk, encoding);
     }
+    if (this.strictContentLength) checkStrictLength(this, chunk, false);
+    if (!this.headersSent) this._sendHead(-1);
     const handle = this[kHandle];
     const ok = handle ? handle.write(chunk) : true;
     if (cb) process.nextTick(cb);
@@ -311,6 +313,7 @@ class ServerResponse extends Stream {
         encoding !== 'utf8' && encoding !== 'utf-8') {
       chunk = Buffer.from(chunk, encoding);
     }
+    if (this.strictContentLength) checkStrictLength(this, chunk, true);
     if (!this.headersSent) {
       let length = 0;
       if (chunk !== undefined && chunk !== null) {
@@ -357,9 +360,11 @@ class ServerResponse extends Stream {
     if (this.destroyed) return this;
     this.destroyed = true;
     if (!this.writableEnded) {
+      // As Node destroys the socket: the response is cut short (nothing if
+      // its head has not gone out), never completed as if it had succeeded.
       const handle = this[kHandle];
       this.writableEnded = true;
-      if (handle) handle.end();
+      if (handle) handle.abort();
     }
     if (err) process.nextTick(() => this.emit('error', err));
     process.nextTick(() => this._close());
@@ -503,6 +508,27 @@ function upgradeTaken(server, req, res) {
   }
   req.upgrade = taken;
   return taken;
+}
+
+// res.strictContentLength: the body must match the Content-Length field
+// (a write past it, or an end short of or past it, throws), as Node checks.
+const kBytesWritten = Symbol('kuai.bytesWritten');
+function checkStrictLength(res, chunk, fromEnd) {
+  if (res.chunkedEncoding || (res.req && res.req.method === 'HEAD')) return;
+  const status = res.statusCode;
+  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return;
+  const declared = res.getHeader('content-length');
+  if (declared === undefined || res.hasHeader('transfer-encoding')) return;
+  const expected = +declared;
+  const len = chunk === undefined || chunk === null ? 0
+    : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+  const total = (res[kBytesWritten] || 0) + len;
+  if (fromEnd ? total !== expected : total > expected) {
+    throw codedError(Error, 'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
+      `Response body's content-length of ${total} byte(s) does not match the content-length of ` +
+      `${expected} byte(s) set in header`);
+  }
+  res[kBytesWritten] = total;
 }
 
 // Node's check of writeEarlyHints' link values.

@@ -513,6 +513,25 @@ def test_response_extras_byte_for_byte(live, path):
         assert got.count(b"Set-Cookie: a=1") + got.count(b"set-cookie: a=1") == 1, got
 
 
+def test_strict_content_length_as_node(live):
+    def probe(p):
+        out = []
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/strict-end"))
+            deadline = time.monotonic() + 5
+            while not c.eof:
+                c._fill(deadline)
+            out.append(bytes(c.buf))  # nothing: the handler destroyed it
+        rs = exchange(p.port, [build("GET", "/strict-write"), build("GET", "/strict-log")])
+        out.append(shape(rs[0]))
+        out.append([m for m in json.loads(rs[1].body) if "of 4 byte(s)" in m])
+        return out
+
+    got = assert_same(live, probe, "strictContentLength")
+    assert got[0] == b"" and got[1]["body"] == b"abc", got
+    assert len(got[2]) == 2 and all(m.startswith("ERR_HTTP_CONTENT_LENGTH_MISMATCH: ") for m in got[2]), got
+
+
 @pytest.mark.parametrize("path", ["/fixed", "/chunked", "/empty"])
 def test_head_has_no_body(live, path):
     """HEAD: the head GET would get, no body; the next request on the

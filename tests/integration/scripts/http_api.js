@@ -44,6 +44,7 @@ function sha(buf) {
   return crypto.createHash('sha256').update(buf).digest('hex');
 }
 
+const strictLog = [];
 const routes = {
   // Request line, headers and socket as the handler sees them.
   '/info'(req, res) {
@@ -259,6 +260,34 @@ const routes = {
     res.end(out.join('\n'));
   },
   // 103 Early Hints, then the response; trailers after a chunked body.
+  // res.strictContentLength: what throws is logged for /strict-log.
+  '/strict-end'(req, res) {
+    res.strictContentLength = true;
+    res.setHeader('Content-Length', 2);
+    try {
+      res.end('abc');
+    } catch (e) {
+      strictLog.push(`${e.code}: ${e.message}`);
+      res.destroy();
+    }
+  },
+  '/strict-write'(req, res) {
+    res.strictContentLength = true;
+    res.setHeader('Content-Length', 3);
+    res.write('ab');
+    for (const tryIt of [() => res.write('cd'), () => res.end('cd')]) {
+      try {
+        tryIt();
+      } catch (e) {
+        strictLog.push(`${e.code}: ${e.message}`);
+      }
+    }
+    res.end('c');
+  },
+  // (per reactor thread: ask on the connection that made the entries)
+  '/strict-log'(req, res) {
+    res.end(JSON.stringify(strictLog.splice(0)));
+  },
   '/early-hints'(req, res) {
     res.writeEarlyHints({ link: ['</a.css>; rel=preload; as=style', '</b.js>; rel=preload'], 'x-hint': 'yes' },
                         () => res.end('after hints'));
