@@ -1,5 +1,6 @@
 #include "parser/request_parser.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "parser/http_grammar.h"
@@ -105,6 +106,8 @@ int RequestParser::onMessageBegin(llhttp_t* p) {
   s.lengthCount_ = 0;
   s.encodingCount_ = 0;
   s.bodyBytes_ = 0;
+  s.trailers_.clear();
+  s.trailerInValue_ = false;
   s.headBegin_ = nullptr;
   s.headEnd_ = nullptr;
   return 0;
@@ -142,17 +145,21 @@ bool RequestParser::headTooLong(const char* end) const {
 }
 
 // Trailer fields (after a chunked body) are counted against the header block
-// limit and otherwise dropped: they must not change the head the handler saw,
-// and their views would point into buffers that are gone by onRequest.
-int RequestParser::onTrailerSpan(size_t len) {
+// limit and copied into trailers_ as lines: they must not change the head the
+// handler saw, and their spans point into buffers that are gone by onRequest.
+int RequestParser::onTrailerSpan(const char* at, size_t len, bool value) {
   headBytes_ += len;
   if (headBytes_ > limits_.maxHeaderBytes) return fail(431, "trailer section too large");
+  if (value && !trailerInValue_) trailers_.append(": ", 2);
+  if (!value && trailerInValue_) trailers_.append("\r\n", 2);
+  trailerInValue_ = value;
+  trailers_.append(at, len);
   return 0;
 }
 
 int RequestParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   RequestParser& s = self(p);
-  if (s.phase_ == Phase::kBody) return s.onTrailerSpan(len);
+  if (s.phase_ == Phase::kBody) return s.onTrailerSpan(at, len, false);
   if (s.headTooLong(at + len)) return s.fail(431, "request head too large");
   if (s.inValue_ || s.req_.headers.empty()) {
     if (s.req_.headers.size() >= s.limits_.maxHeaders) {
@@ -171,7 +178,7 @@ int RequestParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   RequestParser& s = self(p);
-  if (s.phase_ == Phase::kBody) return s.onTrailerSpan(len);
+  if (s.phase_ == Phase::kBody) return s.onTrailerSpan(at, len, true);
   if (s.headTooLong(at + len)) return s.fail(431, "request head too large");
   if (s.req_.headers.empty()) return s.fail(400, "header value without a name");
   s.inValue_ = true;
@@ -187,7 +194,25 @@ int RequestParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::onHeaderValueComplete(llhttp_t* p) {
   RequestParser& s = self(p);
-  if (s.phase_ == Phase::kBody) return 0;  // a trailer field
+  if (s.phase_ == Phase::kBody) {
+    // A trailer field is whole: its value without trailing whitespace; a
+    // field with an empty value still gets its ": ".
+    std::string& t = s.trailers_;
+    if (!s.trailerInValue_) t.append(": ", 2);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
+    if (t.size() >= 1 && t.back() == ':') t.push_back(' ');
+    size_t start = t.rfind("\r\n");
+    start = start == std::string::npos ? 0 : start + 2;
+    size_t colon = t.find(": ", start);
+    std::string_view name(t.data() + start, colon - start);
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return detail::isTchar(uint8_t(c)); })) {
+      return s.fail(400, "bad trailer field name");
+    }
+    if (!validFieldValue(std::string_view(t).substr(colon + 2))) return s.fail(400, "invalid character in trailer");
+    t.append("\r\n", 2);
+    s.trailerInValue_ = false;
+    return 0;
+  }
   if (s.req_.headers.empty()) return 0;
   // A field with an empty value gets no value span: count it as a field anyway.
   s.inValue_ = true;

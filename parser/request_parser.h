@@ -90,6 +90,9 @@ class RequestParser {
     return rest;
   }
   const Request& request() const { return req_; }
+  // The trailer fields of the current request's chunked body, as
+  // "Name: value\r\n" lines (owned: valid until the next request begins).
+  const std::string& trailers() const { return trailers_; }
   uint64_t bodyBytes() const { return bodyBytes_; }
 
  private:
@@ -110,7 +113,7 @@ class RequestParser {
   int checkHead();
   int checkHeadEnd();
   bool headTooLong(const char* end) const;
-  int onTrailerSpan(size_t len);
+  int onTrailerSpan(const char* at, size_t len, bool value);
   void keepHeadBytes(const char* bufBegin, const char* bufEnd);
   void rebase(const char* from, const char* to, size_t len);
 
@@ -133,6 +136,8 @@ class RequestParser {
   const char* headEnd_ = nullptr;    // one past the last head byte seen
   const char* bufEnd_ = nullptr;     // end of the buffer llhttp is parsing
   HeadBuffer head_;                  // head bytes when a head spans feeds
+  std::string trailers_;             // trailer fields ("Name: value\r\n")
+  bool trailerInValue_ = false;      // the last trailer span was a value
   std::string tail_;                 // bytes buffered while paused
   size_t tailPos_ = 0;
   bool inTail_ = false;              // execute() is running over tail_

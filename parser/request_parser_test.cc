@@ -314,6 +314,44 @@ TEST(RequestParserTest, TrailersDoNotChangeTheHead) {
   EXPECT_EQ(o.requests[1].target, "/next");
 }
 
+// The trailer fields come out as lines (names as sent, values trimmed),
+// whole or split anywhere; bad ones fail the request.
+TEST(RequestParserTest, TrailersAreKeptAsLines) {
+  struct Keeper : RequestParser::Handler {
+    RequestParser* parser = nullptr;
+    std::vector<std::string> trailers;
+    bool onRequest(const Request&) override {
+      trailers.push_back(parser->trailers());
+      return true;
+    }
+  };
+  const std::string in =
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\nx\r\n0\r\nX-Checksum: 42  \r\nX-Empty:\r\nHost: evil\r\n\r\n"
+      "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+  for (size_t cut = 0; cut <= in.size(); ++cut) {
+    Keeper k;
+    RequestParser p(k, Limits{});
+    k.parser = &p;
+    std::string a = in.substr(0, cut), b = in.substr(cut);
+    for (const std::string& piece : {a, b}) {
+      if (piece.empty()) continue;
+      ASSERT_EQ(p.feed(piece.data(), piece.size()), Result::kOk) << cut;
+    }
+    ASSERT_EQ(k.trailers.size(), 2u) << cut;
+    EXPECT_EQ(k.trailers[0], "X-Checksum: 42\r\nX-Empty: \r\nHost: evil\r\n") << cut;
+    EXPECT_EQ(k.trailers[1], "") << cut;
+  }
+  for (const char* bad : {"0\r\nBad Name: 1\r\n\r\n", "0\r\nX: a\x01b\r\n\r\n"}) {
+    Keeper k;
+    RequestParser p(k, Limits{});
+    k.parser = &p;
+    std::string req = std::string("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n") + bad;
+    EXPECT_EQ(p.feed(req.data(), req.size()), Result::kError) << bad;
+    EXPECT_EQ(p.error().status, 400) << bad;
+  }
+}
+
 TEST(RequestParserTest, TrailerBytesAreLimited) {
   std::string in = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
   for (int i = 0; i < 8; ++i) in += "X-T" + std::to_string(i) + ": " + repeat('t', 5000) + "\r\n";

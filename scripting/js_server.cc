@@ -252,7 +252,14 @@ void JsExchange::onBodyEnd() {
     return;
   }
   bodyDone_ = true;
-  notify(env_.onBodyEnd);
+  const std::string& trailers = ex_->requestTrailers();
+  if (trailers.empty()) {
+    notify(env_.onBodyEnd);
+    return;
+  }
+  v8::HandleScope hs(env_.isolate());
+  v8::Context::Scope cs(env_.context());
+  notify(env_.onBodyEnd, str(env_.isolate(), trailers));
 }
 
 void JsExchange::onAbort() {

@@ -30,6 +30,7 @@ void Exchange::reset(ExchangeSink* sink) {
   compressor_.reset();
   ended_ = headersSent_ = head_ = noBody_ = tunnel_ = continued_ = false;
   trailers_.clear();
+  requestTrailers_.clear();
   unsent_ = -1;
   waitingDrain = false;
 }

@@ -128,6 +128,10 @@ class Exchange {
   // framed in chunks; other framings have no room for them and drop them.
   void setTrailers(std::string lines) { trailers_ = std::move(lines); }
   const std::string& trailers() const { return trailers_; }
+  // The request's trailer fields (after a chunked body), the same way;
+  // set before the listener's onBodyEnd.
+  void setRequestTrailers(std::string lines) { requestTrailers_ = std::move(lines); }
+  const std::string& requestTrailers() const { return requestTrailers_; }
   // The response cannot be completed (its source failed midway): the client
   // sees it truncated, never a wrong one.
   void abort();
@@ -184,6 +188,7 @@ class Exchange {
   bool tunnel_ = false;
   bool continued_ = false;
   std::string trailers_;
+  std::string requestTrailers_;
   int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)
 };
 

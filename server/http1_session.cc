@@ -233,6 +233,7 @@ bool Http1Session::onRequest(const parser::Request& req) {
     if (exchange_->tunnel()) {
       exchange_->listener()->onSwitched();
     } else {
+      if (!parser_.trailers().empty()) exchange_->setRequestTrailers(parser_.trailers());
       exchange_->listener()->onBodyEnd();
     }
   }

@@ -53,6 +53,28 @@ const kTrailerLines = Symbol('kuai.trailerLines');  // addTrailers
 const kReqClass = Symbol('kuai.IncomingMessage');  // options.IncomingMessage
 const kResClass = Symbol('kuai.ServerResponse');
 
+// Node's object of fields: names lower-cased, set-cookie an array, cookies
+// joined with '; ', a single-valued field's repeats dropped (joined with
+// joinDuplicateHeaders), the others joined with ', '.
+function fieldsObject(raw, join) {
+  const h = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    const prev = h[name];
+    if (prev === undefined) {
+      h[name] = name === 'set-cookie' ? [value] : value;
+    } else if (name === 'set-cookie') {
+      prev.push(value);
+    } else if (name === 'cookie') {
+      h[name] = prev + '; ' + value;
+    } else if (!kSingleValued.has(name) || join) {
+      h[name] = prev + ', ' + value;
+    }
+  }
+  return h;
+}
+
 class IncomingMessage extends Readable {
   constructor(socket) {
     super();
@@ -106,24 +128,7 @@ class IncomingMessage extends Readable {
   get headers() {
     let h = this[kParsedHeaders];
     if (h) return h;
-    h = {};
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i].toLowerCase();
-      const value = raw[i + 1];
-      const prev = h[name];
-      if (prev === undefined) {
-        h[name] = name === 'set-cookie' ? [value] : value;
-      } else if (name === 'set-cookie') {
-        prev.push(value);
-      } else if (name === 'cookie') {
-        h[name] = prev + '; ' + value;
-      } else if (!kSingleValued.has(name) || this.joinDuplicateHeaders) {
-        // (a single-valued field's repeats are dropped, as Node, unless the
-        // server asked for joinDuplicateHeaders)
-        h[name] = prev + ', ' + value;
-      }
-    }
+    h = fieldsObject(this.rawHeaders, this.joinDuplicateHeaders);
     this[kParsedHeaders] = h;
     return h;
   }
@@ -914,7 +919,19 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   }
 }
 
-function bodyEnd(handle) {
+function bodyEnd(handle, trailerText) {
+  if (trailerText && handle.req && Array.isArray(handle.req.rawTrailers)) {
+    // The chunked body's trailer fields ("Name: value\r\n" lines), as Node
+    // sets them before 'end'.
+    const req = handle.req;
+    const raw = [];
+    for (const line of trailerText.split('\r\n')) {
+      const colon = line.indexOf(': ');
+      if (colon > 0) raw.push(line.slice(0, colon), line.slice(colon + 2));
+    }
+    req.rawTrailers = raw;
+    req.trailers = fieldsObject(raw, req.joinDuplicateHeaders);
+  }
   if (handle.tunnel) {
     handle.tunnel.push(null);
     return;

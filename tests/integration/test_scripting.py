@@ -513,6 +513,27 @@ def test_response_extras_byte_for_byte(live, path):
         assert got.count(b"Set-Cookie: a=1") + got.count(b"set-cookie: a=1") == 1, got
 
 
+def test_request_trailers_as_node(live):
+    request = (b"POST /request-trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nX-Checksum: 42\r\nX-Other: y\r\nx-other: z\r\n"
+               b"Set-Cookie: a=1\r\nHost: not-the-host\r\n\r\n")
+
+    def probe(p):
+        out = []
+        for cut in (len(request), len(request) - 20):
+            with Conn(p.port, timeout=5) as c:
+                c.send(request[:cut])
+                time.sleep(0.05)
+                c.send(request[cut:])
+                out.append(json.loads(c.read_response().body))
+        return out
+
+    got = assert_same(live, probe, "POST with trailers")
+    assert got[0] == got[1], got
+    assert got[0]["trailers"]["x-checksum"] == "42" and got[0]["trailers"]["x-other"] == "y, z", got
+    assert got[0]["rawTrailers"][:2] == ["X-Checksum", "42"], got
+
+
 def test_strict_content_length_as_node(live):
     def probe(p):
         out = []

@@ -288,6 +288,12 @@ const routes = {
   '/strict-log'(req, res) {
     res.end(JSON.stringify(strictLog.splice(0)));
   },
+  // The request's trailer fields, once its body has ended.
+  '/request-trailers'(req, res) {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => res.end(JSON.stringify({ body, trailers: req.trailers, rawTrailers: req.rawTrailers })));
+  },
   '/early-hints'(req, res) {
     res.writeEarlyHints({ link: ['</a.css>; rel=preload; as=style', '</b.js>; rel=preload'], 'x-hint': 'yes' },
                         () => res.end('after hints'));
