@@ -204,6 +204,7 @@ int RequestParser::onHeaderValueComplete(llhttp_t* p) {
     size_t start = t.rfind("\r\n");
     start = start == std::string::npos ? 0 : start + 2;
     size_t colon = t.find(": ", start);
+    if (colon == std::string::npos) return s.fail(400, "bad trailer field");
     std::string_view name(t.data() + start, colon - start);
     if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return detail::isTchar(uint8_t(c)); })) {
       return s.fail(400, "bad trailer field name");
