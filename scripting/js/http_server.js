@@ -293,6 +293,7 @@ class ServerResponse extends Stream {
     if (typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
       chunk = Buffer.from(chunk, encoding);
     }
+    if (this[kServer] && this[kServer].rejectNonStandardBodyWrites) checkBodyAllowed(this);
     if (this.strictContentLength) checkStrictLength(this, chunk, false);
     if (!this.headersSent) this._sendHead(-1);
     const handle = this[kHandle];
@@ -318,6 +319,7 @@ class ServerResponse extends Stream {
         encoding !== 'utf8' && encoding !== 'utf-8') {
       chunk = Buffer.from(chunk, encoding);
     }
+    if (chunk && this[kServer] && this[kServer].rejectNonStandardBodyWrites) checkBodyAllowed(this);
     if (this.strictContentLength) checkStrictLength(this, chunk, true);
     if (!this.headersSent) {
       let length = 0;
@@ -515,6 +517,18 @@ function upgradeTaken(server, req, res) {
   return taken;
 }
 
+// With createServer({ rejectNonStandardBodyWrites: true }), as Node: body
+// bytes for a HEAD request or a 1xx/204/304 response throw (else they are
+// dropped).
+function checkBodyAllowed(res) {
+  const status = res.statusCode;
+  if ((res.req && res.req.method === 'HEAD') || status === 204 || status === 304 ||
+      (status >= 100 && status < 200)) {
+    throw codedError(Error, 'ERR_HTTP_BODY_NOT_ALLOWED',
+      'Adding content for this request method or response status is not allowed.');
+  }
+}
+
 // res.strictContentLength: the body must match the Content-Length field
 // (a write past it, or an end short of or past it, throws), as Node checks.
 const kBytesWritten = Symbol('kuai.bytesWritten');
@@ -639,6 +653,10 @@ class Server extends EventEmitter {
       validateBooleanOption(o.joinDuplicateHeaders, 'options.joinDuplicateHeaders');
     }
     this.joinDuplicateHeaders = o.joinDuplicateHeaders;
+    if (o.rejectNonStandardBodyWrites !== undefined) {
+      validateBooleanOption(o.rejectNonStandardBodyWrites, 'options.rejectNonStandardBodyWrites');
+    }
+    this.rejectNonStandardBodyWrites = o.rejectNonStandardBodyWrites || false;
     // A head larger than this is a 431, as Node (below kuai's own limit).
     this.maxHeaderSize = o.maxHeaderSize === undefined ? undefined
       : optionalInteger(o.maxHeaderSize, 'maxHeaderSize', undefined);

@@ -29,8 +29,8 @@ def pair(request, logdir):
 def test_options_are_checked_as_node(pair):
     seen = {p.runtime: list(dict.fromkeys(p.lines(r"^(refused|accepted|values) ")))
             for p in pair.procs()}
-    assert len(seen["kuai"]) == 12, seen["kuai"]
-    assert seen["kuai"][-1] == "values 1234 1000 1000 undefined undefined"
+    assert len(seen["kuai"]) == 13, seen["kuai"]
+    assert seen["kuai"][-1] == "values 1234 1000 1000 undefined undefined false"
     assert seen["node"] == seen["kuai"]
 
 
@@ -86,3 +86,15 @@ def test_a_response_asking_to_close_ends_the_connection(pair, path):
                 assert bytes(c.buf) == b"", (p, path, bytes(c.buf))
             else:
                 assert c.read_response().status == 200, (p, path)
+
+
+def test_body_writes_where_none_may_go(pair):
+    for p in pair.procs():
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/no-body"))
+            assert c.read_response().status == 204, p
+    lines = {p.runtime: p.wait_lines(r"^no-body ", 1)[0] for p in pair.procs()}
+    expected = ("no-body ERR_HTTP_BODY_NOT_ALLOWED,ERR_HTTP_BODY_NOT_ALLOWED,ERR_HTTP_BODY_NOT_ALLOWED"
+                if pair.join else "no-body true,true,false")
+    assert lines["kuai"] == expected
+    assert lines["node"] == lines["kuai"]

@@ -7,7 +7,7 @@ const bad = [
   { keepAliveTimeout: 'x' }, { keepAliveTimeout: 1.5 }, { keepAliveTimeout: -1 },
   { requestTimeout: null }, { headersTimeout: 2 ** 60 }, { headersTimeout: 9000, requestTimeout: 5000 },
   { joinDuplicateHeaders: 1 }, { joinDuplicateHeaders: 'yes' }, { shouldUpgradeCallback: true },
-  { maxHeaderSize: '1k' }, { maxHeaderSize: -5 },
+  { maxHeaderSize: '1k' }, { maxHeaderSize: -5 }, { rejectNonStandardBodyWrites: 1 },
 ];
 for (const o of bad) {
   try {
@@ -19,7 +19,7 @@ for (const o of bad) {
 }
 const t = http.createServer({ keepAliveTimeout: 1234, requestTimeout: 1000 });
 console.log(`values ${t.keepAliveTimeout} ${t.requestTimeout} ${t.headersTimeout} ${t.joinDuplicateHeaders} ` +
-            `${t.maxHeaderSize}`);
+            `${t.maxHeaderSize} ${t.rejectNonStandardBodyWrites}`);
 
 class MyRequest extends http.IncomingMessage {
   get greeting() { return `MyRequest ${this.url}`; }
@@ -33,8 +33,22 @@ class MyResponse extends http.ServerResponse {
 }
 const join = process.env.JOIN === '1';
 const server = http.createServer({ IncomingMessage: MyRequest, ServerResponse: MyResponse,
-                                   joinDuplicateHeaders: join, maxHeaderSize: 2000 },
+                                   joinDuplicateHeaders: join, maxHeaderSize: 2000,
+                                   rejectNonStandardBodyWrites: join },
                                  (req, res) => {
+  // Body bytes where none may go: thrown with rejectNonStandardBodyWrites,
+  // dropped without; reported in a header (the response has no body).
+  if (req.url === '/no-body') {
+    res.statusCode = 204;
+    const out = [];
+    for (const f of [() => res.write('x'), () => res.write(''), () => res.end('y')]) {
+      try { out.push(String(f() === true)); } catch (e) { out.push(e.code); }
+    }
+    if (!res.headersSent) res.setHeader('X-Writes', out.join(','));
+    if (!res.writableEnded) res.end();
+    console.log(`no-body ${out.join(',')}`);
+    return;
+  }
   // A response that asks for the connection to end: Connection: close.
   if (req.url === '/close-set') res.setHeader('Connection', 'close');
   if (req.url === '/close-keepalive-flag') res.shouldKeepAlive = false;
