@@ -4,7 +4,7 @@
 // the response, a kuai IncomingMessage fed by the native call.
 
 const EventEmitter = require('events');
-const { IncomingMessage } = require('./http_server.js');
+const { IncomingMessage, installSocketStubs } = require('./http_server.js');
 
 // req.socket / res.socket: what code reads of a connection. The connection
 // itself belongs to the native pool.
@@ -30,17 +30,13 @@ class ClientSocket extends EventEmitter {
     this._req.setTimeout(ms);
     return this;
   }
-  setNoDelay() { return this; }
-  setKeepAlive() { return this; }
-  ref() { return this; }
-  unref() { return this; }
-  address() { return {}; }
   destroy(err) {
     this._req.destroy(err);
     return this;
   }
   end() { return this; }
 }
+installSocketStubs(ClientSocket.prototype);
 
 // The response: kuai's IncomingMessage (headers merged as Node does), fed by
 // the native call, with Node's client-side destroy semantics.

@@ -37,14 +37,19 @@ class KuaiSocket extends EventEmitter {
     this.destroyed = false;
   }
   setTimeout() { return this; }
-  setNoDelay() { return this; }
-  setKeepAlive() { return this; }
-  ref() { return this; }
-  unref() { return this; }
-  address() { return {}; }
   destroy() { this.destroyed = true; return this; }
   end() { return this; }
 }
+
+// What the socket stand-ins (KuaiSocket, UpgradedSocket, the client's
+// ClientSocket) accept and ignore: the connection is the reactor's.
+function installSocketStubs(proto) {
+  for (const name of ['setNoDelay', 'setKeepAlive', 'ref', 'unref']) {
+    Object.defineProperty(proto, name, { value() { return this; }, writable: true, configurable: true });
+  }
+  Object.defineProperty(proto, 'address', { value() { return {}; }, writable: true, configurable: true });
+}
+installSocketStubs(KuaiSocket.prototype);
 
 const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
@@ -495,12 +500,8 @@ class UpgradedSocket extends Stream.Duplex {
     if (cb) this.once('timeout', cb);
     return this;
   }
-  setNoDelay() { return this; }
-  setKeepAlive() { return this; }
-  ref() { return this; }
-  unref() { return this; }
-  address() { return {}; }
 }
+installSocketStubs(UpgradedSocket.prototype);
 
 // Whether an Upgrade request goes to 'upgrade' (server.shouldUpgradeCallback),
 // recorded as req.upgrade. A callback that throws fails the request as a
@@ -517,13 +518,17 @@ function upgradeTaken(server, req, res) {
   return taken;
 }
 
-// With createServer({ rejectNonStandardBodyWrites: true }), as Node: body
-// bytes for a HEAD request or a 1xx/204/304 response throw (else they are
-// dropped).
-function checkBodyAllowed(res) {
+// A response that carries no body: to a HEAD request, or 1xx/204/304.
+function bodyForbidden(res) {
   const status = res.statusCode;
-  if ((res.req && res.req.method === 'HEAD') || status === 204 || status === 304 ||
-      (status >= 100 && status < 200)) {
+  return (res.req !== null && res.req !== undefined && res.req.method === 'HEAD') ||
+    status === 204 || status === 304 || (status >= 100 && status < 200);
+}
+
+// With createServer({ rejectNonStandardBodyWrites: true }), as Node: body
+// bytes where bodyForbidden throw (else they are dropped).
+function checkBodyAllowed(res) {
+  if (bodyForbidden(res)) {
     throw codedError(Error, 'ERR_HTTP_BODY_NOT_ALLOWED',
       'Adding content for this request method or response status is not allowed.');
   }
@@ -533,9 +538,7 @@ function checkBodyAllowed(res) {
 // (a write past it, or an end short of or past it, throws), as Node checks.
 const kBytesWritten = Symbol('kuai.bytesWritten');
 function checkStrictLength(res, chunk, fromEnd) {
-  if (res.chunkedEncoding || (res.req && res.req.method === 'HEAD')) return;
-  const status = res.statusCode;
-  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return;
+  if (res.chunkedEncoding || bodyForbidden(res)) return;
   const declared = res.getHeader('content-length');
   if (declared === undefined || res.hasHeader('transfer-encoding')) return;
   const expected = +declared;
@@ -1116,6 +1119,7 @@ module.exports.kHandle = kHandle;
 module.exports.handlerFailed = handlerFailed;
 module.exports.handleRead = handleRead;
 module.exports.handleWrite = handleWrite;
+module.exports.installSocketStubs = installSocketStubs;
 module.exports.IncomingMessage = IncomingMessage;
 module.exports.ServerResponse = ServerResponse;
 // Shared with the http client (js/http_client.js): header checks as Node's.
