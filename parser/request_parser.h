@@ -42,11 +42,13 @@ struct Request : HeaderFields {
   // END_STREAM on the HEADERS frame). onRequest is then the request's end.
   bool bodyless = false;
   std::string_view host;
-  // HTTP/2: :scheme and :authority (empty when absent), and whether the last
-  // field is a host made from :authority (the client sent no host field).
+  // HTTP/2: :scheme and :authority (empty when absent), whether the last
+  // field is a host made from :authority (the client sent no host field),
+  // and the stream's id (0 for HTTP/1.x).
   std::string_view scheme;
   std::string_view authority;
   bool hostFromAuthority = false;
+  int32_t streamId = 0;
 };
 
 class RequestParser {

@@ -72,7 +72,7 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
   // 32: nothing follows the head (the request ends with this call).
   int flags = (req.upgrade ? 1 : 0) | (req.hasHeader("expect") ? 2 : 0) | (req.hostFromAuthority ? 4 : 0) |
               (req.contentLength > 0 || req.chunked ? 16 : 0) | (req.bodyless ? 32 : 0);
-  v8::Local<v8::Value> argv[11] = {
+  v8::Local<v8::Value> argv[12] = {
       v8::Integer::New(iso, id_),
       handle,
       str(iso, req.method),
@@ -84,9 +84,10 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
       v8::Boolean::New(iso, ex->encrypted()),
       v8::Number::New(iso, double(ex->connectionId())),
       v8::Integer::New(iso, flags),
+      v8::Integer::New(iso, req.streamId),
   };
   jx->enter();
-  env.call(env.onRequest, 11, argv);
+  env.call(env.onRequest, 12, argv);
   jx->leave();
 }
 
@@ -356,11 +357,16 @@ void JsExchange::setTrailers(const v8::FunctionCallbackInfo<v8::Value>& args) {
 }
 
 // Closes the connection after what is queued (an upgraded socket's end or
-// destroy, a response that cannot be finished).
+// destroy, a response that cannot be finished); over HTTP/2 resets the
+// stream, with args[0] as its code when given.
 void JsExchange::abort(const v8::FunctionCallbackInfo<v8::Value>& args) {
   JsExchange* self = from(args);
   if (!self) return;
-  self->ex_->abort();
+  if (args.Length() > 0 && args[0]->IsUint32()) {
+    self->ex_->abort(args[0].As<v8::Uint32>()->Value());
+  } else {
+    self->ex_->abort();
+  }
   self->aborted_ = true;
   self->maybeRelease();
 }

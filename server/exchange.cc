@@ -31,6 +31,7 @@ void Exchange::reset(ExchangeSink* sink) {
   ended_ = headersSent_ = head_ = noBody_ = tunnel_ = continued_ = false;
   trailers_.clear();
   requestTrailers_.clear();
+  resetCode_ = -1;
   unsent_ = -1;
   waitingDrain = false;
 }

@@ -125,16 +125,25 @@ class Exchange {
   // Another 1xx before the head (103 Early Hints with its Link lines).
   void writeInformational(int status, std::string_view headerLines);
   // Trailer fields ("Name: value\r\n" lines) sent with the end of a body
-  // framed in chunks; other framings have no room for them and drop them.
+  // framed in chunks, or as HTTP/2's trailing HEADERS; other framings have
+  // no room for them and drop them.
   void setTrailers(std::string lines) { trailers_ = std::move(lines); }
   const std::string& trailers() const { return trailers_; }
-  // The request's trailer fields (after a chunked body), the same way;
-  // set before the listener's onBodyEnd.
+  // The request's trailer fields (after a chunked body, or HTTP/2's
+  // trailing HEADERS), the same way; set before the listener's onBodyEnd.
   void setRequestTrailers(std::string lines) { requestTrailers_ = std::move(lines); }
   const std::string& requestTrailers() const { return requestTrailers_; }
   // The response cannot be completed (its source failed midway): the client
   // sees it truncated, never a wrong one.
   void abort();
+  // abort() with the code HTTP/2 puts in its RST_STREAM (a script's
+  // stream.close(code)); HTTP/1.1 closes the connection as for abort().
+  void abort(uint32_t http2Code) {
+    resetCode_ = int64_t(http2Code);
+    abort();
+  }
+  // The code abort(code) asked for; -1: none (the protocol's own).
+  int64_t resetCode() const { return resetCode_; }
   // Bytes not yet handed to the kernel for this exchange's connection.
   size_t pendingBytes() const;
   // Backpressure on the request body: stop / restart reading it.
@@ -189,6 +198,7 @@ class Exchange {
   bool continued_ = false;
   std::string trailers_;
   std::string requestTrailers_;
+  int64_t resetCode_ = -1;
   int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)
 };
 

@@ -70,6 +70,29 @@ class NvList {
   size_t n_ = 0;
 };
 
+// Header lines ("Name: value\r\n" each) as fields: names lower-cased into
+// `lower` (sized here, so the views stay put until nghttp2 copies them),
+// values trimmed, connection-specific fields left out.
+void addLines(NvList& nv, std::string& lower, std::string_view headerLines) {
+  lower.assign(headerLines.size(), '\0');
+  char* w = lower.data();
+  for (std::string_view rest = headerLines; !rest.empty();) {
+    size_t eol = rest.find("\r\n");
+    std::string_view line = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    char* nameAt = w;
+    for (char c : line.substr(0, colon)) *w++ = c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
+    std::string_view name(nameAt, colon);
+    if (connectionSpecific(name)) continue;
+    nv.add(field(name, value));
+  }
+}
+
 }  // namespace
 
 // One stream: its request (fields owned here, so the parser::Request's views
@@ -114,17 +137,19 @@ class Http2Session::Stream final : public ExchangeSink {
     files_.push_back({std::move(file), offset, length});
     resume();
   }
-  void sendEnd(Exchange&) override {
+  void sendEnd(Exchange& ex) override {
     ended_ = true;
+    trailers_ = ex.trailers();  // sent as HEADERS after the last DATA frame
     resume();
   }
   void sendInformational(Exchange&, int status, std::string_view headerLines) override;
   // HTTP/2 has no Upgrade (RFC 9113 §8.6): the stream is refused.
   void switchProtocols(Exchange& ex, std::string_view, bool) override { abortResponse(ex); }
   void sendRaw(Exchange& ex, std::string_view) override { abortResponse(ex); }
-  void abortResponse(Exchange&) override {
+  void abortResponse(Exchange& ex) override {
     aborted_ = true;
-    nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+    uint32_t code = ex.resetCode() >= 0 ? uint32_t(ex.resetCode()) : uint32_t(NGHTTP2_INTERNAL_ERROR);
+    nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_, code);
     session_.pump();
   }
   size_t pendingBytes(const Exchange&) const override {
@@ -181,6 +206,9 @@ class Http2Session::Stream final : public ExchangeSink {
 
   // The request as it arrives.
   bool addField(std::string_view name, std::string_view value, const parser::Limits& limits);
+  // A field of the request's trailing HEADERS (after its body), kept as a
+  // "name: value\r\n" line; counted against the same limits as the head.
+  bool addTrailer(std::string_view name, std::string_view value, const parser::Limits& limits);
   // Builds request_ from the fields; false (with the status to answer) when
   // the header block does not make a request.
   bool finishHead(int& status);
@@ -244,6 +272,9 @@ class Http2Session::Stream final : public ExchangeSink {
   } held_;
   std::string body_;
   size_t bodyAt_ = 0;
+  std::string trailers_;         // the response's, sent after its body
+  std::string requestTrailers_;  // the request's, handed over at its end
+  size_t trailerCount_ = 0;
   bool nextHeld_ = false;  // next_ is from held_
   // The DATA frame read() sized, for sendData: from the file range (its
   // file and offset) or from body_ at bodyAt_ (file == null).
@@ -282,8 +313,20 @@ bool Http2Session::Stream::addField(std::string_view name, std::string_view valu
   return true;
 }
 
+bool Http2Session::Stream::addTrailer(std::string_view name, std::string_view value,
+                                      const parser::Limits& limits) {
+  fieldBytes_ += name.size() + value.size();
+  if (fieldBytes_ > limits.maxHeaderBytes || fieldsAt_.size() + ++trailerCount_ > limits.maxHeaders ||
+      name.size() + value.size() > limits.maxFieldSize) {
+    return false;  // the stream is reset
+  }
+  requestTrailers_.append(name).append(": ").append(value).append("\r\n");
+  return true;
+}
+
 bool Http2Session::Stream::finishHead(int& status) {
   request_ = parser::Request();
+  request_.streamId = id_;
   bool hostField = false;
   for (const FieldAt& f : fieldsAt_) {
     if (text(Span{f.at, f.nameLen}) == "host") hostField = true;
@@ -337,25 +380,10 @@ bool Http2Session::Stream::finishHead(int& status) {
 void Http2Session::Stream::sendInformational(Exchange&, int status, std::string_view headerLines) {
   if (headSent_ || aborted_) return;
   std::string statusText = std::to_string(status);
-  std::string lower(headerLines.size(), '\0');
-  char* w = lower.data();
+  std::string lower;
   NvList nv;
   nv.add(field(":status", statusText));
-  for (std::string_view rest = headerLines; !rest.empty();) {
-    size_t eol = rest.find("\r\n");
-    std::string_view line = rest.substr(0, eol);
-    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    char* nameAt = w;
-    for (char c : line.substr(0, colon)) *w++ = c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
-    std::string_view name(nameAt, colon);
-    if (connectionSpecific(name)) continue;
-    nv.add(field(name, value));
-  }
+  addLines(nv, lower, headerLines);
   nghttp2_submit_headers(session_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, nv.data(), nv.size(), nullptr);
   session_.pump();
 }
@@ -463,6 +491,15 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
   if (drained && s->ended_) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     s->responseEnded_ = true;
+    if (!s->trailers_.empty()) {
+      // The trailing HEADERS carries END_STREAM instead of this frame.
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      std::string lower;
+      NvList nv;
+      addLines(nv, lower, s->trailers_);
+      nghttp2_submit_trailer(s->session_.session_, s->id_, nv.data(), nv.size());
+      s->trailers_.clear();
+    }
   } else if (n == 0) {
     s->deferred_ = true;
     return NGHTTP2_ERR_DEFERRED;
@@ -598,11 +635,13 @@ int Http2Session::onHeader(nghttp2_session*, const nghttp2_frame* frame, const u
                            const uint8_t* value, size_t valuelen, uint8_t, void* self) {
   auto* h = static_cast<Http2Session*>(self);
   Stream* s = h->stream(frame->hd.stream_id);
-  if (!s || s->dispatched_) return 0;  // trailers: dropped
+  if (!s) return 0;
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
   std::string_view v(reinterpret_cast<const char*>(value), valuelen);
-  if (!s->addField(n, v, h->reactor_.config().limits)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  return 0;
+  const parser::Limits& limits = h->reactor_.config().limits;
+  bool ok = s->dispatched_ ? frame->headers.cat != NGHTTP2_HCAT_HEADERS || s->addTrailer(n, v, limits)
+                           : s->addField(n, v, limits);
+  return ok ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
@@ -630,6 +669,9 @@ int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void
   if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
     s->remoteEnded_ = true;
+    if (!s->requestTrailers_.empty() && s->exchange_) {
+      s->exchange_->setRequestTrailers(std::move(s->requestTrailers_));
+    }
     h->bodyEnd(*s);
   }
   return 0;

@@ -29,6 +29,7 @@ class Client {
  public:
   struct Response {
     std::map<std::string, std::string> headers;
+    std::map<std::string, std::string> trailers;  // a HEADERS block after the head
     std::string body;
     bool ended = false;
     uint32_t reset = 0;  // RST_STREAM error code, when reset
@@ -57,8 +58,11 @@ class Client {
   }
   ~Client() { nghttp2_session_del(session_); }
 
+  // With `trailers`, the body ends with them (a trailing HEADERS frame).
   int32_t get(const std::string& path, const std::string& method = "GET",
-              std::vector<std::pair<std::string, std::string>> extra = {}, const std::string* body = nullptr) {
+              std::vector<std::pair<std::string, std::string>> extra = {}, const std::string* body = nullptr,
+              std::vector<std::pair<std::string, std::string>> trailers = {}) {
+    trailers_ = std::move(trailers);
     std::vector<std::pair<std::string, std::string>> fields = {
         {":method", method}, {":path", path}, {":scheme", "http"}, {":authority", "kuai.test"}};
     fields.insert(fields.end(), extra.begin(), extra.end());
@@ -71,13 +75,24 @@ class Client {
     if (body) {
       body_ = *body;
       provider.source.ptr = this;
-      provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+      provider.read_callback = [](nghttp2_session*, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
                                   nghttp2_data_source* src, void*) -> ssize_t {
         auto* c = static_cast<Client*>(src->ptr);
         size_t n = std::min(len, c->body_.size());
         memcpy(buf, c->body_.data(), n);
         c->body_.erase(0, n);
-        if (c->body_.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (c->body_.empty()) {
+          *flags |= NGHTTP2_DATA_FLAG_EOF;
+          if (!c->trailers_.empty()) {
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            std::vector<nghttp2_nv> tv;
+            for (auto& [tn, tval] : c->trailers_) {
+              tv.push_back({reinterpret_cast<uint8_t*>(tn.data()), reinterpret_cast<uint8_t*>(tval.data()),
+                            tn.size(), tval.size(), NGHTTP2_NV_FLAG_NONE});
+            }
+            nghttp2_submit_trailer(c->session_, id, tv.data(), tv.size());
+          }
+        }
         return ssize_t(n);
       };
     }
@@ -122,8 +137,9 @@ class Client {
  private:
   static int onHeader(nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl, const uint8_t* v,
                       size_t vl, uint8_t, void* self) {
-    static_cast<Client*>(self)->responses[f->hd.stream_id].headers[std::string(reinterpret_cast<const char*>(n), nl)] =
-        std::string(reinterpret_cast<const char*>(v), vl);
+    Response& r = static_cast<Client*>(self)->responses[f->hd.stream_id];
+    auto& to = f->headers.cat == NGHTTP2_HCAT_HEADERS && r.headers.count(":status") ? r.trailers : r.headers;
+    to[std::string(reinterpret_cast<const char*>(n), nl)] = std::string(reinterpret_cast<const char*>(v), vl);
     return 0;
   }
   static int onData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t len, void* self) {
@@ -151,6 +167,7 @@ class Client {
 
   MemoryReactor& r_;
   std::string body_;
+  std::vector<std::pair<std::string, std::string>> trailers_;
 };
 
 class Http2Test : public ::testing::Test {
@@ -297,6 +314,63 @@ TEST_F(Http2Test, ABodyReachesAHandlerAsItArrives) {
     EXPECT_EQ(c.responses[id].body, "2.0 kuai.test 50000");
   }
   reactor_.reset();  // before `echo`
+}
+
+TEST_F(Http2Test, TrailersGoBothWaysAndAResetCarriesItsCode) {
+  struct Trailing final : Handler, ExchangeListener {
+    std::shared_ptr<Exchange> ex;
+    std::string path;
+    size_t got = 0;
+    void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& e) override {
+      ex = e;
+      path = std::string(req.target);
+      got = 0;
+      e->setListener(this);
+      if (path == "/reset") {
+        e->writeHead(200, {}, {}, -1);
+        e->write("part");
+        e->abort(NGHTTP2_REFUSED_STREAM);
+      }
+    }
+    void onBody(std::string_view chunk) override { got += chunk.size(); }
+    void onBodyEnd() override {
+      if (path == "/reset") return;
+      ex->writeHead(200, {}, {}, -1);
+      ex->write(std::to_string(got) + " [" + ex->requestTrailers() + "]");
+      if (path != "/empty") ex->setTrailers("X-Done: yes\r\nX-Many: 1\r\nConnection: close\r\n");
+      ex->end();
+    }
+    void onAbort() override {}
+    void onDrain() override {}
+  } handler;
+  Listener* l = reactor_->listen(&handler);
+  l->h2c = true;
+  {
+    Client c(*reactor_, l);
+    std::string body(30000, 't');
+    int32_t both = c.get("/both", "POST", {}, &body, {{"x-sum", "abc"}, {"x-n", "2"}});
+    c.exchange();
+    const Client::Response& r = c.responses[both];
+    EXPECT_EQ(r.body, "30000 [x-sum: abc\r\nx-n: 2\r\n]");
+    EXPECT_TRUE(r.ended);
+    EXPECT_EQ(r.trailers.at("x-done"), "yes");
+    EXPECT_EQ(r.trailers.at("x-many"), "1");
+    EXPECT_EQ(r.trailers.count("connection"), 0u);  // connection-specific: left out
+    EXPECT_EQ(r.headers.count("x-done"), 0u);
+
+    std::string small = "s";
+    int32_t none = c.get("/empty", "POST", {}, &small);
+    c.exchange();
+    EXPECT_EQ(c.responses[none].body, "1 []");
+    EXPECT_TRUE(c.responses[none].ended);
+    EXPECT_TRUE(c.responses[none].trailers.empty());
+    int32_t reset = c.get("/reset");
+    c.exchange();
+    EXPECT_TRUE(c.responses[reset].wasReset);
+    EXPECT_EQ(c.responses[reset].reset, uint32_t(NGHTTP2_REFUSED_STREAM));
+    EXPECT_FALSE(reactor_->closed(c.conn_));  // a stream's reset, not the connection's
+  }
+  reactor_.reset();  // before `handler`
 }
 
 TEST_F(Http2Test, AHandlerPausingTheBodyClosesTheClientsWindow) {

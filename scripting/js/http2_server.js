@@ -7,21 +7,15 @@
 // IncomingMessage and ServerResponse, as under Node. Node's http2 client
 // (http2.connect) is left untouched.
 
-const fs = require('fs');
-const { Duplex } = require('stream');
 const {
-  Server, HttpsServer, IncomingMessage, ServerResponse,
-  kCompat, kRawHeaders, kParsedHeaders, kHandle, handleRead, handleWrite,
+  Server, HttpsServer, IncomingMessage, ServerResponse, kCompat, kRawHeaders, kParsedHeaders, kHandle,
+  kTrailerLines, linkHints,
 } = require('./http_server');
-const { codedError } = require('./outgoing_headers');
-
-// Fields HTTP/2 has no room for (RFC 9113, 8.2.2). As Node: Connection is
-// dropped with a warning when set, the others refuse the head when it goes
-// out (te only with "trailers").
-const kConnectionFields = new Set([
-  'connection', 'upgrade', 'http2-settings', 'te', 'transfer-encoding', 'keep-alive',
-  'proxy-connection',
-]);
+const { codedError, receivedText } = require('./outgoing_headers');
+const {
+  emitStream, validStatus, headersSent, fieldLines, kConnectionFields, kTokenRe, kInvalidValueRe,
+  kSession, kStreamId,
+} = require('./http2_stream');
 
 // Node's http2 keeps the first of these when a request repeats them.
 const kSingleValued = new Set([
@@ -34,9 +28,6 @@ const kSingleValued = new Set([
   'range', 'referer', 'retry-after', 'tk', 'upgrade-insecure-requests', 'user-agent',
   'x-content-type-options',
 ]);
-
-const kTokenRe = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const kInvalidValueRe = /[^\t\x20-\x7e\x80-\xff]/;
 
 function warn(message) {
   process.emitWarning(message, 'UnsupportedWarning');
@@ -87,31 +78,21 @@ class Http2ServerRequest extends IncomingMessage {
   get stream() { return streamOf(this); }
 }
 
-// What req.stream / res.stream give: the stream's facts. kuai serves no
-// push streams and answers through the response object.
+// What req.stream / res.stream give: the stream's facts (its id, the
+// connection's session). kuai serves no push streams and answers through
+// the response object.
+const kStreamFacts = Symbol('kuai.h2stream');
 function streamOf(req) {
-  const socket = req.socket;
-  return {
-    pushAllowed: false,
-    session: { socket, encrypted: socket.encrypted === true },
-    get destroyed() { return req.destroyed; },
-  };
-}
-
-function validStatus(code) {
-  code |= 0;
-  if (code === 101) {
-    throw codedError(RangeError, 'ERR_HTTP2_INFO_STATUS_NOT_ALLOWED',
-      'Informational status codes cannot be used');
+  let facts = req[kStreamFacts];
+  if (facts === undefined) {
+    facts = req[kStreamFacts] = {
+      id: req[kStreamId],
+      pushAllowed: false,
+      session: req[kSession],
+      get destroyed() { return req.destroyed; },
+    };
   }
-  if (code < 100 || code > 599) {
-    throw codedError(RangeError, 'ERR_HTTP2_STATUS_INVALID', `Invalid status code: ${code}`);
-  }
-  return code;
-}
-
-function headersSent() {
-  return codedError(Error, 'ERR_HTTP2_HEADERS_SENT', 'Response has already been initiated.');
+  return facts;
 }
 
 // A field as Node's http2 takes it: the name in lower case and a token, a
@@ -141,6 +122,7 @@ function checkField(name, value) {
 }
 
 const kFields = Symbol('kuai.h2fields');  // name -> value, lower-case names
+const kH2Trailers = Symbol('kuai.h2trailers');
 
 class Http2ServerResponse extends ServerResponse {
   constructor(req) {
@@ -217,9 +199,12 @@ class Http2ServerResponse extends ServerResponse {
   }
 
   // HTTP/2 frames the body itself: no content-length unless the handler set
-  // one, no reason phrase, no connection fields.
-  _sendHead() {
+  // one, no reason phrase, no connection fields. As Node: a response that
+  // ends with nothing written (end() with no body, length 0 here) goes out
+  // as a head that ends the stream, without its trailers.
+  _sendHead(length) {
     if (this.headersSent) return;
+    if (length === 0) this[kTrailerLines] = undefined;
     const f = this[kFields];
     let lines = '';
     for (const name in f) {
@@ -242,160 +227,55 @@ class Http2ServerResponse extends ServerResponse {
   createPushResponse() {
     throw codedError(Error, 'ERR_HTTP2_PUSH_DISABLED', 'HTTP/2 client has disabled push streams');
   }
-  writeEarlyHints() {}
-}
 
-// Node's core API: server.on('stream', (stream, headers, flags) => ...), for
-// servers with 'stream' listeners and no 'request' listener. The stream is a
-// Duplex: the request body to read, the response body to write once
-// respond() has sent the head. It rides the handle the way an upgraded
-// socket does (handle.tunnel: body in, 'drain' out, abort).
-class ServerHttp2Stream extends Duplex {
-  constructor(handle, req) {
-    super({ allowHalfOpen: true });
-    this[kHandle] = handle;
-    this.session = { socket: req.socket, encrypted: req.socket.encrypted === true };
-    this.pushAllowed = false;
-    this.headersSent = false;
-    this.sentHeaders = undefined;
-    this.aborted = false;
-    this.rstCode = undefined;
-    this._writeCb = null;
-    this._tunnelOf = handle;
-  }
-
-  get closed() { return this.destroyed; }
-
-  respond(headers, options) {
-    if (this.destroyed) throw codedError(Error, 'ERR_HTTP2_INVALID_STREAM', 'The stream has been destroyed');
-    if (this.headersSent) throw headersSent();
-    headers = headers || {};
-    let status = 200;
+  // Trailing fields, sent as HEADERS after the body (as Node's compatibility
+  // API, on every response).
+  setTrailer(name, value) {
+    name = checkField(name, value);
+    if (name === null) return;
+    const t = this[kH2Trailers] || (this[kH2Trailers] = { __proto__: null });
+    t[name] = value;
     let lines = '';
-    const sent = { __proto__: null };
-    for (const key of Object.keys(headers)) {
-      const name = key.toLowerCase();
-      const value = headers[key];
-      if (value === undefined) continue;
-      if (name === ':status') {
-        status = validStatus(value);
-        continue;
-      }
-      if (name[0] === ':') {
-        throw codedError(TypeError, 'ERR_HTTP2_INVALID_PSEUDOHEADER', `"${name}" is an invalid pseudoheader or is used incorrectly`);
-      }
-      if (!kTokenRe.test(name)) {
-        throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
-      }
-      if (name === 'connection' || (kConnectionFields.has(name) && !(name === 'te' && value === 'trailers'))) {
-        throw codedError(TypeError, 'ERR_HTTP2_INVALID_CONNECTION_HEADERS',
-          `HTTP/1 Connection specific headers are forbidden: "${name}"`);
-      }
-      for (const v of Array.isArray(value) ? value : [value]) {
-        if (kInvalidValueRe.test(String(v))) {
-          throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
-        }
-        lines += `${name}: ${v}\r\n`;
-      }
-      sent[name] = value;
+    for (const key in t) {
+      for (const v of Array.isArray(t[key]) ? t[key] : [t[key]]) lines += `${key}: ${v}\r\n`;
     }
-    sent[':status'] = status;
-    this.headersSent = true;
-    this.sentHeaders = sent;
+    this[kTrailerLines] = lines;
+  }
+  addTrailers(headers) {
+    for (const key of Object.keys(headers)) this.setTrailer(key, headers[key]);
+  }
+
+  // A 1xx before the head (Node: false once the head is out).
+  writeInformation(statusCode, headers) {
+    if (typeof statusCode !== 'number' || statusCode < 100 || statusCode > 199 || statusCode === 101) {
+      throw codedError(RangeError, 'ERR_HTTP2_STATUS_INVALID', `Invalid status code: ${statusCode}`);
+    }
+    if (this.headersSent || this.writableEnded) return false;
+    const lines = headers ? fieldLines(headers, statusCode) : '';
     const handle = this[kHandle];
-    if (handle) handle.writeHead(status, '', lines, -1, -1);
-    if (options && options.endStream) this.end();
+    if (handle) handle.writeInformational(statusCode, lines);
+    return true;
   }
-
-  respondWithFile(file, headers, options) {
-    fs.stat(file, (err, st) => {
-      if (!err && !st.isFile()) err = codedError(Error, 'ERR_HTTP2_SEND_FILE', 'Directories cannot be sent');
-      if (err) {
-        const onError = options && options.onError;
-        if (typeof onError === 'function') onError(err);
-        else this.destroy(err);
-        return;
-      }
-      const h = { ...(headers || {}) };
-      if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-length')) h['content-length'] = st.size;
-      this.respond(h);
-      fs.createReadStream(file).pipe(this);
-    });
+  writeContinue() {
+    return this.writeInformation(100);
   }
-
-  pushStream() {
-    throw codedError(Error, 'ERR_HTTP2_PUSH_DISABLED', 'HTTP/2 client has disabled push streams');
-  }
-  additionalHeaders() {}
-  priority() {}
-  setTimeout(ms, cb) {
-    if (cb) this.once('timeout', cb);
-    return this;
-  }
-  close(code, cb) {
-    this.rstCode = code === undefined ? 0 : code;
-    if (typeof cb === 'function') this.once('close', cb);
-    this.destroy();
-  }
-
-  _read() { handleRead(this); }
-  _write(chunk, encoding, cb) {
-    if (this[kHandle] && !this.headersSent) this.respond();
-    handleWrite(this, chunk, encoding, cb);
-  }
-  _final(cb) {
-    if (!this.headersSent) this.respond();
-    const h = this[kHandle];
-    this[kHandle] = null;
-    // The handle still brings the rest of the request body (h.tunnel).
-    if (h) h.end();
-    this._localEnded = true;
-    cb();
-    // As Node: the stream closes once both sides are done, read or not.
-    if (this._remoteEnded) process.nextTick(() => this.destroy());
-  }
-  push(chunk, encoding) {
-    if (chunk === null) {
-      this._remoteEnded = true;
-      if (this._localEnded) process.nextTick(() => this.destroy());
+  // 103 Early Hints: the other hints, then Link (as Node's http2).
+  writeEarlyHints(hints) {
+    if (hints === null || typeof hints !== 'object' || Array.isArray(hints)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        `The "hints" argument must be of type object. Received ${receivedText(hints)}`);
     }
-    return super.push(chunk, encoding);
-  }
-  _drained() {
-    const cb = this._writeCb;
-    this._writeCb = null;
-    if (cb) cb();
-  }
-  _destroy(err, cb) {
-    const h = this[kHandle];
-    this[kHandle] = null;
-    if (this._tunnelOf) this._tunnelOf.tunnel = null;
-    if (h) {
-      // Cut short: by the client (a reset: 'aborted') or by the handler.
-      h.tunnel = null;
-      if (!this.writableFinished) {
-        this.aborted = true;
-        this.emit('aborted');
-      }
-      h.abort();
+    const link = linkHints(hints.link);
+    const headers = { __proto__: null };
+    for (const key of Object.keys(hints)) {
+      if (key === 'link') continue;
+      const name = checkField(key, hints[key]);
+      if (name !== null) headers[name] = hints[key];
     }
-    const w = this._writeCb;
-    this._writeCb = null;
-    if (w) w(err || codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
-    cb(err);
+    if (link.length === 0) return false;
+    headers.link = link;
+    return this.writeInformation(103, headers);
   }
-}
-
-// The 'stream' event for a request dispatch() made: true when it was taken.
-function emitStream(server, req, res, handle, flags) {
-  if (server.listenerCount('request') > 0 || server.listenerCount('stream') === 0) return false;
-  const stream = new ServerHttp2Stream(handle, req);
-  handle.req = null;
-  handle.res = null;
-  handle.tunnel = stream;
-  const bodyless = !(flags & 16);
-  server.emit('stream', stream, req.headers, bodyless ? 5 : 4, req.rawHeaders);
-  return true;
 }
 
 function http2Mode(options) {

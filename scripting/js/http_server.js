@@ -821,7 +821,7 @@ const sockets = new Map();  // connection id -> KuaiSocket
 
 // version: 10, 11 or 20 (HTTP/2: as Node's compatibility API, '2.0').
 function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
-                  encrypted, connId, flags) {
+                  encrypted, connId, flags, streamId) {
   const server = servers.get(serverId);
   if (server !== undefined && server._dispatch !== null) {
     return server._dispatch(server, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
@@ -877,7 +877,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     res.end();
     return;
   }
-  if (compat && compat.emitStream(server, req, res, handle, flags)) return;
+  if (compat && compat.emitStream(server, req, res, handle, flags, streamId)) return;
   const taken = (flags & 1) && method !== 'CONNECT' ? upgradeTaken(server, req, res) : false;
   if (taken === null) return;  // the callback threw: answered 500
   if (taken) {
@@ -941,17 +941,21 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
 }
 
 function bodyEnd(handle, trailerText) {
-  if (trailerText && handle.req && Array.isArray(handle.req.rawTrailers)) {
-    // The chunked body's trailer fields ("Name: value\r\n" lines), as Node
-    // sets them before 'end'.
-    const req = handle.req;
+  if (trailerText) {
+    // The body's trailer fields ("Name: value\r\n" lines: after a chunked
+    // body, or HTTP/2's trailing HEADERS), as Node sets them before 'end'.
     const raw = [];
     for (const line of trailerText.split('\r\n')) {
       const colon = line.indexOf(': ');
       if (colon > 0) raw.push(line.slice(0, colon), line.slice(colon + 2));
     }
-    req.rawTrailers = raw;
-    req.trailers = fieldsObject(raw, req.joinDuplicateHeaders);
+    const req = handle.req;
+    if (req && Array.isArray(req.rawTrailers)) {
+      req.rawTrailers = raw;
+      req.trailers = fieldsObject(raw, req.joinDuplicateHeaders);
+    } else if (handle.tunnel && typeof handle.tunnel._trailers === 'function') {
+      handle.tunnel._trailers(raw);  // an HTTP/2 'stream' listener's stream
+    }
   }
   if (handle.tunnel) {
     handle.tunnel.push(null);
@@ -1019,9 +1023,9 @@ module.exports = function install(http, nativeBinding, https) {
   STATUS_CODES = http.STATUS_CODES;
   binding.setCallbacks({
     onRequest(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
-              connId, flags) {
+              connId, flags, streamId) {
       dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
-               connId, flags);
+               connId, flags, streamId);
       // Nothing follows the head: the request ends here, as if the native
       // side had called onBodyEnd next (it does not).
       if (flags & 32) bodyEnd(handle);
@@ -1116,6 +1120,8 @@ module.exports.kCompat = kCompat;
 module.exports.kRawHeaders = kRawHeaders;
 module.exports.kParsedHeaders = kParsedHeaders;
 module.exports.kHandle = kHandle;
+module.exports.kTrailerLines = kTrailerLines;
+module.exports.linkHints = linkHints;
 module.exports.handlerFailed = handlerFailed;
 module.exports.handleRead = handleRead;
 module.exports.handleWrite = handleWrite;

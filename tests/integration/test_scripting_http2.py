@@ -281,3 +281,127 @@ def test_served_by_kuais_engine(pair):
     changed = next(x for x in evs if isinstance(x, h2.events.RemoteSettingsChanged)).changed_settings
     assert changed[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS].new_value == 100
     assert changed[0x9].new_value == 1  # SETTINGS_NO_RFC7540_PRIORITIES
+
+
+# ------------------------------------------------------------------ the core API
+
+@pytest.fixture(scope="module")
+def api_pair(logdir):
+    p = start_pair(logdir, SCRIPTS / "http2_stream_api.js", ready=r"^LISTENING (\d+) (\d+)")
+    for proc in p.procs():
+        proc.core, proc.compat = (int(x) for x in proc.lines(r"^LISTENING")[0].split()[1:])
+    yield p
+    problems = stop_pair(p)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def frames(port, path, method="GET", body=None, trailers=None):
+    """What the client sees of one stream: 1xx heads, the head (date aside),
+    the body, trailing fields and a reset's code. (Where an empty DATA frame
+    carries END_STREAM does not count.)"""
+    c = H2Client(port, settings={h2.settings.SettingCodes.ENABLE_PUSH: 0})
+    try:
+        sid = c.request(path, method=method, end_stream=body is None and trailers is None, scheme="http",
+                        authority="example.test")
+        if body is not None:
+            c.conn.send_data(sid, body, end_stream=trailers is None)
+            c.flush()
+        if trailers:
+            c.conn.send_headers(sid, trailers, end_stream=True)
+            c.flush()
+        evs, _ = c.events(lambda e: any(isinstance(x, (h2.events.StreamEnded, h2.events.StreamReset))
+                                        and x.stream_id == sid for x in e))
+    finally:
+        c.close()
+    out = {"info": [], "head": None, "body": b"", "trailers": None, "reset": None, "ended": False}
+    for e in evs:
+        if getattr(e, "stream_id", None) != sid:
+            continue
+        if isinstance(e, h2.events.InformationalResponseReceived):
+            out["info"].append(list(e.headers))
+        elif isinstance(e, h2.events.ResponseReceived):
+            out["head"] = [(k, v) for k, v in e.headers if k != "date"]
+        elif isinstance(e, h2.events.DataReceived):
+            out["body"] += e.data
+        elif isinstance(e, h2.events.TrailersReceived):
+            out["trailers"] = list(e.headers)
+        elif isinstance(e, h2.events.StreamReset):
+            out["reset"] = int(e.error_code)
+        elif isinstance(e, h2.events.StreamEnded):
+            out["ended"] = True
+    return out
+
+
+@pytest.mark.parametrize("path", [
+    "/trailers", "/no-trailer-listener", "/close", "/close-after-write", "/early-hints", "/file-range",
+    "/file-statcheck", "/file-statcheck-false", "/file-directory", "/file-trailers", "/fd",
+    "/fd-statcheck", "/errors"])
+def test_core_stream_api_as_node(api_pair, path):
+    node = frames(api_pair.node.core, path)
+    kuai = frames(api_pair.kuai.core, path)
+    assert kuai == node
+    assert node["ended"] or node["reset"] is not None, node
+
+
+def test_core_stream_api_details(api_pair):
+    # Trailers after the body, then END_STREAM with them; a reset's own code.
+    t = frames(api_pair.kuai.core, "/trailers")
+    assert t["body"] == b"body done" and t["trailers"] == [("x-sum", "abc"), ("x-two", "1"), ("x-two", "2")]
+    assert frames(api_pair.kuai.core, "/close")["reset"] == 8
+    assert frames(api_pair.kuai.core, "/close-after-write")["reset"] == 7
+    assert frames(api_pair.kuai.core, "/early-hints")["info"] == [[(":status", "103"), ("link", "</a.css>; rel=preload")]]
+    src = (SCRIPTS / "http2_stream_api.js").read_bytes()
+    assert frames(api_pair.kuai.core, "/file-range")["body"] == src[10:30]
+    assert frames(api_pair.kuai.core, "/fd-statcheck")["body"] == src[2:5]
+    for proc in api_pair.procs():
+        proc.wait_lines(r"^TRAILERS ERR_HTTP2_INVALID_PSEUDOHEADER: .* \| ERR_HTTP2_TRAILERS_ALREADY_SENT", 1, timeout=5)
+        proc.wait_lines(r"^STREAMERROR ERR_HTTP2_STREAM_ERROR Stream closed with error code NGHTTP2_REFUSED_STREAM$",
+                        1, timeout=5)
+        proc.wait_lines(r"^CLOSED 7 true true$", 1, timeout=5)
+
+
+def test_request_trailers_reach_the_stream_and_request(api_pair):
+    trailers = [("x-req", "v"), ("x-other", "w")]
+    for port_of, path in ((lambda p: p.core, "/request-trailers"), (lambda p: p.compat, "/request-trailers")):
+        node = frames(port_of(api_pair.node), path, method="POST", body=b"abc", trailers=trailers)
+        kuai = frames(port_of(api_pair.kuai), path, method="POST", body=b"abc", trailers=trailers)
+        assert kuai == node
+    got = json.loads(frames(api_pair.kuai.core, "/request-trailers", method="POST", body=b"abc",
+                            trailers=trailers)["body"])
+    assert got == {"n": 3, "trailers": {"x-req": "v", "x-other": "w"}}
+    got = json.loads(frames(api_pair.kuai.compat, "/request-trailers", method="POST", body=b"abcd",
+                            trailers=trailers)["body"])
+    assert got == {"before": "{}", "after": {"x-req": "v", "x-other": "w"},
+                   "raw": ["x-req", "v", "x-other", "w"]}
+
+
+def test_session_and_stream_facts_as_node(api_pair):
+    # Two streams on one connection share a session; the ids are the client's.
+    def two(port):
+        c = H2Client(port, settings={h2.settings.SettingCodes.ENABLE_PUSH: 0})
+        try:
+            a = c.request("/facts", scheme="http", authority="example.test")
+            b = c.request("/facts", scheme="http", authority="example.test")
+            return [json.loads(c.response(sid)[1]) for sid in (a, b)]
+        finally:
+            c.close()
+    node, kuai = two(api_pair.node.core), two(api_pair.kuai.core)
+    assert [f["id"] for f in kuai] == [1, 3]
+    assert kuai[1]["sameSession"] is True
+    for f in node + kuai:
+        f.pop("sessionStreams")  # counted across tests, in each server's order
+    assert kuai == node
+    assert two(api_pair.kuai.compat) == two(api_pair.node.compat)
+
+
+@pytest.mark.parametrize("path", ["/add-trailers", "/set-trailer", "/trailers-no-body", "/early-hints",
+                                  "/information"])
+def test_compat_trailers_and_informational_as_node(api_pair, path):
+    node = frames(api_pair.node.compat, path)
+    kuai = frames(api_pair.kuai.compat, path)
+    assert kuai == node
+    if path == "/add-trailers":
+        assert kuai["trailers"] == [("x-sum", "abc"), ("x-two", "1"), ("x-two", "2")]
+    if path == "/early-hints":
+        assert kuai["info"] == [[(":status", "103"), ("x-hint", "a"), ("link", "</s.css>; rel=preload; as=style")]]
