@@ -42,6 +42,24 @@ std::vector<std::string>& bodyPool() {
   return pool;
 }
 
+// File bytes read ahead for the DATA frames of one sendFrames() batch: a
+// range goes out one frame at a time (16 KiB, the usual client frame size),
+// and a pread per frame was a syscall per 16 KiB. One read of up to
+// kReadAhead serves the batch's frames of that range (a batch fills one
+// connection's output, kSendHighWater, before the next connection's). It is
+// dropped when the batch ends, so no bytes are served from it later.
+constexpr size_t kReadAhead = 256 * 1024;
+struct ReadAhead {
+  std::shared_ptr<OpenFile> file;  // none: nothing read ahead
+  uint64_t offset = 0;
+  size_t length = 0;
+  std::unique_ptr<char[]> buffer;
+};
+ReadAhead& readAhead() {
+  static thread_local ReadAhead ra;
+  return ra;
+}
+
 nghttp2_nv field(std::string_view name, std::string_view value) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
           reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
@@ -545,13 +563,28 @@ int Http2Session::Stream::sendData(nghttp2_session*, nghttp2_frame*, const uint8
     // of a copy at every doubling.
     out.reserve(std::max(at + 9 + length, kSendHighWater + kFileChunk + 1024));
   }
-  out.resize(at + 9 + length);
-  ssize_t got = ::pread(next.file->fd, out.data() + at + 9, length, off_t(next.offset));
-  if (got != ssize_t(length)) {
-    // The file shrank: this frame cannot be sent; the stream is reset.
-    out.resize(at);
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  ReadAhead& ra = readAhead();
+  if (ra.file != next.file || next.offset < ra.offset || next.offset + length > ra.offset + ra.length) {
+    // This frame and what read() left of the same range after it.
+    uint64_t want = length;
+    if (!s->files_.empty() && s->files_.front().file == next.file &&
+        s->files_.front().offset == next.offset + length) {
+      want += s->files_.front().length;
+    }
+    if (!ra.buffer) ra.buffer.reset(new char[kReadAhead]);
+    size_t n = size_t(std::min<uint64_t>(std::max<uint64_t>(want, length), kReadAhead));
+    ssize_t got = ::pread(next.file->fd, ra.buffer.get(), n, off_t(next.offset));
+    if (got < ssize_t(length)) {
+      // The file shrank: this frame cannot be sent; the stream is reset.
+      ra.file.reset();
+      out.resize(at);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    ra.file = next.file;
+    ra.offset = next.offset;
+    ra.length = size_t(got);
   }
+  out.append(ra.buffer.get() + (next.offset - ra.offset), length);
   return 0;
 }
 
@@ -840,6 +873,7 @@ void Http2Session::tellDrained() {
 
 void Http2Session::sendFrames() {
   if (transport_.state() != Transport::State::kOpen) return;
+  readAhead().file.reset();  // nothing read ahead outlives a batch (one is cut short on an error)
   while (transport_.pendingBytes() < kSendHighWater) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
@@ -851,6 +885,7 @@ void Http2Session::sendFrames() {
     lastProgressMs_ = reactor_.nowMs();
     transport_.output().buffer().append(reinterpret_cast<const char*>(data), size_t(n));
   }
+  readAhead().file.reset();  // the batch is over
   transport_.flush();
   if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
     transport_.closeAfterOutput();

@@ -99,6 +99,29 @@ def test_h2c_with_prior_knowledge_and_http11_on_the_same_port(kuai):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_concurrent_ranges_of_one_file_arrive_exact(kuai, docroot, tls):
+    """Streams on one connection asking for overlapping and far-apart ranges
+    of the same file (and the whole of it), their 16 KiB frames interleaved
+    in kuai's output batches: each gets exactly its bytes."""
+    s = kuai("--h2c", tls=tls) if not tls else kuai()
+    big = (docroot.root / "big.bin").read_bytes()
+    ranges = [(0, 99_999), (50_000, 349_999), (5_000_000, docroot.big_size - 1), (1, 1),
+              (300_001, 1_300_000), (0, docroot.big_size - 1)]
+    c = H2Client(s.port, s.certs.ca if tls else None,
+                 settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+    try:
+        c.conn.increment_flow_control_window(1 << 24)
+        sids = [c.request("/big.bin", scheme="https" if tls else "http", extra=[("range", f"bytes={a}-{b}")])
+                for a, b in ranges]
+        for sid, (a, b) in zip(sids, ranges):
+            headers, body, ended = c.response(sid, timeout=30)
+            assert ended and headers[":status"] == "206", (a, b, headers)
+            assert body == big[a:b + 1], (a, b, len(body))
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
 def test_large_file_frame_sizes_and_windows(kuai, docroot, tls):
     """5 MiB over h2 with the client's largest frames (16 MiB - 1: kuai's DATA
     frames are 64 KiB file ranges, sent with sendfile in clear text) and with
