@@ -307,6 +307,8 @@ void JsExchange::writeHead(const v8::FunctionCallbackInfo<v8::Value>& args) {
   std::string lines = toStdString(iso, args[2]);
   int64_t length = int64_t(args[3]->NumberValue(ctx).FromMaybe(-1));
   int keepAlive = args[4]->Int32Value(ctx).FromMaybe(-1);
+  // args[5]: the head's layout (Exchange::kNodeOrder...), for http's responses.
+  if (args.Length() > 5) self->ex_->setHeadFlags(uint8_t(args[5]->Uint32Value(ctx).FromMaybe(0)));
   self->ex_->writeHead(status, reason, lines, length, keepAlive);
 }
 

@@ -32,6 +32,7 @@ void Exchange::reset(ExchangeSink* sink) {
   trailers_.clear();
   requestTrailers_.clear();
   resetCode_ = -1;
+  headFlags_ = 0;
   unsent_ = -1;
   waitingDrain = false;
 }

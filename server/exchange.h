@@ -100,6 +100,14 @@ class Exchange {
   // The handler asked for the connection to end with this response
   // (Connection: close; HTTP/2 has no such field and ignores it).
   static constexpr int kCloseConnection = -3;
+  // How a script's head is laid out (Node's http: its fields, then Date,
+  // Connection and Keep-Alive, then the framing), set before writeHead.
+  // kOwnDate: the lines carry the Date field, or the handler wants none
+  // (sendDate false); kOwnConnection / kOwnKeepAlive: the lines carry the
+  // handler's Connection / Keep-Alive field, written as given.
+  static constexpr uint8_t kNodeOrder = 1, kOwnDate = 2, kOwnConnection = 4, kOwnKeepAlive = 8;
+  void setHeadFlags(uint8_t flags) { headFlags_ = flags; }
+  uint8_t headFlags() const { return headFlags_; }
   // kuai's own short text/plain page ("404 Not Found\n"), with Server; the
   // one error page of every route, protocol and handler.
   void writeError(int status, std::string_view extraHeaders = {});
@@ -199,6 +207,7 @@ class Exchange {
   std::string trailers_;
   std::string requestTrailers_;
   int64_t resetCode_ = -1;
+  uint8_t headFlags_ = 0;
   int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)
 };
 

@@ -307,7 +307,7 @@ void Http1Session::failRequest(int status) {
 // ---------------------------------------------------------------- bytes out
 
 void Http1Session::writeHead(int status, std::string_view reason, std::string_view headerLines, int64_t length,
-                             int keepAliveSeconds, bool serverField) {
+                             int keepAliveSeconds, bool serverField, uint8_t headFlags) {
   status_ = status;
   if (reactor_.draining()) keepAlive_ = false;  // shutting down: this is the last answer
   if (keepAliveSeconds == Exchange::kCloseConnection) keepAlive_ = false;
@@ -323,16 +323,46 @@ void Http1Session::writeHead(int status, std::string_view reason, std::string_vi
     b.append(reason);
     b.append("\r\n");
   }
+  auto framing = [&] {
+    if (length >= 0) {
+      b.append("Content-Length: ", 16);
+      appendNumber(b, uint64_t(length));
+      b.append("\r\n", 2);
+    } else if (chunked_) {
+      b.append("Transfer-Encoding: chunked\r\n", 28);
+    }
+  };
+  if (headFlags & Exchange::kNodeOrder) {
+    // A script's head, laid out as Node's http lays it out: the handler's
+    // fields (its own Date, Connection, Keep-Alive as given), then what it
+    // left to the server, then the framing.
+    b.append(headerLines);
+    if (!(headFlags & Exchange::kOwnDate)) b.append(date);
+    if (!(headFlags & Exchange::kOwnConnection)) {
+      if (!keepAlive_) {
+        b.append("Connection: close\r\n", 19);
+      } else {
+        b.append("Connection: keep-alive\r\n", 24);
+        if (keepAliveSeconds > 0) idleMs_ = uint32_t(keepAliveSeconds) * 1000;
+        // (Node: none when the handler set its own, or keepAliveTimeout is 0.)
+        if (!(headFlags & Exchange::kOwnKeepAlive) && keepAliveSeconds != Exchange::kNoKeepAliveHeader &&
+            keepAliveSeconds != 0) {
+          b.append("Keep-Alive: timeout=");
+          appendNumber(b, idleMs_ / 1000);
+          b.append("\r\n", 2);
+        }
+      }
+    } else if (keepAlive_ && keepAliveSeconds > 0) {
+      idleMs_ = uint32_t(keepAliveSeconds) * 1000;
+    }
+    framing();
+    b.append("\r\n", 2);
+    return;
+  }
   if (serverField) b.append("Server: kuai\r\n", 14);
   b.append(date);
   b.append(headerLines);
-  if (length >= 0) {
-    b.append("Content-Length: ", 16);
-    appendNumber(b, uint64_t(length));
-    b.append("\r\n", 2);
-  } else if (chunked_) {
-    b.append("Transfer-Encoding: chunked\r\n", 28);
-  }
+  framing();
   if (!keepAlive_) {
     b.append("Connection: close\r\n\r\n", 21);
   } else if (keepAliveSeconds == Exchange::kNoKeepAliveHeader) {
@@ -362,7 +392,7 @@ void Http1Session::sendHead(Exchange& ex, int status, std::string_view reason, s
       chunked_ = true;
     }
   }
-  writeHead(status, reason, headerLines, field, keepAliveSeconds, serverField);
+  writeHead(status, reason, headerLines, field, keepAliveSeconds, serverField, ex.headFlags());
   transport_.flush();
 }
 

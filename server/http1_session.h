@@ -67,7 +67,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   // The one response head writer. `length` < 0: no Content-Length (the
   // caller framed it).
   void writeHead(int status, std::string_view reason, std::string_view headerLines, int64_t length,
-                 int keepAliveSeconds, bool serverField);
+                 int keepAliveSeconds, bool serverField, uint8_t headFlags = 0);
   // A request that cannot be answered normally (malformed, too large, timed
   // out): the error page, then close.
   void failRequest(int status);

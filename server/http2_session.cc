@@ -427,6 +427,8 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
     nv.add(field("date", date));
   }
   bool hasLength = false;
+  // A script's own Date field (or none: sendDate false) stays as given.
+  bool ownDate = !serverField && (ex.headFlags() & Exchange::kOwnDate);
   const char* p = headerLines.data();
   const char* end = p + headerLines.size();
   while (p < end) {
@@ -449,7 +451,7 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
     std::string_view name(nameAt, nameLen);
     bool skip = false;
     switch (nameLen) {
-      case 4: skip = name == "date"; break;
+      case 4: skip = name == "date" && !ownDate; break;
       case 6: skip = serverField && name == "server"; break;
       case 14: if (name == "content-length") hasLength = true; break;
       default: skip = connectionSpecific(name); break;
@@ -460,7 +462,7 @@ void Http2Session::Stream::sendHead(Exchange& ex, int status, std::string_view, 
   bodyless_ = ex.bodyless();
   if (length >= 0 && !hasLength && status != 204 && status != 304) nv.add(field("content-length", lengthText));
   // A script's response: its own fields first, then date (as Node's http2).
-  if (!serverField) nv.add(field("date", date));
+  if (!serverField && !ownDate) nv.add(field("date", date));
   if (bodyless_ || length == 0) {
     // The head is the whole response: END_STREAM on HEADERS.
     responseEnded_ = true;

@@ -221,7 +221,10 @@ class Http2ServerResponse extends ServerResponse {
     }
     this.headersSent = true;
     const handle = this[kHandle];
-    if (handle) handle.writeHead(this._status, '', lines, -1, -1);
+    // The handler's own date field, or none with sendDate false (2: the
+    // native side adds no date of its own, Exchange::kOwnDate).
+    const ownDate = f.date !== undefined || this.sendDate === false;
+    if (handle) handle.writeHead(this._status, '', lines, -1, -1, ownDate ? 2 : 0);
   }
 
   createPushResponse() {

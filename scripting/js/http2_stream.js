@@ -100,8 +100,9 @@ function fieldLines(headers, status) {
 }
 
 // The response's fields as Node keeps them (stream.sentHeaders): the
-// handler's, then :status and date where it gave none.
-function responseHeaders(param) {
+// handler's, then :status and date where it gave none (and did not turn
+// sendDate off).
+function responseHeaders(param, options) {
   checkObject(param, 'headers');
   const headers = { __proto__: null };
   if (param) {
@@ -109,7 +110,9 @@ function responseHeaders(param) {
   }
   if (headers[':status'] === undefined) headers[':status'] = 200;
   headers[':status'] = validStatus(headers[':status']);
-  if (headers.date === undefined || headers.date === null) headers.date = utcDate();
+  if ((headers.date === undefined || headers.date === null) && !(options && options.sendDate === false)) {
+    headers.date = utcDate();
+  }
   return headers;
 }
 
@@ -244,14 +247,15 @@ class ServerHttp2Stream extends Duplex {
     if (this.headersSent) throw headersSent();
     checkObject(options, 'options');
     options = options || {};
-    headers = responseHeaders(headers);
+    headers = responseHeaders(headers, options);
     const status = headers[':status'];
     const lines = fieldLines(headers, status);
     this.headersSent = true;
     this.sentHeaders = headers;
     if (options.waitForTrailers) this[kWantTrailers] = true;
     const handle = this[kHandle];
-    if (handle) handle.writeHead(status, '', lines, -1, -1);
+    // 2: the date is among the lines, or none is wanted (Exchange::kOwnDate).
+    if (handle) handle.writeHead(status, '', lines, -1, -1, 2);
     if (options.endStream || status === 204 || status === 205 || status === 304 || this.headRequest) {
       this.end();
     }
@@ -261,7 +265,7 @@ class ServerHttp2Stream extends Duplex {
     if (this.destroyed || this[kClosed]) throw invalidStream();
     if (this.headersSent) throw headersSent();
     options = fileOptions(options);
-    headers = responseHeaders(headers);
+    headers = responseHeaders(headers, options);
     payloadForbidden(this, headers[':status']);
     const fail = (err, fd) => {
       if (fd !== undefined) fs.close(fd, () => {});
@@ -309,7 +313,7 @@ class ServerHttp2Stream extends Duplex {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
         `The "fd" argument must be of type number or an instance of FileHandle. Received ${receivedText(fd)}`);
     }
-    headers = responseHeaders(headers);
+    headers = responseHeaders(headers, options);
     payloadForbidden(this, headers[':status']);
     if (options.statCheck === undefined) {
       this._sendFd(fd, headers, options.offset, options.length, options, false);
@@ -329,7 +333,7 @@ class ServerHttp2Stream extends Duplex {
   // undefined: to its end). A descriptor the stream opened is closed after.
   _sendFd(fd, headers, offset, length, options, owned) {
     try {
-      this.respond(headers, { waitForTrailers: options.waitForTrailers });
+      this.respond(headers, { waitForTrailers: options.waitForTrailers, sendDate: options.sendDate });
     } catch (err) {
       if (owned) fs.close(fd, () => {});
       this.destroy(err);

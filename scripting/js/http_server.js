@@ -55,6 +55,11 @@ const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
 const kMaxFields = Symbol('kuai.maxFields');
 const kTrailerLines = Symbol('kuai.trailerLines');  // addTrailers
+// A response head's layout (server/exchange.h, Exchange::kNodeOrder...).
+const kNodeOrder = 1;
+const kOwnDate = 2;
+const kOwnConnection = 4;
+const kOwnKeepAlive = 8;
 const kReqClass = Symbol('kuai.IncomingMessage');  // options.IncomingMessage
 const kResClass = Symbol('kuai.ServerResponse');
 
@@ -238,19 +243,22 @@ class ServerResponse extends Stream {
     let lines = '';
     let hasLength = false;
     // As Node: a Connection field saying close (or shouldKeepAlive set to
-    // false) ends the connection after this response.
+    // false) ends the connection after this response. The handler's own
+    // Date, Connection and Keep-Alive go out as given (kOwn* for the native
+    // side, which adds what the handler left out, in Node's order).
     let close = this.shouldKeepAlive === false;
+    let layout = this.sendDate ? kNodeOrder : kNodeOrder | kOwnDate;
     for (let i = 0; i < h.length; i += 3) {
       const key = h[i];
       const name = h[i + 1];
       const value = h[i + 2];
       if (key === 'content-length') hasLength = true;
-      if (key === 'transfer-encoding') this.chunkedEncoding = true;
-      if (key === 'connection') {
+      else if (key === 'transfer-encoding') this.chunkedEncoding = true;
+      else if (key === 'date') layout |= kOwnDate;
+      else if (key === 'connection') {
+        layout |= kOwnConnection;
         if (/(?:^|,)\s*close\s*(?:,|$)/i.test(String(value))) close = true;
-        continue;
-      }
-      if (key === 'keep-alive' || key === 'date') continue;
+      } else if (key === 'keep-alive') layout |= kOwnKeepAlive;
       if (Array.isArray(value)) {
         for (const v of value) lines += name + ': ' + v + '\r\n';
       } else {
@@ -268,7 +276,7 @@ class ServerResponse extends Stream {
       : (STATUS_CODES[this.statusCode] || 'unknown');
     const server = this[kServer];
     const keepAlive = close ? -3 : server ? Math.floor(server.keepAliveTimeout / 1000) : -1;
-    if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive);
+    if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive, layout);
   }
 
   flushHeaders() { this._sendHead(-1); }

@@ -513,6 +513,37 @@ def test_response_extras_byte_for_byte(live, path):
         assert got.count(b"Set-Cookie: a=1") + got.count(b"set-cookie: a=1") == 1, got
 
 
+@pytest.mark.parametrize("query", ["", "c=keep-alive", "c=Keep-Alive", "c=close", "c=upgrade,foo",
+                                   "ka=timeout%3D9", "c=keep-alive&ka=timeout%3D9", "nodate=1",
+                                   "date=Thu,%2001%20Jan%201970%2000:00:00%20GMT", "chunked=1&c=foo"])
+def test_own_connection_keep_alive_and_date_as_node(live, query):
+    """The head byte for byte as node's (only the server's own Date value
+    aside): the handler's Connection, Keep-Alive and Date fields as given,
+    what it left out added after its fields, in node's order; the
+    connection closes only when node's would."""
+    now = re.compile(rb"^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} 2\d{3} [\d:]{8} GMT$")
+
+    def probe(p):
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", f"/own-fields?{query}"))
+            r = c.read_response()
+            head = [b"Date: (now)" if now.match(l) else l for l in r.raw.split(b"\r\n\r\n")[0].split(b"\r\n")]
+            c.send(build("GET", "/own-fields"))
+            try:
+                second = c.read_response().status
+            except (OSError, AssertionError):
+                second = None
+        return head, r.body, second
+
+    head, body, second = assert_same(live, probe, f"GET /own-fields?{query}")
+    if query.startswith("c=close"):
+        assert second is None and b"Connection: close" in head, head
+    else:
+        assert second == 200, head
+    if "ka=" in query:
+        assert b"Keep-Alive: timeout=9" in head and head.count(b"Keep-Alive: timeout=9") == 1, head
+
+
 def test_request_trailers_as_node(live):
     request = (b"POST /request-trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"3\r\nabc\r\n0\r\nX-Checksum: 42\r\nX-Other: y\r\nx-other: z\r\n"

@@ -7,6 +7,7 @@ client."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 
 import h2.events
@@ -296,10 +297,13 @@ def api_pair(logdir):
         pytest.fail("\n".join(problems))
 
 
+NOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} 2\d{3} [\d:]{8} GMT$")
+
+
 def frames(port, path, method="GET", body=None, trailers=None):
-    """What the client sees of one stream: 1xx heads, the head (date aside),
-    the body, trailing fields and a reset's code. (Where an empty DATA frame
-    carries END_STREAM does not count.)"""
+    """What the client sees of one stream: 1xx heads, the head (a date of
+    now shown as such), the body, trailing fields and a reset's code. (Where
+    an empty DATA frame carries END_STREAM does not count.)"""
     c = H2Client(port, settings={h2.settings.SettingCodes.ENABLE_PUSH: 0})
     try:
         sid = c.request(path, method=method, end_stream=body is None and trailers is None, scheme="http",
@@ -321,7 +325,7 @@ def frames(port, path, method="GET", body=None, trailers=None):
         if isinstance(e, h2.events.InformationalResponseReceived):
             out["info"].append(list(e.headers))
         elif isinstance(e, h2.events.ResponseReceived):
-            out["head"] = [(k, v) for k, v in e.headers if k != "date"]
+            out["head"] = [(k, "(now)" if k == "date" and NOW.match(v) else v) for k, v in e.headers]
         elif isinstance(e, h2.events.DataReceived):
             out["body"] += e.data
         elif isinstance(e, h2.events.TrailersReceived):
@@ -336,7 +340,7 @@ def frames(port, path, method="GET", body=None, trailers=None):
 @pytest.mark.parametrize("path", [
     "/trailers", "/no-trailer-listener", "/close", "/close-after-write", "/early-hints", "/file-range",
     "/file-statcheck", "/file-statcheck-false", "/file-directory", "/file-trailers", "/fd",
-    "/fd-statcheck", "/errors"])
+    "/fd-statcheck", "/errors", "/no-date", "/own-date"])
 def test_core_stream_api_as_node(api_pair, path):
     node = frames(api_pair.node.core, path)
     kuai = frames(api_pair.kuai.core, path)
@@ -396,7 +400,7 @@ def test_session_and_stream_facts_as_node(api_pair):
 
 
 @pytest.mark.parametrize("path", ["/add-trailers", "/set-trailer", "/trailers-no-body", "/early-hints",
-                                  "/information"])
+                                  "/information", "/no-date", "/own-date"])
 def test_compat_trailers_and_informational_as_node(api_pair, path):
     node = frames(api_pair.node.compat, path)
     kuai = frames(api_pair.kuai.compat, path)

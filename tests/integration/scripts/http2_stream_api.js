@@ -141,6 +141,14 @@ core.on('stream', (stream, headers, flags) => {
       stream.end(JSON.stringify(out));
       return;
     }
+    case '/no-date':
+      stream.respond({ ':status': 200, 'x-b': '2' }, { sendDate: false });
+      stream.end('y');
+      return;
+    case '/own-date':
+      stream.respond({ ':status': 200, 'x-b': '2', date: 'Thu, 01 Jan 1970 00:00:00 GMT' });
+      stream.end('y');
+      return;
     default:
       stream.respond({ ':status': 404 });
       stream.end();
@@ -186,6 +194,16 @@ const compat = http2.createServer((req, res) => {
         id: res.stream.id, sameSession: req.stream.session === res.stream.session,
         encrypted: res.stream.session.encrypted, alpn: res.stream.session.alpnProtocol,
       }));
+      return;
+    case '/no-date':
+      res.sendDate = false;
+      res.setHeader('X-A', '1');
+      res.end('x');
+      return;
+    case '/own-date':
+      res.setHeader('Date', 'Thu, 01 Jan 1970 00:00:00 GMT');
+      res.setHeader('X-A', '1');
+      res.end('x');
       return;
     default:
       res.statusCode = 404;

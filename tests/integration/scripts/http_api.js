@@ -238,6 +238,20 @@ const routes = {
     res.end('c');
   },
 
+  // The handler's own Connection, Keep-Alive and Date fields go out as
+  // given (Node writes them verbatim and adds only what is missing);
+  // sendDate = false leaves Date out.
+  '/own-fields'(req, res) {
+    const q = new URL(req.url, 'http://x').searchParams;
+    if (q.has('c')) res.setHeader('Connection', q.get('c'));
+    if (q.has('ka')) res.setHeader('Keep-Alive', q.get('ka'));
+    if (q.has('date')) res.setHeader('Date', q.get('date'));
+    if (q.has('nodate')) res.sendDate = false;
+    res.setHeader('X-After', '1');
+    if (q.has('chunked')) res.write('a');
+    res.end('x');
+  },
+
   // setHeaders with a Headers object (cookies kept apart) and a Map; the
   // argument checks of setHeaders, writeEarlyHints and addTrailers.
   '/set-headers'(req, res) {
