@@ -254,7 +254,7 @@ int RequestParser::checkHead() {
   if (r.versionMajor != 1) return fail(505, "HTTP version not supported");
   if (!validTarget(r.target)) return fail(400, "bad request target");
   if (hostCount_ > 1) return fail(400, "more than one Host header");
-  if (hostCount_ == 0 && r.versionMinor >= 1) return fail(400, "missing Host header");
+  if (hostCount_ == 0 && r.versionMinor >= 1 && requireHost_) return fail(400, "missing Host header");
   if (lengthCount_ > 1) return fail(400, "more than one Content-Length");
   if (encodingCount_ > 0) {
     if (lengthCount_ > 0) return fail(400, "both Content-Length and Transfer-Encoding");

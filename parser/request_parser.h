@@ -96,6 +96,9 @@ class RequestParser {
   // "Name: value\r\n" lines (owned: valid until the next request begins).
   const std::string& trailers() const { return trailers_; }
   uint64_t bodyBytes() const { return bodyBytes_; }
+  // False: an HTTP/1.1 request without Host is taken (a script's server
+  // with requireHostHeader: false); more than one is still refused.
+  void setRequireHost(bool on) { requireHost_ = on; }
 
  private:
   static int onMessageBegin(llhttp_t* p);
@@ -131,6 +134,7 @@ class RequestParser {
   uint32_t lineBytes_ = 0;   // request-line bytes so far
   uint32_t headBytes_ = 0;   // header-block bytes so far
   uint32_t hostCount_ = 0;
+  bool requireHost_ = true;
   uint32_t lengthCount_ = 0;
   uint32_t encodingCount_ = 0;
   uint64_t bodyBytes_ = 0;

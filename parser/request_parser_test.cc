@@ -243,6 +243,31 @@ TEST(RequestParserTest, HeaderLookupIsCaseInsensitive) {
   EXPECT_FALSE(equalsIgnoreCase("Content-Length", "Content-Lengt"));
 }
 
+TEST(RequestParserTest, HostMayBeOptional) {
+  struct Count : RequestParser::Handler {
+    bool onRequest(const Request& req) override {
+      EXPECT_FALSE(req.hasHeader("host"));
+      ++seen;
+      return true;
+    }
+    int seen = 0;
+  } count;
+  std::string noHost = "GET / HTTP/1.1\r\n\r\n";
+  RequestParser strict(count, Limits{});
+  EXPECT_EQ(strict.feed(noHost.data(), noHost.size()), Result::kError);
+  EXPECT_EQ(strict.error().status, 400);
+  RequestParser lenient(count, Limits{});
+  lenient.setRequireHost(false);
+  EXPECT_EQ(lenient.feed(noHost.data(), noHost.size()), Result::kOk);
+  EXPECT_EQ(count.seen, 1);
+  // Two Host fields stay an error either way.
+  RequestParser twice(count, Limits{});
+  twice.setRequireHost(false);
+  std::string two = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+  EXPECT_EQ(twice.feed(two.data(), two.size()), Result::kError);
+  EXPECT_EQ(twice.error().status, 400);
+}
+
 TEST(RequestParserTest, HeadRequest) {
   ParseOutcome o = parseWhole("HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n");
   ASSERT_EQ(o.requests.size(), 1u);

@@ -144,6 +144,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "writeContinue"), v8::FunctionTemplate::New(iso, &JsExchange::writeContinue));
   ex->Set(str(iso, "writeInformational"), v8::FunctionTemplate::New(iso, &JsExchange::writeInformational));
   ex->Set(str(iso, "setTrailers"), v8::FunctionTemplate::New(iso, &JsExchange::setTrailers));
+  ex->Set(str(iso, "setHighWater"), v8::FunctionTemplate::New(iso, &JsExchange::setHighWater));
   ex->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsExchange::abort));
   exchangeTemplate.Reset(iso, ex);
 
@@ -345,8 +346,9 @@ void Environment::route(const v8::FunctionCallbackInfo<v8::Value>& args) {
   args.GetReturnValue().Set(v8::Integer::New(iso, id));
 }
 
-// setTimeouts(serverId, headersTimeoutMs, requestTimeoutMs): Node's limits for
-// the connections the server accepts from now on (0: none).
+// setTimeouts(serverId, headersTimeoutMs, requestTimeoutMs, requireHost):
+// Node's limits for the connections the server accepts from now on (0:
+// none), and whether an HTTP/1.1 request needs a Host field.
 void Environment::setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args) {
   Environment* self = envFrom(args);
   v8::Local<v8::Context> ctx = args.GetIsolate()->GetCurrentContext();
@@ -361,6 +363,7 @@ void Environment::setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args) {
   l->headDeadlineMs = ms(1);
   l->requestDeadlineMs = ms(2);
   l->deadlines = true;
+  l->requireHost = args.Length() < 4 || args[3]->BooleanValue(args.GetIsolate());
 }
 
 void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {

@@ -358,6 +358,13 @@ void JsExchange::setTrailers(const v8::FunctionCallbackInfo<v8::Value>& args) {
   if (JsExchange* self = from(args)) self->ex_->setTrailers(toStdString(args.GetIsolate(), args[0]));
 }
 
+void JsExchange::setHighWater(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  double n = args[0]->NumberValue(args.GetIsolate()->GetCurrentContext()).FromMaybe(0);
+  self->ex_->setHighWater(n >= 1 ? size_t(std::min(n, 1e15)) : 1);
+}
+
 // Closes the connection after what is queued (an upgraded socket's end or
 // destroy, a response that cannot be finished); over HTTP/2 resets the
 // stream, with args[0] as its code when given.

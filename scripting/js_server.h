@@ -115,6 +115,7 @@ class JsExchange final : public server::ExchangeListener {
   static void writeInformational(const v8::FunctionCallbackInfo<v8::Value>& args);
   // (headerLines): trailer fields for the end of a chunked body (addTrailers).
   static void setTrailers(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void setHighWater(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void abort(const v8::FunctionCallbackInfo<v8::Value>& args);
 
  private:

@@ -33,6 +33,7 @@ void Exchange::reset(ExchangeSink* sink) {
   requestTrailers_.clear();
   resetCode_ = -1;
   headFlags_ = 0;
+  highWater_ = kDefaultHighWater;
   unsent_ = -1;
   waitingDrain = false;
 }
@@ -152,8 +153,7 @@ bool Exchange::send(std::string_view bytes, const std::shared_ptr<const void>* h
   }
   if (!sink_) return true;
   // Above this much unsent output, ask the writer to wait for onDrain.
-  constexpr size_t kHighWater = 64 * 1024;
-  if (sink_->pendingBytes(*this) >= kHighWater) {
+  if (sink_->pendingBytes(*this) >= highWater_) {
     waitingDrain = true;
     return false;
   }

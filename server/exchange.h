@@ -154,6 +154,9 @@ class Exchange {
   int64_t resetCode() const { return resetCode_; }
   // Bytes not yet handed to the kernel for this exchange's connection.
   size_t pendingBytes() const;
+  // Past this many unsent bytes write() returns false (64 KiB; a script's
+  // server.highWaterMark).
+  void setHighWater(size_t bytes) { highWater_ = bytes; }
   // Backpressure on the request body: stop / restart reading it.
   void pauseBody();
   void resumeBody();
@@ -208,6 +211,8 @@ class Exchange {
   std::string requestTrailers_;
   int64_t resetCode_ = -1;
   uint8_t headFlags_ = 0;
+  size_t highWater_ = kDefaultHighWater;
+  static constexpr size_t kDefaultHighWater = 64 * 1024;
   int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)
 };
 

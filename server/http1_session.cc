@@ -34,6 +34,7 @@ Http1Session::Http1Session(Transport& transport, const Listener& listener)
       parser_(*this, reactor_.config().limits) {
   phaseStartMs_ = reactor_.nowMs();
   idleMs_ = reactor_.config().timeouts.idleMs;
+  if (!listener.requireHost) parser_.setRequireHost(false);
 }
 
 Http1Session::~Http1Session() {

@@ -50,6 +50,8 @@ struct Listener {
   uint32_t headDeadlineMs = 0;
   uint32_t requestDeadlineMs = 0;
   bool deadlines = false;
+  // False: HTTP/1.1 requests without Host are taken (requireHostHeader).
+  bool requireHost = true;
 };
 
 class Reactor {

@@ -87,7 +87,10 @@ function fieldsObject(raw, join) {
 
 class IncomingMessage extends Readable {
   constructor(socket) {
-    super();
+    // The server's highWaterMark, when it has one of its own.
+    const server = socket && socket.server;
+    super(server && server.highWaterMark !== kDefaultHighWater && typeof server.highWaterMark === 'number'
+      ? { highWaterMark: server.highWaterMark } : undefined);
     this[kSocket] = socket || null;
     this[kPeer] = null;
     this.httpVersionMajor = 1;
@@ -193,7 +196,10 @@ class ServerResponse extends Stream {
   get connection() { return this.socket; }
   get writableCorked() { return 0; }
   get writableLength() { return 0; }
-  get writableHighWaterMark() { return 16384; }
+  get writableHighWaterMark() {
+    const server = this[kServer];
+    return server && server.highWaterMark !== undefined ? server.highWaterMark : kDefaultHighWater;
+  }
   get writableObjectMode() { return false; }
   get writableNeedDrain() { return this._needDrain === true; }
 
@@ -260,7 +266,14 @@ class ServerResponse extends Stream {
         if (/(?:^|,)\s*close\s*(?:,|$)/i.test(String(value))) close = true;
       } else if (key === 'keep-alive') layout |= kOwnKeepAlive;
       if (Array.isArray(value)) {
-        for (const v of value) lines += name + ': ' + v + '\r\n';
+        // As Node: several Cookie values, or a field the server's
+        // uniqueHeaders names, go out as one line joined with '; '.
+        const unique = this[kServer] && this[kServer][kUniqueHeaders];
+        if (value.length > 1 && (key === 'cookie' || (unique && unique.has(key)))) {
+          lines += name + ': ' + value.join('; ') + '\r\n';
+        } else {
+          for (const v of value) lines += name + ': ' + v + '\r\n';
+        }
       } else {
         lines += name + ': ' + value + '\r\n';
       }
@@ -634,6 +647,17 @@ function expectation(raw) {
 }
 
 const servers = new Map();  // id -> Server, this environment's
+const kDefaultHighWater = 65536;
+const kUniqueHeaders = Symbol('kuai.uniqueHeaders');
+
+// Node's uniqueHeaders: fields whose several values go out as one line,
+// joined with '; ' (null: none).
+function uniqueHeadersOption(headers) {
+  if (!Array.isArray(headers)) return null;
+  const unique = new Set();
+  for (let i = 0; i < headers.length; i++) unique.add(headers[i].toLowerCase());
+  return unique;
+}
 
 class Server extends EventEmitter {
   constructor(options, requestListener) {
@@ -671,6 +695,20 @@ class Server extends EventEmitter {
     // A head larger than this is a 431, as Node (below kuai's own limit).
     this.maxHeaderSize = o.maxHeaderSize === undefined ? undefined
       : optionalInteger(o.maxHeaderSize, 'maxHeaderSize', undefined);
+    if (o.requireHostHeader !== undefined) {
+      validateBooleanOption(o.requireHostHeader, 'options.requireHostHeader');
+    }
+    // False: HTTP/1.1 requests without Host are served (req.headers.host
+    // undefined), not refused with 400.
+    this.requireHostHeader = o.requireHostHeader !== false;
+    // The streams' high-water mark (net.Server's option): a negative one is
+    // the default, 64 KiB.
+    if (o.highWaterMark !== undefined && typeof o.highWaterMark !== 'number') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        `The "options.highWaterMark" property must be of type number. Received ${receivedText(o.highWaterMark)}`);
+    }
+    this.highWaterMark = o.highWaterMark === undefined || o.highWaterMark < 0 ? kDefaultHighWater : o.highWaterMark;
+    this[kUniqueHeaders] = uniqueHeadersOption(o.uniqueHeaders);
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
@@ -780,7 +818,7 @@ class Server extends EventEmitter {
   _pushTimeouts() {
     if (this._id !== undefined && this.listening) {
       binding.setTimeouts(this._id, Number(this._headersTimeout) || 0,
-                          Number(this._requestTimeout) || 0);
+                          Number(this._requestTimeout) || 0, this.requireHostHeader);
     }
   }
 
@@ -872,6 +910,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   res[kHandle] = handle;
   req[kHandle] = handle;
   res[kServer] = server;
+  if (server && server.highWaterMark !== kDefaultHighWater) handle.setHighWater(server.highWaterMark);
   handle.req = req;
   handle.res = res;
   if (!server) {

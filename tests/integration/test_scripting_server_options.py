@@ -29,9 +29,32 @@ def pair(request, logdir):
 def test_options_are_checked_as_node(pair):
     seen = {p.runtime: list(dict.fromkeys(p.lines(r"^(refused|accepted|values) ")))
             for p in pair.procs()}
-    assert len(seen["kuai"]) == 13, seen["kuai"]
+    assert len(seen["kuai"]) == 17, seen["kuai"]
     assert seen["kuai"][-1] == "values 1234 1000 1000 undefined undefined false"
     assert seen["node"] == seen["kuai"]
+
+
+def test_host_high_water_and_unique_headers_as_node(pair):
+    more = {p.runtime: list(dict.fromkeys(p.lines(r"^more "))) for p in pair.procs()}
+    assert more["kuai"] == ["more 65536 true 65536 false"]
+    assert more["node"] == more["kuai"]
+    answers = {}
+    for p in pair.procs():
+        port = int(p.lines(r"^LENIENT ")[0].split()[1])
+        got = []
+        for host in ([], [("Host", "h.test")]):
+            with Conn(port, timeout=5) as c:
+                # No Host on HTTP/1.1: served, not refused (requireHostHeader: false).
+                c.sock.sendall(b"GET /x HTTP/1.1\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in host) +
+                               b"\r\n")
+                r = c.read_response()
+                got.append((r.status, [(k, v) for k, v in r.headers if k.lower() != "date"], json.loads(r.body)))
+        answers[p.runtime] = got
+    k = answers["kuai"]
+    assert k[0][0] == 200 and k[0][2] == {"host": None, "readable": 1024, "writable": 1024}, k
+    assert k[1][2]["host"] == "h.test", k
+    assert ("X-U", "a; b") in k[0][1] and ("X-V", "c") in k[0][1] and ("Cookie", "e=1; f=2") in k[0][1], k
+    assert answers["node"] == k
 
 
 def test_custom_classes_and_repeated_fields(pair):

@@ -8,6 +8,7 @@ const bad = [
   { requestTimeout: null }, { headersTimeout: 2 ** 60 }, { headersTimeout: 9000, requestTimeout: 5000 },
   { joinDuplicateHeaders: 1 }, { joinDuplicateHeaders: 'yes' }, { shouldUpgradeCallback: true },
   { maxHeaderSize: '1k' }, { maxHeaderSize: -5 }, { rejectNonStandardBodyWrites: 1 },
+  { highWaterMark: 'x' }, { highWaterMark: null }, { requireHostHeader: 1 }, { uniqueHeaders: ['a', 1] },
 ];
 for (const o of bad) {
   try {
@@ -59,6 +60,23 @@ const server = http.createServer({ IncomingMessage: MyRequest, ServerResponse: M
   }
   res.answer();
 });
-server.listen(Number(process.env.PORT), '127.0.0.1', () => {
-  console.log(`LISTENING ${server.address().port}`);
+const d = http.createServer();
+const n = http.createServer({ highWaterMark: -1, requireHostHeader: false, uniqueHeaders: 'x' });
+console.log(`more ${d.highWaterMark} ${d.requireHostHeader} ${n.highWaterMark} ${n.requireHostHeader}`);
+
+// requireHostHeader: false takes HTTP/1.1 requests with no Host; the fields
+// uniqueHeaders names go out as one line; highWaterMark sizes both streams.
+const lenient = http.createServer({ requireHostHeader: false, uniqueHeaders: ['X-U'], highWaterMark: 1024 },
+                                  (req, res) => {
+  res.setHeader('X-U', ['a', 'b']);
+  res.setHeader('X-V', ['c', 'd']);
+  res.setHeader('Cookie', ['e=1', 'f=2']);
+  res.end(JSON.stringify({ host: req.headers.host === undefined ? null : req.headers.host,
+                           readable: req.readableHighWaterMark, writable: res.writableHighWaterMark }));
+});
+lenient.listen(0, '127.0.0.1', () => {
+  server.listen(Number(process.env.PORT), '127.0.0.1', () => {
+    console.log(`LENIENT ${lenient.address().port}`);
+    console.log(`LISTENING ${server.address().port}`);
+  });
 });
