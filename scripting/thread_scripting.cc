@@ -63,6 +63,17 @@ void ThreadScripting::runBatch(void (*work)(void*), void* arg) {
   }
 }
 
+// After a burst, a quiet second: V8 collects fully and gives back the pages
+// the burst's garbage took (as under memory pressure). The thread holds its
+// isolate for its whole life, so no scope is needed beyond a handle scope.
+void ThreadScripting::onQuiet() {
+  if (restart_ || replacing_ || !env_) return;
+  v8::Isolate* iso = env_->isolate();
+  if (!iso) return;
+  v8::HandleScope hs(iso);
+  iso->MemoryPressureNotification(v8::MemoryPressureLevel::kModerate);
+}
+
 void ThreadScripting::runOnce() {
   if (stop_) {
     stop_ = false;

@@ -33,6 +33,7 @@ class ThreadScripting final : public server::LoopDriver {
   // With --watch a thread waits for the next change even with nothing to run.
   bool alive() const override { return replacing_ || restart_ || options_.watch || env_->alive(); }
   void runBatch(void (*work)(void*), void* arg) override;
+  void onQuiet() override;
 
   // Replaces the environment at the next turn, at once.
   void requestRestart(std::string why);

@@ -18,6 +18,9 @@ class LoopDriver {
   // for calls into the loop's code: with JS, one callback scope per batch, so
   // next-ticks and promise jobs run once the batch is handled.
   virtual void runBatch(void (*work)(void*), void* arg) { work(arg); }
+  // The reactor served a burst and has been quiet for a second: memory kept
+  // for the next burst may go back.
+  virtual void onQuiet() {}
 };
 
 }  // namespace kuai::server

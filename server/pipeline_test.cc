@@ -314,6 +314,42 @@ TEST_F(PipelineTest, DeadlinesCloseSlowAndIdleConnections) {
   EXPECT_EQ(bodyAnswers[0].status, 408);
 }
 
+// After a burst, a quiet second hands memory back (the loop's onQuiet, and
+// malloc_trim): once per quiet spell, never while busy or before any work.
+TEST_F(PipelineTest, AQuietSecondAfterABurstSettlesOnce) {
+  struct Loop final : LoopDriver {
+    int fd() const override { return -1; }
+    int timeoutMs() const override { return -1; }
+    void runOnce() override {}
+    bool alive() const override { return true; }
+    void onQuiet() override { ++quiet; }
+    int quiet = 0;
+  } loop;
+  MemoryReactor& r = reactor();
+  r.setLoopDriver(&loop);
+  r.advance(3'000);
+  EXPECT_EQ(loop.quiet, 0);  // nothing served yet: nothing to give back
+  auto burst = [&] {
+    uint64_t c = r.accept();
+    for (int i = 0; i < 20; ++i) {
+      r.send(c, kGetFixed);  // each a wake-up of its own
+      r.turn();
+    }
+    r.advance(250);  // the tick that sees them
+  };
+  burst();
+  r.advance(750);
+  EXPECT_EQ(loop.quiet, 0);  // quiet, but not for a second yet
+  r.advance(500);
+  EXPECT_EQ(loop.quiet, 1);
+  r.advance(5'000);
+  EXPECT_EQ(loop.quiet, 1);  // once per quiet spell
+  burst();
+  r.advance(1'500);
+  EXPECT_EQ(loop.quiet, 2);
+  r.setLoopDriver(nullptr);
+}
+
 TEST_F(PipelineTest, MaxRequestsPerConnectionEndsItWithClose) {
   config_.maxRequestsPerConnection = 2;
   uint64_t conn;

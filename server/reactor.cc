@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
+#include <atomic>
 #include <cstring>
 #include <ctime>
 
@@ -225,7 +228,30 @@ void Reactor::beginDrain() {
   for (Transport* c = head_; c; c = c->next) c->onShutdown();
 }
 
+// A reactor that served a burst and has been quiet for a second hands the C
+// heap's free memory back to the kernel (malloc_trim: every arena's free
+// pages, which glibc otherwise keeps for the next burst), once per quiet
+// spell and at most once a second for the whole process. Under load nothing
+// changes; the next burst faults the pages it needs back in.
+void Reactor::settleWhenQuiet() {
+  bool quiet = wakeups_ <= 2;  // the tick's own wake-up, and maybe one more
+  wakeups_ = 0;
+  if (!quiet) {
+    quietTicks_ = 0;
+    busySinceSettled_ = true;
+    return;
+  }
+  if (!busySinceSettled_ || ++quietTicks_ < 1000 / kTickMs) return;
+  busySinceSettled_ = false;
+  if (loop_) loop_->onQuiet();
+  static std::atomic<uint64_t> lastTrimMs{0};
+  uint64_t last = lastTrimMs.load(std::memory_order_relaxed);
+  if (nowMs_ - last < 1000 || !lastTrimMs.compare_exchange_strong(last, nowMs_)) return;
+  ::malloc_trim(0);
+}
+
 void Reactor::tick() {
+  ++wakeups_;
   if (mailbox_.pending()) readMailbox();
   if (stopRequested_ && !draining_) beginDrain();
   if (!tasks_.empty()) {
@@ -235,6 +261,7 @@ void Reactor::tick() {
   }
   if (nowMs_ - lastTickMs_ < kTickMs) return;
   lastTickMs_ = nowMs_;
+  settleWhenQuiet();
   context_->flushLog();
   for (Transport* c = head_; c; c = c->next) c->onTick(nowMs_);
   for (size_t i = 0; i < tickers_.size(); ++i) tickers_[i]->onTick(nowMs_);

@@ -176,6 +176,12 @@ class Reactor {
   std::vector<std::function<void()>> tasks_;  // from the mailbox, for tick()
   std::vector<Transport*> dirty_;
   std::vector<Ticker*> tickers_;
+  // Wake-ups since the last periodic tick, and how many ticks in a row found
+  // the reactor quiet (see settleWhenQuiet()).
+  uint32_t wakeups_ = 0;
+  uint32_t quietTicks_ = 0;
+  bool busySinceSettled_ = false;
+  void settleWhenQuiet();
   struct Later {
     void (*fn)(void*);
     void* arg;
