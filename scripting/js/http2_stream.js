@@ -61,6 +61,15 @@ function checkObject(value, name) {
   }
 }
 
+// A headers argument (an object, as Node requires) as a null-prototype copy.
+function headersCopy(headers) {
+  if (headers === null || typeof headers !== 'object') {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+      `The "headers" argument must be of type object. Received ${receivedText(headers)}`);
+  }
+  return Object.assign({ __proto__: null }, headers);
+}
+
 function utcDate() {
   return new Date().toUTCString();
 }
@@ -361,11 +370,7 @@ class ServerHttp2Stream extends Duplex {
       throw codedError(Error, 'ERR_HTTP2_HEADERS_AFTER_RESPOND',
         'Cannot specify additional headers after response initiated');
     }
-    if (headers === null || typeof headers !== 'object') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
-        `The "headers" argument must be of type object. Received ${receivedText(headers)}`);
-    }
-    headers = Object.assign({ __proto__: null }, headers);
+    headers = headersCopy(headers);
     let status;
     if (headers[':status'] !== undefined && headers[':status'] !== null) {
       status = headers[':status'] |= 0;
@@ -395,11 +400,7 @@ class ServerHttp2Stream extends Duplex {
       throw codedError(Error, 'ERR_HTTP2_TRAILERS_NOT_READY',
         'Trailing headers cannot be sent until after the wantTrailers event is emitted');
     }
-    if (headers === null || typeof headers !== 'object') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
-        `The "headers" argument must be of type object. Received ${receivedText(headers)}`);
-    }
-    headers = Object.assign({ __proto__: null }, headers);
+    headers = headersCopy(headers);
     const lines = fieldLines(headers, undefined);
     this.sentTrailers = headers;
     setImmediate(() => this._finishLocal(lines));
