@@ -315,7 +315,8 @@ TEST_F(PipelineTest, DeadlinesCloseSlowAndIdleConnections) {
 }
 
 // After a burst, a quiet second hands memory back (the loop's onQuiet, and
-// malloc_trim): once per quiet spell, never while busy or before any work.
+// malloc_trim): once per quiet spell, at most every ten seconds, never
+// while busy, for light traffic, or before any work.
 TEST_F(PipelineTest, AQuietSecondAfterABurstSettlesOnce) {
   struct Loop final : LoopDriver {
     int fd() const override { return -1; }
@@ -331,7 +332,7 @@ TEST_F(PipelineTest, AQuietSecondAfterABurstSettlesOnce) {
   EXPECT_EQ(loop.quiet, 0);  // nothing served yet: nothing to give back
   auto burst = [&] {
     uint64_t c = r.accept();
-    for (int i = 0; i < 20; ++i) {
+    for (int i = 0; i < 40; ++i) {
       r.send(c, kGetFixed);  // each a wake-up of its own
       r.turn();
     }
@@ -344,9 +345,22 @@ TEST_F(PipelineTest, AQuietSecondAfterABurstSettlesOnce) {
   EXPECT_EQ(loop.quiet, 1);
   r.advance(5'000);
   EXPECT_EQ(loop.quiet, 1);  // once per quiet spell
+  // Light traffic (a request now and then) is no burst.
+  for (int i = 0; i < 3; ++i) {
+    uint64_t c = r.accept();
+    r.send(c, kGetFixed);
+    r.advance(1'500);
+  }
+  EXPECT_EQ(loop.quiet, 1);
+  // A burst soon after a settle waits for the ten seconds to pass.
   burst();
   r.advance(1'500);
   EXPECT_EQ(loop.quiet, 2);
+  burst();
+  r.advance(1'500);
+  EXPECT_EQ(loop.quiet, 2);
+  r.advance(8'000);
+  EXPECT_EQ(loop.quiet, 3);
   r.setLoopDriver(nullptr);
 }
 

@@ -228,21 +228,28 @@ void Reactor::beginDrain() {
   for (Transport* c = head_; c; c = c->next) c->onShutdown();
 }
 
-// A reactor that served a burst and has been quiet for a second hands the C
-// heap's free memory back to the kernel (malloc_trim: every arena's free
-// pages, which glibc otherwise keeps for the next burst), once per quiet
-// spell and at most once a second for the whole process. Under load nothing
-// changes; the next burst faults the pages it needs back in.
+// A reactor that served a burst (a tick with more than kBusyWakeups
+// wake-ups: a few hundred a second) and has been quiet for a second since
+// hands back what the burst left: its loop's (a JS heap collected and
+// shrunk) and the C heap's free memory (malloc_trim: every arena's free
+// pages, which glibc otherwise keeps for the next burst; at most once a
+// second for the whole process). Once per quiet spell, at most every
+// kSettleEveryMs per reactor (a later quiet tick catches up), never under
+// load or light traffic; the next burst faults the pages it needs back in.
 void Reactor::settleWhenQuiet() {
-  bool quiet = wakeups_ <= 2;  // the tick's own wake-up, and maybe one more
+  constexpr uint32_t kBusyWakeups = 32;
+  constexpr uint64_t kSettleEveryMs = 10'000;
+  uint32_t wakeups = wakeups_;
   wakeups_ = 0;
-  if (!quiet) {
+  if (wakeups > 2) {  // more than the tick's own wake-up and maybe one more
     quietTicks_ = 0;
-    busySinceSettled_ = true;
+    if (wakeups > kBusyWakeups) busySinceSettled_ = true;
     return;
   }
   if (!busySinceSettled_ || ++quietTicks_ < 1000 / kTickMs) return;
+  if (settledMs_ && nowMs_ - settledMs_ < kSettleEveryMs) return;
   busySinceSettled_ = false;
+  settledMs_ = nowMs_;
   if (loop_) loop_->onQuiet();
   static std::atomic<uint64_t> lastTrimMs{0};
   uint64_t last = lastTrimMs.load(std::memory_order_relaxed);

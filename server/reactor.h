@@ -181,6 +181,7 @@ class Reactor {
   uint32_t wakeups_ = 0;
   uint32_t quietTicks_ = 0;
   bool busySinceSettled_ = false;
+  uint64_t settledMs_ = 0;
   void settleWhenQuiet();
   struct Later {
     void (*fn)(void*);
