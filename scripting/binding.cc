@@ -126,7 +126,12 @@ v8::Local<v8::Object> Environment::makeBinding() {
   int port = options_.inspect.port == 0 ? 0 : options_.inspect.port + reactor_.index();
   set("inspectPort", v8::Integer::New(iso, port));
 
-  v8::Local<v8::ObjectTemplate> ex = v8::ObjectTemplate::New(iso);
+  // A request's handle: its methods live on a shared prototype, so that
+  // making one per request copies only the internal field and the fields
+  // below (an instance template holding the methods copied all of them).
+  v8::Local<v8::FunctionTemplate> exClass = v8::FunctionTemplate::New(iso);
+  v8::Local<v8::ObjectTemplate> exProto = exClass->PrototypeTemplate();
+  v8::Local<v8::ObjectTemplate> ex = exClass->InstanceTemplate();
   ex->SetInternalFieldCount(1);
   // Fields the JS side sets on every handle, declared up front so all handles
   // share one shape.
@@ -135,27 +140,32 @@ v8::Local<v8::Object> Environment::makeBinding() {
   ex->Set(str(iso, "paused"), v8::False(iso));
   ex->Set(str(iso, "tunnel"), v8::Null(iso));
   ex->Set(str(iso, "body"), v8::False(iso));
-  ex->Set(str(iso, "writeHead"), v8::FunctionTemplate::New(iso, &JsExchange::writeHead));
-  ex->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsExchange::write));
-  ex->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsExchange::end));
-  ex->Set(str(iso, "pauseBody"), v8::FunctionTemplate::New(iso, &JsExchange::pauseBody));
-  ex->Set(str(iso, "resumeBody"), v8::FunctionTemplate::New(iso, &JsExchange::resumeBody));
-  ex->Set(str(iso, "startRaw"), v8::FunctionTemplate::New(iso, &JsExchange::startRaw));
-  ex->Set(str(iso, "writeContinue"), v8::FunctionTemplate::New(iso, &JsExchange::writeContinue));
-  ex->Set(str(iso, "writeInformational"), v8::FunctionTemplate::New(iso, &JsExchange::writeInformational));
-  ex->Set(str(iso, "setTrailers"), v8::FunctionTemplate::New(iso, &JsExchange::setTrailers));
-  ex->Set(str(iso, "setHighWater"), v8::FunctionTemplate::New(iso, &JsExchange::setHighWater));
-  ex->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsExchange::abort));
+  auto method = [&](v8::Local<v8::ObjectTemplate> proto, const char* name, v8::FunctionCallback fn) {
+    proto->Set(str(iso, name), v8::FunctionTemplate::New(iso, fn));
+  };
+  method(exProto, "writeHead", &JsExchange::writeHead);
+  method(exProto, "write", &JsExchange::write);
+  method(exProto, "end", &JsExchange::end);
+  method(exProto, "pauseBody", &JsExchange::pauseBody);
+  method(exProto, "resumeBody", &JsExchange::resumeBody);
+  method(exProto, "startRaw", &JsExchange::startRaw);
+  method(exProto, "writeContinue", &JsExchange::writeContinue);
+  method(exProto, "writeInformational", &JsExchange::writeInformational);
+  method(exProto, "setTrailers", &JsExchange::setTrailers);
+  method(exProto, "setHighWater", &JsExchange::setHighWater);
+  method(exProto, "abort", &JsExchange::abort);
   exchangeTemplate.Reset(iso, ex);
 
-  v8::Local<v8::ObjectTemplate> client = v8::ObjectTemplate::New(iso);
+  v8::Local<v8::FunctionTemplate> clientClass = v8::FunctionTemplate::New(iso);
+  v8::Local<v8::ObjectTemplate> clientProto = clientClass->PrototypeTemplate();
+  v8::Local<v8::ObjectTemplate> client = clientClass->InstanceTemplate();
   client->SetInternalFieldCount(1);
   client->Set(str(iso, "req"), v8::Null(iso));
   client->Set(str(iso, "paused"), v8::False(iso));
-  client->Set(str(iso, "write"), v8::FunctionTemplate::New(iso, &JsClientCall::jsWrite));
-  client->Set(str(iso, "end"), v8::FunctionTemplate::New(iso, &JsClientCall::jsEnd));
-  client->Set(str(iso, "abort"), v8::FunctionTemplate::New(iso, &JsClientCall::jsAbort));
-  client->Set(str(iso, "drain"), v8::FunctionTemplate::New(iso, &JsClientCall::jsDrain));
+  method(clientProto, "write", &JsClientCall::jsWrite);
+  method(clientProto, "end", &JsClientCall::jsEnd);
+  method(clientProto, "abort", &JsClientCall::jsAbort);
+  method(clientProto, "drain", &JsClientCall::jsDrain);
   clientTemplate.Reset(iso, client);
   return b;
 }
