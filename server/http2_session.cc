@@ -574,7 +574,7 @@ int Http2Session::Stream::sendData(nghttp2_session*, nghttp2_frame*, const uint8
       want += s->files_.front().length;
     }
     if (!ra.buffer) ra.buffer.reset(new char[kReadAhead]);
-    size_t n = size_t(std::min<uint64_t>(std::max<uint64_t>(want, length), kReadAhead));
+    size_t n = size_t(std::min<uint64_t>(want, kReadAhead));
     ssize_t got = ::pread(next.file->fd, ra.buffer.get(), n, off_t(next.offset));
     if (got < ssize_t(length)) {
       // The file shrank: this frame cannot be sent; the stream is reset.

@@ -11,10 +11,9 @@ const {
   Server, HttpsServer, IncomingMessage, ServerResponse, kCompat, kRawHeaders, kParsedHeaders, kHandle,
   kTrailerLines, linkHints,
 } = require('./http_server');
-const { codedError, receivedText } = require('./outgoing_headers');
+const { codedError, receivedText, kTokenRe, kInvalidValueRe } = require('./outgoing_headers');
 const {
-  emitStream, validStatus, headersSent, fieldLines, kConnectionFields, kTokenRe, kInvalidValueRe,
-  kSession, kStreamId,
+  emitStream, validStatus, headersSent, fieldLines, checkNotConnectionSpecific, kSession, kStreamId,
 } = require('./http2_stream');
 
 // Node's http2 keeps the first of these when a request repeats them.
@@ -209,10 +208,7 @@ class Http2ServerResponse extends ServerResponse {
     let lines = '';
     for (const name in f) {
       const value = f[name];
-      if (kConnectionFields.has(name) && !(name === 'te' && value === 'trailers')) {
-        throw codedError(TypeError, 'ERR_HTTP2_INVALID_CONNECTION_HEADERS',
-          `HTTP/1 Connection specific headers are forbidden: "${name}"`);
-      }
+      checkNotConnectionSpecific(name, value);
       if (Array.isArray(value)) {
         for (const v of value) lines += `${name}: ${v}\r\n`;
       } else {

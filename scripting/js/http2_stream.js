@@ -13,15 +13,19 @@ const fs = require('fs');
 const { Duplex } = require('stream');
 const { inspect } = require('util');
 const { kHandle, handleRead, handleWrite } = require('./http_server');
-const { codedError, receivedText } = require('./outgoing_headers');
+const { codedError, receivedText, kTokenRe, kInvalidValueRe } = require('./outgoing_headers');
 
 // Fields HTTP/2 has no room for (RFC 9113, 8.2.2); te only with "trailers".
 const kConnectionFields = new Set([
   'connection', 'upgrade', 'http2-settings', 'te', 'transfer-encoding', 'keep-alive',
   'proxy-connection',
 ]);
-const kTokenRe = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-const kInvalidValueRe = /[^\t\x20-\x7e\x80-\xff]/;
+function checkNotConnectionSpecific(name, value) {
+  if (kConnectionFields.has(name) && !(name === 'te' && value === 'trailers')) {
+    throw codedError(TypeError, 'ERR_HTTP2_INVALID_CONNECTION_HEADERS',
+      `HTTP/1 Connection specific headers are forbidden: "${name}"`);
+  }
+}
 
 // RST_STREAM codes (RFC 9113, 7).
 const NO_ERROR = 0;
@@ -94,10 +98,7 @@ function fieldLines(headers, status) {
     if (!kTokenRe.test(name)) {
       throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
     }
-    if (kConnectionFields.has(name) && !(name === 'te' && value === 'trailers')) {
-      throw codedError(TypeError, 'ERR_HTTP2_INVALID_CONNECTION_HEADERS',
-        `HTTP/1 Connection specific headers are forbidden: "${name}"`);
-    }
+    checkNotConnectionSpecific(name, value);
     for (const v of Array.isArray(value) ? value : [value]) {
       if (kInvalidValueRe.test(String(v))) {
         throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
@@ -549,5 +550,5 @@ function emitStream(server, req, res, handle, flags, id) {
 
 module.exports = {
   ServerHttp2Stream, ServerHttp2Session, emitStream, validStatus, headersSent, fieldLines,
-  kConnectionFields, kTokenRe, kInvalidValueRe, kSession, kStreamId,
+  checkNotConnectionSpecific, kSession, kStreamId,
 };

@@ -22,7 +22,7 @@ const { URL, urlToHttpOptions } = require('url');
 const { ClientSocket, ClientIncomingMessage } = require('./client_message.js');
 
 const {
-  checkName, checkValue, codedError, kHeaders: kOutHeaders, installOutgoingHeaders,
+  checkName, checkValue, codedError, kHeaders: kOutHeaders, installOutgoingHeaders, kTokenRe,
 } = require('./outgoing_headers.js');
 
 let binding = null;
@@ -61,7 +61,6 @@ const kIdempotent = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE']
 // Methods Node sends without chunked framing by default (no body expected).
 const kNoBodyByDefault = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 const kInvalidPath = /[^\u0021-\u00ff]/;
-const kTokenRe = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const kHighWaterMark = 16 * 1024;
 
 function connResetError(message) {

@@ -210,4 +210,5 @@ function trailerLines(headers) {
 
 module.exports = {
   kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText,
+  kTokenRe, kInvalidValueRe,
 };
