@@ -621,12 +621,16 @@ TlsSession::Status Session::drive(std::string& plaintext) {
     SSL_write(ssl, "", 0);
     ERR_clear_error();
   }
+  // Records are opened into a scratch buffer and appended: growing
+  // `plaintext` by a whole chunk first would zero 16 KiB for every read,
+  // including the last one that finds nothing.
+  thread_local std::unique_ptr<char[]> scratch(new char[kReadChunk]);
   for (;;) {
-    size_t old = plaintext.size();
-    plaintext.resize(old + kReadChunk);
-    int r = SSL_read(ssl, plaintext.data() + old, int(kReadChunk));
-    plaintext.resize(old + (r > 0 ? size_t(r) : 0));
-    if (r > 0) continue;
+    int r = SSL_read(ssl, scratch.get(), int(kReadChunk));
+    if (r > 0) {
+      plaintext.append(scratch.get(), size_t(r));
+      continue;
+    }
     int e = SSL_get_error(ssl, r);
     if (e == SSL_ERROR_WANT_READ) return Status::kOk;
     if (e == SSL_ERROR_ZERO_RETURN) {
