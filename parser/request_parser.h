@@ -41,6 +41,12 @@ struct Request : HeaderFields {
   // positive Content-Length nor chunked, not an upgrade or CONNECT; HTTP/2:
   // END_STREAM on the HEADERS frame). onRequest is then the request's end.
   bool bodyless = false;
+  // A body follows with no length announced: HTTP/2 DATA frames without a
+  // content-length field, ending with the stream. (HTTP/1.1 has no such
+  // request: without Content-Length or chunked it is bodyless.)
+  bool unsizedBody() const {
+    return !bodyless && !chunked && contentLength < 0 && !upgrade && method != "CONNECT";
+  }
   std::string_view host;
   // HTTP/2: :scheme and :authority (empty when absent), whether the last
   // field is a host made from :authority (the client sent no host field),

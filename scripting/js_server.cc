@@ -71,7 +71,7 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
   // last field is a host made from :authority. 16: a body is announced.
   // 32: nothing follows the head (the request ends with this call).
   int flags = (req.upgrade ? 1 : 0) | (req.hasHeader("expect") ? 2 : 0) | (req.hostFromAuthority ? 4 : 0) |
-              (req.contentLength > 0 || req.chunked ? 16 : 0) | (req.bodyless ? 32 : 0);
+              (req.contentLength > 0 || req.chunked || req.unsizedBody() ? 16 : 0) | (req.bodyless ? 32 : 0);
   v8::Local<v8::Value> argv[12] = {
       v8::Integer::New(iso, id_),
       handle,

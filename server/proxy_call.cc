@@ -135,8 +135,9 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex, bool strip
   const ProxySpec& spec = pool_->spec();
   isHead_ = req.isHead;
   idempotent_ = isIdempotent(req.method);
-  hasBody_ = req.contentLength > 0 || req.chunked;
-  chunkedBody_ = req.chunked;
+  // A body of no announced length (HTTP/2) goes upstream in chunks.
+  hasBody_ = req.contentLength > 0 || req.chunked || req.unsizedBody();
+  chunkedBody_ = req.chunked || req.unsizedBody();
 
   // Request line: the target with the route's prefix taken off when asked.
   std::string& h = head_;
@@ -207,7 +208,7 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex, bool strip
     char num[24];
     auto [end, ec] = std::to_chars(num, num + sizeof(num), uint64_t(req.contentLength));
     appendLine(h, "Content-Length", std::string_view(num, size_t(end - num)));
-  } else if (req.chunked) {
+  } else if (chunkedBody_) {
     h.append("Transfer-Encoding: chunked\r\n");
   }
   if (req.upgrade) {

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import KUAI, KuaiServer, no_scripting_reason
+from h2client import H2Client
 from httpraw import Conn, build
 from test_scripting import free_ports
 
@@ -552,7 +553,7 @@ serve({
 """
 
 
-@pytest.mark.parametrize("proto", ["--http1.1", "--http2"])
+@pytest.mark.parametrize("proto", ["--http1.1", "--http2", "h2-no-length"])
 def test_serve_tls_http1_and_h2(tmp_path, certs, proto):
     script = tmp_path / "serve_tls.js"
     script.write_text(SERVE_TLS)
@@ -567,11 +568,25 @@ def test_serve_tls_http1_and_h2(tmp_path, certs, proto):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.05)
         port = int(out.read_text().split()[1])
-        r = subprocess.run(["curl", "-sS", proto, "--cacert", str(certs.ca), "-w", "\n%{http_version}",
-                            "--data-binary", "over tls", f"https://localhost:{port}/p?q=1"],
-                           capture_output=True, text=True, timeout=20)
-        body, version = r.stdout.rsplit("\n", 1)
-        assert version == ("2" if proto == "--http2" else "1.1"), (r.stdout, r.stderr)
+        if proto == "h2-no-length":
+            # HTTP/2 DATA frames with no content-length field: the body ends
+            # with the stream, and request.text() must still see all of it.
+            c = H2Client(port, tls_ca=certs.ca)
+            try:
+                sid = c.request("/p?q=1", method="POST", end_stream=False,
+                                authority=f"localhost:{port}")
+                c.send_body(sid, b"over tls")
+                headers, data, ended = c.response(sid)
+            finally:
+                c.close()
+            assert headers[":status"] == "200" and ended, headers
+            body = data.decode()
+        else:
+            r = subprocess.run(["curl", "-sS", proto, "--cacert", str(certs.ca), "-w", "\n%{http_version}",
+                                "--data-binary", "over tls", f"https://localhost:{port}/p?q=1"],
+                               capture_output=True, text=True, timeout=20)
+            body, version = r.stdout.rsplit("\n", 1)
+            assert version == ("2" if proto == "--http2" else "1.1"), (r.stdout, r.stderr)
         assert json.loads(body) == {"url": f"https://localhost:{port}/p?q=1", "method": "POST",
                                     "body": "over tls", "host": f"localhost:{port}"}
     finally:

@@ -387,11 +387,15 @@ def test_session_and_stream_facts_as_node(api_pair):
         try:
             a = c.request("/facts", scheme="http", authority="example.test")
             b = c.request("/facts", scheme="http", authority="example.test")
-            return [json.loads(c.response(sid)[1]) for sid in (a, b)]
+            # A body with no content-length: HEADERS without END_STREAM.
+            p = c.request("/facts", method="POST", end_stream=False, scheme="http", authority="example.test")
+            c.send_body(p, b"unsized body")
+            return [json.loads(c.response(sid)[1]) for sid in (a, b, p)]
         finally:
             c.close()
     node, kuai = two(api_pair.node.core), two(api_pair.kuai.core)
-    assert [f["id"] for f in kuai] == [1, 3]
+    assert [f["id"] for f in kuai] == [1, 3, 5]
+    assert [f["flags"] for f in kuai] == [5, 5, 4]
     assert kuai[1]["sameSession"] is True
     for f in node + kuai:
         f.pop("sessionStreams")  # counted across tests, in each server's order
