@@ -248,10 +248,12 @@ ResponseParser::Result ResponseParser::messageDone(const char* end, const char* 
                                      "invalid trailer")) {
       return fail(err);
     }
+    // The section without the blank line that ends it.
+    resp_.trailers = std::string_view(begin, size_t(end - begin));
+    resp_.trailers.remove_suffix(std::min<size_t>(2, resp_.trailers.size()));
   }
   inTrailers_ = false;
   trailersOwned_ = false;
-  trailers_.clear();
   if (resp_.interim()) {
     sawInterim_ = true;
     phase_ = Phase::kWaiting;
@@ -261,6 +263,8 @@ ResponseParser::Result ResponseParser::messageDone(const char* end, const char* 
     done_ = true;
   }
   handler_.onComplete(resp_);
+  resp_.trailers = {};
+  trailers_.clear();
   return Result::kOk;
 }
 

@@ -14,8 +14,8 @@
 // 100..599), field lines "token: value" with CRLF line ends only, no obs-fold,
 // no bare CR or LF, no controls in values; one Content-Length at most, a
 // Transfer-Encoding of exactly "chunked" and never with Content-Length. Trailer
-// fields are checked the same way and dropped. Every upstream parse error has
-// status 502.
+// fields are checked the same way and reported with onComplete (never merged
+// into the head). Every upstream parse error has status 502.
 //
 // Header names, values and the reason phrase are views. While a head arrives in
 // one buffer they point straight into it; a head that spans feeds is copied
@@ -49,6 +49,10 @@ struct Response : HeaderFields {
   bool upgrade = false;        // 101 Switching Protocols, or a 2xx to CONNECT
   bool hasBody = false;        // body bytes follow the head (framed by length, chunks or EOF)
   bool closeDelimited = false; // the body runs to EOF: no length, not chunked, a body allowed
+  // The trailer section of a chunked body, its field lines as received
+  // ("Name: value\r\n" each, checked like the head's): set for onComplete
+  // only, empty otherwise.
+  std::string_view trailers;
 
   // 1xx other than 101: another head follows for the same request.
   bool interim() const { return status >= 100 && status < 200 && status != 101; }

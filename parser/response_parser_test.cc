@@ -347,7 +347,7 @@ TEST(ResponseParserTest, ContentLengthResponse) {
   EXPECT_FALSE(o.midMessage);
 }
 
-TEST(ResponseParserTest, ChunkedDropsTrailersAndKeepsHead) {
+TEST(ResponseParserTest, ChunkedReportsTrailersApartFromTheHead) {
   ResponseOutcome o = parseResponse(
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
       "4;ext=1\r\nWiki\r\n5\r\npedia\r\n0;last\r\nX-Sum: 9\r\n\r\n");
@@ -359,7 +359,18 @@ TEST(ResponseParserTest, ChunkedDropsTrailersAndKeepsHead) {
   EXPECT_TRUE(r.keepAlive);
   EXPECT_EQ(r.body, "Wikipedia");
   EXPECT_EQ(r.headers.size(), 2u);  // trailers are not added to the head
+  EXPECT_EQ(r.trailers, "X-Sum: 9\r\n");
   EXPECT_TRUE(r.complete);
+
+  // Several fields, optional whitespace kept as received; none at all.
+  o = parseResponse(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nA: 1\r\nB:2 \r\nA: 3\r\n\r\n");
+  ASSERT_EQ(o.responses.size(), 1u) << describe(o);
+  EXPECT_EQ(finalOf(o).trailers, "A: 1\r\nB:2 \r\nA: 3\r\n");
+  o = parseResponse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n");
+  ASSERT_EQ(o.responses.size(), 1u) << describe(o);
+  EXPECT_EQ(finalOf(o).trailers, "");
+  EXPECT_EQ(finalOf(o).body, "hi");
 }
 
 TEST(ResponseParserTest, CloseDelimitedCompletesAtFinish) {

@@ -30,6 +30,7 @@ struct SeenResponse {
   bool closeDelimited = false;
   int64_t contentLength = -1;
   std::string body;
+  std::string trailers;  // as onComplete reported them
   bool complete = false;
 
   bool operator==(const SeenResponse&) const = default;
@@ -88,6 +89,8 @@ class ResponseRecorder : public ResponseParser::Handler {
     SeenResponse now = copyHead(resp);
     now.body = seen_.back().body;
     if (!(now == seen_.back())) note("head changed between onHeaders and onComplete");
+    if (!resp.trailers.empty() && !resp.chunked) note("trailers without a chunked body");
+    seen_.back().trailers = std::string(resp.trailers);
     seen_.back().complete = true;
   }
 

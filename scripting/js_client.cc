@@ -55,7 +55,16 @@ bool JsClientCall::write(std::string_view bytes) {
   return !full || !valid();
 }
 
-void JsClientCall::end() { notify(env_ ? &env_->onClientEnd : nullptr); }
+void JsClientCall::end() {
+  if (!valid()) return;
+  v8::Isolate* iso = env_->isolate();
+  v8::HandleScope hs(iso);
+  v8::Context::Scope cs(env_->context());
+  // The trailer fields (Latin-1 text, as the head's) go with the end.
+  v8::Local<v8::Value> argv[2] = {handle_.Get(iso), v8::Undefined(iso)};
+  if (!trailers_.empty()) argv[1] = latin1(iso, trailers_);
+  env_->call(env_->onClientEnd, 2, argv);
+}
 void JsClientCall::abort() { notify(env_ ? &env_->onClientAbort : nullptr); }
 
 void JsClientCall::fail(int status, const char* why) {
@@ -127,9 +136,15 @@ void JsClientCall::jsWrite(const v8::FunctionCallbackInfo<v8::Value>& args) {
 }
 
 // handle.end(): the request body is complete.
+// handle.end([trailerLines]): the request body is complete; a chunked one
+// ends with these trailer fields ("Name: value\r\n" lines, checked by JS).
 void JsClientCall::jsEnd(const v8::FunctionCallbackInfo<v8::Value>& args) {
   JsClientCall* self = from(args);
-  if (self && self->call) self->call->onBodyEnd();
+  if (!self || !self->call) return;
+  if (args.Length() > 0 && args[0]->IsString()) {
+    self->requestTrailers_ = oneByte(args.GetIsolate(), args[0].As<v8::String>());
+  }
+  self->call->onBodyEnd();
 }
 
 // handle.abort(): cancel (req.destroy()); nothing more comes from the call.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "scripting/environment.h"
@@ -37,6 +38,8 @@ class JsClientCall final : public server::Downstream {
   void pauseBody() override { bodyPaused_ = true; }
   void resumeBody() override;
   void detach() override;
+  void trailers(std::string_view lines) override { trailers_.assign(lines); }
+  std::string requestTrailers() const override { return requestTrailers_; }
 
   // The environment is going away: stop the call without telling JS.
   void cancel();
@@ -61,6 +64,8 @@ class JsClientCall final : public server::Downstream {
   bool headSeen_ = false;
   bool bodyPaused_ = false;
   bool cancelled_ = false;
+  std::string trailers_;         // the response's, handed to JS with its end
+  std::string requestTrailers_;  // req.addTrailers(), given with handle.end()
 };
 
 }  // namespace kuai::scripting

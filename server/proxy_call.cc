@@ -54,6 +54,31 @@ void appendLine(std::string& out, std::string_view name, std::string_view value)
   out.append(name).append(": ", 2).append(value).append("\r\n", 2);
 }
 
+// Field lines (already checked by a parser) as "Name: value\r\n", the value
+// without its optional whitespace; with `forwarding`, without the fields a
+// proxy does not pass on in a trailer section (hop-by-hop ones, framing,
+// Host).
+std::string fieldLines(std::string_view raw, bool forwarding) {
+  std::string out;
+  while (!raw.empty()) {
+    size_t eol = raw.find("\r\n");
+    std::string_view line = raw.substr(0, eol);
+    raw = eol == std::string_view::npos ? std::string_view() : raw.substr(eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    std::string_view name = line.substr(0, colon);
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (forwarding && (isHopByHop(name) || equalsIgnoreCase(name, "content-length") ||
+                       equalsIgnoreCase(name, "host"))) {
+      continue;
+    }
+    appendLine(out, name, value);
+  }
+  return out;
+}
+
 const char* errnoName(int err) {
   switch (err) {
     case ECONNREFUSED: return "ECONNREFUSED";
@@ -97,6 +122,11 @@ class ExchangeDownstream final : public Downstream {
   void pauseBody() override { ex_->pauseBody(); }
   void resumeBody() override { ex_->resumeBody(); }
   void detach() override { ex_->setListener(nullptr); }
+  void trailers(std::string_view lines) override {
+    std::string kept = fieldLines(lines, true);
+    if (!kept.empty()) ex_->setTrailers(std::move(kept));
+  }
+  std::string requestTrailers() const override { return fieldLines(ex_->requestTrailers(), true); }
 
  private:
   static void filteredLines(const parser::Response& resp, std::string& lines) {
@@ -312,6 +342,7 @@ void ProxyCall::upstreamComplete(const parser::Response& resp) {
   if (resp.status < 200 && resp.status != 101) return;
   responseComplete_ = true;
   upstreamKeepAlive_ = resp.keepAlive;
+  if (!resp.trailers.empty() && ex_->valid()) ex_->trailers(fieldLines(resp.trailers, false));
 }
 
 void ProxyCall::tunnelData(const char* data, size_t len) {
@@ -451,8 +482,9 @@ void ProxyCall::onBodyEnd() {
   bodyDone_ = true;
   if (!conn_ || phase_ == Phase::kDone) return;
   if (chunkedBody_) {
-    conn_->sock->output().buffer().append("0\r\n\r\n", 5);
-    if (replayable_) head_.append("0\r\n\r\n", 5);
+    std::string last = "0\r\n" + ex_->requestTrailers() + "\r\n";
+    conn_->sock->output().buffer().append(last);
+    if (replayable_) head_.append(last);
     conn_->sock->flush();
   }
 }

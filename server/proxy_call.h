@@ -43,6 +43,12 @@ class Downstream {
   virtual void resumeBody() = 0;
   // The call is over: it must not be called again.
   virtual void detach() = 0;
+  // A chunked response's trailer fields ("Name: value\r\n" lines, in the
+  // order received), just before end().
+  virtual void trailers(std::string_view lines) { (void)lines; }
+  // The request's trailer fields, the same way, sent after a chunked request
+  // body.
+  virtual std::string requestTrailers() const { return {}; }
 };
 
 // A client's exchange as the downstream: the upstream's head is passed on

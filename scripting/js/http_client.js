@@ -22,8 +22,9 @@ const { URL, urlToHttpOptions } = require('url');
 const { ClientSocket, ClientIncomingMessage } = require('./client_message.js');
 
 const {
-  checkName, checkValue, codedError, kHeaders: kOutHeaders, installOutgoingHeaders, kTokenRe,
+  checkName, checkValue, codedError, kHeaders: kOutHeaders, installOutgoingHeaders, kTokenRe, trailerLines,
 } = require('./outgoing_headers.js');
+const { setReceivedTrailers } = require('./http_server.js');
 
 let binding = null;
 
@@ -174,6 +175,7 @@ class ClientRequest extends Stream {
     this.timeoutCb = null;
     this.socket = null;
     this._header = null;
+    this._trailer = '';
     this._ended = false;
     this[kOutHeaders] = [];
     this[kError] = undefined;
@@ -427,7 +429,9 @@ class ClientRequest extends Stream {
   _sendEnd() {
     if (this._sentEnd || this._handle === null) return;
     this._sentEnd = true;
-    if (!this._callDone) native(() => this._handle.end());
+    // Trailers have room only after a chunked body (Node drops them otherwise).
+    const trailers = this._chunked && this._trailer ? this._trailer : undefined;
+    if (!this._callDone) native(() => this._handle.end(trailers));
   }
 
   // The call is over: no more native events, nothing keeps the loop for it.
@@ -671,11 +675,12 @@ class ClientRequest extends Stream {
     return ok;
   }
 
-  _onEnd() {
+  _onEnd(trailerText) {
     if (this._callDone) return;
     this._finishCall();
     const res = this.res;
     if (res === null) return;
+    if (trailerText) setReceivedTrailers(res, trailerText);
     res.complete = true;
     if (!res.destroyed) res.push(null);
   }
@@ -743,7 +748,11 @@ class ClientRequest extends Stream {
   setSocketKeepAlive() {}
   cork() {}
   uncork() {}
-  addTrailers() {}
+
+  // Sent after a chunked body, as Node's; checked as Node checks them.
+  addTrailers(headers) {
+    this._trailer = trailerLines(headers);
+  }
 }
 
 // A connect error (ECONNREFUSED, EHOSTUNREACH...) for address:port, or null
@@ -820,8 +829,8 @@ function install(nativeBinding) {
       if (handle.req) handle.req._onHead(status, reason, raw, minor);
     }),
     onData: deliver((handle, chunk) => (handle.req ? handle.req._onData(chunk) : true)),
-    onEnd: deliver((handle) => {
-      if (handle.req) handle.req._onEnd();
+    onEnd: deliver((handle, trailerText) => {
+      if (handle.req) handle.req._onEnd(trailerText);
     }),
     onAbort: deliver((handle) => {
       if (handle.req) handle.req._onBroken();

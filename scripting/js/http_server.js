@@ -987,21 +987,31 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   }
 }
 
+// Trailer fields as the native side hands them over ("Name: value\r\n"
+// lines: after a chunked body, or HTTP/2's trailing HEADERS): Node's
+// rawTrailers list.
+function trailerFields(text) {
+  const raw = [];
+  for (const line of text.split('\r\n')) {
+    const colon = line.indexOf(': ');
+    if (colon > 0) raw.push(line.slice(0, colon), line.slice(colon + 2));
+  }
+  return raw;
+}
+
+// A received message's trailers, set as Node sets them: before 'end'.
+function setReceivedTrailers(msg, text) {
+  msg.rawTrailers = trailerFields(text);
+  msg.trailers = fieldsObject(msg.rawTrailers, msg.joinDuplicateHeaders);
+}
+
 function bodyEnd(handle, trailerText) {
   if (trailerText) {
-    // The body's trailer fields ("Name: value\r\n" lines: after a chunked
-    // body, or HTTP/2's trailing HEADERS), as Node sets them before 'end'.
-    const raw = [];
-    for (const line of trailerText.split('\r\n')) {
-      const colon = line.indexOf(': ');
-      if (colon > 0) raw.push(line.slice(0, colon), line.slice(colon + 2));
-    }
     const req = handle.req;
     if (req && Array.isArray(req.rawTrailers)) {
-      req.rawTrailers = raw;
-      req.trailers = fieldsObject(raw, req.joinDuplicateHeaders);
+      setReceivedTrailers(req, trailerText);
     } else if (handle.tunnel && typeof handle.tunnel._trailers === 'function') {
-      handle.tunnel._trailers(raw);  // an HTTP/2 'stream' listener's stream
+      handle.tunnel._trailers(trailerFields(trailerText));  // an HTTP/2 'stream' listener's stream
     }
   }
   if (handle.tunnel) {
@@ -1170,6 +1180,7 @@ module.exports.kHandle = kHandle;
 module.exports.kTrailerLines = kTrailerLines;
 module.exports.linkHints = linkHints;
 module.exports.handlerFailed = handlerFailed;
+module.exports.setReceivedTrailers = setReceivedTrailers;
 module.exports.handleRead = handleRead;
 module.exports.handleWrite = handleWrite;
 module.exports.installSocketStubs = installSocketStubs;

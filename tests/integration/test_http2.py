@@ -500,6 +500,43 @@ def test_zero_window_client_cannot_pin_memory(io, tmp_path, logdir):
     s.check_clean()
 
 
+def test_proxy_trailers_over_h2(io, tmp_path, logdir):
+    """Trailers through the proxy with an HTTP/2 client: an HTTP/1.1
+    upstream's chunked trailer fields become the stream's trailing HEADERS
+    (hop-by-hop ones left out), and the client's trailing HEADERS end the
+    chunked request body upstream."""
+    up = Upstream("a").start()
+    try:
+        cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
+               "routes": [{"match": "/", "proxy": {"upstreams": [up.address]}}]}
+        path = tmp_path / "kuai.config.json"
+        path.write_text(json.dumps(cfg))
+        s = KuaiServer(["--config", str(path)], logdir).start()
+        try:
+            c = H2Client(s.port)
+            sid = c.request("/chunked/5000?trailer=1", scheme="http")
+            headers, body, ended = c.response(sid)
+            assert headers[":status"] == "200" and ended, headers
+            assert hashlib.sha256(body).hexdigest() == pattern_sha256(5000)
+            trailers = [list(e.headers) for e in c.log
+                        if isinstance(e, h2.events.TrailersReceived) and e.stream_id == sid]
+            assert trailers == [[("x-checksum", pattern_sha256(5000)), ("x-count", "1"),
+                                 ("x-pad", "v"), ("x-count", "2")]], trailers
+            sid = c.request("/echo", method="POST", end_stream=False, scheme="http")
+            c.conn.send_data(sid, b"hello")
+            c.conn.send_headers(sid, [("x-sum", "5"), ("x-note", "end")], end_stream=True)
+            c.flush()
+            headers, body, ended = c.response(sid)
+            doc = json.loads(body)
+            assert doc["body_length"] == 5 and doc["trailers"] == [["x-sum", "5"], ["x-note", "end"]], json.dumps(doc)
+            c.close()
+        finally:
+            s.stop()
+            s.check_clean()
+    finally:
+        up.stop()
+
+
 def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
     """A config file's listener with http2: "h2c": the proxy (HTTP/1.1
     upstream), an app route (Node's http handler sees HTTP/2 as '2.0' with

@@ -744,6 +744,40 @@ def test_malformed_chunked_body(proxy, upstreams, io):
     assert r.status == 200, r
 
 
+def trailer_section(raw):
+    """The trailer section of a chunked response's exact bytes."""
+    at = raw.rfind(b"\r\n0\r\n")
+    assert at >= 0, raw[-200:]
+    return raw[at + 5:]
+
+
+@kuai_only  # nginx drops an HTTP/1.1 upstream's trailers
+def test_trailers_pass_both_ways(proxy, upstreams, io):
+    """A chunked response's trailer fields reach the client (hop-by-hop ones
+    left out, whitespace trimmed, repeats kept), and so do a chunked request's
+    to the upstream."""
+    a = upstreams("a")
+    p = proxy([proxy_route([a])], io)
+    with Conn(p.port, timeout=5) as c:
+        c.send(get("/chunked/5000?trailer=1"))
+        r = c.read_response()
+        assert r.status == 200 and hashlib.sha256(r.body).hexdigest() == pattern_sha256(5000), r
+        assert trailer_section(r.raw) == (
+            b"X-Checksum: %s\r\nX-Count: 1\r\nX-Pad: v\r\nX-Count: 2\r\n\r\n"
+            % pattern_sha256(5000).encode()), r.raw[-300:]
+        c.send(get("/chunked/100"))  # none: the section stays empty
+        r = c.read_response()
+        assert r.status == 200 and trailer_section(r.raw) == b"\r\n", r.raw[-100:]
+        c.send(build("POST", "/echo", headers=[("Transfer-Encoding", "chunked")],
+                     body=b"3\r\nabc\r\n0\r\nX-Sum: 42\r\nKeep-Alive: 5\r\nX-Sum:  43 \r\n\r\n"))
+        r = c.read_response()
+        doc = json.loads(r.body)
+        assert doc["body_length"] == 3 and doc["trailers"] == [["X-Sum", "42"], ["X-Sum", "43"]], doc
+        # Content-Length framing upstream: no trailers to carry.
+        c.send(build("POST", "/echo", body=b"abc", headers=[("Content-Length", "3")]))
+        assert json.loads(c.read_response().body)["trailers"] == []
+
+
 def test_malformed_response_connection_not_reused(proxy, upstreams, io):
     """Garbage on a connection the upstream keeps open: the proxy drops it."""
     a = upstreams("a")

@@ -365,6 +365,19 @@ def test_response_headers_merging(origins):
     assert r["distinct"]["x-dup"] == ["one", "two"], r
 
 
+def test_trailers_both_ways(origins):
+    r = compare(origins, "trailers_both_ways")
+    assert r["sent"] == [["X-Sum", "42"], ["X-List", "a"], ["X-List", "b"]], r
+    assert r["sentLength"] == 6 and r["sized"] == [], r
+    assert r["errors"] == {"badName": "ERR_INVALID_HTTP_TOKEN", "badValue": "ERR_INVALID_CHAR"}, r
+    d = r["download"]
+    assert d["before"] == {} and d["complete"] is True and d["length"] == 5000, r
+    assert d["trailers"]["x-checksum"] == d["sha"] == pattern_sha256(5000), r
+    assert d["trailers"]["x-count"] == "1, 2" and d["trailers"]["x-pad"] == "v", r
+    assert d["raw"][:8] == ["X-Checksum", d["sha"], "X-Count", "1", "X-Pad", "v", "X-Count", "2"], r
+    assert r["plain"] == {"trailers": {}, "raw": []}, r
+
+
 def test_https_goes_to_node(origins):
     # Node's http.request refuses https: URLs; kuai's hands them to https.request.
     _, env = origins

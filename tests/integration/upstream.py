@@ -20,14 +20,15 @@ proxy reused its upstream connections. Keep-alive is on (HTTP/1.1 unless
 Paths (query parameters in brackets; HEAD works everywhere and sends no body):
     /hello                  "hello from <name>\\n"
     /echo                   JSON: method, target, version, headers (list of
-                            [name, value] in order), body length and sha256.
+                            [name, value] in order), body length and sha256,
+                            a chunked body's trailer fields.
                             [hop=1]: the response also carries hop-by-hop
                             headers (Keep-Alive, Proxy-Connection, Trailer,
                             Upgrade, and X-Resp-Hop named in Connection) that a
                             proxy must drop, and X-Resp-End, which it must keep.
     /bytes/N                N bytes of pattern_bytes() with Content-Length
     /chunked/N              the same N bytes chunked [size=K: chunk size, else
-                            a mix of sizes; trailer=1: a trailer field]
+                            a mix of sizes; trailer=1: trailer fields]
     /close-delimited/N      N bytes, no Content-Length, closed after [v=1.0:
                             an HTTP/1.0 status line]
     /slow/MS                waits MS ms, then answers like /hello
@@ -235,8 +236,9 @@ class _Reader:
         del self.buf[:n]
         return out
 
-    def body_pieces(self, headers):
-        """Yields the request body's pieces (Content-Length or chunked)."""
+    def body_pieces(self, headers, trailers=None):
+        """Yields the request body's pieces (Content-Length or chunked); a
+        chunked body's trailer fields go into `trailers` as [name, value]."""
         te = ",".join(v for k, v in headers if k.lower() == "transfer-encoding").lower()
         if "chunked" in te:
             while True:
@@ -246,9 +248,13 @@ class _Reader:
                 except ValueError:
                     raise _BadRequest(f"bad chunk size {line[:40]!r}") from None
                 if size == 0:
-                    while self.readline():  # trailer fields, then the blank line
-                        pass
-                    return
+                    while True:  # trailer fields, then the blank line
+                        line = self.readline()
+                        if not line:
+                            return
+                        name, _, value = line.decode("latin-1").partition(":")
+                        if trailers is not None:
+                            trailers.append([name, value.strip(" \t")])
                 left = size
                 while left:
                     piece = self.read_upto(left)
@@ -506,6 +512,7 @@ class _Exchange:
         self.up, self.sock, self.reader = up, sock, reader
         self.cid, self.nreq = cid, nreq
         self.method, self.target, self.version, self.headers = method, target, version, headers
+        self.trailers = []  # a chunked body's trailer fields, once read
         u = urlsplit(target)
         self.path = u.path
         self.query = {k: v[-1] for k, v in parse_qs(u.query).items()}
@@ -542,7 +549,7 @@ class _Exchange:
         self.body_read = True
         if self.has_body():
             self.maybe_continue()
-        yield from self.reader.body_pieces(self.headers)
+        yield from self.reader.body_pieces(self.headers, self.trailers)
 
     def drain_body(self):
         h = hashlib.sha256()
@@ -652,7 +659,8 @@ class _Exchange:
         n, sha = self.drain_body()
         doc = {"upstream": self.up.name, "method": self.method, "target": self.target,
                "version": self.version, "headers": [[k, v] for k, v in self.headers],
-               "body_length": n, "body_sha256": sha, "conn_id": self.cid}
+               "body_length": n, "body_sha256": sha, "conn_id": self.cid,
+               "trailers": self.trailers}
         hs = []
         if self.query.get("hop") == "1":
             hs = [("Keep-Alive", "timeout=30, max=100"), ("Proxy-Connection", "keep-alive"),
@@ -701,7 +709,10 @@ class _Exchange:
                 out = bytearray()
         out += b"0\r\n"
         if trailer:
-            out += f"X-Checksum: {pattern_sha256(n)}\r\n".encode()
+            # A checksum, a repeated field, optional whitespace, and a
+            # hop-by-hop field a proxy must not pass on.
+            out += (f"X-Checksum: {pattern_sha256(n)}\r\nX-Count: 1\r\nX-Pad:  v  \r\n"
+                    "X-Count:2\r\nKeep-Alive: timeout=1\r\n").encode()
         out += b"\r\n"
         self.sock.sendall(out)
         return self.keep

@@ -543,6 +543,53 @@ const cases = {
       none: [none.status, none.body, await none.text()] };
   },
 
+  // Trailers both ways: a chunked upload ending with addTrailers() (the
+  // upstream's /echo lists what arrived), a chunked download's trailer
+  // fields (repeats, whitespace) in res.trailers / rawTrailers at 'end'.
+  async trailers_both_ways() {
+    const upload = await new Promise((resolve, reject) => {
+      const req = request(U + '/echo', { method: 'POST' }, (res) =>
+        collect(res).then((r) => resolve(JSON.parse(r.body)), reject));
+      req.on('error', reject);
+      req.write('abc');
+      req.addTrailers({ 'X-Sum': '42', 'X-List': ['a', 'b'] });
+      req.end('def');
+    });
+    const sized = await new Promise((resolve, reject) => {
+      // Content-Length framing has no room for trailers: dropped, as Node.
+      const req = request(U + '/echo', { method: 'PUT', headers: { 'Content-Length': 3 } }, (res) =>
+        collect(res).then((r) => resolve(JSON.parse(r.body)), reject));
+      req.on('error', reject);
+      req.addTrailers([['X-Late', '1']]);
+      req.end('abc');
+    });
+    const errors = {};
+    const probe = request(U + '/hello');
+    probe.on('error', () => {});
+    for (const [name, t] of [['badName', { 'bad name': 'x' }], ['badValue', { 'X-V': 'a\nb' }]]) {
+      try {
+        probe.addTrailers(t);
+        errors[name] = null;
+      } catch (e) {
+        errors[name] = e.code;
+      }
+    }
+    probe.destroy();
+    const download = await new Promise((resolve, reject) => {
+      get(U + '/chunked/5000?trailer=1', (res) => {
+        const before = { ...res.trailers };
+        collect(res).then((r) => resolve({ before, trailers: res.trailers, raw: res.rawTrailers,
+          length: r.body.length, sha: sha(r.body), complete: r.complete }), reject);
+      }).on('error', reject);
+    });
+    const plain = await new Promise((resolve, reject) => {
+      get(U + '/chunked/100', (res) => collect(res).then(() => resolve({ trailers: res.trailers,
+        raw: res.rawTrailers }), reject)).on('error', reject);
+    });
+    return { sent: upload.trailers, sentLength: upload.body_length, sized: sized.trailers, errors,
+      download, plain };
+  },
+
   async fetch_duplicate_headers() {
     const r = await fetch(X + '/dup');
     await r.text();
