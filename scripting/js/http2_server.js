@@ -8,7 +8,7 @@
 // (http2.connect) is left untouched.
 
 const {
-  Server, HttpsServer, IncomingMessage, ServerResponse, kCompat, kRawHeaders, kParsedHeaders, kHandle,
+  Server, HttpsServer, IncomingMessage, ServerResponse, kCompat, kParsedHeaders, kHandle,
   kTrailerLines, linkHints,
 } = require('./http_server');
 const { codedError, receivedText, kTokenRe, kInvalidValueRe } = require('./outgoing_headers');

@@ -1,528 +1,24 @@
 'use strict';
-// kuai's server side of Node's `http`: Server, IncomingMessage and
-// ServerResponse over the reactor's connections. The native side hands each
-// request over as a handle (writeHead/write/end) with its method, target and raw
-// headers; bodies arrive through onBody/onBodyEnd. Node's http client is left
-// untouched.
+// kuai's server side of Node's `http`: Server over the reactor's connections
+// and the dispatch of their requests. The native side hands each request over
+// as a handle (writeHead/write/end) with its method, target and raw headers;
+// bodies arrive through onBody/onBodyEnd. The request and response objects
+// are js/http_incoming.js's and js/http_response.js's. Node's http client is
+// left untouched.
 
 const EventEmitter = require('events');
-const Stream = require('stream');
-const { Readable } = Stream;
+const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
-  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText,
-} = require('./outgoing_headers.js');
+  kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs,
+  IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
+} = require('./http_incoming.js');
+const {
+  kServer, kUniqueHeaders, kTrailerLines, ServerResponse, linkHints,
+} = require('./http_response.js');
 
-const kHandle = Symbol('kuai.handle');
-const kRawHeaders = Symbol('kuai.rawHeaders');
-const kParsedHeaders = Symbol('kuai.parsedHeaders');
-const kTrailers = Symbol('kuai.trailers');
-
-// Duplicates of these are dropped (first wins), as Node does.
-const kSingleValued = new Set([
-  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from',
-  'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location',
-  'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
-]);
-
-// The object behind req.socket / res.socket: what handlers read of a connection.
-class KuaiSocket extends EventEmitter {
-  constructor(remoteAddress, remotePort, encrypted) {
-    super();
-    this.remoteAddress = remoteAddress;
-    this.remotePort = remotePort;
-    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
-    this.encrypted = encrypted || undefined;
-    this.readable = true;
-    this.writable = true;
-    this.destroyed = false;
-  }
-  setTimeout() { return this; }
-  destroy() { this.destroyed = true; return this; }
-  end() { return this; }
-}
-
-// What the socket stand-ins (KuaiSocket, UpgradedSocket, the client's
-// ClientSocket) accept and ignore: the connection is the reactor's.
-function installSocketStubs(proto) {
-  for (const name of ['setNoDelay', 'setKeepAlive', 'ref', 'unref']) {
-    Object.defineProperty(proto, name, { value() { return this; }, writable: true, configurable: true });
-  }
-  Object.defineProperty(proto, 'address', { value() { return {}; }, writable: true, configurable: true });
-}
-installSocketStubs(KuaiSocket.prototype);
-
-const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
-const kSocket = Symbol('kuai.socket');
 const kMaxFields = Symbol('kuai.maxFields');
-const kTrailerLines = Symbol('kuai.trailerLines');  // addTrailers
-// A response head's layout (server/exchange.h, Exchange::kNodeOrder...).
-const kNodeOrder = 1;
-const kOwnDate = 2;
-const kOwnConnection = 4;
-const kOwnKeepAlive = 8;
 const kReqClass = Symbol('kuai.IncomingMessage');  // options.IncomingMessage
 const kResClass = Symbol('kuai.ServerResponse');
-
-// Node's object of fields: names lower-cased, set-cookie an array, cookies
-// joined with '; ', a single-valued field's repeats dropped (joined with
-// joinDuplicateHeaders), the others joined with ', '.
-function fieldsObject(raw, join) {
-  const h = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
-    const value = raw[i + 1];
-    const prev = h[name];
-    if (prev === undefined) {
-      h[name] = name === 'set-cookie' ? [value] : value;
-    } else if (name === 'set-cookie') {
-      prev.push(value);
-    } else if (name === 'cookie') {
-      h[name] = prev + '; ' + value;
-    } else if (!kSingleValued.has(name) || join) {
-      h[name] = prev + ', ' + value;
-    }
-  }
-  return h;
-}
-
-class IncomingMessage extends Readable {
-  constructor(socket) {
-    // The server's highWaterMark, when it has one of its own.
-    const server = socket && socket.server;
-    super(server && server.highWaterMark !== kDefaultHighWater && typeof server.highWaterMark === 'number'
-      ? { highWaterMark: server.highWaterMark } : undefined);
-    this[kSocket] = socket || null;
-    this[kPeer] = null;
-    this.httpVersionMajor = 1;
-    this.httpVersionMinor = 1;
-    this.httpVersion = '1.1';
-    this.complete = false;
-    this.aborted = false;
-    this.upgrade = false;
-    this.method = null;
-    this.url = '';
-    this.statusCode = null;
-    this.statusMessage = null;
-    this.rawTrailers = [];
-    this[kRawHeaders] = null;  // set by dispatch
-    this[kParsedHeaders] = null;
-    this[kTrailers] = null;
-  }
-
-  // As in Node, an accessor: the object is made on first use.
-  get trailers() {
-    let t = this[kTrailers];
-    if (t === null) t = this[kTrailers] = {};
-    return t;
-  }
-  set trailers(v) { this[kTrailers] = v; }
-
-  // Made on first use: most handlers never look at the socket.
-  get socket() {
-    let s = this[kSocket];
-    if (!s) {
-      const p = this[kPeer] || ['', 0, false];
-      s = this[kSocket] = new KuaiSocket(p[0], p[1], p[2]);
-    }
-    return s;
-  }
-  set socket(v) { this[kSocket] = v; }
-  get connection() { return this.socket; }
-  set connection(v) { this.socket = v; }
-
-  get rawHeaders() {
-    let r = this[kRawHeaders];
-    if (r === null) r = this[kRawHeaders] = [];
-    return r;
-  }
-  set rawHeaders(v) { this[kRawHeaders] = v; }
-
-  // Built on first use: most handlers read a header or two, some none.
-  get headers() {
-    let h = this[kParsedHeaders];
-    if (h) return h;
-    h = fieldsObject(this.rawHeaders, this.joinDuplicateHeaders);
-    this[kParsedHeaders] = h;
-    return h;
-  }
-  set headers(v) { this[kParsedHeaders] = v; }
-
-  get headersDistinct() {
-    const out = Object.create(null);
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i].toLowerCase();
-      (out[name] || (out[name] = [])).push(raw[i + 1]);
-    }
-    return out;
-  }
-
-  _read() { handleRead(this); }
-
-  setTimeout(ms, cb) {
-    if (cb) this.on('timeout', cb);
-    return this;
-  }
-
-  _destroy(err, cb) {
-    if (!this.complete && !this.aborted) this.aborted = true;
-    cb(err);
-  }
-}
-
-class ServerResponse extends Stream {
-  constructor(req) {
-    super();
-    this.req = req;
-    this.statusCode = 200;
-    this.statusMessage = undefined;
-    this.sendDate = true;
-    this.headersSent = false;
-    this.finished = false;
-    this.writableEnded = false;
-    this.writableFinished = false;
-    this.writable = true;
-    this.destroyed = false;
-    this.chunkedEncoding = false;
-    this.strictContentLength = false;
-    this.shouldKeepAlive = true;
-    this.useChunkedEncodingByDefault = true;
-    this[kHeaders] = [];
-    this[kHandle] = null;
-  }
-
-  get socket() { return this.req ? this.req.socket : null; }
-  set socket(v) { Object.defineProperty(this, 'socket', { value: v, writable: true, configurable: true }); }
-  get connection() { return this.socket; }
-  get writableCorked() { return 0; }
-  get writableLength() { return 0; }
-  get writableHighWaterMark() {
-    const server = this[kServer];
-    return server && server.highWaterMark !== undefined ? server.highWaterMark : kDefaultHighWater;
-  }
-  get writableObjectMode() { return false; }
-  get writableNeedDrain() { return this._needDrain === true; }
-
-  _assertHeadersOpen(what) {
-    if (this.headersSent) {
-      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT',
-        `Cannot ${what} headers after they are sent to the client`);
-    }
-  }
-
-  writeHead(statusCode, reason, headers) {
-    if (this.headersSent) {
-      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
-    }
-    if (typeof reason !== 'string') {
-      headers = reason;
-      reason = undefined;
-    }
-    statusCode |= 0;
-    if (statusCode < 100 || statusCode > 999) {
-      throw codedError(RangeError, 'ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
-    }
-    this.statusCode = statusCode;
-    if (reason !== undefined) this.statusMessage = reason;
-    if (headers) {
-      if (Array.isArray(headers)) {
-        if (headers.length && Array.isArray(headers[0])) {
-          for (const [k, v] of headers) this.appendHeader(k, v);
-        } else {
-          for (let i = 0; i + 1 < headers.length; i += 2) this.appendHeader(headers[i], headers[i + 1]);
-        }
-      } else {
-        for (const k of Object.keys(headers)) {
-          if (headers[k] !== undefined) this.setHeader(k, headers[k]);
-        }
-      }
-    }
-    this._sendHead(-1);
-    return this;
-  }
-
-  // contentLength: a known body length for an implicit head (end(data)), else -1.
-  _sendHead(contentLength) {
-    if (this.headersSent) return;
-    this.headersSent = true;
-    const h = this[kHeaders];
-    let lines = '';
-    let hasLength = false;
-    // As Node: a Connection field saying close (or shouldKeepAlive set to
-    // false) ends the connection after this response. The handler's own
-    // Date, Connection and Keep-Alive go out as given (kOwn* for the native
-    // side, which adds what the handler left out, in Node's order).
-    let close = this.shouldKeepAlive === false;
-    let layout = this.sendDate ? kNodeOrder : kNodeOrder | kOwnDate;
-    for (let i = 0; i < h.length; i += 3) {
-      const key = h[i];
-      const name = h[i + 1];
-      const value = h[i + 2];
-      if (key === 'content-length') hasLength = true;
-      else if (key === 'transfer-encoding') this.chunkedEncoding = true;
-      else if (key === 'date') layout |= kOwnDate;
-      else if (key === 'connection') {
-        layout |= kOwnConnection;
-        if (/(?:^|,)\s*close\s*(?:,|$)/i.test(String(value))) close = true;
-      } else if (key === 'keep-alive') layout |= kOwnKeepAlive;
-      if (Array.isArray(value)) {
-        // As Node: several Cookie values, or a field the server's
-        // uniqueHeaders names, go out as one line joined with '; '.
-        const unique = this[kServer] && this[kServer][kUniqueHeaders];
-        if (value.length > 1 && (key === 'cookie' || (unique && unique.has(key)))) {
-          lines += name + ': ' + value.join('; ') + '\r\n';
-        } else {
-          for (const v of value) lines += name + ': ' + v + '\r\n';
-        }
-      } else {
-        lines += name + ': ' + value + '\r\n';
-      }
-    }
-    if (this.chunkedEncoding) {
-      // The handler frames the body itself.
-      contentLength = -2;
-    } else if (hasLength) {
-      contentLength = -2;
-    }
-    const handle = this[kHandle];
-    const reason = this.statusMessage !== undefined ? this.statusMessage
-      : (STATUS_CODES[this.statusCode] || 'unknown');
-    const server = this[kServer];
-    const keepAlive = close ? -3 : server ? Math.floor(server.keepAliveTimeout / 1000) : -1;
-    if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive, layout);
-  }
-
-  flushHeaders() { this._sendHead(-1); }
-
-  _implicitHeader() { this._sendHead(-1); }
-
-  write(chunk, encoding, cb) {
-    if (typeof encoding === 'function') {
-      cb = encoding;
-      encoding = undefined;
-    }
-    if (this.writableEnded) {
-      const err = codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
-      process.nextTick(() => {
-        if (cb) cb(err);
-        this.emit('error', err);
-      });
-      return false;
-    }
-    if (chunk === null) {
-      throw codedError(TypeError, 'ERR_STREAM_NULL_VALUES', 'May not write null values to stream');
-    }
-    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
-        'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
-    }
-    if (typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
-      chunk = Buffer.from(chunk, encoding);
-    }
-    if (this[kServer] && this[kServer].rejectNonStandardBodyWrites) checkBodyAllowed(this);
-    if (this.strictContentLength) checkStrictLength(this, chunk, false);
-    if (!this.headersSent) this._sendHead(-1);
-    const handle = this[kHandle];
-    const ok = handle ? handle.write(chunk) : true;
-    if (cb) process.nextTick(cb);
-    if (!ok) this._needDrain = true;
-    return ok;
-  }
-
-  end(chunk, encoding, cb) {
-    if (typeof chunk === 'function') {
-      cb = chunk;
-      chunk = undefined;
-    } else if (typeof encoding === 'function') {
-      cb = encoding;
-      encoding = undefined;
-    }
-    if (this.writableEnded) {
-      if (cb) process.nextTick(cb);
-      return this;
-    }
-    if (chunk !== undefined && chunk !== null && typeof chunk === 'string' && encoding &&
-        encoding !== 'utf8' && encoding !== 'utf-8') {
-      chunk = Buffer.from(chunk, encoding);
-    }
-    if (chunk && this[kServer] && this[kServer].rejectNonStandardBodyWrites) checkBodyAllowed(this);
-    if (this.strictContentLength) checkStrictLength(this, chunk, true);
-    if (!this.headersSent) {
-      let length = 0;
-      if (chunk !== undefined && chunk !== null) {
-        length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
-      }
-      this._sendHead(length);
-    }
-    this.writableEnded = true;
-    this.finished = true;
-    const handle = this[kHandle];
-    if (handle && this[kTrailerLines]) handle.setTrailers(this[kTrailerLines]);
-    if (handle) handle.end(chunk === null ? undefined : chunk);
-    // Node's order: 'prefinish' now; end()'s callback (null) and 'finish' once
-    // the data is handed over (writableFinished true from then on); 'close'
-    // in the tick after.
-    this.emit('prefinish');
-    process.nextTick(() => {
-      this.writableFinished = true;
-      process.nextTick(() => {
-        this._close();
-        // As Node does: a request body nobody read is drained once the response
-        // is done, so the request ends (and closes) too. A complete request that
-        // nobody listens to needs no draining: nothing could observe it.
-        const req = this.req;
-        if (req && !req.readableEnded && !req.destroyed && req.readableFlowing !== true &&
-            (!req.complete || req.listenerCount('end') + req.listenerCount('close') +
-              req.listenerCount('data') + req.listenerCount('readable') > 0)) {
-          req.resume();
-        }
-      });
-      if (cb) cb(null);
-      this.emit('finish');
-    });
-    return this;
-  }
-
-  _close() {
-    if (this._closed) return;
-    this._closed = true;
-    this.emit('close');
-  }
-
-  destroy(err) {
-    if (this.destroyed) return this;
-    this.destroyed = true;
-    if (!this.writableEnded) {
-      // As Node destroys the socket: the response is cut short (nothing if
-      // its head has not gone out), never completed as if it had succeeded.
-      const handle = this[kHandle];
-      this.writableEnded = true;
-      if (handle) handle.abort();
-    }
-    if (err) process.nextTick(() => this.emit('error', err));
-    process.nextTick(() => this._close());
-    return this;
-  }
-
-  setTimeout(ms, cb) {
-    if (cb) this.on('timeout', cb);
-    return this;
-  }
-
-  assignSocket() {}
-  detachSocket() {}
-  cork() {}
-  uncork() {}
-  // Sent after the last chunk of a chunked body (as Node: only then).
-  addTrailers(headers) {
-    this[kTrailerLines] = trailerLines(headers);
-  }
-
-  // 103 Early Hints before the response, as Node: hints.link (a string or an
-  // array of them, each "<url>; param=value..."), then the other hints.
-  writeEarlyHints(hints, cb) {
-    if (hints === null || typeof hints !== 'object' || Array.isArray(hints)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
-        `The "hints" argument must be of type object. Received ${receivedText(hints)}`);
-    }
-    if (hints.link === null || hints.link === undefined) return;
-    const link = linkHints(hints.link);
-    if (link.length === 0) return;
-    let lines = `Link: ${link}\r\n`;
-    for (const key of Object.keys(hints)) {
-      if (key === 'link') continue;
-      checkName(key);
-      checkValue(key, hints[key]);
-      lines += `${key}: ${hints[key]}\r\n`;
-    }
-    const h = this[kHandle];
-    if (h && !this.headersSent) h.writeInformational(103, lines);
-    if (typeof cb === 'function') process.nextTick(cb);
-  }
-
-  writeContinue(cb) {
-    const h = this[kHandle];
-    if (h && !this.headersSent) h.writeContinue();
-    if (typeof cb === 'function') process.nextTick(cb);
-  }
-  writeProcessing() {}
-}
-
-installOutgoingHeaders(ServerResponse.prototype);
-
-// A stream over a request's handle (the request body, an upgraded socket, an
-// HTTP/2 stream): reading resumes a paused body; a write the connection has
-// no room for completes on 'drain' (stream._writeCb, called from onDrain).
-function handleRead(stream) {
-  const h = stream[kHandle];
-  if (h && h.paused) {
-    h.paused = false;
-    h.resumeBody();
-  }
-}
-
-function handleWrite(stream, chunk, encoding, cb) {
-  const h = stream[kHandle];
-  if (!h) {
-    cb(codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
-    return;
-  }
-  if (h.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) cb();
-  else stream._writeCb = cb;
-}
-
-// The socket an 'upgrade' listener gets: the connection itself, raw bytes both
-// ways (the listener writes its own "101 Switching Protocols"). No half-close:
-// ending either side closes the connection once queued bytes are out.
-class UpgradedSocket extends Stream.Duplex {
-  constructor(handle, remoteAddress, remotePort, encrypted) {
-    super({ allowHalfOpen: false });
-    this[kHandle] = handle;
-    this.remoteAddress = remoteAddress;
-    this.remotePort = remotePort;
-    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
-    this.encrypted = encrypted || undefined;
-    this._writeCb = null;
-  }
-  _read() {
-    // As Node: reading the socket lets an unread request body flow (and be
-    // dropped), or the bytes after it could never arrive.
-    const h = this[kHandle];
-    if (h && h.nextTunnel === this && h.req) h.req.resume();
-    handleRead(this);
-  }
-  _write(chunk, encoding, cb) { handleWrite(this, chunk, encoding, cb); }
-  _drained() {
-    const cb = this._writeCb;
-    this._writeCb = null;
-    if (cb) cb();
-  }
-  _final(cb) {
-    this._close();
-    cb();
-  }
-  _destroy(err, cb) {
-    this._close();
-    const w = this._writeCb;
-    this._writeCb = null;
-    if (w) w(err || codedError(Error, 'ERR_STREAM_DESTROYED', 'socket closed'));
-    cb(err);
-  }
-  _close() {
-    const h = this[kHandle];
-    this[kHandle] = null;
-    if (h) {
-      h.tunnel = null;
-      h.nextTunnel = null;
-      h.abort();
-    }
-  }
-  setTimeout(ms, cb) {
-    if (cb) this.once('timeout', cb);
-    return this;
-  }
-}
-installSocketStubs(UpgradedSocket.prototype);
 
 // Whether an Upgrade request goes to 'upgrade' (server.shouldUpgradeCallback),
 // recorded as req.upgrade. A callback that throws fails the request as a
@@ -537,60 +33,6 @@ function upgradeTaken(server, req, res) {
   }
   req.upgrade = taken;
   return taken;
-}
-
-// A response that carries no body: to a HEAD request, or 1xx/204/304.
-function bodyForbidden(res) {
-  const status = res.statusCode;
-  return (res.req !== null && res.req !== undefined && res.req.method === 'HEAD') ||
-    status === 204 || status === 304 || (status >= 100 && status < 200);
-}
-
-// With createServer({ rejectNonStandardBodyWrites: true }), as Node: body
-// bytes where bodyForbidden throw (else they are dropped).
-function checkBodyAllowed(res) {
-  if (bodyForbidden(res)) {
-    throw codedError(Error, 'ERR_HTTP_BODY_NOT_ALLOWED',
-      'Adding content for this request method or response status is not allowed.');
-  }
-}
-
-// res.strictContentLength: the body must match the Content-Length field
-// (a write past it, or an end short of or past it, throws), as Node checks.
-const kBytesWritten = Symbol('kuai.bytesWritten');
-function checkStrictLength(res, chunk, fromEnd) {
-  if (res.chunkedEncoding || bodyForbidden(res)) return;
-  const declared = res.getHeader('content-length');
-  if (declared === undefined || res.hasHeader('transfer-encoding')) return;
-  const expected = +declared;
-  const len = chunk === undefined || chunk === null ? 0
-    : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
-  const total = (res[kBytesWritten] || 0) + len;
-  if (fromEnd ? total !== expected : total > expected) {
-    throw codedError(Error, 'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
-      `Response body's content-length of ${total} byte(s) does not match the content-length of ` +
-      `${expected} byte(s) set in header`);
-  }
-  res[kBytesWritten] = total;
-}
-
-// Node's check of writeEarlyHints' link values.
-const kLinkValueRe = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
-function linkHints(link) {
-  const bad = (v) => {
-    let shown = require('util').inspect(v);
-    if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
-    return codedError(TypeError, 'ERR_INVALID_ARG_VALUE',
-      'The argument \'hints\' must be an array or string of format "</styles.css>; rel=preload; as=style". ' +
-      `Received ${shown}`);
-  };
-  const one = (v) => {
-    if (typeof v !== 'string' || !kLinkValueRe.test(v)) throw bad(v);
-    return v;
-  };
-  if (typeof link === 'string') return one(link);
-  if (!Array.isArray(link)) throw bad(link);
-  return link.map(one).join(', ');
 }
 
 function optionalInteger(v, name, otherwise) {
@@ -638,7 +80,7 @@ function validateBooleanOption(v, name) {
   }
 }
 
-
+// The Expect field's value, if any.
 function expectation(raw) {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect') return raw[i + 1];
@@ -647,8 +89,6 @@ function expectation(raw) {
 }
 
 const servers = new Map();  // id -> Server, this environment's
-const kDefaultHighWater = 65536;
-const kUniqueHeaders = Symbol('kuai.uniqueHeaders');
 
 // Node's uniqueHeaders: fields whose several values go out as one line,
 // joined with '; ' (null: none).
@@ -986,25 +426,6 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     }
   }
 }
-
-// Trailer fields as the native side hands them over ("Name: value\r\n"
-// lines: after a chunked body, or HTTP/2's trailing HEADERS): Node's
-// rawTrailers list.
-function trailerFields(text) {
-  const raw = [];
-  for (const line of text.split('\r\n')) {
-    const colon = line.indexOf(': ');
-    if (colon > 0) raw.push(line.slice(0, colon), line.slice(colon + 2));
-  }
-  return raw;
-}
-
-// A received message's trailers, set as Node sets them: before 'end'.
-function setReceivedTrailers(msg, text) {
-  msg.rawTrailers = trailerFields(text);
-  msg.trailers = fieldsObject(msg.rawTrailers, msg.joinDuplicateHeaders);
-}
-
 function bodyEnd(handle, trailerText) {
   if (trailerText) {
     const req = handle.req;
@@ -1050,8 +471,6 @@ function abortRequest(req) {
 }
 
 let binding;
-let STATUS_CODES = {};
-const kServer = Symbol('kuai.server');
 const kCompat = Symbol('kuai.compat');  // {Request, Response, rawHeaders} for HTTP/2
 
 // https.Server: the same server with TLS terminated by kuai (BoringSSL) on the
@@ -1077,7 +496,6 @@ class HttpsServer extends Server {
 
 module.exports = function install(http, nativeBinding, https) {
   binding = nativeBinding;
-  STATUS_CODES = http.STATUS_CODES;
   binding.setCallbacks({
     onRequest(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
               connId, flags, streamId) {

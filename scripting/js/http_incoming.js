@@ -1,0 +1,257 @@
+'use strict';
+// The request side of kuai's `http` server (js/http_server.js): Node's
+// IncomingMessage over a native request handle, the socket stand-ins handlers
+// see (the connection itself is the reactor's), and the stream helpers shared
+// with the upgraded socket and HTTP/2's streams.
+
+const EventEmitter = require('events');
+const Stream = require('stream');
+const { Readable } = Stream;
+const { codedError } = require('./outgoing_headers.js');
+
+const kHandle = Symbol('kuai.handle');
+const kRawHeaders = Symbol('kuai.rawHeaders');
+const kParsedHeaders = Symbol('kuai.parsedHeaders');
+const kTrailers = Symbol('kuai.trailers');
+const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
+const kSocket = Symbol('kuai.socket');
+// Node 26's default for both streams of an exchange.
+const kDefaultHighWater = 65536;
+
+// Duplicates of these are dropped (first wins), as Node does.
+const kSingleValued = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from',
+  'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location',
+  'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
+]);
+
+// The object behind req.socket / res.socket: what handlers read of a connection.
+class KuaiSocket extends EventEmitter {
+  constructor(remoteAddress, remotePort, encrypted) {
+    super();
+    this.remoteAddress = remoteAddress;
+    this.remotePort = remotePort;
+    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    this.encrypted = encrypted || undefined;
+    this.readable = true;
+    this.writable = true;
+    this.destroyed = false;
+  }
+  setTimeout() { return this; }
+  destroy() { this.destroyed = true; return this; }
+  end() { return this; }
+}
+
+// What the socket stand-ins (KuaiSocket, UpgradedSocket, the client's
+// ClientSocket) accept and ignore: the connection is the reactor's.
+function installSocketStubs(proto) {
+  for (const name of ['setNoDelay', 'setKeepAlive', 'ref', 'unref']) {
+    Object.defineProperty(proto, name, { value() { return this; }, writable: true, configurable: true });
+  }
+  Object.defineProperty(proto, 'address', { value() { return {}; }, writable: true, configurable: true });
+}
+installSocketStubs(KuaiSocket.prototype);
+
+// Node's object of fields: names lower-cased, set-cookie an array, cookies
+// joined with '; ', a single-valued field's repeats dropped (joined with
+// joinDuplicateHeaders), the others joined with ', '.
+function fieldsObject(raw, join) {
+  const h = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    const prev = h[name];
+    if (prev === undefined) {
+      h[name] = name === 'set-cookie' ? [value] : value;
+    } else if (name === 'set-cookie') {
+      prev.push(value);
+    } else if (name === 'cookie') {
+      h[name] = prev + '; ' + value;
+    } else if (!kSingleValued.has(name) || join) {
+      h[name] = prev + ', ' + value;
+    }
+  }
+  return h;
+}
+
+class IncomingMessage extends Readable {
+  constructor(socket) {
+    // The server's highWaterMark, when it has one of its own.
+    const server = socket && socket.server;
+    super(server && server.highWaterMark !== kDefaultHighWater && typeof server.highWaterMark === 'number'
+      ? { highWaterMark: server.highWaterMark } : undefined);
+    this[kSocket] = socket || null;
+    this[kPeer] = null;
+    this.httpVersionMajor = 1;
+    this.httpVersionMinor = 1;
+    this.httpVersion = '1.1';
+    this.complete = false;
+    this.aborted = false;
+    this.upgrade = false;
+    this.method = null;
+    this.url = '';
+    this.statusCode = null;
+    this.statusMessage = null;
+    this.rawTrailers = [];
+    this[kRawHeaders] = null;  // set by dispatch
+    this[kParsedHeaders] = null;
+    this[kTrailers] = null;
+  }
+
+  // As in Node, an accessor: the object is made on first use.
+  get trailers() {
+    let t = this[kTrailers];
+    if (t === null) t = this[kTrailers] = {};
+    return t;
+  }
+  set trailers(v) { this[kTrailers] = v; }
+
+  // Made on first use: most handlers never look at the socket.
+  get socket() {
+    let s = this[kSocket];
+    if (!s) {
+      const p = this[kPeer] || ['', 0, false];
+      s = this[kSocket] = new KuaiSocket(p[0], p[1], p[2]);
+    }
+    return s;
+  }
+  set socket(v) { this[kSocket] = v; }
+  get connection() { return this.socket; }
+  set connection(v) { this.socket = v; }
+
+  get rawHeaders() {
+    let r = this[kRawHeaders];
+    if (r === null) r = this[kRawHeaders] = [];
+    return r;
+  }
+  set rawHeaders(v) { this[kRawHeaders] = v; }
+
+  // Built on first use: most handlers read a header or two, some none.
+  get headers() {
+    let h = this[kParsedHeaders];
+    if (h) return h;
+    h = fieldsObject(this.rawHeaders, this.joinDuplicateHeaders);
+    this[kParsedHeaders] = h;
+    return h;
+  }
+  set headers(v) { this[kParsedHeaders] = v; }
+
+  get headersDistinct() {
+    const out = Object.create(null);
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i].toLowerCase();
+      (out[name] || (out[name] = [])).push(raw[i + 1]);
+    }
+    return out;
+  }
+
+  _read() { handleRead(this); }
+
+  setTimeout(ms, cb) {
+    if (cb) this.on('timeout', cb);
+    return this;
+  }
+
+  _destroy(err, cb) {
+    if (!this.complete && !this.aborted) this.aborted = true;
+    cb(err);
+  }
+}
+// A stream over a request's handle (the request body, an upgraded socket, an
+// HTTP/2 stream): reading resumes a paused body; a write the connection has
+// no room for completes on 'drain' (stream._writeCb, called from onDrain).
+function handleRead(stream) {
+  const h = stream[kHandle];
+  if (h && h.paused) {
+    h.paused = false;
+    h.resumeBody();
+  }
+}
+
+function handleWrite(stream, chunk, encoding, cb) {
+  const h = stream[kHandle];
+  if (!h) {
+    cb(codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
+    return;
+  }
+  if (h.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) cb();
+  else stream._writeCb = cb;
+}
+
+// The socket an 'upgrade' listener gets: the connection itself, raw bytes both
+// ways (the listener writes its own "101 Switching Protocols"). No half-close:
+// ending either side closes the connection once queued bytes are out.
+class UpgradedSocket extends Stream.Duplex {
+  constructor(handle, remoteAddress, remotePort, encrypted) {
+    super({ allowHalfOpen: false });
+    this[kHandle] = handle;
+    this.remoteAddress = remoteAddress;
+    this.remotePort = remotePort;
+    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    this.encrypted = encrypted || undefined;
+    this._writeCb = null;
+  }
+  _read() {
+    // As Node: reading the socket lets an unread request body flow (and be
+    // dropped), or the bytes after it could never arrive.
+    const h = this[kHandle];
+    if (h && h.nextTunnel === this && h.req) h.req.resume();
+    handleRead(this);
+  }
+  _write(chunk, encoding, cb) { handleWrite(this, chunk, encoding, cb); }
+  _drained() {
+    const cb = this._writeCb;
+    this._writeCb = null;
+    if (cb) cb();
+  }
+  _final(cb) {
+    this._close();
+    cb();
+  }
+  _destroy(err, cb) {
+    this._close();
+    const w = this._writeCb;
+    this._writeCb = null;
+    if (w) w(err || codedError(Error, 'ERR_STREAM_DESTROYED', 'socket closed'));
+    cb(err);
+  }
+  _close() {
+    const h = this[kHandle];
+    this[kHandle] = null;
+    if (h) {
+      h.tunnel = null;
+      h.nextTunnel = null;
+      h.abort();
+    }
+  }
+  setTimeout(ms, cb) {
+    if (cb) this.once('timeout', cb);
+    return this;
+  }
+}
+installSocketStubs(UpgradedSocket.prototype);
+
+// Trailer fields as the native side hands them over ("Name: value\r\n"
+// lines: after a chunked body, or HTTP/2's trailing HEADERS): Node's
+// rawTrailers list.
+function trailerFields(text) {
+  const raw = [];
+  for (const line of text.split('\r\n')) {
+    const colon = line.indexOf(': ');
+    if (colon > 0) raw.push(line.slice(0, colon), line.slice(colon + 2));
+  }
+  return raw;
+}
+
+// A received message's trailers, set as Node sets them: before 'end'.
+function setReceivedTrailers(msg, text) {
+  msg.rawTrailers = trailerFields(text);
+  msg.trailers = fieldsObject(msg.rawTrailers, msg.joinDuplicateHeaders);
+}
+
+module.exports = {
+  kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater,
+  KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
+  trailerFields, setReceivedTrailers,
+};
