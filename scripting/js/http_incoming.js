@@ -155,7 +155,9 @@ class IncomingMessage extends Readable {
 
   _destroy(err, cb) {
     if (!this.complete && !this.aborted) this.aborted = true;
-    cb(err);
+    // As Node: the error is raised only when someone listens for it (a
+    // client that leaves mid-body must not become an uncaught exception).
+    process.nextTick(() => cb(this.listenerCount('error') > 0 ? err : undefined));
   }
 }
 // A stream over a request's handle (the request body, an upgraded socket, an

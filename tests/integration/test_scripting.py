@@ -425,6 +425,27 @@ def test_client_aborts_mid_body(live):
     assert got["res"] == ["close"] and got["resWritableEnded"] is False, got
 
 
+def test_client_aborts_mid_body_with_no_error_listener(live):
+    """As Node: with no 'error' listener on the request, a client leaving
+    mid-body raises nothing, only 'aborted' and 'close' (an uncaught error
+    would replace the environment, and end every request in flight on its
+    thread with it)."""
+
+    def probe(p):
+        uncaught = p.stderr().count("Uncaught")
+        k = key()
+        c = Conn(p.port)
+        c.send(build("POST", f"/abort-quiet?k={k}", headers=[("Content-Length", "100000")],
+                     body=b"x" * 1000))
+        time.sleep(0.2)
+        c.close()
+        events = abort_events(p, k)["req"]
+        return {"events": events, "uncaught": p.stderr().count("Uncaught") - uncaught}
+
+    got = assert_same(live, probe, "a client closes mid-body; nobody listens for 'error'")
+    assert got == {"events": ["aborted", "close"], "uncaught": 0}, got
+
+
 def test_client_aborts_before_response(live):
     """The request was complete; the client leaves while the handler has not
     answered: 'close' on the response, never 'finish'."""

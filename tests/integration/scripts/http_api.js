@@ -407,6 +407,19 @@ const routes = {
     json(res, reports.get(query(req).get('k')) || null);
   },
 
+  // As '/abort', with no 'error' listener on the request: nothing uncaught.
+  '/abort-quiet'(req, res) {
+    const k = query(req).get('k');
+    const rec = { req: [] };
+    req.on('aborted', () => rec.req.push('aborted'));
+    req.on('end', () => rec.req.push('end'));
+    req.on('close', () => {
+      rec.req.push('close');
+      setTimeout(() => console.log(`EVENTS ${k} ${JSON.stringify(rec)}`), 300);
+    });
+    req.on('data', () => {});
+  },
+
   // Never answers by itself: the client goes away (mid-body or while waiting
   // for the response) and the events seen in the next 500 ms go to stdout.
   '/abort'(req, res) {
