@@ -26,6 +26,9 @@ constexpr size_t kSendHighWater = 256 * 1024;    // stop producing frames above 
 constexpr size_t kFileChunk = 64 * 1024;
 constexpr double kResetBurst = 1000;
 constexpr double kResetRate = 33;  // per second
+// What a refused stream's client may still upload (read and dropped) before
+// the stream is cancelled.
+constexpr uint64_t kRefusedDiscard = 8 << 20;
 
 // Fields that belong to one HTTP/1.1 connection, never sent in HTTP/2
 // (RFC 9113 §8.2.2).
@@ -203,7 +206,8 @@ class Http2Session::Stream final : public ExchangeSink {
     unacked_ = 0;
     if (!exchange_) return;
     std::shared_ptr<Exchange> ex = std::move(exchange_);
-    bool aborted = !responseEnded_ && !ex->ended();
+    // (A handler whose request was refused mid-body lost the body.)
+    bool aborted = (!responseEnded_ && !ex->ended()) || bodyCut_;
     ex->detach();
     if (aborted && ex->listener()) ex->listener()->onAbort();
   }
@@ -271,6 +275,13 @@ class Http2Session::Stream final : public ExchangeSink {
   bool ended_ = false;       // the handler ended the body
   bool aborted_ = false;
   bool responseEnded_ = false;  // END_STREAM is queued: a close after it is no abort
+  // Answered with an error page (refuse()): what the client still uploads is
+  // read and dropped, up to kRefusedDiscard, so that a client still sending
+  // gets to its page. (RST_STREAM NO_ERROR after the page, as RFC 9113 §8.1
+  // allows, is taken for a failure by Debian's curl.)
+  bool refused_ = false;
+  bool bodyCut_ = false;  // refused after its handler had the request, mid-body
+  uint64_t discarded_ = 0;  // body bytes dropped since the refusal
   bool paused_ = false;         // the handler paused the body (pauseBody)
   size_t unacked_ = 0;          // body bytes received while paused, not yet acknowledged
   uint64_t startUs_ = 0;        // when its head was complete (0: not counted)
@@ -704,6 +715,7 @@ int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void
   if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
     s->remoteEnded_ = true;
+    if (s->refused_) return 0;  // its handler, if any, heard of an abort instead
     if (!s->requestTrailers_.empty() && s->exchange_) {
       s->exchange_->setRequestTrailers(std::move(s->requestTrailers_));
     }
@@ -720,6 +732,20 @@ int Http2Session::onDataChunk(nghttp2_session*, uint8_t, int32_t id, const uint8
     return 0;
   }
   s->bodyBytes_ += len;
+  if (s->refused_) {
+    // Answered with an error page: the rest is dropped, the windows kept
+    // open up to a bound, then the stream is cancelled.
+    s->discarded_ += len;
+    if (s->discarded_ <= kRefusedDiscard) {
+      nghttp2_session_consume(h->session_, id, len);
+    } else {
+      nghttp2_session_consume_connection(h->session_, len);
+      if (s->discarded_ - len <= kRefusedDiscard) {
+        nghttp2_submit_rst_stream(h->session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+      }
+    }
+    return 0;
+  }
   if (s->bodyBytes_ > h->reactor_.config().limits.maxBodyBytes) {
     if (!s->exchange_->headersSent()) {
       h->refuse(*s, 413);
@@ -792,6 +818,8 @@ void Http2Session::bodyEnd(Stream& s) {
 
 void Http2Session::refuse(Stream& s, int status) {
   std::shared_ptr<Exchange> ex = s.exchange_;
+  s.refused_ = true;
+  s.bodyCut_ = s.told_ && !s.remoteEnded_;
   ex->writeError(status);
 }
 

@@ -500,6 +500,57 @@ def test_zero_window_client_cannot_pin_memory(io, tmp_path, logdir):
     s.check_clean()
 
 
+def test_refused_uploads_get_their_413(io, tmp_path, logdir):
+    """A body over the limit, announced (content-length) or found out
+    midway (no content-length): the client gets its 413 and finishes (Debian's
+    curl included), what it still sends is dropped, an app's handler hears
+    'aborted' (nothing uncaught), and the server goes on answering."""
+    up = Upstream("a").start()
+    try:
+        (tmp_path / "handler.js").write_text(
+            "module.exports = (req, res) => {\n"
+            "  let n = 0;\n"
+            "  req.on('data', (c) => { n += c.length; });\n"
+            "  req.on('aborted', () => console.log(`ABORTED after ${n > 0 ? 'some' : 'no'} bytes`));\n"
+            "  req.on('end', () => res.end(`got ${n}`));\n"
+            "};\n")
+        cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
+               "limits": {"bodyBytes": 100000},
+               "routes": [{"match": "/up/", "proxy": {"upstreams": [up.address], "stripPrefix": True}},
+                          {"match": "/app/", "app": "./handler.js"}]}
+        path = tmp_path / "kuai.config.json"
+        path.write_text(json.dumps(cfg))
+        body = tmp_path / "body.bin"
+        body.write_bytes(b"x" * 300000)
+        s = KuaiServer(["--config", str(path)], logdir).start()
+        try:
+            base = f"http://127.0.0.1:{s.port}"
+            for target in ("/up/echo", "/app/x"):
+                for framing in ([], ["-H", "Transfer-Encoding: chunked"]):  # the latter: no content-length
+                    p = curl(s, "--http2-prior-knowledge", "-w", " %{http_code}", "--data-binary", f"@{body}",
+                             *framing, f"{base}{target}")
+                    assert p.returncode == 0 and p.stdout.endswith(b" 413"), (target, framing, p.stdout, p.stderr)
+            # A frame-level client that waits for the windows is not left stalled.
+            c = H2Client(s.port)
+            sid = c.request("/app/x", method="POST", end_stream=False, scheme="http")
+            c.send_body(sid, b"y" * 300000)
+            headers, data, ended = c.response(sid)
+            assert headers[":status"] == "413" and ended, headers
+            c.close()
+            p = curl(s, "--http2-prior-knowledge", "--data-binary", "small", f"{base}/app/x")
+            assert p.stdout == b"got 5", p.stdout + p.stderr
+            deadline = time.monotonic() + 5
+            while s.stdout().count("ABORTED after some bytes") < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert s.stdout().count("ABORTED after some bytes") == 2, s.stdout()
+            assert "Uncaught" not in s.stderr(), s.stderr()
+        finally:
+            s.stop()
+            s.check_clean()
+    finally:
+        up.stop()
+
+
 def test_proxy_trailers_over_h2(io, tmp_path, logdir):
     """Trailers through the proxy with an HTTP/2 client: an HTTP/1.1
     upstream's chunked trailer fields become the stream's trailing HEADERS
