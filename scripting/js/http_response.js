@@ -150,6 +150,13 @@ class ServerResponse extends Stream {
       cb = encoding;
       encoding = undefined;
     }
+    if (chunk === null) {
+      throw codedError(TypeError, 'ERR_STREAM_NULL_VALUES', 'May not write null values to stream');
+    }
+    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
+    }
     if (this.writableEnded) {
       const err = codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
       process.nextTick(() => {
@@ -158,12 +165,12 @@ class ServerResponse extends Stream {
       });
       return false;
     }
-    if (chunk === null) {
-      throw codedError(TypeError, 'ERR_STREAM_NULL_VALUES', 'May not write null values to stream');
-    }
-    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
-        'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
+    if (this.destroyed) {
+      // The client has gone: as Node, false (a writer waiting for 'drain'
+      // stops) and the callback's error, no 'error' event.
+      const err = codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed');
+      if (cb) process.nextTick(cb, err);
+      return false;
     }
     if (typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
       chunk = Buffer.from(chunk, encoding);

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from conftest import KUAI, NODE, SANITIZER_MARKERS, no_scripting_reason
-from httpraw import Conn, ResponseTimeout, build
+from httpraw import Conn, ResponseTimeout, build, get
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = HERE / "scripts"
@@ -444,6 +444,22 @@ def test_client_aborts_mid_body_with_no_error_listener(live):
 
     got = assert_same(live, probe, "a client closes mid-body; nobody listens for 'error'")
     assert got == {"events": ["aborted", "close"], "uncaught": 0}, got
+
+
+def test_write_after_the_client_left(live):
+    """As Node: once the client has gone, res.write() says false (a writer
+    waiting for 'drain' stops) and its callback gets ERR_STREAM_DESTROYED."""
+
+    def probe(p):
+        k = key()
+        c = Conn(p.port)
+        c.send(get(f"/write-after-close?k={k}"))
+        time.sleep(0.2)
+        c.close()
+        return abort_events(p, k)
+
+    got = assert_same(live, probe, "a write after the client closed")
+    assert got == {"destroyed": True, "ok": False, "cbErr": "ERR_STREAM_DESTROYED"}, got
 
 
 def test_client_aborts_before_response(live):

@@ -407,6 +407,19 @@ const routes = {
     json(res, reports.get(query(req).get('k')) || null);
   },
 
+  // Writes once the client has gone: false, and the callback's error.
+  '/write-after-close'(req, res) {
+    const k = query(req).get('k');
+    res.write('first');
+    res.on('close', () => {
+      const rec = { destroyed: res.destroyed };
+      rec.ok = res.write('more', (e) => {
+        rec.cbErr = e ? e.code : null;
+        console.log(`EVENTS ${k} ${JSON.stringify(rec)}`);
+      });
+    });
+  },
+
   // As '/abort', with no 'error' listener on the request: nothing uncaught.
   '/abort-quiet'(req, res) {
     const k = query(req).get('k');
