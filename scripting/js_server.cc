@@ -265,7 +265,14 @@ void JsExchange::onBodyEnd() {
 
 void JsExchange::onAbort() {
   aborted_ = true;
-  notify(env_.onAbort);
+  // HTTP/2: the code of the client's RST_STREAM, for stream.rstCode.
+  int64_t code = ex_ ? ex_->peerResetCode() : -1;
+  if (code < 0) {
+    notify(env_.onAbort);
+    return;
+  }
+  v8::HandleScope hs(env_.isolate());
+  notify(env_.onAbort, v8::Number::New(env_.isolate(), double(code)));
 }
 
 void JsExchange::onDrain() { notify(env_.onDrain); }

@@ -152,6 +152,10 @@ class Exchange {
   }
   // The code abort(code) asked for; -1: none (the protocol's own).
   int64_t resetCode() const { return resetCode_; }
+  // The code of the client's RST_STREAM that cut this exchange short (HTTP/2),
+  // set before the listener's onAbort; -1: none.
+  void setPeerResetCode(uint32_t code) { peerResetCode_ = int64_t(code); }
+  int64_t peerResetCode() const { return peerResetCode_; }
   // Bytes not yet handed to the kernel for this exchange's connection.
   size_t pendingBytes() const;
   // Past this many unsent bytes write() returns false (64 KiB; a script's
@@ -210,6 +214,7 @@ class Exchange {
   std::string trailers_;
   std::string requestTrailers_;
   int64_t resetCode_ = -1;
+  int64_t peerResetCode_ = -1;
   uint8_t headFlags_ = 0;
   size_t highWater_ = kDefaultHighWater;
   static constexpr size_t kDefaultHighWater = 64 * 1024;

@@ -209,6 +209,7 @@ class Http2Session::Stream final : public ExchangeSink {
     // (A handler whose request was refused mid-body lost the body.)
     bool aborted = (!responseEnded_ && !ex->ended()) || bodyCut_;
     ex->detach();
+    if (aborted && peerReset_ >= 0) ex->setPeerResetCode(uint32_t(peerReset_));
     if (aborted && ex->listener()) ex->listener()->onAbort();
   }
 
@@ -282,6 +283,7 @@ class Http2Session::Stream final : public ExchangeSink {
   bool refused_ = false;
   bool bodyCut_ = false;  // refused after its handler had the request, mid-body
   uint64_t discarded_ = 0;  // body bytes dropped since the refusal
+  int64_t peerReset_ = -1;  // the client's RST_STREAM code, once it sent one
   bool paused_ = false;         // the handler paused the body (pauseBody)
   size_t unacked_ = 0;          // body bytes received while paused, not yet acknowledged
   uint64_t startUs_ = 0;        // when its head was complete (0: not counted)
@@ -699,6 +701,7 @@ int Http2Session::onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void
     return 0;
   }
   if (frame->hd.type == NGHTTP2_RST_STREAM) {
+    if (Stream* s = h->stream(frame->hd.stream_id)) s->peerReset_ = int64_t(frame->rst_stream.error_code);
     h->resetTokens_ = std::min(kResetBurst, h->resetTokens_ + double(now - h->resetRefillMs_) * kResetRate / 1000);
     h->resetRefillMs_ = now;
     h->resetTokens_ -= 1;

@@ -153,6 +153,7 @@ const kClosed = Symbol('kuai.h2closed');
 const kWantTrailers = Symbol('kuai.wantTrailers');
 const kTrailersReady = Symbol('kuai.trailersReady');
 const kStreamId = Symbol('kuai.h2id');
+const kByPeer = Symbol('kuai.h2resetByPeer');  // the client reset the stream
 
 // One per connection, shared by its streams (stream.session). kuai's HTTP/2
 // runs natively: these are its facts, and the controls a handler may use on
@@ -453,6 +454,15 @@ class ServerHttp2Stream extends Duplex {
     }
   }
 
+  // The client's RST_STREAM: 'aborted' and its code in rstCode. Node then
+  // raises ERR_HTTP2_STREAM_ERROR for codes other than CANCEL; here only to
+  // an 'error' listener (an uncaught one would let any client end the
+  // environment and every request in flight on its thread).
+  _peerReset(code) {
+    this[kByPeer] = true;
+    this._reset(code);
+  }
+
   _read() { handleRead(this); }
   _write(chunk, encoding, cb) {
     if (this[kHandle] && !this.headersSent) this.respond();
@@ -520,7 +530,8 @@ class ServerHttp2Stream extends Duplex {
     const w = this._writeCb;
     this._writeCb = null;
     if (w) w(err || codedError(Error, 'ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
-    if (!err && this.rstCode !== NO_ERROR && this.rstCode !== CANCEL) {
+    if (!err && this.rstCode !== NO_ERROR && this.rstCode !== CANCEL &&
+        !(this[kByPeer] && this.listenerCount('error') === 0)) {
       err = codedError(Error, 'ERR_HTTP2_STREAM_ERROR',
         `Stream closed with error code ${kErrorNames[this.rstCode] || this.rstCode}`);
     }

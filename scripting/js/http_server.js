@@ -533,10 +533,12 @@ module.exports = function install(http, nativeBinding, https) {
       handle.tunnel = sock;
       handle.req = null;
     },
-    onAbort(handle) {
+    onAbort(handle, peerCode) {
       if (handle.tunnel) {
         const t = handle.tunnel;
         handle.tunnel = null;
+        // An HTTP/2 stream reset by the client: its code is the stream's rstCode.
+        if (peerCode !== undefined && typeof t._peerReset === 'function') t._peerReset(peerCode);
         t.destroy();
         return;
       }

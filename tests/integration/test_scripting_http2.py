@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import h2.events
 import h2.settings
@@ -378,6 +379,34 @@ def test_request_trailers_reach_the_stream_and_request(api_pair):
                             trailers=trailers)["body"])
     assert got == {"before": "{}", "after": {"x-req": "v", "x-other": "w"},
                    "raw": ["x-req", "v", "x-other", "w"]}
+
+
+def test_client_reset_reaches_the_stream_as_node(api_pair):
+    """A client's RST_STREAM mid-upload: 'aborted', then 'close' with the
+    client's code in stream.rstCode, and (for codes other than CANCEL, to an
+    'error' listener) ERR_HTTP2_STREAM_ERROR, as node."""
+    seen = {}
+    for name, proc in (("node", api_pair.node), ("kuai", api_pair.kuai)):
+        got = []
+        for i, (code, listen) in enumerate(((8, "1"), (2, "1"), (8, "0"))):
+            k = f"{name}-{i}"
+            c = H2Client(proc.core, settings={h2.settings.SettingCodes.ENABLE_PUSH: 0})
+            try:
+                sid = c.request("/client-reset", method="POST", end_stream=False, scheme="http",
+                                authority="example.test", extra=[("x-k", k), ("x-listen", listen)])
+                c.conn.send_data(sid, b"x" * 1000)
+                c.flush()
+                time.sleep(0.1)
+                c.conn.reset_stream(sid, code)
+                c.flush()
+                line = proc.wait_lines(rf"^CLIENTRESET {k} ", 1, timeout=5)[0]
+            finally:
+                c.close()
+            got.append(json.loads(line.split(" ", 2)[2]))
+        seen[name] = got
+    assert seen["kuai"] == seen["node"]
+    assert seen["kuai"][1] == {"rec": ["aborted", "error:ERR_HTTP2_STREAM_ERROR"], "rstCode": 2, "aborted": True}
+    assert seen["kuai"][0]["rstCode"] == 8 and "Uncaught" not in api_pair.kuai.stderr()
 
 
 def test_session_and_stream_facts_as_node(api_pair):

@@ -18,6 +18,16 @@ const core = http2.createServer();
 core.on('stream', (stream, headers, flags) => {
   const path = headers[':path'];
   switch (path) {
+    case '/client-reset': {
+      // Never answered: the client resets the stream mid-upload.
+      const rec = [];
+      stream.on('data', () => {});
+      stream.on('aborted', () => rec.push('aborted'));
+      if (headers['x-listen'] === '1') stream.on('error', (e) => rec.push(`error:${e.code}`));
+      stream.on('close', () => console.log(
+        `CLIENTRESET ${headers['x-k']} ${JSON.stringify({ rec, rstCode: stream.rstCode, aborted: stream.aborted })}`));
+      return;
+    }
     case '/trailers':
       stream.respond({ ':status': 200 }, { waitForTrailers: true });
       stream.on('wantTrailers', () => {
