@@ -407,20 +407,22 @@ def abort_events(proc, k, timeout=5.0):
     return json.loads(line.split(" ", 2)[2])
 
 
+def close_mid_body(p, path):
+    """Sends 1000 of 100000 announced body bytes to `path`, then closes; the
+    events the handler saw."""
+    k = key()
+    c = Conn(p.port)
+    c.send(build("POST", f"{path}?k={k}", headers=[("Content-Length", "100000")], body=b"x" * 1000))
+    time.sleep(0.2)
+    c.close()
+    return abort_events(p, k)
+
+
 def test_client_aborts_mid_body(live):
     """'aborted' and 'close' on the request, 'close' (no 'finish') on the
     response when the client goes away before the body is complete."""
-
-    def probe(p):
-        k = key()
-        c = Conn(p.port)
-        c.send(build("POST", f"/abort?k={k}", headers=[("Content-Length", "100000")],
-                     body=b"x" * 1000))
-        time.sleep(0.2)
-        c.close()
-        return abort_events(p, k)
-
-    got = assert_same(live, probe, "client closes after 1000 of 100000 body bytes")
+    got = assert_same(live, lambda p: close_mid_body(p, "/abort"),
+                      "client closes after 1000 of 100000 body bytes")
     assert got["req"] == ["aborted", "error:ECONNRESET", "close"], got
     assert got["res"] == ["close"] and got["resWritableEnded"] is False, got
 
@@ -433,13 +435,7 @@ def test_client_aborts_mid_body_with_no_error_listener(live):
 
     def probe(p):
         uncaught = p.stderr().count("Uncaught")
-        k = key()
-        c = Conn(p.port)
-        c.send(build("POST", f"/abort-quiet?k={k}", headers=[("Content-Length", "100000")],
-                     body=b"x" * 1000))
-        time.sleep(0.2)
-        c.close()
-        events = abort_events(p, k)["req"]
+        events = close_mid_body(p, "/abort-quiet")["req"]
         return {"events": events, "uncaught": p.stderr().count("Uncaught") - uncaught}
 
     got = assert_same(live, probe, "a client closes mid-body; nobody listens for 'error'")
