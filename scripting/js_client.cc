@@ -7,6 +7,7 @@
 #include "scripting/thread_scripting.h"
 #include "scripting/v8_util.h"
 #include "server/agent.h"
+#include "server/header_lines.h"
 
 namespace kuai::scripting {
 
@@ -53,6 +54,15 @@ bool JsClientCall::write(std::string_view bytes) {
   // then, nothing to pause. Otherwise false (the response stream is full)
   // stops the reading of the upstream until the handle's drain().
   return !full || !valid();
+}
+
+// As "Name: value\r\n" lines, values without their optional whitespace:
+// what JS splits into rawTrailers.
+void JsClientCall::trailers(std::string_view lines) {
+  trailers_.clear();
+  server::forEachHeaderLine(lines, [&](std::string_view name, std::string_view value, std::string_view) {
+    if (!name.empty()) trailers_.append(name).append(": ").append(value).append("\r\n");
+  });
 }
 
 void JsClientCall::end() {

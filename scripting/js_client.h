@@ -38,7 +38,7 @@ class JsClientCall final : public server::Downstream {
   void pauseBody() override { bodyPaused_ = true; }
   void resumeBody() override;
   void detach() override;
-  void trailers(std::string_view lines) override { trailers_.assign(lines); }
+  void trailers(std::string_view lines) override;
   std::string requestTrailers() const override { return requestTrailers_; }
 
   // The environment is going away: stop the call without telling JS.

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "server/header_lines.h"
 #include "server/transport.h"
 #include "server/upstream_conn.h"
 
@@ -54,28 +55,18 @@ void appendLine(std::string& out, std::string_view name, std::string_view value)
   out.append(name).append(": ", 2).append(value).append("\r\n", 2);
 }
 
-// Field lines (already checked by a parser) as "Name: value\r\n", the value
-// without its optional whitespace; with `forwarding`, without the fields a
-// proxy does not pass on in a trailer section (hop-by-hop ones, framing,
-// Host).
-std::string fieldLines(std::string_view raw, bool forwarding) {
+// A trailer section's field lines as a proxy passes them on: "Name:
+// value\r\n" each, the value without its optional whitespace, and without
+// the hop-by-hop fields, framing and Host.
+std::string forwardedTrailers(std::string_view raw) {
   std::string out;
-  while (!raw.empty()) {
-    size_t eol = raw.find("\r\n");
-    std::string_view line = raw.substr(0, eol);
-    raw = eol == std::string_view::npos ? std::string_view() : raw.substr(eol + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view name = line.substr(0, colon);
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    if (forwarding && (isHopByHop(name) || equalsIgnoreCase(name, "content-length") ||
-                       equalsIgnoreCase(name, "host"))) {
-      continue;
+  forEachHeaderLine(raw, [&](std::string_view name, std::string_view value, std::string_view) {
+    if (name.empty() || isHopByHop(name) || equalsIgnoreCase(name, "content-length") ||
+        equalsIgnoreCase(name, "host")) {
+      return;
     }
     appendLine(out, name, value);
-  }
+  });
   return out;
 }
 
@@ -123,10 +114,10 @@ class ExchangeDownstream final : public Downstream {
   void resumeBody() override { ex_->resumeBody(); }
   void detach() override { ex_->setListener(nullptr); }
   void trailers(std::string_view lines) override {
-    std::string kept = fieldLines(lines, true);
+    std::string kept = forwardedTrailers(lines);
     if (!kept.empty()) ex_->setTrailers(std::move(kept));
   }
-  std::string requestTrailers() const override { return fieldLines(ex_->requestTrailers(), true); }
+  std::string requestTrailers() const override { return forwardedTrailers(ex_->requestTrailers()); }
 
  private:
   static void filteredLines(const parser::Response& resp, std::string& lines) {
@@ -342,7 +333,7 @@ void ProxyCall::upstreamComplete(const parser::Response& resp) {
   if (resp.status < 200 && resp.status != 101) return;
   responseComplete_ = true;
   upstreamKeepAlive_ = resp.keepAlive;
-  if (!resp.trailers.empty() && ex_->valid()) ex_->trailers(fieldLines(resp.trailers, false));
+  if (!resp.trailers.empty() && ex_->valid()) ex_->trailers(resp.trailers);
 }
 
 void ProxyCall::tunnelData(const char* data, size_t len) {

@@ -43,8 +43,8 @@ class Downstream {
   virtual void resumeBody() = 0;
   // The call is over: it must not be called again.
   virtual void detach() = 0;
-  // A chunked response's trailer fields ("Name: value\r\n" lines, in the
-  // order received), just before end().
+  // A chunked response's trailer section, its field lines as received
+  // (checked by the parser), just before end().
   virtual void trailers(std::string_view lines) { (void)lines; }
   // The request's trailer fields, the same way, sent after a chunked request
   // body.
