@@ -13,6 +13,7 @@
 
 #include "server/transport.h"
 #include "server/file_send.h"
+#include "server/metrics.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -96,7 +97,15 @@ class EpollReactor final : public Reactor {
     epoll_event* events = batch_.events;
     int n = batch_.count;
     bool& loopReady = *batch_.loopReady;
+    uint64_t since = monotonicMicros();
     for (int i = 0; i < n; ++i) {
+      if ((i & 3) == 3 && dirtyCount() > 0) {  // see kBatchFlushMicros
+        uint64_t now = monotonicMicros();
+        if (now - since >= kBatchFlushMicros) {
+          flushDirty();
+          since = now;
+        }
+      }
       const epoll_event& ev = events[i];
       if (ev.data.u64 & 1) {
         acceptAll(reinterpret_cast<Listener*>(ev.data.u64 & ~uint64_t(1)));

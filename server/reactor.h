@@ -92,7 +92,8 @@ class Reactor {
   uint64_t nowMs() const { return nowMs_; }
   time_t nowSeconds() const { return nowSec_; }
   bool draining() const { return draining_; }
-  // The transport has output to send: flushed at the end of this wake-up.
+  // The transport has output to send: flushed at the end of this wake-up
+  // (or sooner, once the wake-up's batch has run kBatchFlushMicros).
   void markDirty(Transport* c);
   // Stop reading and writing; the backend frees it when no I/O is in flight.
   void closeTransport(Transport* c);
@@ -133,6 +134,13 @@ class Reactor {
   Transport* addConnection(int fd, Listener* from);
   void destroyTransport(Transport* c);  // unlinks and deletes (accepted or outbound)
   void flushDirty();
+  // A wake-up handles its whole batch of completions (events) before the
+  // output they made goes out: one submit for every connection's writes. A
+  // batch that runs long (many HTTP/2 streams or TLS records per connection)
+  // would hold its first connections' answers back until the last is
+  // handled, so once it has run this long, the output made so far is sent
+  // and the batch goes on.
+  static constexpr uint64_t kBatchFlushMicros = 100;
   void updateClock();
   // Messages, timeouts, Date refresh, shutdown progress. Call about every
   // kTickMs, and at least once per wake-up.
@@ -150,6 +158,7 @@ class Reactor {
   void runLater();  // the later() calls, once a wake-up's work is done
   // Output to flush or later() calls to run.
   bool hasDeferredWork() const { return !dirty_.empty() || !later_.empty(); }
+  size_t dirtyCount() const { return dirty_.size(); }
   int wakeFd() const { return mailbox_.fd(); }
 
   static constexpr uint64_t kTickMs = 250;

@@ -26,6 +26,7 @@
 #include "server/transport.h"
 #include "server/file_send.h"
 #include "server/listener.h"
+#include "server/metrics.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -521,12 +522,23 @@ void UringReactor::onConnect(Transport* c, int res) {
 void UringReactor::drainCompletions() {
   unsigned head;
   unsigned seen = 0;
+  unsigned advanced = 0;
   io_uring_cqe* cqe;
+  uint64_t since = monotonicMicros();
   io_uring_for_each_cqe(&ring_, head, cqe) {
     onCompletion(cqe);
-    ++seen;
+    if ((++seen & 3) == 0 && dirtyCount() > 0) {
+      uint64_t now = monotonicMicros();
+      if (now - since >= kBatchFlushMicros) {
+        io_uring_cq_advance(&ring_, seen - advanced);  // room for what the submit completes
+        advanced = seen;
+        flushDirty();
+        io_uring_submit(&ring_);
+        since = now;
+      }
+    }
   }
-  io_uring_cq_advance(&ring_, seen);
+  io_uring_cq_advance(&ring_, seen - advanced);
 }
 
 void UringReactor::run() {
