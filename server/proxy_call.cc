@@ -172,8 +172,17 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex, bool strip
   h.append(target).append(" HTTP/1.1\r\n");
 
   std::string_view connection = req.header("connection");
-  std::string_view forwardedFor;
-  std::string_view via;
+  // Fields kuai extends, their values as the client sent them: a list split
+  // over several lines is one list.
+  std::string forwardedFor;
+  std::string via;
+  auto addToList = [](std::string& list, std::string_view value, std::string_view sep) {
+    if (!list.empty()) list.append(sep);
+    list.append(value);
+  };
+  // HTTP/2 clients may send each cookie as a field of its own; for HTTP/1.1
+  // they are joined into one, "; " between (RFC 9113 §8.2.3).
+  std::string cookie;
   for (const parser::Header& f : req.headers) {
     std::string_view n = f.name;
     if (isHopByHop(n)) continue;
@@ -181,7 +190,7 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex, bool strip
     switch (n.size()) {
       case 3:
         if (equalsIgnoreCase(n, "via")) {
-          via = f.value;
+          addToList(via, f.value, ", ");
           continue;
         }
         break;
@@ -191,13 +200,17 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex, bool strip
       case 6:
         // kuai answered 100-continue itself; the body follows at once.
         if (equalsIgnoreCase(n, "expect")) continue;
+        if (req.versionMajor == 2 && n == "cookie") {
+          addToList(cookie, f.value, "; ");
+          continue;
+        }
         break;
       case 14:
         if (equalsIgnoreCase(n, "content-length")) continue;
         break;
       case 15:
         if (equalsIgnoreCase(n, "x-forwarded-for")) {
-          forwardedFor = f.value;
+          addToList(forwardedFor, f.value, ", ");
           continue;
         }
         break;
@@ -212,19 +225,16 @@ void ProxyCall::start(const parser::Request& req, const Exchange& ex, bool strip
     }
     appendLine(h, n, f.value);
   }
+  if (!cookie.empty()) appendLine(h, "cookie", cookie);
   std::string_view host = spec.hostRewrite.empty() ? req.host : std::string_view(spec.hostRewrite);
   if (host.empty()) host = spec.upstreams.front().name;  // HTTP/1.0 without Host
   appendLine(h, "Host", host);
-  std::string xff(forwardedFor);
-  if (!xff.empty()) xff.append(", ");
-  xff.append(ex.remoteAddress());
-  appendLine(h, "X-Forwarded-For", xff);
+  addToList(forwardedFor, ex.remoteAddress(), ", ");
+  appendLine(h, "X-Forwarded-For", forwardedFor);
   appendLine(h, "X-Forwarded-Proto", ex.encrypted() ? "https" : "http");
   if (!req.host.empty()) appendLine(h, "X-Forwarded-Host", req.host);
-  std::string v(via);
-  if (!v.empty()) v.append(", ");
-  v.append(req.versionMinor == 0 ? "1.0 kuai" : "1.1 kuai");
-  appendLine(h, "Via", v);
+  addToList(via, req.versionMajor == 2 ? "2 kuai" : req.versionMinor == 0 ? "1.0 kuai" : "1.1 kuai", ", ");
+  appendLine(h, "Via", via);
   if (req.contentLength >= 0 && !req.chunked) {
     char num[24];
     auto [end, ec] = std::to_chars(num, num + sizeof(num), uint64_t(req.contentLength));

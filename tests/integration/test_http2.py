@@ -588,6 +588,40 @@ def test_proxy_trailers_over_h2(io, tmp_path, logdir):
         up.stop()
 
 
+def test_proxy_joins_split_fields_for_http11(io, tmp_path, logdir):
+    """An HTTP/2 client may send each cookie in a field of its own (browsers
+    do, for HPACK's sake); the HTTP/1.1 upstream gets one Cookie field, "; "
+    between (RFC 9113 section 8.2.3). A list field the client split
+    (X-Forwarded-For, Via) reaches it whole, with kuai's entry added, and
+    kuai names the protocol it received in Via."""
+    up = Upstream("a").start()
+    try:
+        cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
+               "routes": [{"match": "/", "proxy": {"upstreams": [up.address]}}]}
+        path = tmp_path / "kuai.config.json"
+        path.write_text(json.dumps(cfg))
+        s = KuaiServer(["--config", str(path)], logdir).start()
+        try:
+            c = H2Client(s.port)
+            sid = c.request("/echo", scheme="http", extra=[
+                ("cookie", "a=1"), ("x-forwarded-for", "203.0.113.7"), ("cookie", "b=2"),
+                ("via", "1.1 first"), ("x-forwarded-for", "198.51.100.2"), ("cookie", "c=3"),
+                ("via", "2 second")])
+            headers, body, ended = c.response(sid)
+            assert headers[":status"] == "200" and ended, headers
+            fields = json.loads(body)["headers"]
+            got = lambda name: [v for k, v in fields if k.lower() == name]
+            assert got("cookie") == ["a=1; b=2; c=3"], fields
+            assert got("x-forwarded-for") == ["203.0.113.7, 198.51.100.2, 127.0.0.1"], fields
+            assert got("via") == ["1.1 first, 2 second, 2 kuai"], fields
+            c.close()
+        finally:
+            s.stop()
+            s.check_clean()
+    finally:
+        up.stop()
+
+
 def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
     """A config file's listener with http2: "h2c": the proxy (HTTP/1.1
     upstream), an app route (Node's http handler sees HTTP/2 as '2.0' with

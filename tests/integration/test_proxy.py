@@ -932,6 +932,22 @@ def hdr(doc, name):
     return vals
 
 
+@kuai_only
+def test_split_list_fields_reach_the_upstream_whole(proxy, upstreams, io):
+    """X-Forwarded-For and Via split over several lines are one list each:
+    the upstream gets all of the client's entries, then kuai's, in one field
+    (the last line alone would lose the earlier hops)."""
+    a = upstreams("a")
+    p = proxy([proxy_route([a])], io)
+    with Conn(p.port) as c:
+        c.send(build("GET", "/echo", headers=[
+            ("X-Forwarded-For", "203.0.113.7"), ("Via", "1.0 first"),
+            ("X-Forwarded-For", "198.51.100.2, 192.0.2.9"), ("Via", "1.1 second")]))
+        doc = echo_doc(c.read_response())
+    assert hdr(doc, "X-Forwarded-For") == ["203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1"], doc
+    assert hdr(doc, "Via") == ["1.0 first, 1.1 second, 1.1 kuai"], doc
+
+
 def test_forwarding_and_hop_by_hop_headers(proxy, upstreams, io):
     a = upstreams("a")
     p = proxy([proxy_route([a])], io)
