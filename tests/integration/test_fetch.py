@@ -23,7 +23,7 @@ import pytest
 from conftest import KUAI, KuaiServer, no_scripting_reason
 from h2client import H2Client
 from httpraw import Conn, build
-from test_scripting import free_ports
+from script_harness import free_ports
 
 if no_scripting_reason():
     pytest.skip(f"fetch handlers need the scripting addon: {no_scripting_reason()}",

@@ -15,7 +15,7 @@ import socket
 
 import pytest
 
-from test_scripting import NO_SCRIPTING, ScriptProc, SCRIPTS
+from script_harness import NO_SCRIPTING, ScriptProc, SCRIPTS
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO
 from httpraw import build
-from test_scripting import (NODE, NO_SCRIPTING, ScriptProc, exchange, free_ports, shape,
+from script_harness import (NODE, NO_SCRIPTING, ScriptProc, exchange, free_ports, shape,
                             start_pair, stop_pair)
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))

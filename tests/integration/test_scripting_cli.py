@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import KUAI, NODE, NODE_VERSION, free_port
-from test_scripting import NO_SCRIPTING
+from script_harness import NO_SCRIPTING
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import NODE
 from h2client import H2Client
-from test_scripting import SCRIPTS, start_pair, stop_pair
+from script_harness import SCRIPTS, start_pair, stop_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

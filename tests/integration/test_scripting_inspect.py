@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from conftest import KUAI, free_port
-from test_scripting import NO_SCRIPTING, SCRIPTS
+from script_harness import NO_SCRIPTING, SCRIPTS
 from wsclient import WebSocket
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))

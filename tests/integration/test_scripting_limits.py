@@ -10,7 +10,7 @@ import json
 import pytest
 
 from httpraw import Conn, build
-from test_scripting import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 

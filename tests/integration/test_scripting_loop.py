@@ -12,7 +12,7 @@ import json
 import pytest
 
 from httpraw import build
-from test_scripting import NO_SCRIPTING, SCRIPTS, exchange, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, exchange, start_pair, stop_pair
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 

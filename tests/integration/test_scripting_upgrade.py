@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from httpraw import Conn, build
-from test_scripting import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
 from upstream import ws_accept_for, ws_frame, ws_read_frame
 
 APPS = Path(__file__).resolve().parent.parent / "apps"

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import KUAI, free_port
-from test_scripting import NO_SCRIPTING, SCRIPTS
+from script_harness import NO_SCRIPTING, SCRIPTS
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
