@@ -5,6 +5,7 @@ cases written with Python's h2 (bad preface, oversized header blocks,
 CONTINUATION floods, rapid reset, GOAWAY on drain). Every test runs on both
 backends."""
 
+import contextlib
 import hashlib
 import json
 import signal
@@ -551,11 +552,10 @@ def test_refused_uploads_get_their_413(io, tmp_path, logdir):
         up.stop()
 
 
-def test_proxy_trailers_over_h2(io, tmp_path, logdir):
-    """Trailers through the proxy with an HTTP/2 client: an HTTP/1.1
-    upstream's chunked trailer fields become the stream's trailing HEADERS
-    (hop-by-hop ones left out), and the client's trailing HEADERS end the
-    chunked request body upstream."""
+@contextlib.contextmanager
+def h2c_proxy(io, tmp_path, logdir):
+    """kuai from a config file: an h2c listener whose one route proxies to a
+    test upstream (upstream.py)."""
     up = Upstream("a").start()
     try:
         cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
@@ -564,28 +564,37 @@ def test_proxy_trailers_over_h2(io, tmp_path, logdir):
         path.write_text(json.dumps(cfg))
         s = KuaiServer(["--config", str(path)], logdir).start()
         try:
-            c = H2Client(s.port)
-            sid = c.request("/chunked/5000?trailer=1", scheme="http")
-            headers, body, ended = c.response(sid)
-            assert headers[":status"] == "200" and ended, headers
-            assert hashlib.sha256(body).hexdigest() == pattern_sha256(5000)
-            trailers = [list(e.headers) for e in c.log
-                        if isinstance(e, h2.events.TrailersReceived) and e.stream_id == sid]
-            assert trailers == [[("x-checksum", pattern_sha256(5000)), ("x-count", "1"),
-                                 ("x-pad", "v"), ("x-count", "2")]], trailers
-            sid = c.request("/echo", method="POST", end_stream=False, scheme="http")
-            c.conn.send_data(sid, b"hello")
-            c.conn.send_headers(sid, [("x-sum", "5"), ("x-note", "end")], end_stream=True)
-            c.flush()
-            headers, body, ended = c.response(sid)
-            doc = json.loads(body)
-            assert doc["body_length"] == 5 and doc["trailers"] == [["x-sum", "5"], ["x-note", "end"]], json.dumps(doc)
-            c.close()
+            yield s
         finally:
             s.stop()
             s.check_clean()
     finally:
         up.stop()
+
+
+def test_proxy_trailers_over_h2(io, tmp_path, logdir):
+    """Trailers through the proxy with an HTTP/2 client: an HTTP/1.1
+    upstream's chunked trailer fields become the stream's trailing HEADERS
+    (hop-by-hop ones left out), and the client's trailing HEADERS end the
+    chunked request body upstream."""
+    with h2c_proxy(io, tmp_path, logdir) as s:
+        c = H2Client(s.port)
+        sid = c.request("/chunked/5000?trailer=1", scheme="http")
+        headers, body, ended = c.response(sid)
+        assert headers[":status"] == "200" and ended, headers
+        assert hashlib.sha256(body).hexdigest() == pattern_sha256(5000)
+        trailers = [list(e.headers) for e in c.log
+                    if isinstance(e, h2.events.TrailersReceived) and e.stream_id == sid]
+        assert trailers == [[("x-checksum", pattern_sha256(5000)), ("x-count", "1"),
+                             ("x-pad", "v"), ("x-count", "2")]], trailers
+        sid = c.request("/echo", method="POST", end_stream=False, scheme="http")
+        c.conn.send_data(sid, b"hello")
+        c.conn.send_headers(sid, [("x-sum", "5"), ("x-note", "end")], end_stream=True)
+        c.flush()
+        headers, body, ended = c.response(sid)
+        doc = json.loads(body)
+        assert doc["body_length"] == 5 and doc["trailers"] == [["x-sum", "5"], ["x-note", "end"]], json.dumps(doc)
+        c.close()
 
 
 def test_proxy_joins_split_fields_for_http11(io, tmp_path, logdir):
@@ -594,32 +603,20 @@ def test_proxy_joins_split_fields_for_http11(io, tmp_path, logdir):
     between (RFC 9113 section 8.2.3). A list field the client split
     (X-Forwarded-For, Via) reaches it whole, with kuai's entry added, and
     kuai names the protocol it received in Via."""
-    up = Upstream("a").start()
-    try:
-        cfg = {"threads": 1, "io": io, "listen": [{"port": 0, "http2": "h2c"}],
-               "routes": [{"match": "/", "proxy": {"upstreams": [up.address]}}]}
-        path = tmp_path / "kuai.config.json"
-        path.write_text(json.dumps(cfg))
-        s = KuaiServer(["--config", str(path)], logdir).start()
-        try:
-            c = H2Client(s.port)
-            sid = c.request("/echo", scheme="http", extra=[
-                ("cookie", "a=1"), ("x-forwarded-for", "203.0.113.7"), ("cookie", "b=2"),
-                ("via", "1.1 first"), ("x-forwarded-for", "198.51.100.2"), ("cookie", "c=3"),
-                ("via", "2 second")])
-            headers, body, ended = c.response(sid)
-            assert headers[":status"] == "200" and ended, headers
-            fields = json.loads(body)["headers"]
-            got = lambda name: [v for k, v in fields if k.lower() == name]
-            assert got("cookie") == ["a=1; b=2; c=3"], fields
-            assert got("x-forwarded-for") == ["203.0.113.7, 198.51.100.2, 127.0.0.1"], fields
-            assert got("via") == ["1.1 first, 2 second, 2 kuai"], fields
-            c.close()
-        finally:
-            s.stop()
-            s.check_clean()
-    finally:
-        up.stop()
+    with h2c_proxy(io, tmp_path, logdir) as s:
+        c = H2Client(s.port)
+        sid = c.request("/echo", scheme="http", extra=[
+            ("cookie", "a=1"), ("x-forwarded-for", "203.0.113.7"), ("cookie", "b=2"),
+            ("via", "1.1 first"), ("x-forwarded-for", "198.51.100.2"), ("cookie", "c=3"),
+            ("via", "2 second")])
+        headers, body, ended = c.response(sid)
+        assert headers[":status"] == "200" and ended, headers
+        fields = json.loads(body)["headers"]
+        got = lambda name: [v for k, v in fields if k.lower() == name]
+        assert got("cookie") == ["a=1; b=2; c=3"], fields
+        assert got("x-forwarded-for") == ["203.0.113.7, 198.51.100.2, 127.0.0.1"], fields
+        assert got("via") == ["1.1 first, 2 second, 2 kuai"], fields
+        c.close()
 
 
 def test_config_h2c_proxy_app_metrics_and_log(io, tmp_path, logdir):
