@@ -13,7 +13,6 @@
 
 #include "server/transport.h"
 #include "server/file_send.h"
-#include "server/metrics.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -97,15 +96,9 @@ class EpollReactor final : public Reactor {
     epoll_event* events = batch_.events;
     int n = batch_.count;
     bool& loopReady = *batch_.loopReady;
-    uint64_t since = monotonicMicros();
+    uint64_t since = 0;
     for (int i = 0; i < n; ++i) {
-      if ((i & 3) == 3 && dirtyCount() > 0) {  // see kBatchFlushMicros
-        uint64_t now = monotonicMicros();
-        if (now - since >= kBatchFlushMicros) {
-          flushDirty();
-          since = now;
-        }
-      }
+      if (i > 0 && batchFlushDue(unsigned(i), since)) flushDirty();
       const epoll_event& ev = events[i];
       if (ev.data.u64 & 1) {
         acceptAll(reinterpret_cast<Listener*>(ev.data.u64 & ~uint64_t(1)));

@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "server/http1_session.h"
+#include "server/metrics.h"
 #include "server/transport.h"
 
 namespace kuai::server {
@@ -115,6 +116,17 @@ void Reactor::flushDirty() {
     if (!c->closed() && c->connected()) flush(c);
   }
   dirty_.clear();
+}
+
+bool Reactor::batchRanLong(uint64_t& since) {
+  uint64_t now = monotonicMicros();
+  if (since == 0) {
+    since = now;
+    return false;
+  }
+  if (now - since < kBatchFlushMicros) return false;
+  since = now;
+  return true;
 }
 
 Listener* Reactor::addListener(int fd, Handler* handler,

@@ -141,6 +141,14 @@ class Reactor {
   // handled, so once it has run this long, the output made so far is sent
   // and the batch goes on.
   static constexpr uint64_t kBatchFlushMicros = 100;
+  // For a backend's batch loop, after each completion (event), `handled` so
+  // far: true once the batch has run kBatchFlushMicros with output waiting,
+  // when the caller sends what is dirty. The clock is read every fourth
+  // completion, from the fourth on (`since` starts at 0), so a short batch
+  // reads none.
+  bool batchFlushDue(unsigned handled, uint64_t& since) {
+    return (handled & 3) == 0 && !dirty_.empty() && batchRanLong(since);
+  }
   void updateClock();
   // Messages, timeouts, Date refresh, shutdown progress. Call about every
   // kTickMs, and at least once per wake-up.
@@ -158,7 +166,6 @@ class Reactor {
   void runLater();  // the later() calls, once a wake-up's work is done
   // Output to flush or later() calls to run.
   bool hasDeferredWork() const { return !dirty_.empty() || !later_.empty(); }
-  size_t dirtyCount() const { return dirty_.size(); }
   int wakeFd() const { return mailbox_.fd(); }
 
   static constexpr uint64_t kTickMs = 250;
@@ -184,6 +191,7 @@ class Reactor {
   bool stopRequested_ = false;
   std::vector<std::function<void()>> tasks_;  // from the mailbox, for tick()
   std::vector<Transport*> dirty_;
+  bool batchRanLong(uint64_t& since);
   std::vector<Ticker*> tickers_;
   // Wake-ups since the last periodic tick, and how many ticks in a row found
   // the reactor quiet (see settleWhenQuiet()).

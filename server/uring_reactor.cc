@@ -26,7 +26,6 @@
 #include "server/transport.h"
 #include "server/file_send.h"
 #include "server/listener.h"
-#include "server/metrics.h"
 #include "server/reactor.h"
 
 namespace kuai::server {
@@ -524,18 +523,14 @@ void UringReactor::drainCompletions() {
   unsigned seen = 0;
   unsigned advanced = 0;
   io_uring_cqe* cqe;
-  uint64_t since = monotonicMicros();
+  uint64_t since = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
     onCompletion(cqe);
-    if ((++seen & 3) == 0 && dirtyCount() > 0) {
-      uint64_t now = monotonicMicros();
-      if (now - since >= kBatchFlushMicros) {
-        io_uring_cq_advance(&ring_, seen - advanced);  // room for what the submit completes
-        advanced = seen;
-        flushDirty();
-        io_uring_submit(&ring_);
-        since = now;
-      }
+    if (batchFlushDue(++seen, since)) {
+      io_uring_cq_advance(&ring_, seen - advanced);  // room for what the submit completes
+      advanced = seen;
+      flushDirty();
+      io_uring_submit(&ring_);
     }
   }
   io_uring_cq_advance(&ring_, seen - advanced);
