@@ -254,7 +254,13 @@ void StaticHandler::onRequest(const parser::Request& req, const std::shared_ptr<
     ex->writeHead(r.status, {}, headers, length, Exchange::kNoKeepAliveHeader, /*serverField=*/true);
   }
   if (r.status != 304 && r.contentLength > 0) {
-    if (r.file) {
+    if (!r.parts.empty()) {
+      // Several ranges: each part's delimiter and fields, then its range.
+      for (const StaticResponse::Part& p : r.parts) {
+        ex->write(std::string_view(r.owned).substr(p.textAt, p.textLen));
+        if (p.length > 0) ex->sendFile(r.file, p.offset, p.length);
+      }
+    } else if (r.file) {
       ex->sendFile(r.file, r.fileOffset, r.contentLength);
     } else if (r.memoryHeld) {
       ex->writeHeld(r.memory.substr(0, r.contentLength), r.hold);

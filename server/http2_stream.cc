@@ -115,6 +115,12 @@ Http2Session::Stream::~Stream() {
 }
 
 void Http2Session::Stream::sendBody(Exchange&, std::string_view bytes) {
+  if (!files_.empty()) {
+    // After a file range (a multipart/byteranges body): in turn, not before it.
+    files_.push_back({nullptr, 0, 0, std::string(bytes)});
+    resume();
+    return;
+  }
   if (body_.empty() && body_.capacity() < bytes.size() && !bodyPool().empty()) {
     body_.swap(bodyPool().back());
     bodyPool().pop_back();
@@ -330,7 +336,14 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
     s->next_.length = n;
     s->nextHeld_ = true;
     drained = n == s->held_.bytes.size() && s->bodyAt_ == s->body_.size() && s->files_.empty();
-  } else if (s->bodyAt_ < s->body_.size()) {
+  } else if (s->bodyAt_ < s->body_.size() || (!s->files_.empty() && !s->files_.front().file)) {
+    if (s->bodyAt_ == s->body_.size()) {
+      // Bytes written after a file range: their turn.
+      s->body_ = std::move(s->files_.front().bytes);
+      s->bodyAt_ = 0;
+      s->next_.offset = 0;
+      s->files_.erase(s->files_.begin());
+    }
     n = std::min(length, s->body_.size() - s->bodyAt_);
     s->next_.length = n;
     drained = s->bodyAt_ + n == s->body_.size() && s->files_.empty();

@@ -75,7 +75,7 @@ class Http2Session::Stream final : public ExchangeSink {
   }
   size_t pendingBytes(const Exchange&) const override {
     size_t files = 0;
-    for (const auto& f : files_) files += size_t(f.length);
+    for (const auto& f : files_) files += f.file ? size_t(f.length) : f.bytes.size();
     // This stream's own backlog: the connection's output is bounded by
     // pump() (kSendHighWater), and one stream's writer must not wait for
     // another's.
@@ -169,6 +169,7 @@ class Http2Session::Stream final : public ExchangeSink {
     std::shared_ptr<OpenFile> file;
     uint64_t offset = 0;
     uint64_t length = 0;
+    std::string bytes;  // no file: bytes written after an earlier range (their place in the body)
   };
   std::vector<FileRange> files_;
   // The body in memory: first bytes kept alive elsewhere (sendBodyHeld),

@@ -1,9 +1,11 @@
 // StaticFiles: target decoding and normalisation, confined opening (openat2
 // RESOLVE_BENEATH), the per-reactor open-file cache, conditional requests and
-// single byte ranges. See static_files.h for the ownership rules.
+// byte ranges (one, or several as multipart/byteranges). See static_files.h
+// for the ownership rules.
 //
 // Choices worth knowing:
-// - Dotfiles are served, as nginx does; put nothing secret under the root.
+// - Paths with a dot segment (.env, .git/) answer 404 unless dotfiles are
+//   allowed (StaticOptions::dotfiles); /.well-known/ is always served.
 // - A symlink is followed only while it stays beneath the root. Absolute
 //   symlinks are refused by RESOLVE_BENEATH even when they point inside the root;
 //   both kinds of refusal answer 404, as does an encoded '/' or a backslash.
@@ -453,23 +455,22 @@ bool parseRangeNumber(std::string_view s, uint64_t& v) {
 
 enum class RangeResult { kIgnore, kPartial, kUnsatisfiable };
 
-// One "bytes=a-b" | "bytes=a-" | "bytes=-n". Anything else, several ranges
-// included, is ignored (full 200), which RFC 9110 permits.
-RangeResult parseRange(std::string_view v, uint64_t size, uint64_t& off, uint64_t& len) {
-  v = trim(v);
-  if (v.size() < 6 || !equalsIgnoreCase(v.substr(0, 6), "bytes=")) return RangeResult::kIgnore;
-  v = trim(v.substr(6));
-  if (v.find(',') != std::string_view::npos) return RangeResult::kIgnore;
-  size_t dash = v.find('-');
+// More range specs than this in one field: the field is ignored (a full
+// 200), as RFC 9110 14.2 allows for sets that look like an attack.
+constexpr size_t kMaxRanges = 100;
+
+// One byte-range-spec ("a-b" | "a-" | "-n") against a file of `size` bytes.
+RangeResult parseRangeSpec(std::string_view spec, uint64_t size, ByteRange& out) {
+  size_t dash = spec.find('-');
   if (dash == std::string_view::npos) return RangeResult::kIgnore;
-  std::string_view first = v.substr(0, dash);
-  std::string_view last = v.substr(dash + 1);
+  std::string_view first = spec.substr(0, dash);
+  std::string_view last = spec.substr(dash + 1);
   if (first.empty()) {
     uint64_t n;
     if (!parseRangeNumber(last, n)) return RangeResult::kIgnore;
     if (n == 0 || size == 0) return RangeResult::kUnsatisfiable;
-    len = std::min(n, size);
-    off = size - len;
+    out.length = std::min(n, size);
+    out.offset = size - out.length;
     return RangeResult::kPartial;
   }
   uint64_t a, b = UINT64_MAX;
@@ -477,9 +478,70 @@ RangeResult parseRange(std::string_view v, uint64_t size, uint64_t& off, uint64_
   if (!last.empty() && (!parseRangeNumber(last, b) || b < a)) return RangeResult::kIgnore;
   if (a >= size) return RangeResult::kUnsatisfiable;
   if (b >= size) b = size - 1;
-  off = a;
-  len = b - a + 1;
+  out.offset = a;
+  out.length = b - a + 1;
   return RangeResult::kPartial;
+}
+
+// "bytes=" and a list of specs (RFC 9110 14.1.2). A field with a spec that
+// does not parse, another unit or too many specs is ignored (full 200); the
+// specs past the end of the file are dropped, and with none left the answer
+// is a 416. Ranges that overlap or touch are merged (in file order, as 14.2
+// allows; otherwise they keep the order asked for), so the parts never add
+// up to more than the file.
+RangeResult parseRanges(std::string_view v, uint64_t size, std::vector<ByteRange>& out) {
+  out.clear();
+  v = trim(v);
+  if (v.size() < 6 || !equalsIgnoreCase(v.substr(0, 6), "bytes=")) return RangeResult::kIgnore;
+  v.remove_prefix(6);
+  size_t specs = 0;
+  while (true) {
+    size_t comma = v.find(',');
+    std::string_view spec = trim(v.substr(0, comma));
+    if (!spec.empty()) {  // empty list elements are allowed (RFC 9110 5.6.1)
+      if (++specs > kMaxRanges) return RangeResult::kIgnore;
+      ByteRange r;
+      switch (parseRangeSpec(spec, size, r)) {
+        case RangeResult::kIgnore: return RangeResult::kIgnore;
+        case RangeResult::kUnsatisfiable: break;
+        case RangeResult::kPartial: out.push_back(r); break;
+      }
+    }
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  if (specs == 0) return RangeResult::kIgnore;
+  if (out.empty()) return RangeResult::kUnsatisfiable;
+  if (out.size() > 1) {
+    std::vector<ByteRange> sorted = out;
+    std::sort(sorted.begin(), sorted.end(),
+              [](const ByteRange& x, const ByteRange& y) { return x.offset < y.offset; });
+    bool merge = false;
+    for (size_t i = 1; i < sorted.size() && !merge; ++i) {
+      merge = sorted[i].offset <= sorted[i - 1].offset + sorted[i - 1].length;
+    }
+    if (merge) {
+      out.clear();
+      for (const ByteRange& r : sorted) {
+        if (!out.empty() && r.offset <= out.back().offset + out.back().length) {
+          uint64_t end = std::max(out.back().offset + out.back().length, r.offset + r.length);
+          out.back().length = end - out.back().offset;
+        } else {
+          out.push_back(r);
+        }
+      }
+    }
+  }
+  return RangeResult::kPartial;
+}
+
+void appendContentRange(std::string& h, const ByteRange& r, uint64_t size) {
+  h.append("bytes ");
+  appendUint(h, r.offset);
+  h.push_back('-');
+  appendUint(h, r.offset + r.length - 1);
+  h.push_back('/');
+  appendUint(h, size);
 }
 
 }  // namespace
@@ -698,7 +760,7 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
       }
     }
     if (rangeApplies) {
-      switch (parseRange(req.range, e.size, off, len)) {
+      switch (parseRanges(req.range, e.size, ranges_)) {
         case RangeResult::kIgnore:
           break;
         case RangeResult::kUnsatisfiable:
@@ -708,13 +770,12 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
           out.extraHeaders.append("\r\n");
           return;
         case RangeResult::kPartial:
+          if (ranges_.size() > 1) return serveParts(e, out);
           out.status = 206;
-          out.extraHeaders.append("Content-Range: bytes ");
-          appendUint(out.extraHeaders, off);
-          out.extraHeaders.push_back('-');
-          appendUint(out.extraHeaders, off + len - 1);
-          out.extraHeaders.push_back('/');
-          appendUint(out.extraHeaders, e.size);
+          off = ranges_[0].offset;
+          len = ranges_[0].length;
+          out.extraHeaders.append("Content-Range: ");
+          appendContentRange(out.extraHeaders, ranges_[0], e.size);
           out.extraHeaders.append("\r\n");
           break;
       }
@@ -728,6 +789,60 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
   } else {
     out.memory = std::string_view(e.body).substr(off, len);
     out.memoryHeld = true;
+  }
+}
+
+void StaticFiles::serveParts(const Entry& e, StaticResponse& out) {
+  // The boundary: 20 hex digits, a random start then a count, so that a
+  // file's own bytes cannot be made to match it.
+  if (boundaryCount_ == 0) {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    boundarySeed_ = uint64_t(ts.tv_nsec) * 0x9e3779b97f4a7c15ULL ^ uint64_t(uintptr_t(this)) ^
+                    (uint64_t(::getpid()) << 32);
+  }
+  uint64_t x = boundarySeed_ + 0x9e3779b97f4a7c15ULL * ++boundaryCount_;  // splitmix64
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  char boundary[21];
+  std::snprintf(boundary, sizeof boundary, "%04x%016llx", unsigned(boundaryCount_ & 0xffff),
+                static_cast<unsigned long long>(x));
+
+  out.status = 206;
+  out.cachedHeaders = std::string_view(e.headers).substr(0, e.validatorsLen);
+  out.extraHeaders.append("Content-Type: multipart/byteranges; boundary=");
+  out.extraHeaders.append(boundary);
+  out.extraHeaders.append("\r\nAccept-Ranges: bytes\r\n");
+  // Each part: its delimiter (after a CRLF that ends the previous part's
+  // bytes), Content-Type and Content-Range, a blank line, the bytes; then
+  // the closing delimiter (RFC 9110 14.6, RFC 2046 5.1.1).
+  std::string& b = out.owned;
+  b.clear();
+  uint64_t total = 0;
+  for (const ByteRange& r : ranges_) {
+    size_t at = b.size();
+    if (at > 0) b.append("\r\n");
+    b.append("--").append(boundary).append("\r\nContent-Type: ").append(e.contentType);
+    b.append("\r\nContent-Range: ");
+    appendContentRange(b, r, e.size);
+    b.append("\r\n\r\n");
+    if (e.file) {
+      out.parts.push_back({at, b.size() - at, r.offset, r.length});
+      total += b.size() - at + r.length;
+    } else {
+      b.append(e.body, size_t(r.offset), size_t(r.length));
+    }
+  }
+  size_t at = b.size();
+  b.append("\r\n--").append(boundary).append("--\r\n");
+  if (e.file) {
+    out.parts.push_back({at, b.size() - at, 0, 0});
+    out.file = e.file;
+    out.contentLength = total + (b.size() - at);
+  } else {
+    out.memory = b;
+    out.contentLength = b.size();
   }
 }
 
@@ -815,6 +930,7 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   out.fileOffset = 0;
   out.hold.reset();
   out.owned.clear();
+  out.parts.clear();
 
   if (req.method != "GET" && req.method != "HEAD") {
     setError(out, 405);

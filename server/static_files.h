@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace kuai::server {
 
@@ -40,6 +41,12 @@ struct StaticOptions {
   uint64_t memoryCacheMax = 64 * 1024;  // files up to this size are kept in memory
   size_t cacheEntries = 4096;           // open-file cache capacity per reactor
   int revalidateSeconds = 1;            // re-stat a cached path at most this often
+};
+
+// One range of a file's bytes (from a Range field).
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
 };
 
 // The request fields StaticFiles reads. Views into the request; empty = absent.
@@ -72,6 +79,17 @@ struct StaticResponse {
   uint64_t fileOffset = 0;
   std::shared_ptr<const void> hold;
   std::string owned;  // generated bodies: errors, redirects, listings
+  // Several ranges of a file on disk (206 multipart/byteranges): each part's
+  // delimiter and fields are owned.substr(textAt, textLen), then its range of
+  // `file`; the last part is the closing delimiter alone (length 0). A file
+  // kept in memory gets the whole multipart body built in `owned` instead.
+  struct Part {
+    size_t textAt = 0;
+    size_t textLen = 0;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  std::vector<Part> parts;
   bool hasBody() const { return contentLength > 0; }
 };
 
@@ -95,6 +113,8 @@ class StaticFiles {
   int openBeneath(const char* relPath, int flags);
   void serveEntry(const StaticRequest& req, const std::shared_ptr<Entry>& entry,
                   StaticResponse& out);
+  // The 206 for several ranges of `e` (ranges_): multipart/byteranges.
+  void serveParts(const Entry& e, StaticResponse& out);
   void serveListing(const std::string& relPath, StaticResponse& out);
   void redirectToSlash(std::string_view query, StaticResponse& out);
 
@@ -106,6 +126,9 @@ class StaticFiles {
   std::list<Entry*> lru_;      // most recently used first; entries own their node
   std::string decoded_;        // reused per request: percent-decoded path
   std::string path_;           // reused per request: normalised path, the cache key
+  std::vector<ByteRange> ranges_;  // reused per request: a Range field's ranges
+  uint64_t boundarySeed_ = 0;      // multipart boundaries: a random start, then a count
+  uint64_t boundaryCount_ = 0;
 };
 
 }  // namespace kuai::server

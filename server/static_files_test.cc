@@ -16,6 +16,8 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace kuai::server {
 extern bool gStaticFilesForceOpenatFallback;
@@ -68,6 +70,18 @@ std::string bigContent() {
 
 // The body as the connection would send it: memory, or pread from the file.
 std::string bodyOf(const StaticResponse& r) {
+  if (!r.parts.empty()) {  // multipart/byteranges of a file on disk
+    std::string s;
+    for (const StaticResponse::Part& p : r.parts) {
+      s.append(r.owned, p.textAt, p.textLen);
+      std::string range(p.length, '\0');
+      EXPECT_EQ(::pread(r.file->fd, range.data(), range.size(), static_cast<off_t>(p.offset)),
+                static_cast<ssize_t>(range.size()));
+      s += range;
+    }
+    EXPECT_EQ(s.size(), r.contentLength);
+    return s;
+  }
   if (r.file) {
     std::string s(r.contentLength, '\0');
     ssize_t n = ::pread(r.file->fd, s.data(), s.size(), static_cast<off_t>(r.fileOffset));
@@ -472,9 +486,9 @@ TEST_F(StaticFilesTest, RangesOnMemoryFile) {
     EXPECT_EQ(header(r, "Content-Range"), "bytes */12") << range;
     EXPECT_EQ(bodyOf(r), "416 Range Not Satisfiable\n");
   }
-  for (std::string range : {"bytes=5-2", "bytes=a-b", "items=0-1", "bytes=0-1,3-4", "bytes=",
+  for (std::string range : {"bytes=5-2", "bytes=a-b", "items=0-1", "bytes=0-1,3-x", "bytes=",
                             "bytes=-", "bytes=1", "bytes=--1", "bytes=0-1-2", "bytes= 0 - 1",
-                            "bytes=+1-2"}) {
+                            "bytes=+1-2", "bytes=,", "bytes=0-1,5-2"}) {
     StaticResponse r = ranged(range);
     EXPECT_EQ(r.status, 200) << range;
     EXPECT_EQ(bodyOf(r), "hello world\n") << range;
@@ -489,6 +503,104 @@ TEST_F(StaticFilesTest, RangesOnMemoryFile) {
   EXPECT_EQ(ranged("bytes=0-4", "junk").status, 200);
   EXPECT_EQ(ranged("bytes=100-", "\"other\"").status, 200);  // no 416 either
   StaticResponse r = ranged("bytes=0-4", "\"other\"");
+  EXPECT_EQ(bodyOf(r), "hello world\n");
+}
+
+// A multipart/byteranges body split into its parts: (Content-Type,
+// Content-Range, bytes) each, checking the framing on the way.
+struct BodyPart {
+  std::string type, range, bytes;
+};
+std::vector<BodyPart> splitParts(const StaticResponse& r, const std::string& body) {
+  std::string ct = header(r, "Content-Type");
+  const std::string prefix = "multipart/byteranges; boundary=";
+  EXPECT_EQ(ct.compare(0, prefix.size(), prefix), 0) << ct;
+  std::string delim = "--" + ct.substr(prefix.size());
+  std::vector<BodyPart> parts;
+  size_t at = 0;
+  EXPECT_EQ(body.compare(0, delim.size(), delim), 0) << body;
+  while (at < body.size()) {
+    EXPECT_EQ(body.compare(at, delim.size(), delim), 0) << body.substr(at);
+    at += delim.size();
+    if (body.compare(at, 4, "--\r\n") == 0) {
+      EXPECT_EQ(at + 4, body.size()) << "bytes after the closing delimiter";
+      return parts;
+    }
+    EXPECT_EQ(body.compare(at, 2, "\r\n"), 0);
+    size_t fieldsEnd = body.find("\r\n\r\n", at);
+    if (fieldsEnd == std::string::npos) break;
+    std::string fields = body.substr(at + 2, fieldsEnd + 2 - (at + 2));
+    size_t next = body.find("\r\n" + delim, fieldsEnd + 4);
+    if (next == std::string::npos) break;
+    BodyPart p;
+    p.bytes = body.substr(fieldsEnd + 4, next - (fieldsEnd + 4));
+    for (size_t i = 0; i < fields.size();) {
+      size_t eol = fields.find("\r\n", i);
+      std::string line = fields.substr(i, eol - i);
+      if (line.rfind("Content-Type: ", 0) == 0) p.type = line.substr(14);
+      if (line.rfind("Content-Range: ", 0) == 0) p.range = line.substr(15);
+      i = eol + 2;
+    }
+    parts.push_back(p);
+    at = next + 2;
+  }
+  ADD_FAILURE() << "no closing delimiter: " << body;
+  return parts;
+}
+
+TEST_F(StaticFilesTest, SeveralRangesAnswerMultipart) {
+  StaticFiles sf(options());
+  auto ranged = [&](const std::string& range) {
+    Req q;
+    q.target = "/hello.txt";  // "hello world\n", 12 bytes
+    q.range = range;
+    return run(sf, q);
+  };
+  struct Case {
+    std::string range;
+    std::vector<std::pair<std::string, std::string>> parts;  // Content-Range, bytes
+  };
+  const Case cases[] = {
+      {"bytes=0-1,3-4", {{"bytes 0-1/12", "he"}, {"bytes 3-4/12", "lo"}}},
+      // The order asked for, with list whitespace and empty elements.
+      {"bytes=6-, 0-1", {{"bytes 6-11/12", "world\n"}, {"bytes 0-1/12", "he"}}},
+      {"bytes=-1 ,, 0-0,", {{"bytes 11-11/12", "\n"}, {"bytes 0-0/12", "h"}}},
+      // Unsatisfiable ones dropped; overlapping ones merged, in file order.
+      {"bytes=9-9,100-,0-0", {{"bytes 9-9/12", "l"}, {"bytes 0-0/12", "h"}}},
+      {"bytes=8-9,0-2,1-3", {{"bytes 0-3/12", "hell"}, {"bytes 8-9/12", "rl"}}},
+  };
+  for (const Case& c : cases) {
+    StaticResponse r = ranged(c.range);
+    EXPECT_EQ(r.status, 206) << c.range;
+    EXPECT_EQ(header(r, "Content-Range"), "<absent>") << c.range;
+    EXPECT_EQ(header(r, "ETag"), kHelloEtag) << c.range;
+    std::string body = bodyOf(r);
+    EXPECT_EQ(r.contentLength, body.size());
+    std::vector<BodyPart> parts = splitParts(r, body);
+    ASSERT_EQ(parts.size(), c.parts.size()) << c.range << "\n" << body;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      EXPECT_EQ(parts[i].type, "text/plain; charset=utf-8") << c.range;
+      EXPECT_EQ(parts[i].range, c.parts[i].first) << c.range;
+      EXPECT_EQ(parts[i].bytes, c.parts[i].second) << c.range;
+    }
+  }
+  // Ranges that merge into one, or one left standing: a single-part 206.
+  for (auto [range, contentRange] : {std::pair{"bytes=0-4,2-6", "bytes 0-6/12"},
+                                     std::pair{"bytes=0-4,5-6", "bytes 0-6/12"},
+                                     std::pair{"bytes=0-1,100-200", "bytes 0-1/12"}}) {
+    StaticResponse r = ranged(range);
+    EXPECT_EQ(r.status, 206) << range;
+    EXPECT_EQ(header(r, "Content-Range"), contentRange) << range;
+    EXPECT_EQ(header(r, "Content-Type"), "text/plain; charset=utf-8") << range;
+  }
+  EXPECT_EQ(ranged("bytes=100-,12-").status, 416);
+  // Two boundaries differ.
+  EXPECT_NE(header(ranged("bytes=0-1,3-4"), "Content-Type"), header(ranged("bytes=0-1,3-4"), "Content-Type"));
+  // Past 100 specs the field is ignored: the whole file.
+  std::string many = "bytes=0-0";
+  for (int i = 1; i <= 100; ++i) many += "," + std::to_string(i % 12) + "-" + std::to_string(i % 12);
+  StaticResponse r = ranged(many);
+  EXPECT_EQ(r.status, 200);
   EXPECT_EQ(bodyOf(r), "hello world\n");
 }
 
@@ -511,6 +623,21 @@ TEST_F(StaticFilesTest, RangesOnBigFileUseOffsets) {
   EXPECT_EQ(bodyOf(r), big.substr(big.size() - 10));
   q.range = "bytes=204800-";
   EXPECT_EQ(run(sf, q).status, 416);
+  // Several ranges: the parts' fields in memory, the bytes read from the file.
+  q.range = "bytes=200000-200009,-5,70000-70099";
+  r = run(sf, q);
+  EXPECT_EQ(r.status, 206);
+  ASSERT_TRUE(r.file);
+  ASSERT_EQ(r.parts.size(), 4u);
+  std::vector<BodyPart> parts = splitParts(r, bodyOf(r));
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[0].range, "bytes 200000-200009/204800");
+  EXPECT_EQ(parts[0].bytes, big.substr(200000, 10));
+  EXPECT_EQ(parts[1].range, "bytes 204795-204799/204800");
+  EXPECT_EQ(parts[1].bytes, big.substr(204795));
+  EXPECT_EQ(parts[2].range, "bytes 70000-70099/204800");
+  EXPECT_EQ(parts[2].bytes, big.substr(70000, 100));
+  EXPECT_EQ(parts[2].type, "application/octet-stream");
 }
 
 TEST_F(StaticFilesTest, EmptyFile) {

@@ -491,3 +491,30 @@ def roundtrip(port, data, head=False, timeout=DEFAULT_TIMEOUT):
         c.send(data)
         _, r = c.read_final(head=head)
         return r
+
+
+def byteranges(content_type, body):
+    """The parts of a multipart/byteranges body (RFC 9110 14.6) as a list of
+    (Content-Range, Content-Type, bytes), checking its framing strictly: the
+    boundary from `content_type`, CRLF before every delimiter but the first,
+    the closing delimiter last."""
+    prefix = "multipart/byteranges; boundary="
+    assert content_type and content_type.startswith(prefix), content_type
+    delim = b"--" + content_type[len(prefix):].encode()
+    assert body.startswith(delim), body[:80]
+    parts = []
+    at = 0
+    while True:
+        assert body[at:at + len(delim)] == delim, (at, body[at:at + 80])
+        at += len(delim)
+        if body[at:] == b"--\r\n":
+            return parts
+        assert body[at:at + 2] == b"\r\n", body[at:at + 80]
+        fields_end = body.index(b"\r\n\r\n", at)
+        fields = {}
+        for line in body[at + 2:fields_end].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower().decode()] = value.strip().decode()
+        nxt = body.index(b"\r\n" + delim, fields_end + 4)
+        parts.append((fields.get("content-range"), fields.get("content-type"), body[fields_end + 4:nxt]))
+        at = nxt + 2

@@ -22,6 +22,7 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from conftest import HELLO_BODY, KuaiServer
 from h2client import H2Client, goaway
+from httpraw import byteranges
 from upstream import Upstream, pattern_sha256
 
 
@@ -118,6 +119,33 @@ def test_concurrent_ranges_of_one_file_arrive_exact(kuai, docroot, tls):
             headers, body, ended = c.response(sid, timeout=30)
             assert ended and headers[":status"] == "206", (a, b, headers)
             assert body == big[a:b + 1], (a, b, len(body))
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_several_ranges_answer_multipart_over_h2(kuai, docroot, tls):
+    """multipart/byteranges over HTTP/2: the parts' fields and the file's
+    ranges (sent from disk) reach the client in the order written, for a file
+    kept in memory and one read from disk."""
+    s = kuai("--h2c", tls=tls) if not tls else kuai()
+    big = (docroot.root / "big.bin").read_bytes()
+    small = docroot.files["ranges.txt"]
+    cases = [("/big.bin", big, [(3_000_000, 3_099_999), (0, 0), (70_000, 1_270_000)]),
+             ("/ranges.txt", small, [(len(small) - 2, len(small) - 1), (0, 1)])]
+    c = H2Client(s.port, s.certs.ca if tls else None,
+                 settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+    try:
+        c.conn.increment_flow_control_window(1 << 24)
+        for path, content, spans in cases:
+            spec = ",".join(f"{a}-{b}" for a, b in spans)
+            sid = c.request(path, scheme="https" if tls else "http", extra=[("range", f"bytes={spec}")])
+            headers, body, ended = c.response(sid, timeout=30)
+            assert ended and headers[":status"] == "206", headers
+            assert headers["content-length"] == str(len(body)), headers
+            parts = byteranges(headers["content-type"], body)
+            assert [(r, d) for r, _, d in parts] == [
+                (f"bytes {a}-{b}/{len(content)}", content[a:b + 1]) for a, b in spans], path
     finally:
         c.close()
 

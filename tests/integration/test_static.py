@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from httpraw import IMF_FIXDATE, Conn, build, get, roundtrip
+from httpraw import IMF_FIXDATE, Conn, build, byteranges, get, roundtrip
 
 from conftest import RANGES_CONTENT
 
@@ -117,6 +117,56 @@ def test_range_on_big_file(server, docroot):
     assert r.status == 206, r
     data = (docroot.root / "big.bin").read_bytes()[start:start + 100000]
     assert r.body == data
+
+
+def test_several_ranges_answer_multipart(server, docroot):
+    """Several ranges: one 206 multipart/byteranges body, the parts in the
+    order asked for (overlapping ones merged), its length exact (the next
+    response on the connection parses), HEAD the same head."""
+    rng = "bytes=0-4, 10-14,-3"
+    with Conn(server.port) as c:
+        c.send(get("/ranges.txt", headers=[("Range", rng)]) + get("/ranges.txt"))
+        r = c.read_response()
+        assert r.status == 206, r
+        assert r.header("Content-Range") is None, r
+        assert r.header("ETag") and r.header("Last-Modified"), r
+        assert r.header("Content-Length") == str(len(r.body)), r
+        parts = byteranges(r.header("Content-Type"), r.body)
+        assert parts == [(f"bytes 0-4/{SIZE}", "text/plain; charset=utf-8", RANGES_CONTENT[0:5]),
+                         (f"bytes 10-14/{SIZE}", "text/plain; charset=utf-8", RANGES_CONTENT[10:15]),
+                         (f"bytes {SIZE - 3}-{SIZE - 1}/{SIZE}", "text/plain; charset=utf-8",
+                          RANGES_CONTENT[-3:])], r.body
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body == RANGES_CONTENT, r2
+    h = fetch(server.port, "/ranges.txt", headers=[("Range", rng)], method="HEAD")
+    assert h.status == 206 and h.body == b"", h
+    assert h.header("Content-Length") == r.header("Content-Length"), h
+    assert h.header("Content-Type").startswith("multipart/byteranges; boundary="), h
+    # Overlapping ranges merged into one: a plain 206; past the end: dropped.
+    r = fetch(server.port, "/ranges.txt", headers=[("Range", "bytes=5-9,0-6,100-")])
+    assert r.status == 206 and r.header("Content-Range") == f"bytes 0-9/{SIZE}", r
+    assert r.body == RANGES_CONTENT[0:10], r
+    # If-Range that does not match: the whole file.
+    r = fetch(server.port, "/ranges.txt", headers=[("Range", rng), ("If-Range", '"other"')])
+    assert r.status == 200 and r.body == RANGES_CONTENT, r
+
+
+def test_several_ranges_of_a_big_file(server, docroot):
+    """Parts of a file sent from disk (sendfile, or the TLS copy), far apart
+    and past the first MiB, in the order asked for."""
+    big = (docroot.root / "big.bin").read_bytes()
+    spans = [(4_000_000, 4_199_999), (7, 7), (1_048_570, 1_048_600), (docroot.big_size - 100, None)]
+    spec = ",".join(f"{a}-" if b is None else f"{a}-{b}" for a, b in spans)
+    r = fetch(server.port, "/big.bin", headers=[("Range", f"bytes={spec}")])
+    assert r.status == 206, r
+    assert r.header("Content-Length") == str(len(r.body)), r
+    parts = byteranges(r.header("Content-Type"), r.body)
+    assert len(parts) == len(spans)
+    for (content_range, ctype, data), (a, b) in zip(parts, spans):
+        b = docroot.big_size - 1 if b is None else b
+        assert content_range == f"bytes {a}-{b}/{docroot.big_size}"
+        assert ctype == "application/octet-stream"
+        assert data == big[a:b + 1], (a, b, len(data))
 
 
 def test_directory_redirect(server):
