@@ -39,6 +39,9 @@ Options (--opt value and --opt=value alike):
                            that accept them; file.br/.zst/.gz siblings are used)
   --dotfiles             serve paths with a segment starting with '.' (.env, .git/);
                            by default they answer 404 (/.well-known/ is always served)
+  --fallback FILE        paths that are not there get FILE (under DIR) with 200:
+                           a single-page app's index.html
+  --not-found FILE       paths that are not there get FILE (under DIR) with 404
   --respond PATH=BODY    answer GET/HEAD on PATH with 200 text/plain BODY (repeatable)
   --tls-cert FILE        serve HTTPS with this PEM certificate chain; repeat with
   --tls-key FILE           its key for more certificates (chosen by SNI; first is default)
@@ -129,6 +132,7 @@ namespace {
 const char* serverOption(const std::string& a, bool serve) {
   static constexpr const char* kNames[] = {
       "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--dotfiles", "--no-compression", "--respond",
+      "--fallback", "--not-found",
       "--max-request-line", "--max-field-size", "--max-header-bytes", "--max-headers", "--max-body",
       "--header-timeout", "--idle-timeout", "--body-timeout", "--shutdown-timeout", "--cpu-budget",
       "--max-requests",
@@ -333,6 +337,21 @@ struct Parser {
       } else if (a == "--dotfiles") {
         if (inlineValue) return fail("option --dotfiles takes no value");
         c.statics.dotfiles = Dotfiles::kAllow;
+      } else if (a == "--fallback" || a == "--not-found") {
+        std::string v;
+        if (!value(a, v)) return false;
+        std::string written = v;
+        // A file under the root: its leading '/' dropped, no . or .. segments.
+        v.erase(0, std::min(v.find_first_not_of('/'), v.size()));
+        bool ok = !v.empty() && v.back() != '/';
+        for (size_t i = 0; ok && i < v.size();) {
+          size_t end = std::min(v.find('/', i), v.size());
+          std::string_view seg = std::string_view(v).substr(i, end - i);
+          ok = !seg.empty() && seg != "." && seg != "..";
+          i = end + 1;
+        }
+        if (!ok) return fail("option " + a + ": '" + written + "' must be a file's path under the served directory");
+        (a == "--fallback" ? c.statics.fallback : c.statics.notFound) = v;
       } else if (a == "--list") {
         if (inlineValue) return fail("option --list takes no value");
         c.statics.listDirectories = true;

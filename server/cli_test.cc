@@ -34,7 +34,8 @@ TEST(Cli, AllOptions) {
                        "--max-request-line", "4k", "--max-field-size", "2k",
                        "--max-header-bytes", "16k", "--max-headers", "50", "--max-body", "2m",
                        "--header-timeout", "1s", "--idle-timeout", "500ms", "--body-timeout",
-                       "2", "--max-requests", "7", "--shutdown-timeout", "3s"});
+                       "2", "--max-requests", "7", "--shutdown-timeout", "3s", "--fallback", "/index.html",
+                       "--not-found=errors/404.html"});
   ASSERT_EQ(r.action, CliResult::Action::kServe) << r.error;
   const ServerConfig& c = r.config;
   EXPECT_EQ(c.port, 0);
@@ -55,6 +56,8 @@ TEST(Cli, AllOptions) {
   EXPECT_EQ(c.timeouts.bodyMs, 2000u);
   EXPECT_EQ(c.maxRequestsPerConnection, 7u);
   EXPECT_EQ(c.timeouts.shutdownMs, 3000u);
+  EXPECT_EQ(c.statics.fallback, "index.html");
+  EXPECT_EQ(c.statics.notFound, "errors/404.html");
 }
 
 TEST(Cli, HelpAndVersion) {
@@ -83,6 +86,9 @@ TEST(Cli, ErrorsSayWhat) {
       {{"serve", "d", "--idle-timeout", "0"}, "--idle-timeout"},
       {{"serve", "d", "--idle-timeout", "5h"}, "'5h'"},
       {{"serve", "d", "--respond", "hello"}, "/path=body"},
+      {{"serve", "d", "--fallback", "../x.html"}, "option --fallback: '../x.html' must be a file's path under"},
+      {{"serve", "d", "--not-found", "/"}, "option --not-found: '/' must be a file's path under"},
+      {{"serve", "d", "--fallback"}, "--fallback needs a value"},
   };
   for (const Case& c : cases) {
     CliResult r = parse(c.args);

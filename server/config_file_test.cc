@@ -501,7 +501,7 @@ TEST_F(ConfigFile, RouteErrors) {
   EXPECT_EQ(routeError(R"({"static": {"root": "app.js"}})"), "routes[0].static.root: app.js: not a directory");
   EXPECT_EQ(routeError(R"({"static": "nope"})"), "routes[0].static: nope: no such directory");
   EXPECT_EQ(routeError(R"({"static": 5})"),
-            "routes[0].static: expected an object { root, list, index, dotfiles } or a directory, got 5");
+            "routes[0].static: expected an object { root, list, index, dotfiles, fallback, notFound } or a directory, got 5");
   EXPECT_EQ(routeError(R"({"static": {"root": "public", "list": 1}})"),
             "routes[0].static.list: expected true or false, got 1");
   EXPECT_EQ(routeError(R"({"static": {"root": "public", "index": "a/b.html"}})"),
@@ -510,6 +510,28 @@ TEST_F(ConfigFile, RouteErrors) {
             R"(routes[0].static.dotfiles: expected one of "ignore", "deny", "allow", got true)");
   EXPECT_EQ(routeError(R"({"static": {"root": "public", "indx": "a.html"}})"),
             R"(routes[0].static.indx: unknown key (did you mean "index"?))");
+  EXPECT_EQ(routeError(R"({"static": {"root": "public", "fallback": "index.html"}})"),
+            "routes[0].static.fallback: index.html: no such file under " + (dir_ / "public").string());
+  EXPECT_EQ(routeError(R"({"static": {"notFound": "404.html", "root": "public"}})"),
+            "routes[0].static.notFound: 404.html: no such file under " + (dir_ / "public").string());
+  EXPECT_EQ(routeError(R"({"static": {"root": "public", "fallback": "../app.js"}})"),
+            R"(routes[0].static.fallback: expected a file's path under the root, like 'index.html', got "../app.js")");
+  EXPECT_EQ(routeError(R"({"static": {"root": "public", "notFound": "/"}})"),
+            R"(routes[0].static.notFound: expected a file's path under the root, like 'index.html', got "/")");
+  EXPECT_EQ(routeError(R"({"static": {"root": "public", "fallback": true}})"),
+            "routes[0].static.fallback: expected a string, got true");
+}
+
+TEST_F(ConfigFile, StaticFallbackAndNotFoundPages) {
+  write("public/index.html", "<p>app</p>");
+  write("public/errors/404.html", "<p>404</p>");
+  ServerConfig config;
+  std::string err;
+  ASSERT_TRUE(load(R"({"listen": 8080, "routes": [{"static": {"root": "public", "fallback": "/index.html",
+                      "notFound": "errors/404.html"}}]})", config, err)) << err;
+  const StaticOptions& st = config.site->routes[0].statics;
+  EXPECT_EQ(st.fallback, "index.html");
+  EXPECT_EQ(st.notFound, "errors/404.html");
 }
 
 TEST_F(ConfigFile, ProxyErrors) {

@@ -401,6 +401,22 @@ bool listeners(Walk& w, const Value& v, const std::string& at, Site& site) {
 
 // ---- routes ----
 
+// A file under a static route's root ("index.html", "/404.html"), kept
+// without its leading '/'; no "." or ".." segments.
+bool pathUnderRoot(Walk& w, const Value& v, const std::string& at, std::string& out) {
+  if (!w.string(v, at, out)) return false;
+  size_t start = out.find_first_not_of('/');
+  out.erase(0, start == std::string::npos ? out.size() : start);
+  bool ok = !out.empty() && out.back() != '/';
+  for (size_t i = 0; ok && i < out.size();) {
+    size_t end = std::min(out.find('/', i), out.size());
+    std::string_view seg = std::string_view(out).substr(i, end - i);
+    ok = !seg.empty() && seg != "." && seg != "..";
+    i = end + 1;
+  }
+  return ok ? true : w.expected(at, "a file's path under the root, like 'index.html'", v);
+}
+
 const Schema<StaticOptions>& staticSchema() {
   using S = StaticOptions;
   static const Schema<S> s = {
@@ -418,15 +434,34 @@ const Schema<StaticOptions>& staticSchema() {
         }
         return true;
       }),
+      custom<S>("fallback", [](Walk& w, const Value& v, const std::string& at, S& o) {
+        return pathUnderRoot(w, v, at, o.fallback);
+      }),
+      custom<S>("notFound", [](Walk& w, const Value& v, const std::string& at, S& o) {
+        return pathUnderRoot(w, v, at, o.notFound);
+      }),
   };
   return s;
 }
 
-// static: DIR | { root, list, index, dotfiles }
+// static: DIR | { root, list, index, dotfiles, fallback, notFound }
 bool statics(Walk& w, const Value& v, const std::string& at, StaticOptions& s) {
   if (v.isString()) return w.existingDirectory(v, at, s.root);
-  if (!v.isObject()) return w.expected(at, "an object { root, list, index, dotfiles } or a directory", v);
-  return readObject(w, v, at, staticSchema(), s);
+  if (!v.isObject()) {
+    return w.expected(at, "an object { root, list, index, dotfiles, fallback, notFound } or a directory", v);
+  }
+  if (!readObject(w, v, at, staticSchema(), s)) return false;
+  // The pages must be there now: a typo is the config's error, not a 404
+  // found later.
+  for (auto [name, rel] : {std::pair{"fallback", &s.fallback}, std::pair{"notFound", &s.notFound}}) {
+    if (rel->empty()) continue;
+    std::string file = s.root + "/" + *rel;
+    struct stat st;
+    if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return w.fail(key(at, name), *rel + ": no such file under " + s.root);
+    }
+  }
+  return true;
 }
 
 // "host:port" (IPv4, [IPv6] or a name, resolved now) or { address, weight }.

@@ -53,12 +53,33 @@ std::shared_ptr<Site> serveSite(const ServerConfig& c) {
   return site;
 }
 
+// --fallback / --not-found: the file must be under each static root now.
+bool pagesThere(const ServerConfig& cli, const Site& site, std::string& err) {
+  for (const RouteSpec& r : site.routes) {
+    std::error_code ec;
+    // (A root that is not there has its own error, when the route starts.)
+    if (r.kind != RouteSpec::Kind::kStatic || !std::filesystem::is_directory(r.statics.root, ec)) continue;
+    for (auto [option, rel] : {std::pair{"--fallback", &r.statics.fallback},
+                               std::pair{"--not-found", &r.statics.notFound}}) {
+      if (!given(cli, option) || rel->empty()) continue;
+      if (!std::filesystem::is_regular_file(r.statics.root + "/" + *rel, ec)) {
+        err = std::string("option ") + option + ": " + *rel + ": no such file under " + r.statics.root;
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 bool resolveSite(ServerConfig& config, std::string& err) {
   if (config.configFile.empty()) {
     // Scripts listen themselves; only `kuai serve DIR` has a site of its own.
-    if (config.serveStatic) config.site = serveSite(config);
+    if (config.serveStatic) {
+      config.site = serveSite(config);
+      return pagesThere(config, *config.site, err);
+    }
     return true;
   }
   ServerConfig fromFile = config;  // the file's settings over the defaults
@@ -79,6 +100,12 @@ bool resolveSite(ServerConfig& config, std::string& err) {
       if (r.kind == RouteSpec::Kind::kStatic) r.statics.listDirectories = true;
     }
   }
+  for (RouteSpec& r : site->routes) {
+    if (r.kind != RouteSpec::Kind::kStatic) continue;
+    if (given(cli, "--fallback")) r.statics.fallback = cli.statics.fallback;
+    if (given(cli, "--not-found")) r.statics.notFound = cli.statics.notFound;
+  }
+  if (!pagesThere(cli, *site, err)) return false;
   if (given(cli, "--no-compression")) site->compression.enabled = false;
   if (given(cli, "--dotfiles")) {
     for (RouteSpec& r : site->routes) {

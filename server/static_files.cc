@@ -978,7 +978,30 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   out.hold.reset();
   out.owned.clear();
   out.parts.clear();
+  handlePath(req, out, now);
+  if (out.status == 404 && (!options_.fallback.empty() || !options_.notFound.empty())) {
+    serveMissing(req, out, now);
+  }
+}
 
+void StaticFiles::serveMissing(const StaticRequest& req, StaticResponse& out, time_t now) {
+  bool fallback = !options_.fallback.empty();
+  std::string& relPath = path_;
+  relPath.assign(fallback ? options_.fallback : options_.notFound);
+  int err = 0;
+  std::shared_ptr<Entry> e = lookup(relPath, now, err);
+  if (!e || e->isDir) return;  // gone since the config was read: the plain 404
+  out.memory = {};
+  out.owned.clear();
+  if (fallback) return serveEntry(req, e, out);
+  // The page as the 404's body: no conditionals, no ranges.
+  StaticRequest plain;
+  plain.method = req.method;
+  serveEntry(plain, e, out);
+  out.status = 404;
+}
+
+void StaticFiles::handlePath(const StaticRequest& req, StaticResponse& out, time_t now) {
   if (req.method != "GET" && req.method != "HEAD") {
     setError(out, 405);
     out.extraHeaders.append("Allow: GET, HEAD\r\n");

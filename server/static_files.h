@@ -38,6 +38,12 @@ struct StaticOptions {
   bool listDirectories = false;   // HTML index of a directory without index.html
   Dotfiles dotfiles = Dotfiles::kIgnore;  // listings leave them out unless kAllow
   std::string indexFile = "index.html";
+  // For a path that is not there (what would be a 404), GET and HEAD get
+  // this file instead (relative to the root): `fallback` with its own
+  // status (200, validators and ranges as usual: a single-page app's
+  // index.html), else `notFound` with 404 (a site's 404.html). Empty: none.
+  std::string fallback;
+  std::string notFound;
   uint64_t memoryCacheMax = 64 * 1024;  // files up to this size are kept in memory
   size_t cacheEntries = 4096;           // open-file cache capacity per reactor
   int revalidateSeconds = 1;            // re-stat a cached path at most this often
@@ -116,6 +122,9 @@ class StaticFiles {
   // The 206 for several ranges of `e` (ranges_): multipart/byteranges.
   void serveParts(const Entry& e, StaticResponse& out);
   void serveListing(const std::string& relPath, StaticResponse& out);
+  void handlePath(const StaticRequest& req, StaticResponse& out, time_t now);
+  // A 404 replaced by options_.fallback or options_.notFound, when set and there.
+  void serveMissing(const StaticRequest& req, StaticResponse& out, time_t now);
   void redirectToSlash(std::string_view query, StaticResponse& out);
 
   StaticOptions options_;

@@ -650,6 +650,68 @@ TEST_F(StaticFilesTest, RangesOnBigFileUseOffsets) {
   EXPECT_EQ(parts[2].type, "application/octet-stream");
 }
 
+TEST_F(StaticFilesTest, FallbackServesThePageForPathsNotThere) {
+  StaticOptions o = options();
+  o.fallback = "index.html";
+  StaticFiles sf(o);
+  for (std::string path : {"/app/route", "/missing.js", "/sub/deeper/x", "/.env", "/withindex/nope"}) {
+    StaticResponse r = get(sf, path);
+    EXPECT_EQ(r.status, 200) << path;
+    EXPECT_EQ(bodyOf(r), "<h1>home</h1>\n") << path;
+    EXPECT_EQ(header(r, "Content-Type"), "text/html; charset=utf-8") << path;
+    EXPECT_NE(header(r, "ETag"), "<absent>") << path;
+  }
+  // What is there is served as before.
+  EXPECT_EQ(bodyOf(get(sf, "/hello.txt")), "hello world\n");
+  EXPECT_EQ(bodyOf(get(sf, "/withindex/")), "<p>inner</p>\n");
+  // The page's validators and ranges work as for the page itself.
+  Req q;
+  q.target = "/some/route";
+  q.ifNoneMatch = header(get(sf, "/"), "ETag");
+  EXPECT_EQ(run(sf, q).status, 304);
+  q.ifNoneMatch.clear();
+  q.range = "bytes=0-3";
+  StaticResponse r = run(sf, q);
+  EXPECT_EQ(r.status, 206);
+  EXPECT_EQ(bodyOf(r), "<h1>");
+  // Other answers stay: 405, 400, a path escaping the root.
+  q = Req();
+  q.method = "POST";
+  q.target = "/nope";
+  EXPECT_EQ(run(sf, q).status, 405);
+  EXPECT_EQ(get(sf, "nope").status, 400);
+  EXPECT_EQ(get(sf, "/../secret").status, 403);
+  // The page gone: the plain 404.
+  fs::remove(root_ / "index.html");
+  EXPECT_EQ(get(sf, "/app/route", kNow + 10).status, 404);
+}
+
+TEST_F(StaticFilesTest, NotFoundPageIsThe404sBody) {
+  fs::create_directories(root_ / "errors");
+  writeFile(root_ / "errors" / "404.html", "<p>no such page</p>\n");
+  StaticOptions o = options();
+  o.notFound = "errors/404.html";
+  StaticFiles sf(o);
+  StaticResponse r = get(sf, "/nope");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(bodyOf(r), "<p>no such page</p>\n");
+  EXPECT_EQ(header(r, "Content-Type"), "text/html; charset=utf-8");
+  // No 304 and no 206 for a 404.
+  Req q;
+  q.target = "/nope";
+  q.ifNoneMatch = header(r, "ETag");
+  q.range = "bytes=0-1";
+  r = run(sf, q);
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(bodyOf(r), "<p>no such page</p>\n");
+  EXPECT_EQ(get(sf, "/hello.txt").status, 200);
+  // With a fallback too, the fallback wins.
+  o.fallback = "hello.txt";
+  StaticFiles both(o);
+  EXPECT_EQ(get(both, "/nope").status, 200);
+  EXPECT_EQ(bodyOf(get(both, "/nope")), "hello world\n");
+}
+
 TEST_F(StaticFilesTest, EmptyFile) {
   StaticFiles sf(options());
   StaticResponse r = get(sf, "/empty.txt");

@@ -1,5 +1,5 @@
 """Site rules a web server in front of a real site needs on day one: dotfiles
-hidden by default, per-route response headers (set / append / remove, on
+hidden by default, a single-page app's fallback and a site's 404 page, per-route response headers (set / append / remove, on
 every kind of route and its error pages), redirects with $host, $path and
 $query, and per-client rate limits (429 with Retry-After)."""
 
@@ -81,6 +81,56 @@ def test_dotfiles_flag_and_config(tmp_path, logdir):
             assert roundtrip(s.port, get("/index.html")).status == 200
         finally:
             s.stop()
+
+
+# ---------------------------------------------------------------- pages
+
+def test_fallback_serves_a_single_page_app(tmp_path, logdir):
+    root = project(tmp_path)
+    s = KuaiServer(["serve", str(root), "--port", "0", "--fallback", "index.html"], logdir).start()
+    try:
+        for path in ("/users/42", "/deep/link/here?tab=2", "/.env", "/missing.css"):
+            r = roundtrip(s.port, get(path, headers=[("Accept-Encoding", "identity")]))
+            assert r.status == 200 and r.body == b"<h1>home</h1>\n", (path, r)
+            assert r.content_type == "text/html", (path, r)
+        assert roundtrip(s.port, get("/assets/app.js")).body == b"console.log(1)\n"
+        etag = roundtrip(s.port, get("/")).header("ETag")
+        r = roundtrip(s.port, get("/users/42", headers=[("If-None-Match", etag)]))
+        assert r.status == 304, r
+        r = roundtrip(s.port, build("POST", "/users/42", body=b"x"))
+        assert r.status == 405, r
+    finally:
+        s.stop()
+
+
+def test_not_found_page_and_config(tmp_path, logdir):
+    root = project(tmp_path)
+    (root / "404.html").write_text("<h1>nothing here</h1>\n")
+    s = start_config(tmp_path, logdir, {"listen": [{"port": 0}], "routes": [
+        {"match": "/", "static": {"root": str(root), "notFound": "/404.html"},
+         "headers": {"set": {"X-Site": "1"}}}]})
+    try:
+        with Conn(s.port) as c:
+            c.send(get("/nope") + build("HEAD", "/nope") + get("/index.html"))
+            r = c.read_response()
+            assert r.status == 404 and r.body == b"<h1>nothing here</h1>\n", r
+            assert r.content_type == "text/html" and r.header("X-Site") == "1", r
+            h = c.read_response(head=True)
+            assert h.status == 404 and h.header("Content-Length") == str(len(r.body)), h
+            assert c.read_response().body == b"<h1>home</h1>\n"
+    finally:
+        s.stop()
+    # A config that names a page that is not there does not start.
+    path = tmp_path / "bad.config.json"
+    path.write_text(json.dumps({"listen": [{"port": 0}], "routes": [
+        {"match": "/", "static": {"root": str(root), "fallback": "app.html"}}]}))
+    p = subprocess.run([KUAI, "--config", str(path)], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0, p
+    assert f"routes[0].static.fallback: app.html: no such file under {root}" in p.stderr, p.stderr
+    p = subprocess.run([KUAI, "serve", str(root), "--port", "0", "--not-found", "missing.html"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0, p
+    assert f"option --not-found: missing.html: no such file under {root}" in p.stderr, p.stderr
 
 
 # ---------------------------------------------------------------- headers
