@@ -154,6 +154,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   method(exProto, "setTrailers", &JsExchange::setTrailers);
   method(exProto, "setHighWater", &JsExchange::setHighWater);
   method(exProto, "abort", &JsExchange::abort);
+  method(exProto, "local", &JsExchange::local);
   exchangeTemplate.Reset(iso, ex);
 
   v8::Local<v8::FunctionTemplate> clientClass = v8::FunctionTemplate::New(iso);

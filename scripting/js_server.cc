@@ -387,6 +387,17 @@ void JsExchange::abort(const v8::FunctionCallbackInfo<v8::Value>& args) {
   self->maybeRelease();
 }
 
+void JsExchange::local(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  int port = 0;
+  std::string address = self->ex_->localAddress(port);
+  if (address.empty()) return;
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Value> pair[2] = {str(iso, address), v8::Integer::New(iso, port)};
+  args.GetReturnValue().Set(v8::Array::New(iso, pair, 2));
+}
+
 void JsExchange::end(const v8::FunctionCallbackInfo<v8::Value>& args) {
   JsExchange* self = from(args);
   if (!self) return;

@@ -117,6 +117,8 @@ class JsExchange final : public server::ExchangeListener {
   static void setTrailers(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setHighWater(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void abort(const v8::FunctionCallbackInfo<v8::Value>& args);
+  // () -> [address, port] of this end of the connection, or undefined.
+  static void local(const v8::FunctionCallbackInfo<v8::Value>& args);
 
  private:
   static JsExchange* from(const v8::FunctionCallbackInfo<v8::Value>& args);

@@ -74,6 +74,8 @@ class ExchangeSink {
   // The client's side of the connection.
   virtual std::string_view peerAddress() = 0;
   virtual int peerPort() = 0;
+  // This end of the connection (the address the client reached).
+  virtual std::string localAddress(int& port) = 0;
   virtual bool encrypted() const = 0;
   virtual uint64_t connectionId() const = 0;
 };
@@ -104,8 +106,11 @@ class Exchange {
   // Connection and Keep-Alive, then the framing), set before writeHead.
   // kOwnDate: the lines carry the Date field, or the handler wants none
   // (sendDate false); kOwnConnection / kOwnKeepAlive: the lines carry the
-  // handler's Connection / Keep-Alive field, written as given.
-  static constexpr uint8_t kNodeOrder = 1, kOwnDate = 2, kOwnConnection = 4, kOwnKeepAlive = 8;
+  // handler's Connection / Keep-Alive field, written as given;
+  // kOwnTransferEncoding: its Transfer-Encoding field (a body framed in
+  // chunks, length -1, gets no second one).
+  static constexpr uint8_t kNodeOrder = 1, kOwnDate = 2, kOwnConnection = 4, kOwnKeepAlive = 8,
+                           kOwnTransferEncoding = 16;
   void setHeadFlags(uint8_t flags) { headFlags_ = flags; }
   uint8_t headFlags() const { return headFlags_; }
   // kuai's own short text/plain page ("404 Not Found\n"), with Server; the
@@ -170,6 +175,11 @@ class Exchange {
   // The client (empty / 0 once the connection is gone).
   std::string_view remoteAddress() const { return sink_ ? sink_->peerAddress() : std::string_view(); }
   int remotePort() const { return sink_ ? sink_->peerPort() : 0; }
+  // The address and port the client connected to (empty / 0 once it is gone).
+  std::string localAddress(int& port) const {
+    port = 0;
+    return sink_ ? sink_->localAddress(port) : std::string();
+  }
   bool encrypted() const { return sink_ && sink_->encrypted(); }
   uint64_t connectionId() const { return sink_ ? sink_->connectionId() : 0; }
   bool headRequest() const { return head_; }

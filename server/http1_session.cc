@@ -329,7 +329,7 @@ void Http1Session::writeHead(int status, std::string_view reason, std::string_vi
       b.append("Content-Length: ", 16);
       appendNumber(b, uint64_t(length));
       b.append("\r\n", 2);
-    } else if (chunked_) {
+    } else if (chunked_ && !(headFlags & Exchange::kOwnTransferEncoding)) {
       b.append("Transfer-Encoding: chunked\r\n", 28);
     }
   };

@@ -55,6 +55,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   void setReading(Exchange& ex, bool on) override;
   std::string_view peerAddress() override { return transport_.peerAddress(); }
   int peerPort() override { return transport_.peerPort(); }
+  std::string localAddress(int& port) override { return transport_.localAddress(port); }
   bool encrypted() const override { return transport_.isTls(); }
   uint64_t connectionId() const override { return transport_.id(); }
 

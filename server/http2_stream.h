@@ -94,6 +94,7 @@ class Http2Session::Stream final : public ExchangeSink {
   }
   std::string_view peerAddress() override { return session_.transport_.peerAddress(); }
   int peerPort() override { return session_.transport_.peerPort(); }
+  std::string localAddress(int& port) override { return session_.transport_.localAddress(port); }
   bool encrypted() const override { return session_.transport_.isTls(); }
   uint64_t connectionId() const override { return session_.transport_.id(); }
 

@@ -265,24 +265,41 @@ void Transport::setReadPaused(bool paused) {
   reactor_.setReading(this, !paused);
 }
 
+namespace {
+
+std::string addressText(const sockaddr_storage& ss, int& port) {
+  char host[INET6_ADDRSTRLEN] = "";
+  port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+  }
+  return host;
+}
+
+}  // namespace
+
+std::string Transport::localAddress(int& port) const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  port = 0;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  return addressText(ss, port);
+}
+
 const std::string& Transport::peerAddress() {
   if (peerPort_ < 0) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "";
     peerPort_ = 0;
     if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        peerPort_ = ntohs(a->sin_port);
-      } else if (ss.ss_family == AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        peerPort_ = ntohs(a->sin6_port);
-      }
+      peerAddress_ = addressText(ss, peerPort_);
     }
-    peerAddress_ = host;
   }
   return peerAddress_;
 }

@@ -135,6 +135,9 @@ class alignas(16) Transport final {
   bool readPaused() const { return readPaused_; }
   // The peer's address (filled on first use) and port.
   const std::string& peerAddress();
+  // This end's address and port (getsockname, each call): empty / 0 when
+  // the socket has none.
+  std::string localAddress(int& port) const;
   int peerPort() {
     peerAddress();
     return peerPort_;

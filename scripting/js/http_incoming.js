@@ -15,6 +15,8 @@ const kParsedHeaders = Symbol('kuai.parsedHeaders');
 const kTrailers = Symbol('kuai.trailers');
 const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
+const kLocal = Symbol('kuai.local');  // [address, port] of a connection's own end, once asked
+const kLocalHandle = Symbol('kuai.localHandle');  // a handle of the connection, to ask
 // Node 26's default for both streams of an exchange.
 const kDefaultHighWater = 65536;
 
@@ -36,6 +38,8 @@ class KuaiSocket extends EventEmitter {
     this.readable = true;
     this.writable = true;
     this.destroyed = false;
+    this[kLocal] = undefined;
+    this[kLocalHandle] = null;
   }
   setTimeout() { return this; }
   destroy() { this.destroyed = true; return this; }
@@ -51,6 +55,37 @@ function installSocketStubs(proto) {
   Object.defineProperty(proto, 'address', { value() { return {}; }, writable: true, configurable: true });
 }
 installSocketStubs(KuaiSocket.prototype);
+
+// The connection's own end (localAddress, localPort, localFamily, address()),
+// asked of the native side on first use: few handlers look.
+function localOf(socket) {
+  let l = socket[kLocal];
+  if (l === undefined) {
+    const h = socket[kLocalHandle];
+    l = h ? h.local() : undefined;
+    if (l !== undefined) socket[kLocal] = l;  // (else asked again next time)
+  }
+  return l;
+}
+function familyOf(address) {
+  return address.includes(':') ? 'IPv6' : 'IPv4';
+}
+function installLocalAddress(proto) {
+  Object.defineProperties(proto, {
+    localAddress: { get() { const l = localOf(this); return l && l[0]; }, configurable: true },
+    localPort: { get() { const l = localOf(this); return l && l[1]; }, configurable: true },
+    localFamily: { get() { const l = localOf(this); return l && familyOf(l[0]); }, configurable: true },
+    address: {
+      value() {
+        const l = localOf(this);
+        return l ? { address: l[0], family: familyOf(l[0]), port: l[1] } : {};
+      },
+      writable: true,
+      configurable: true,
+    },
+  });
+}
+installLocalAddress(KuaiSocket.prototype);
 
 // Node's object of fields: names lower-cased, set-cookie an array, cookies
 // joined with '; ', a single-valued field's repeats dropped (joined with
@@ -193,6 +228,8 @@ class UpgradedSocket extends Stream.Duplex {
     this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
     this.encrypted = encrypted || undefined;
     this._writeCb = null;
+    this[kLocal] = undefined;
+    this[kLocalHandle] = handle;
   }
   _read() {
     // As Node: reading the socket lets an unread request body flow (and be
@@ -233,6 +270,7 @@ class UpgradedSocket extends Stream.Duplex {
   }
 }
 installSocketStubs(UpgradedSocket.prototype);
+installLocalAddress(UpgradedSocket.prototype);
 
 // Trailer fields as the native side hands them over ("Name: value\r\n"
 // lines: after a chunked body, or HTTP/2's trailing HEADERS): Node's
@@ -253,7 +291,7 @@ function setReceivedTrailers(msg, text) {
 }
 
 module.exports = {
-  kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater,
+  kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater, kLocalHandle,
   KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
   trailerFields, setReceivedTrailers,
 };

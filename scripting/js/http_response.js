@@ -4,9 +4,10 @@
 // checks Node makes of what a handler writes.
 
 const Stream = require('stream');
+const { inspect } = require('util');
 const { STATUS_CODES } = require('http');
 const {
-  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText,
+  kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText, addFieldLine,
 } = require('./outgoing_headers.js');
 const { kHandle, kDefaultHighWater } = require('./http_incoming.js');
 
@@ -18,6 +19,9 @@ const kNodeOrder = 1;
 const kOwnDate = 2;
 const kOwnConnection = 4;
 const kOwnKeepAlive = 8;
+const kOwnTransferEncoding = 16;
+// Node's test for a Transfer-Encoding field that makes it frame the body in chunks.
+const kChunkedRe = /(?:^|\W)chunked(?:$|\W)/i;
 
 class ServerResponse extends Stream {
   constructor(req) {
@@ -72,13 +76,32 @@ class ServerResponse extends Stream {
       throw codedError(RangeError, 'ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
     }
     this.statusCode = statusCode;
+    // As Node: the phrase is fixed here (a later statusCode keeps it).
     if (reason !== undefined) this.statusMessage = reason;
+    else if (!this.statusMessage) this.statusMessage = STATUS_CODES[statusCode] || 'unknown';
     if (headers) {
       if (Array.isArray(headers)) {
-        if (headers.length && Array.isArray(headers[0])) {
+        const pairs = headers.length > 0 && Array.isArray(headers[0]);
+        if (!pairs && headers.length % 2 !== 0) {
+          throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE',
+            `The argument 'headers' is invalid. Received ${inspect(headers)}`);
+        }
+        if (this[kHeaders].length === 0) {
+          // As Node when writeHead alone gives the fields: each pair a line
+          // of its own, in the order given.
+          if (pairs) {
+            for (const [k, v] of headers) addFieldLine(this, k, v);
+          } else {
+            for (let i = 0; i < headers.length; i += 2) addFieldLine(this, headers[i], headers[i + 1]);
+          }
+        } else if (pairs) {
           for (const [k, v] of headers) this.appendHeader(k, v);
         } else {
-          for (let i = 0; i + 1 < headers.length; i += 2) this.appendHeader(headers[i], headers[i + 1]);
+          // Over fields set before: those named here replaced, repeats kept.
+          for (let i = 0; i < headers.length; i += 2) this.removeHeader(headers[i]);
+          for (let i = 0; i < headers.length; i += 2) {
+            if (headers[i]) this.appendHeader(headers[i], headers[i + 1]);
+          }
         }
       } else {
         for (const k of Object.keys(headers)) {
@@ -108,7 +131,12 @@ class ServerResponse extends Stream {
       const name = h[i + 1];
       const value = h[i + 2];
       if (key === 'content-length') hasLength = true;
-      else if (key === 'transfer-encoding') this.chunkedEncoding = true;
+      else if (key === 'transfer-encoding') {
+        // As Node: the handler's own field goes out as given; when it says
+        // chunked, the body is still framed in chunks (by the native side).
+        layout |= kOwnTransferEncoding;
+        if (kChunkedRe.test(String(value))) this.chunkedEncoding = true;
+      }
       else if (key === 'date') layout |= kOwnDate;
       else if (key === 'connection') {
         layout |= kOwnConnection;
@@ -128,10 +156,9 @@ class ServerResponse extends Stream {
       }
     }
     if (this.chunkedEncoding) {
-      // The handler frames the body itself.
-      contentLength = -2;
-    } else if (hasLength) {
-      contentLength = -2;
+      contentLength = -1;  // chunks, under the handler's own field
+    } else if (hasLength || (layout & kOwnTransferEncoding)) {
+      contentLength = -2;  // the handler's own framing: the body as written
     }
     const handle = this[kHandle];
     const reason = this.statusMessage !== undefined ? this.statusMessage
@@ -301,7 +328,12 @@ class ServerResponse extends Stream {
     if (h && !this.headersSent) h.writeContinue();
     if (typeof cb === 'function') process.nextTick(cb);
   }
-  writeProcessing() {}
+  // 102 Processing before the head (as Node, which writes it as it is).
+  writeProcessing(cb) {
+    const h = this[kHandle];
+    if (h && !this.headersSent) h.writeInformational(102, '');
+    if (typeof cb === 'function') process.nextTick(cb);
+  }
 }
 
 installOutgoingHeaders(ServerResponse.prototype);
@@ -345,7 +377,7 @@ function checkStrictLength(res, chunk, fromEnd) {
 const kLinkValueRe = /^(?:<[^>]*>)(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*$/;
 function linkHints(link) {
   const bad = (v) => {
-    let shown = require('util').inspect(v);
+    let shown = inspect(v);
     if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
     return codedError(TypeError, 'ERR_INVALID_ARG_VALUE',
       'The argument \'hints\' must be an array or string of format "</styles.css>; rel=preload; as=style". ' +

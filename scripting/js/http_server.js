@@ -9,7 +9,7 @@
 const EventEmitter = require('events');
 const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
-  kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs,
+  kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs, kLocalHandle,
   IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
 } = require('./http_incoming.js');
 const {
@@ -319,6 +319,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     socket.server = server;
     sockets.set(connId, socket);
   }
+  socket[kLocalHandle] = handle;
   // An http2 server's HTTP/2 requests: Node's compatibility objects
   // (js/http2_server.js).
   const compat = version === 20 && server ? server[kCompat] : undefined;

@@ -208,7 +208,16 @@ function trailerLines(headers) {
   return lines;
 }
 
+// A field line of its own, after the others even when its name is there
+// already (writeHead's array form).
+function addFieldLine(message, name, value) {
+  message._assertHeadersOpen('set');
+  const key = keyToSet(name);
+  checkValue(name, value);
+  message[kHeaders].push(key, name, value);
+}
+
 module.exports = {
   kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText,
-  kTokenRe, kInvalidValueRe,
+  kTokenRe, kInvalidValueRe, addFieldLine,
 };

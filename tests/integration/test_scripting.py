@@ -98,6 +98,8 @@ def test_request_line_and_socket(live):
     assert got["httpVersion"] == "1.1", got
     assert got["remoteAddress"] == "127.0.0.1", got
     assert got["remotePortIsClients"], got
+    assert (got["localAddress"], got["localFamily"], got["localPortIsServers"], got["address"]) == (
+        "127.0.0.1", "IPv4", True, True), got
     assert got["sameSocketOnKeepAlive"], got
 
 
@@ -263,7 +265,8 @@ def test_status_and_reason(live, path, reason):
 
 @pytest.mark.parametrize("path", [
     "/headers-api", "/append-header", "/writehead-merge", "/writehead-reason", "/writehead-array",
-    "/late-setheader", "/chunked", "/fixed", "/empty", "/no-such-route",
+    "/late-setheader", "/chunked", "/fixed", "/empty", "/no-such-route", "/writehead-array-order",
+    "/writehead-array-over", "/writehead-array-odd", "/own-transfer-encoding", "/own-transfer-encoding-trailers",
 ])
 def test_response_shape(live, path):
     got = same_response(live, build("GET", path), f"GET {path}")
@@ -287,9 +290,17 @@ def test_response_shape(live, path):
         assert got["body"] == b"part;code=ERR_HTTP_HEADERS_SENT", got
     elif path == "/chunked":
         assert got["framing"].get("transfer-encoding") == ["chunked"], got
+    elif path == "/writehead-array-order":
+        assert [h for h in got["headers"] if h[0].startswith("X-")] == [("X-A", "1"), ("X-B", "2"), ("X-A", "3")]
+    elif path == "/writehead-array-odd":
+        assert (got["status"], got["reason"]) == (400, "OK"), got
+        assert got["body"].startswith(b"ERR_INVALID_ARG_VALUE The argument 'headers' is invalid."), got
+    elif path.startswith("/own-transfer-encoding"):
+        assert got["framing"].get("transfer-encoding") == ["chunked"], got
+        assert got["body"] in (b"xy", b"ab"), got
 
 
-@pytest.mark.parametrize("path", ["/set-headers", "/early-hints", "/trailers"])
+@pytest.mark.parametrize("path", ["/set-headers", "/early-hints", "/trailers", "/processing"])
 def test_response_extras_byte_for_byte(live, path):
     """setHeaders, writeEarlyHints (a 103 before the response) and addTrailers
     (after the last chunk): the bytes on the wire as node's, Date and the
@@ -310,6 +321,8 @@ def test_response_extras_byte_for_byte(live, path):
         assert b"Link: </a.css>; rel=preload; as=style, </b.js>; rel=preload" in got, got
     elif path == "/trailers":
         assert b"X-T: done" in got and got.count(b"X-U: 1") == 1, got
+    elif path == "/processing":
+        assert got[:2] == [b"HTTP/1.1 102 Processing", b""], got
     else:
         assert got.count(b"Set-Cookie: a=1") + got.count(b"set-cookie: a=1") == 1, got
 

@@ -62,6 +62,11 @@ const routes = {
       remoteAddress: sock.remoteAddress,
       remotePort: sock.remotePort,
       remoteFamily: sock.remoteFamily,
+      localAddress: sock.localAddress,
+      localFamily: sock.localFamily,
+      localPortIsServers: sock.localPort === port,
+      address: sock.address().address === sock.localAddress && sock.address().port === sock.localPort &&
+        sock.address().family === sock.localFamily,
       encrypted: String(sock.encrypted),
       connectionIsSocket: req.connection === sock && res.socket === sock,
       socketSerial: sock.kuaiTestSerial,
@@ -218,6 +223,48 @@ const routes = {
   '/writehead-array'(req, res) {
     res.writeHead(200, ['X-Arr', 'one', 'X-Arr', 'two', 'Content-Type', 'text/plain']);
     res.end('array');
+  },
+
+  // writeHead's array alone: each pair a line, in order; over fields set
+  // before: those replaced, the pairs grouped; an odd count: an error (and
+  // the status phrase writeHead fixed stays).
+  '/writehead-array-order'(req, res) {
+    res.writeHead(200, ['X-A', '1', 'X-B', '2', 'X-A', '3']);
+    res.end('order');
+  },
+  '/writehead-array-over'(req, res) {
+    res.setHeader('X-A', '0');
+    res.setHeader('X-C', 'c');
+    res.writeHead(200, ['X-A', '1', 'X-B', '2', 'X-A', '3']);
+    res.end('over');
+  },
+  '/writehead-array-odd'(req, res) {
+    try {
+      res.writeHead(200, ['X-A', '1', 'X-B']);
+    } catch (e) {
+      res.statusCode = 400;
+      res.end(`${e.code} ${e.message}`);
+    }
+  },
+
+  // The handler's own Transfer-Encoding: chunked: the body still goes out
+  // in chunks (under its field, not a second one), trailers too.
+  '/own-transfer-encoding'(req, res) {
+    res.setHeader('Transfer-Encoding', 'chunked');
+    res.write('x');
+    res.end('y');
+  },
+  '/own-transfer-encoding-trailers'(req, res) {
+    res.writeHead(200, { 'Transfer-Encoding': 'chunked', Trailer: 'X-T' });
+    res.write('a');
+    res.addTrailers({ 'X-T': 'v' });
+    setTimeout(() => res.end('b'), 5);
+  },
+
+  // 102 Processing before the response.
+  '/processing'(req, res) {
+    res.writeProcessing();
+    res.end('processed');
   },
 
   // A setHeader after the head went out: the script reports the error code.
