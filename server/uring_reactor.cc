@@ -197,8 +197,12 @@ void UringReactor::armListener(Listener* l) {
   l->armed = true;
 }
 
-// The thread's event loop (libuv) signals work through its backend fd. A
-// restarted environment brings a new loop, hence a new fd: move the poll.
+// The thread's event loop (libuv) signals work through its backend fd (an
+// epoll fd), polled once per turn: a one-shot poll completes at once while
+// the fd is still ready, where a multishot poll waits for a new wake-up. (A
+// turn may leave work ready: libuv stops reading a socket after a short
+// read, and its EOF, already there, raises no new wake-up.) A restarted
+// environment brings a new loop, hence a new fd: move the poll.
 void UringReactor::armLoopPoll() {
   if (!loop_) return;
   int fd = loop_->fd();
@@ -209,7 +213,7 @@ void UringReactor::armLoopPoll() {
     io_uring_sqe_set_data64(c, kCancel);
   }
   io_uring_sqe* s = sqe();
-  io_uring_prep_poll_multishot(s, fd, POLLIN);
+  io_uring_prep_poll_add(s, fd, POLLIN);
   io_uring_sqe_set_data64(s, kLoopPoll);
   loopPollArmed_ = true;
   polledFd_ = fd;
@@ -464,7 +468,7 @@ void UringReactor::onCompletion(io_uring_cqe* cqe) {
   if (data == kLoopPoll) {
     if (cqe->res == -ECANCELED) return;  // the poll of a replaced loop
     loopReady_ = true;
-    if (!(cqe->flags & IORING_CQE_F_MORE)) loopPollArmed_ = false;
+    loopPollArmed_ = false;  // re-armed after the loop's turn
     return;
   }
   Op op = Op(data & kOpMask);

@@ -1,7 +1,9 @@
 """npm apps under kuai and under the pinned node: tests/apps/express_app.js
 (Express 5), tests/apps/koa_app.js (Koa 3 + @koa/router 15, and the same app
 on kuai's built-in App/Router with KOA_IMPL=kuai) and tests/apps/hono_app.js
-(Hono 4 on @hono/node-server 2, which needs Node >= 20). Each request goes to
+(Hono 4 on @hono/node-server 2, which needs Node >= 20) and
+tests/apps/proxy_app.js (Express 5 + http-proxy-middleware 3 in front of a
+test upstream). Each request goes to
 every server; the answers must equal node's (status, reason, body, headers as
 compared in test_scripting.py). Needs tests/apps/node_modules (tools/setup
 runs `npm ci` there)."""
@@ -267,3 +269,58 @@ def test_hono_engines_need_node_20():
     pkg = json.loads((MODULES / "@hono" / "node-server" / "package.json").read_text())
     assert pkg["version"].startswith("2."), pkg["version"]
     assert pkg["engines"]["node"] == ">=20", pkg["engines"]
+
+
+# --------------------------------------------------------------------------
+# A reverse proxy from npm: Express 5 + http-proxy-middleware 3
+# --------------------------------------------------------------------------
+
+# The upstream's per-connection counters differ between the two proxies.
+PER_CONNECTION = ("x-conn-count", "x-conn-id", "x-request-count")
+UPLOAD = bytes(range(256)) * 256  # 64 KiB
+
+
+@pytest.fixture(scope="module")
+def proxy_app(logdir):
+    if not (MODULES / "http-proxy-middleware").is_dir():
+        pytest.skip(f"{MODULES / 'http-proxy-middleware'} is missing (run tools/setup)")
+    from upstream import Upstream
+    up = Upstream("npm").start()
+    try:
+        pair = start_pair(logdir, APPS / "proxy_app.js", env={"UPSTREAM": f"http://{up.address}"})
+        yield pair
+        problems = stop_pair(pair)
+        if problems:
+            pytest.fail("\n".join(problems))
+    finally:
+        up.stop()
+
+
+@pytest.mark.parametrize("name,req", [
+    # The upstream's own Transfer-Encoding: chunked, copied onto the response.
+    ("chunked", build("GET", "/up/chunked/100000?size=777")),
+    ("chunked-trailers", build("GET", "/up/chunked/3000?trailer=1")),
+    ("length", build("GET", "/up/bytes/70000")),
+    ("close-delimited", build("GET", "/up/close-delimited/5000")),
+    ("drip", build("GET", "/up/drip?n=5&size=10&ms=20&chunked=1")),
+    ("no-content", build("GET", "/up/status/204")),
+    ("upload", build("POST", "/up/upload", headers=[("Content-Type", "application/octet-stream"),
+                                                   ("Content-Length", str(len(UPLOAD)))], body=UPLOAD)),
+    ("head", build("HEAD", "/up/bytes/1000")),
+    ("own", build("GET", "/own")),
+], ids=lambda v: v if isinstance(v, str) else "-")
+def test_npm_reverse_proxy_as_node(proxy_app, name, req):
+    def probe(proc):
+        r = shape(exchange(proc.port, [req], heads=[name == "head"])[0])
+        r["headers"] = [(k, v) for k, v in r["headers"] if k.lower() not in PER_CONNECTION]
+        return r
+
+    alive(proxy_app.node, proxy_app.kuai)
+    got = probe(proxy_app.kuai)
+    if proxy_app.node is not None:
+        expected = probe(proxy_app.node)
+        assert got == expected, f"{name}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}"
+    if name == "chunked":
+        assert got["framing"].get("transfer-encoding") == ["chunked"] and len(got["body"]) == 100000, got
+    if name == "upload":
+        assert json.loads(got["body"])["length"] == len(UPLOAD), got
