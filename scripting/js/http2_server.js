@@ -11,6 +11,7 @@ const {
   Server, HttpsServer, IncomingMessage, ServerResponse, kCompat, kParsedHeaders, kHandle,
   kTrailerLines, linkHints,
 } = require('./http_server');
+const { kImplicitLength } = require('./http_response.js');
 const { codedError, receivedText, kTokenRe, kInvalidValueRe } = require('./outgoing_headers');
 const {
   emitStream, validStatus, headersSent, fieldLines, checkNotConnectionSpecific, kSession, kStreamId,
@@ -193,7 +194,7 @@ class Http2ServerResponse extends ServerResponse {
     } else if (headers) {
       for (const k of Object.keys(headers)) this.setHeader(k, headers[k]);
     }
-    this._sendHead(-1);
+    this._sendHead(this[kImplicitLength]);
     return this;
   }
 

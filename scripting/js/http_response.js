@@ -14,6 +14,12 @@ const { kHandle, kDefaultHighWater } = require('./http_incoming.js');
 const kServer = Symbol('kuai.server');  // the response's Server (null: none)
 const kUniqueHeaders = Symbol('kuai.uniqueHeaders');  // a Server's uniqueHeaders
 const kTrailerLines = Symbol('kuai.trailerLines');  // addTrailers
+// The body's length when end(data) makes the head: writeHead, called through
+// _implicitHeader as in Node (where on-headers and the like hook in), hands
+// it to _sendHead. -1 otherwise.
+const kImplicitLength = Symbol('kuai.implicitLength');
+// The head as sent (its status and the handler's fields), for _header.
+const kHeadLines = Symbol('kuai.headLines');
 // A response head's layout (server/exchange.h, Exchange::kNodeOrder...).
 const kNodeOrder = 1;
 const kOwnDate = 2;
@@ -42,7 +48,21 @@ class ServerResponse extends Stream {
     this.useChunkedEncodingByDefault = true;
     this[kHeaders] = [];
     this[kHandle] = null;
+    this[kImplicitLength] = -1;
+    this[kHeadLines] = null;
   }
+
+  // Node's _header, which libraries test to know whether the head is out
+  // (express-session, compression): the head's text once sent, else null.
+  get _header() {
+    if (!this.headersSent) return null;
+    const reason = this.statusMessage !== undefined ? this.statusMessage : (STATUS_CODES[this.statusCode] || 'unknown');
+    return `HTTP/1.1 ${this.statusCode} ${reason}\r\n${this[kHeadLines] || ''}\r\n`;
+  }
+  set _header(v) {
+    Object.defineProperty(this, '_header', { value: v, writable: true, configurable: true, enumerable: true });
+  }
+  get _headerSent() { return this.headersSent; }
 
   get socket() { return this.req ? this.req.socket : null; }
   set socket(v) { Object.defineProperty(this, 'socket', { value: v, writable: true, configurable: true }); }
@@ -109,7 +129,7 @@ class ServerResponse extends Stream {
         }
       }
     }
-    this._sendHead(-1);
+    this._sendHead(this[kImplicitLength]);
     return this;
   }
 
@@ -155,11 +175,14 @@ class ServerResponse extends Stream {
         lines += name + ': ' + value + '\r\n';
       }
     }
+    // As Node: a Content-Length the handler removed is not put back.
+    if (contentLength >= 0 && this._removedContLen) contentLength = -1;
     if (this.chunkedEncoding) {
       contentLength = -1;  // chunks, under the handler's own field
     } else if (hasLength || (layout & kOwnTransferEncoding)) {
       contentLength = -2;  // the handler's own framing: the body as written
     }
+    this[kHeadLines] = lines;
     const handle = this[kHandle];
     const reason = this.statusMessage !== undefined ? this.statusMessage
       : (STATUS_CODES[this.statusCode] || 'unknown');
@@ -168,9 +191,12 @@ class ServerResponse extends Stream {
     if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive, layout);
   }
 
-  flushHeaders() { this._sendHead(-1); }
+  flushHeaders() {
+    if (!this.headersSent) this._implicitHeader();
+  }
 
-  _implicitHeader() { this._sendHead(-1); }
+  // As Node: the head a write or end makes goes through writeHead.
+  _implicitHeader() { this.writeHead(this.statusCode); }
 
   write(chunk, encoding, cb) {
     if (typeof encoding === 'function') {
@@ -204,7 +230,7 @@ class ServerResponse extends Stream {
     }
     if (this[kServer] && this[kServer].rejectNonStandardBodyWrites) checkBodyAllowed(this);
     if (this.strictContentLength) checkStrictLength(this, chunk, false);
-    if (!this.headersSent) this._sendHead(-1);
+    if (!this.headersSent) this._implicitHeader();
     const handle = this[kHandle];
     const ok = handle ? handle.write(chunk) : true;
     if (cb) process.nextTick(cb);
@@ -235,7 +261,12 @@ class ServerResponse extends Stream {
       if (chunk !== undefined && chunk !== null) {
         length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
       }
-      this._sendHead(length);
+      this[kImplicitLength] = length;
+      try {
+        this._implicitHeader();
+      } finally {
+        this[kImplicitLength] = -1;
+      }
     }
     this.writableEnded = true;
     this.finished = true;
@@ -393,5 +424,6 @@ function linkHints(link) {
 }
 
 module.exports = {
-  kServer, kUniqueHeaders, kTrailerLines, ServerResponse, bodyForbidden, checkBodyAllowed, linkHints,
+  kServer, kUniqueHeaders, kTrailerLines, kImplicitLength, ServerResponse, bodyForbidden, checkBodyAllowed,
+  linkHints,
 };

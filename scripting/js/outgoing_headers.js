@@ -157,6 +157,14 @@ const outgoingHeaderMethods = {
   removeHeader(name) {
     checkNameType(name);
     this._assertHeadersOpen('remove');
+    // As Node: what the handler takes away, the server does not add back.
+    switch (keyOf(name)) {
+      case 'content-length': this._removedContLen = true; break;
+      case 'connection': this._removedConnection = true; break;
+      case 'transfer-encoding': this._removedTE = true; break;
+      case 'date': this.sendDate = false; break;
+      default: break;
+    }
     const list = this[kHeaders];
     const i = fieldAt(list, keyOf(name));
     if (i >= 0) list.splice(i, 3);

@@ -267,6 +267,7 @@ def test_status_and_reason(live, path, reason):
     "/headers-api", "/append-header", "/writehead-merge", "/writehead-reason", "/writehead-array",
     "/late-setheader", "/chunked", "/fixed", "/empty", "/no-such-route", "/writehead-array-order",
     "/writehead-array-over", "/writehead-array-odd", "/own-transfer-encoding", "/own-transfer-encoding-trailers",
+    "/hooked-writehead?via=end", "/hooked-writehead?via=write", "/hooked-writehead?via=flush", "/removed-fields",
 ])
 def test_response_shape(live, path):
     got = same_response(live, build("GET", path), f"GET {path}")
@@ -295,6 +296,13 @@ def test_response_shape(live, path):
     elif path == "/writehead-array-odd":
         assert (got["status"], got["reason"]) == (400, "OK"), got
         assert got["body"].startswith(b"ERR_INVALID_ARG_VALUE The argument 'headers' is invalid."), got
+    elif path.startswith("/hooked-writehead"):
+        assert got["status"] == 203 and ("X-Hook-Args", "[203]") in got["headers"], got
+        assert ("X-Header-Before", "null") in got["headers"], got
+        if not path.endswith("end"):
+            assert got["body"].endswith(b"calls=1 header=string HTTP/1.1 203 Non-Authoritative Information"), got
+    elif path == "/removed-fields":
+        assert got["framing"].get("transfer-encoding") == ["chunked"] and not got["has_date"], got
     elif path.startswith("/own-transfer-encoding"):
         assert got["framing"].get("transfer-encoding") == ["chunked"], got
         assert got["body"] in (b"xy", b"ab"), got

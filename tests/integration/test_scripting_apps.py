@@ -3,20 +3,22 @@
 on kuai's built-in App/Router with KOA_IMPL=kuai) and tests/apps/hono_app.js
 (Hono 4 on @hono/node-server 2, which needs Node >= 20) and
 tests/apps/proxy_app.js (Express 5 + http-proxy-middleware 3 in front of a
-test upstream). Each request goes to
+test upstream) and tests/apps/middleware_app.js (Express 5 with morgan,
+helmet, cors, compression, express-session, multer). Each request goes to
 every server; the answers must equal node's (status, reason, body, headers as
 compared in test_scripting.py). Needs tests/apps/node_modules (tools/setup
 runs `npm ci` there)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
 import pytest
 
 from conftest import REPO
-from httpraw import build
+from httpraw import Conn, build
 from script_harness import (NODE, NO_SCRIPTING, ScriptProc, exchange, free_ports, shape,
                             start_pair, stop_pair)
 
@@ -324,3 +326,84 @@ def test_npm_reverse_proxy_as_node(proxy_app, name, req):
         assert got["framing"].get("transfer-encoding") == ["chunked"] and len(got["body"]) == 100000, got
     if name == "upload":
         assert json.loads(got["body"])["length"] == len(UPLOAD), got
+
+
+# --------------------------------------------------------------------------
+# Express 5 with the common middleware (several hook res.writeHead)
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def middleware(logdir):
+    for name in ("compression", "express-session", "morgan", "helmet", "cors", "multer"):
+        if not (MODULES / name).is_dir():
+            pytest.skip(f"{MODULES / name} is missing (run tools/setup)")
+    pair = start_pair(logdir, APPS / "middleware_app.js")
+    yield pair
+    problems = stop_pair(pair)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+MULTIPART = (b'--XyZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi there\r\n'
+             b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+             b'Content-Type: text/plain\r\n\r\n' + b"z" * 3000 + b'\r\n--XyZ--\r\n')
+FORM = b"a=1&b=two+words"
+
+
+@pytest.mark.parametrize("name,req", [
+    ("gzip-send", build("GET", "/big", headers=[("Accept-Encoding", "gzip")])),
+    ("gzip-static", build("GET", "/static/app.js", headers=[("Accept-Encoding", "gzip")])),
+    ("identity-static", build("GET", "/static/app.js")),
+    ("gzip-stream", build("GET", "/stream", headers=[("Accept-Encoding", "gzip")])),
+    ("range-static", build("GET", "/static/app.js", headers=[("Range", "bytes=3-40")])),
+    ("cors-preflight", build("OPTIONS", "/form", headers=[("Origin", "https://example.com"),
+                                                         ("Access-Control-Request-Method", "POST")])),
+    ("form", build("POST", "/form", headers=[("Content-Type", "application/x-www-form-urlencoded"),
+                                             ("Content-Length", str(len(FORM)))], body=FORM)),
+    ("upload", build("POST", "/upload", headers=[("Content-Type", "multipart/form-data; boundary=XyZ"),
+                                                 ("Content-Length", str(len(MULTIPART)))], body=MULTIPART)),
+], ids=lambda v: v if isinstance(v, str) else "-")
+def test_express_middleware_as_node(middleware, name, req):
+    def probe(proc):
+        r = shape(exchange(proc.port, [req])[0])
+        # A new session's id is random: its cookie is compared by name.
+        r["headers"] = [(k, v.split("=")[0] if v.startswith("connect.sid=") else v)
+                        for k, v in r["headers"] if k.lower() not in ("etag", "last-modified")]
+        return r
+
+    alive(middleware.node, middleware.kuai)
+    got = probe(middleware.kuai)
+    if middleware.node is not None:
+        expected = probe(middleware.node)
+        assert got == expected, f"{name}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}"
+    headers = dict((k.lower(), v) for k, v in got["headers"])
+    if name != "cors-preflight":  # (answered by cors, before the session)
+        assert headers.get("set-cookie") == "connect.sid", got  # express-session's, set through writeHead
+    if name.startswith("gzip"):
+        assert headers.get("content-encoding") == "gzip", got
+        expected_start = {"gzip-send": b"yyy", "gzip-static": b"// a script", "gzip-stream": b"chunk 0\n"}[name]
+        assert gzip.decompress(got["body"]).startswith(expected_start), got
+    if name == "upload":
+        assert json.loads(got["body"]) == {"name": "a.txt", "size": 3000, "note": "hi there"}, got
+
+
+def test_express_session_round_trip(middleware):
+    """The session cookie comes back and the session counts, as under node
+    (one connection: kuai's threads each keep their own memory store and
+    log)."""
+    def visits(proc):
+        with Conn(proc.port) as c:
+            c.send(build("GET", "/session"))
+            _, first = c.read_final()
+            cookie = first.header("Set-Cookie").split(";")[0]
+            c.send(build("GET", "/session", headers=[("Cookie", cookie)]))
+            _, second = c.read_final()
+            c.send(build("GET", "/log"))
+            _, log = c.read_final()
+        return json.loads(first.body), json.loads(second.body), json.loads(log.body)[-2:]
+
+    alive(middleware.node, middleware.kuai)
+    got = visits(middleware.kuai)
+    assert got == ({"views": 1}, {"views": 2}, ["GET /session 200 11", "GET /session 200 11"]), got
+    if middleware.node is not None:
+        assert visits(middleware.node) == got

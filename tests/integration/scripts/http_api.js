@@ -261,6 +261,35 @@ const routes = {
     setTimeout(() => res.end('b'), 5);
   },
 
+  // writeHead wrapped the way on-headers wraps it (compression,
+  // express-session, morgan): the head that write(), end() or flushHeaders()
+  // makes goes through it, and _header says when the head is out.
+  '/hooked-writehead'(req, res) {
+    const via = new URL(req.url, 'http://x').searchParams.get('via');
+    const writeHead = res.writeHead;
+    let calls = 0;
+    res.writeHead = function hooked(...args) {
+      calls++;
+      this.setHeader('X-Hook-Args', JSON.stringify(args));
+      this.setHeader('X-Header-Before', String(this._header));
+      return writeHead.apply(this, args);
+    };
+    res.statusCode = 203;
+    const after = () => `calls=${calls} header=${typeof res._header} ${res._header.split('\r\n')[0]}`;
+    if (via === 'end') return res.end('body');
+    if (via === 'flush') res.flushHeaders();
+    else res.write('first;');
+    res.end(after());
+  },
+  // Fields the handler removed are not added back: Content-Length (the body
+  // goes in chunks) and Date.
+  '/removed-fields'(req, res) {
+    res.setHeader('Content-Length', 5);
+    res.removeHeader('Content-Length');
+    res.removeHeader('Date');
+    res.end('hello');
+  },
+
   // 102 Processing before the response.
   '/processing'(req, res) {
     res.writeProcessing();
