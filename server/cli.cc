@@ -341,16 +341,7 @@ struct Parser {
         std::string v;
         if (!value(a, v)) return false;
         std::string written = v;
-        // A file under the root: its leading '/' dropped, no . or .. segments.
-        v.erase(0, std::min(v.find_first_not_of('/'), v.size()));
-        bool ok = !v.empty() && v.back() != '/';
-        for (size_t i = 0; ok && i < v.size();) {
-          size_t end = std::min(v.find('/', i), v.size());
-          std::string_view seg = std::string_view(v).substr(i, end - i);
-          ok = !seg.empty() && seg != "." && seg != "..";
-          i = end + 1;
-        }
-        if (!ok) return fail("option " + a + ": '" + written + "' must be a file's path under the served directory");
+        if (!normaliseRootPath(v)) return fail("option " + a + ": '" + written + "' must be a file's path under the served directory");
         (a == "--fallback" ? c.statics.fallback : c.statics.notFound) = v;
       } else if (a == "--list") {
         if (inlineValue) return fail("option --list takes no value");

@@ -405,16 +405,7 @@ bool listeners(Walk& w, const Value& v, const std::string& at, Site& site) {
 // without its leading '/'; no "." or ".." segments.
 bool pathUnderRoot(Walk& w, const Value& v, const std::string& at, std::string& out) {
   if (!w.string(v, at, out)) return false;
-  size_t start = out.find_first_not_of('/');
-  out.erase(0, start == std::string::npos ? out.size() : start);
-  bool ok = !out.empty() && out.back() != '/';
-  for (size_t i = 0; ok && i < out.size();) {
-    size_t end = std::min(out.find('/', i), out.size());
-    std::string_view seg = std::string_view(out).substr(i, end - i);
-    ok = !seg.empty() && seg != "." && seg != "..";
-    i = end + 1;
-  }
-  return ok ? true : w.expected(at, "a file's path under the root, like 'index.html'", v);
+  return normaliseRootPath(out) || w.expected(at, "a file's path under the root, like 'index.html'", v);
 }
 
 const Schema<StaticOptions>& staticSchema() {

@@ -595,6 +595,18 @@ void appendContentRange(std::string& h, const ByteRange& r, uint64_t size) {
 
 // --- StaticFiles ------------------------------------------------------------
 
+bool normaliseRootPath(std::string& path) {
+  path.erase(0, std::min(path.find_first_not_of('/'), path.size()));
+  if (path.empty() || path.back() == '/') return false;
+  for (size_t i = 0; i < path.size();) {
+    size_t end = std::min(path.find('/', i), path.size());
+    std::string_view seg = std::string_view(path).substr(i, end - i);
+    if (seg.empty() || seg == "." || seg == "..") return false;
+    i = end + 1;
+  }
+  return true;
+}
+
 StaticFiles::StaticFiles(StaticOptions options) : options_(std::move(options)) {
   rootFd_ = ::open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootFd_ < 0) {

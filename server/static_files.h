@@ -99,6 +99,12 @@ struct StaticResponse {
   bool hasBody() const { return contentLength > 0; }
 };
 
+// A file's path under a static root as the config or the command line gives
+// it ("index.html", "/errors/404.html"): its leading '/' dropped, in place.
+// False for an empty path, a directory's (ending in '/'), or "." / ".."
+// segments.
+bool normaliseRootPath(std::string& path);
+
 class StaticFiles {
  public:
   // Opens the root; throws std::runtime_error with a message naming the path

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import REPO
 from httpraw import Conn, build
-from script_harness import (NODE, NO_SCRIPTING, ScriptProc, exchange, free_ports, shape,
+from script_harness import (NODE, NO_SCRIPTING, ScriptProc, assert_same, exchange, free_ports, shape,
                             start_pair, stop_pair)
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
@@ -318,10 +318,7 @@ def test_npm_reverse_proxy_as_node(proxy_app, name, req):
         return r
 
     alive(proxy_app.node, proxy_app.kuai)
-    got = probe(proxy_app.kuai)
-    if proxy_app.node is not None:
-        expected = probe(proxy_app.node)
-        assert got == expected, f"{name}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}"
+    got = assert_same(proxy_app, probe, name)
     if name == "chunked":
         assert got["framing"].get("transfer-encoding") == ["chunked"] and len(got["body"]) == 100000, got
     if name == "upload":
@@ -372,10 +369,7 @@ def test_express_middleware_as_node(middleware, name, req):
         return r
 
     alive(middleware.node, middleware.kuai)
-    got = probe(middleware.kuai)
-    if middleware.node is not None:
-        expected = probe(middleware.node)
-        assert got == expected, f"{name}: kuai differs from node\n  node: {expected!r}\n  kuai: {got!r}"
+    got = assert_same(middleware, probe, name)
     headers = dict((k.lower(), v) for k, v in got["headers"])
     if name != "cors-preflight":  # (answered by cors, before the session)
         assert headers.get("set-cookie") == "connect.sid", got  # express-session's, set through writeHead
@@ -403,7 +397,5 @@ def test_express_session_round_trip(middleware):
         return json.loads(first.body), json.loads(second.body), json.loads(log.body)[-2:]
 
     alive(middleware.node, middleware.kuai)
-    got = visits(middleware.kuai)
+    got = assert_same(middleware, visits, "session round trip")
     assert got == ({"views": 1}, {"views": 2}, ["GET /session 200 11", "GET /session 200 11"]), got
-    if middleware.node is not None:
-        assert visits(middleware.node) == got
