@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "server/header_lines.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/reactor.h"
@@ -81,23 +82,15 @@ class NvList {
 // `lower` (sized here, so the views stay put until nghttp2 copies them),
 // values trimmed, connection-specific fields left out.
 void addLines(NvList& nv, std::string& lower, std::string_view headerLines) {
-  lower.assign(headerLines.size(), '\0');
+  lower.assign(headerLines.size(), '\0');  // room for every name, lower-cased; never reallocated
   char* w = lower.data();
-  for (std::string_view rest = headerLines; !rest.empty();) {
-    size_t eol = rest.find("\r\n");
-    std::string_view line = rest.substr(0, eol);
-    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  forEachHeaderLine(headerLines, [&](std::string_view name, std::string_view value, std::string_view) {
+    if (name.empty()) return;
     char* nameAt = w;
-    for (char c : line.substr(0, colon)) *w++ = c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
-    std::string_view name(nameAt, colon);
-    if (connectionSpecific(name)) continue;
-    nv.add(field(name, value));
-  }
+    for (char c : name) *w++ = c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
+    std::string_view lowered(nameAt, name.size());
+    if (!connectionSpecific(lowered)) nv.add(field(lowered, value));
+  });
 }
 
 }  // namespace
@@ -329,7 +322,7 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
   auto* s = static_cast<Stream*>(source->ptr);
   size_t n = 0;
   bool drained;
-  s->next_ = FileRange{nullptr, s->bodyAt_, 0};
+  s->next_ = FileRange{nullptr, s->bodyAt_, 0, {}};
   s->nextHeld_ = false;
   if (!s->held_.bytes.empty()) {
     n = std::min(length, s->held_.bytes.size());
@@ -350,7 +343,7 @@ ssize_t Http2Session::Stream::read(nghttp2_session*, int32_t, uint8_t* buf, size
   } else if (!s->files_.empty()) {
     FileRange& f = s->files_.front();
     n = size_t(std::min<uint64_t>({f.length, uint64_t(length), http2::kFileChunk}));
-    s->next_ = FileRange{f.file, f.offset, n};
+    s->next_ = FileRange{f.file, f.offset, n, {}};
     f.offset += n;
     f.length -= n;
     if (f.length == 0) s->files_.erase(s->files_.begin());

@@ -55,7 +55,7 @@ class Http2Session::Stream final : public ExchangeSink {
     resume();
   }
   void sendFile(Exchange&, std::shared_ptr<OpenFile> file, uint64_t offset, uint64_t length) override {
-    files_.push_back({std::move(file), offset, length});
+    files_.push_back({std::move(file), offset, length, {}});
     resume();
   }
   void sendEnd(Exchange& ex) override {
