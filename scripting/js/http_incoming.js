@@ -17,6 +17,7 @@ const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
 const kLocal = Symbol('kuai.local');  // [address, port] of a connection's own end, once asked
 const kLocalHandle = Symbol('kuai.localHandle');  // a handle of the connection, to ask
+const kTimer = Symbol('kuai.timer');  // the socket's timeout while one of its requests is answered
 // Node 26's default for both streams of an exchange.
 const kDefaultHighWater = 65536;
 
@@ -38,12 +39,80 @@ class KuaiSocket extends EventEmitter {
     this.readable = true;
     this.writable = true;
     this.destroyed = false;
+    this.timeout = undefined;
+    this._httpMessage = null;  // the response being answered (as Node's)
     this[kLocal] = undefined;
     this[kLocalHandle] = null;
+    this[kTimer] = null;
   }
-  setTimeout() { return this; }
-  destroy() { this.destroyed = true; return this; }
+  // As Node's socket timeout: `ms` without a read or write while a request
+  // of this connection is answered emits 'timeout' (see onSocketTimeout).
+  setTimeout(ms, cb) {
+    ms = Number(ms) || 0;
+    this.timeout = ms;
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
+    armSocketTimer(this);
+    return this;
+  }
+  // Cuts the request being answered short (the connection closes, as Node's).
+  destroy() {
+    if (!this.destroyed) {
+      this.destroyed = true;
+      const res = this._httpMessage;
+      if (res !== null && !res.writableEnded) {
+        res.destroy();
+      } else {
+        const h = this[kLocalHandle];
+        if (h) h.abort();
+      }
+    }
+    return this;
+  }
   end() { return this; }
+}
+
+// The socket timeout runs while a request is answered: from its dispatch,
+// restarted by each chunk read or written, stopped when the response ends.
+// (Idle keep-alive connections are the native side's, keepAliveTimeout.)
+function armSocketTimer(socket) {
+  if (socket[kTimer] !== null) {
+    clearTimeout(socket[kTimer]);
+    socket[kTimer] = null;
+  }
+  if (socket.timeout > 0 && socket._httpMessage !== null) {
+    socket[kTimer] = setTimeout(onSocketTimeout, socket.timeout, socket);
+  }
+}
+
+function touchSocket(socket) {
+  if (socket !== null && socket !== undefined && socket[kTimer] !== null && socket[kTimer] !== undefined) {
+    socket[kTimer].refresh();
+  }
+}
+
+// The response `res` is done: its connection's timeout stops (a later request
+// of the connection starts it again).
+function releaseSocket(socket, res) {
+  if (socket === null || socket === undefined || socket._httpMessage !== res) return;
+  socket._httpMessage = null;
+  armSocketTimer(socket);
+}
+
+// As Node's server: 'timeout' on the socket, then on the request (while it is
+// not all in), the response and the server; when none of them has a
+// listener, the socket is destroyed (the exchange cut short).
+function onSocketTimeout(socket) {
+  socket[kTimer] = null;
+  socket.emit('timeout');
+  const res = socket._httpMessage;
+  const req = res !== null ? res.req : null;
+  const reqTimeout = req !== null && req !== undefined && !req.complete && req.emit('timeout', socket);
+  const resTimeout = res !== null && res.emit('timeout', socket);
+  const serverTimeout = socket.server ? socket.server.emit('timeout', socket) : false;
+  if (!reqTimeout && !resTimeout && !serverTimeout) socket.destroy();
 }
 
 // What the socket stand-ins (KuaiSocket, UpgradedSocket, the client's
@@ -185,6 +254,8 @@ class IncomingMessage extends Readable {
 
   setTimeout(ms, cb) {
     if (cb) this.on('timeout', cb);
+    const s = this[kSocket];
+    if (s !== null && s !== undefined) s.setTimeout(ms);
     return this;
   }
 
@@ -292,6 +363,7 @@ function setReceivedTrailers(msg, text) {
 
 module.exports = {
   kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater, kLocalHandle,
+  armSocketTimer, touchSocket, releaseSocket,
   KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
   trailerFields, setReceivedTrailers,
 };

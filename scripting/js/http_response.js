@@ -9,7 +9,7 @@ const { STATUS_CODES } = require('http');
 const {
   kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText, addFieldLine,
 } = require('./outgoing_headers.js');
-const { kHandle, kDefaultHighWater } = require('./http_incoming.js');
+const { kHandle, kDefaultHighWater, kSocket, touchSocket, releaseSocket } = require('./http_incoming.js');
 
 const kServer = Symbol('kuai.server');  // the response's Server (null: none)
 const kUniqueHeaders = Symbol('kuai.uniqueHeaders');  // a Server's uniqueHeaders
@@ -231,6 +231,8 @@ class ServerResponse extends Stream {
     if (this[kServer] && this[kServer].rejectNonStandardBodyWrites) checkBodyAllowed(this);
     if (this.strictContentLength) checkStrictLength(this, chunk, false);
     if (!this.headersSent) this._implicitHeader();
+    const req = this.req;
+    if (req) touchSocket(req[kSocket]);
     const handle = this[kHandle];
     const ok = handle ? handle.write(chunk) : true;
     if (cb) process.nextTick(cb);
@@ -270,6 +272,7 @@ class ServerResponse extends Stream {
     }
     this.writableEnded = true;
     this.finished = true;
+    if (this.req) releaseSocket(this.req[kSocket], this);
     const handle = this[kHandle];
     if (handle && this[kTrailerLines]) handle.setTrailers(this[kTrailerLines]);
     if (handle) handle.end(chunk === null ? undefined : chunk);
@@ -300,6 +303,7 @@ class ServerResponse extends Stream {
   _close() {
     if (this._closed) return;
     this._closed = true;
+    if (this.req) releaseSocket(this.req[kSocket], this);
     this.emit('close');
   }
 
@@ -320,6 +324,8 @@ class ServerResponse extends Stream {
 
   setTimeout(ms, cb) {
     if (cb) this.on('timeout', cb);
+    const s = this.req ? this.req[kSocket] : null;
+    if (s !== null && s !== undefined) s.setTimeout(ms);
     return this;
   }
 

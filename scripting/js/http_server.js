@@ -10,6 +10,7 @@ const EventEmitter = require('events');
 const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
   kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs, kLocalHandle,
+  armSocketTimer, touchSocket, kSocket,
   IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
 } = require('./http_incoming.js');
 const {
@@ -317,6 +318,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   if (socket === undefined) {
     socket = new KuaiSocket(remoteAddress, remotePort, encrypted);
     socket.server = server;
+    // As Node gives each new connection the server's timeout.
+    if (server && server.timeout > 0) socket.timeout = server.timeout;
     sockets.set(connId, socket);
   }
   socket[kLocalHandle] = handle;
@@ -348,6 +351,8 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   req[kRawHeaders] = rawHeaders;
   const res = compat ? new compat.Response(req)
     : server ? new server[kResClass](req) : new ServerResponse(req);
+  socket._httpMessage = res;
+  if (socket.timeout > 0) armSocketTimer(socket);
   res[kHandle] = handle;
   req[kHandle] = handle;
   res[kServer] = server;
@@ -517,6 +522,7 @@ module.exports = function install(http, nativeBinding, https) {
       }
       const req = handle.req;
       handle.body = true;
+      if (req) touchSocket(req[kSocket]);
       // Backpressure: past the stream's high-water mark, stop reading the
       // connection until the handler reads (_read) again.
       if (req && !req.push(chunk) && !handle.paused) {

@@ -1,0 +1,81 @@
+"""Socket timeouts in scripts (scripts/timeouts.js) under kuai and under node:
+req.setTimeout, res.setTimeout, socket.setTimeout and server.setTimeout fire
+after that long without a read or write, restart with each write, stop when
+the response ends; with nobody listening for 'timeout' the connection is
+destroyed, as is one a handler destroys."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from httpraw import ConnectionClosed, Conn, build
+from script_harness import NO_SCRIPTING, SCRIPTS, assert_same, start_pair, stop_pair
+
+pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
+
+
+@pytest.fixture(scope="module")
+def pair(logdir):
+    p = start_pair(logdir, SCRIPTS / "timeouts.js")
+    yield p
+    problems = stop_pair(p)
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def outcome(port, path, partial_body=False):
+    """(status, body) or "closed", and whether it came within 2 s.
+    partial_body: a POST announcing 10 bytes sends 3."""
+    start = time.monotonic()
+    with Conn(port, timeout=5) as c:
+        if partial_body:
+            c.send(build("POST", path, headers=[("Content-Length", "10")]) + b"abc")
+        else:
+            c.send(build("GET", path))
+        try:
+            _, r = c.read_final(timeout=5)
+            got = (r.status, r.body.decode())
+        except ConnectionClosed:
+            got = "closed"
+    return got, time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("path,expected", [
+    # The request hears of it only while it is not all in (as Node): a whole
+    # GET's timeout goes unheard, and the connection is destroyed.
+    ("/req-timeout", "closed"),
+    ("/res-timeout", (503, "response timed out true")),
+    ("/socket-timeout", "closed"),
+    ("/slow-writes", (200, "xxxxxxxxdone")),
+    ("/destroy", "closed"),
+])
+def test_timeouts_as_node(pair, path, expected):
+    got, soon = assert_same(pair, lambda p: outcome(p.port, path), path)
+    assert got == expected and soon, got
+
+
+def test_request_timeout_while_its_body_is_due(pair):
+    got = assert_same(pair, lambda p: outcome(p.port, "/req-timeout", partial_body=True), "partial body")
+    assert got == ((504, "request timed out"), True), got
+
+
+def test_server_timeout_cuts_a_hanging_request(pair):
+    got = assert_same(pair, lambda p: outcome(p.port + 1, "/hang"), "server.setTimeout")
+    assert got == ("closed", True), got
+    assert outcome(pair.kuai.port + 1, "/quick") == ((200, "quick"), True)
+
+
+def test_a_response_in_time_stops_its_timeout(pair):
+    def probe(p):
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/in-time"))
+            _, r = c.read_final()
+            time.sleep(0.4)  # past the 200 ms: nothing may fire
+            c.send(build("GET", "/fired"))
+            _, fired = c.read_final()
+        return r.body, json.loads(fired.body)
+
+    assert assert_same(pair, probe, "/in-time") == (b"ok", [])
