@@ -178,12 +178,25 @@ class Server extends EventEmitter {
     let host;
     let cb;
     if (typeof args[args.length - 1] === 'function') cb = args.pop();
+    let path;
     if (args.length && typeof args[0] === 'object' && args[0] !== null) {
       port = args[0].port;
       host = args[0].host;
+      path = args[0].path;
     } else {
       port = args[0];
       if (typeof args[1] === 'string') host = args[1];
+      if (typeof port === 'string' && !/^\d+$/.test(port)) path = port;
+    }
+    if (typeof path === 'string') {
+      // The reactors accept TCP connections only: say so plainly.
+      const e = codedError(Error, 'ERR_KUAI_UNIX_SOCKET',
+        `listen ${path}: kuai serves scripts on TCP ports; a Unix socket path is not supported ` +
+        '(listen on a port, e.g. listen(3000, \'127.0.0.1\'))');
+      e.syscall = 'listen';
+      e.address = path;
+      process.nextTick(() => this.emit('error', e));
+      return this;
     }
     if (typeof port === 'string' && /^\d+$/.test(port)) port = Number(port);
     if (port === undefined || port === null) port = 0;

@@ -788,6 +788,19 @@ def test_missing_module_exits_1():
         assert "Cannot find module 'kuai-test-no-such-module'" in p.stderr, f"{runtime}: {p.stderr!r}"
 
 
+@pytest.mark.parametrize("listen", ["'{sock}'", "{{ path: '{sock}' }}"])
+def test_unix_socket_listen_is_refused_plainly(tmp_path, listen):
+    """Scripts are served on TCP ports: listen(path) fails with a message that
+    says so (and what to do), and the start fails with exit 1."""
+    sock = tmp_path / "app.sock"
+    code = "require('http').createServer((q, s) => s.end()).listen(" + listen.format(sock=sock) + ")"
+    p = subprocess.run([KUAI, "--threads", str(THREADS), "-e", code], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p
+    assert f"listen {sock}: kuai serves scripts on TCP ports; a Unix socket path is not supported" in p.stderr, p
+    assert p.stderr.count("a Unix socket path is not supported") == 1, p.stderr
+
+
 def test_script_without_server_exits_0():
     """Like node, a script that starts nothing exits 0 once it has run."""
     try:
