@@ -146,6 +146,7 @@ bool StaticHandler::answerEncoded(const StaticRequest& sreq, std::string_view ac
       StaticRequest q;
       q.method = "GET";
       q.target = siblingTarget;
+      q.pagesForMissing = false;
       files_.handle(q, sibling_, reactor_.nowSeconds());
       if (sibling_.status == 200 && sibling_.contentLength > 0) {
         available |= bit(e);
@@ -182,7 +183,8 @@ bool StaticHandler::answerEncoded(const StaticRequest& sreq, std::string_view ac
     return true;
   }
 
-  std::shared_ptr<const Compressed> c = compressedBody(path, etag, e, r);
+  // Keyed by the file served (a fallback page answers many paths).
+  std::shared_ptr<const Compressed> c = compressedBody(r.fileKey, etag, e, r);
   if (!c) return false;
   if (noneMatch(sreq.ifNoneMatch, c->etag)) {
     std::string lines = "ETag: " + c->etag + "\r\n" + std::string(kVary);

@@ -788,6 +788,7 @@ void StaticFiles::serveEntry(const StaticRequest& req, const std::shared_ptr<Ent
   out.entryHeaders = e.headers;
   out.contentType = e.contentType;
   out.etag = e.etag;
+  out.fileKey = e.key;
 
   // If-None-Match wins; If-Modified-Since counts only without it.
   bool notModified = false;
@@ -981,6 +982,7 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   out.entryHeaders = {};
   out.contentType = {};
   out.etag = {};
+  out.fileKey = {};
   out.extraHeaders.clear();
   out.contentLength = 0;
   out.memory = {};
@@ -991,7 +993,7 @@ void StaticFiles::handle(const StaticRequest& req, StaticResponse& out, time_t n
   out.owned.clear();
   out.parts.clear();
   handlePath(req, out, now);
-  if (out.status == 404 && (!options_.fallback.empty() || !options_.notFound.empty())) {
+  if (out.status == 404 && req.pagesForMissing && (!options_.fallback.empty() || !options_.notFound.empty())) {
     serveMissing(req, out, now);
   }
 }

@@ -63,6 +63,9 @@ struct StaticRequest {
   std::string_view ifModifiedSince;
   std::string_view range;
   std::string_view ifRange;
+  // False: a path that is not there is a 404 even where the route has a
+  // fallback or notFound page (a precompressed sibling's lookup).
+  bool pagesForMissing = true;
 };
 
 struct StaticResponse {
@@ -76,6 +79,7 @@ struct StaticResponse {
   std::string_view entryHeaders;
   std::string_view contentType;  // a file's type (static storage), its ETag (in the entry)
   std::string_view etag;
+  std::string_view fileKey;  // the file's path under the root (in the entry): what was served
   std::string extraHeaders;
   uint64_t contentLength = 0;
   // Body: memory (a view kept alive by `hold` or `owned`), or a file range.

@@ -5,12 +5,14 @@ $query, and per-client rate limits (429 with Retry-After)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+import brotli
 import pytest
 
 from conftest import KUAI, KuaiServer
@@ -94,11 +96,36 @@ def test_fallback_serves_a_single_page_app(tmp_path, logdir):
             assert r.status == 200 and r.body == b"<h1>home</h1>\n", (path, r)
             assert r.content_type == "text/html", (path, r)
         assert roundtrip(s.port, get("/assets/app.js")).body == b"console.log(1)\n"
+        # Compressed answers: a file with no precompressed sibling is still
+        # itself (the sibling's lookup is not answered by the fallback), and
+        # the page for a missing path compresses the page.
         etag = roundtrip(s.port, get("/")).header("ETag")
         r = roundtrip(s.port, get("/users/42", headers=[("If-None-Match", etag)]))
         assert r.status == 304, r
         r = roundtrip(s.port, build("POST", "/users/42", body=b"x"))
         assert r.status == 405, r
+    finally:
+        s.stop()
+    # Compressed answers: a file with no precompressed sibling is still
+    # itself (the sibling's lookup is not answered by the fallback page), and
+    # a missing path gets the page compressed.
+    page = "<html>" + "<p>app shell</p>\n" * 100 + "</html>\n"
+    (root / "app.html").write_text(page)
+    (root / "assets" / "big.js").write_text("var x = 1;\n" * 400)
+    s = KuaiServer(["serve", str(root), "--port", "0", "--fallback", "/app.html"], logdir).start()
+    try:
+        for path, want in (("/assets/big.js", "var x = 1;\n" * 400), ("/users/7", page), ("/users/8", page),
+                           ("/assets/app.js", "console.log(1)\n")):
+            for encoding in ("gzip", "br"):
+                r = roundtrip(s.port, get(path, headers=[("Accept-Encoding", encoding)]))
+                assert r.status == 200, (path, r)
+                got = r.body
+                if r.header("Content-Encoding") == "gzip":
+                    got = gzip.decompress(got)
+                elif r.header("Content-Encoding") == "br":
+                    got = brotli.decompress(got)
+                assert got.decode() == want, (path, encoding, r)
+            assert r.header("Content-Encoding") == ("br" if len(want) > 256 else None), (path, r)
     finally:
         s.stop()
 
