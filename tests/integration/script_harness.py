@@ -5,6 +5,7 @@ exchange, same_response). What is compared and why is in test_scripting.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -182,6 +183,20 @@ def stop_pair(pair):
     for p in pair.procs():
         problems += p.stop()
     return problems
+
+
+@contextlib.contextmanager
+def running_pair(logdir, script, **kwargs):
+    """start_pair(...) for a with block (a module fixture's life); both
+    processes must then stop cleanly (exit status, no sanitizer report) or
+    the fixture fails."""
+    pair = start_pair(logdir, script, **kwargs)
+    try:
+        yield pair
+    finally:
+        problems = stop_pair(pair)
+    if problems:
+        pytest.fail("\n".join(problems))
 
 
 # --------------------------------------------------------------------------

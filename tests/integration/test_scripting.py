@@ -34,9 +34,8 @@ import pytest
 
 from conftest import KUAI, NODE
 from httpraw import Conn, ResponseTimeout, build, get
-from script_harness import (
-    NO_SCRIPTING, SCRIPTS, THREADS, Pair, ScriptProc, assert_same, both, exchange, free_ports,
-    get_json, key, same_response, shape, start_pair, stop_pair)
+from script_harness import (NO_SCRIPTING, SCRIPTS, THREADS, Pair, ScriptProc, assert_same, both, exchange,
+                            free_ports, get_json, key, running_pair, same_response, shape)
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
@@ -44,11 +43,8 @@ pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTIN
 @pytest.fixture(scope="module")
 def api(logdir):
     """scripts/http_api.js under node and kuai for the whole module."""
-    pair = start_pair(logdir, SCRIPTS / "http_api.js")
-    yield pair
-    problems = stop_pair(pair)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "http_api.js") as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ import pytest
 
 from conftest import REPO
 from httpraw import Conn, build
-from script_harness import (NODE, NO_SCRIPTING, ScriptProc, assert_same, exchange, free_ports, shape,
-                            start_pair, stop_pair)
+from script_harness import NO_SCRIPTING, ScriptProc, assert_same, exchange, free_ports, running_pair, shape
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
@@ -76,11 +75,8 @@ def start_app(logdir, runtime, script, env=None):
 
 @pytest.fixture(scope="module")
 def express(logdir):
-    pair = start_pair(logdir, APPS / "express_app.js")
-    yield pair
-    problems = stop_pair(pair)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, APPS / "express_app.js") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
@@ -248,11 +244,8 @@ HONO = [
 def hono(logdir):
     if not (MODULES / "@hono" / "node-server").is_dir() or not (MODULES / "hono").is_dir():
         pytest.fail(f"{MODULES}: hono or @hono/node-server is missing (run tools/setup)")
-    pair = start_pair(logdir, APPS / "hono_app.js")
-    yield pair
-    problems = stop_pair(pair)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, APPS / "hono_app.js") as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("name,req,status", HONO, ids=[c[0] for c in HONO])
@@ -285,15 +278,12 @@ UPLOAD = bytes(range(256)) * 256  # 64 KiB
 @pytest.fixture(scope="module")
 def proxy_app(logdir):
     if not (MODULES / "http-proxy-middleware").is_dir():
-        pytest.skip(f"{MODULES / 'http-proxy-middleware'} is missing (run tools/setup)")
+        pytest.fail(f"{MODULES / 'http-proxy-middleware'} is missing (run tools/setup)")
     from upstream import Upstream
     up = Upstream("npm").start()
     try:
-        pair = start_pair(logdir, APPS / "proxy_app.js", env={"UPSTREAM": f"http://{up.address}"})
-        yield pair
-        problems = stop_pair(pair)
-        if problems:
-            pytest.fail("\n".join(problems))
+        with running_pair(logdir, APPS / "proxy_app.js", env={"UPSTREAM": f"http://{up.address}"}) as pair:
+            yield pair
     finally:
         up.stop()
 
@@ -333,12 +323,9 @@ def test_npm_reverse_proxy_as_node(proxy_app, name, req):
 def middleware(logdir):
     for name in ("compression", "express-session", "morgan", "helmet", "cors", "multer"):
         if not (MODULES / name).is_dir():
-            pytest.skip(f"{MODULES / name} is missing (run tools/setup)")
-    pair = start_pair(logdir, APPS / "middleware_app.js")
-    yield pair
-    problems = stop_pair(pair)
-    if problems:
-        pytest.fail("\n".join(problems))
+            pytest.fail(f"{MODULES / name} is missing (run tools/setup)")
+    with running_pair(logdir, APPS / "middleware_app.js") as pair:
+        yield pair
 
 
 MULTIPART = (b'--XyZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi there\r\n'

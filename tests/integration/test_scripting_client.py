@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import NODE
 from h2client import H2Client
-from script_harness import SCRIPTS, start_pair, stop_pair
+from script_harness import SCRIPTS, running_pair
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,15 +32,12 @@ def certdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pair(logdir, certdir):
-    p = start_pair(logdir, SCRIPTS / "http2_api.js", args=(str(certdir),),
-                   ready=r"^LISTENING (\d+) (\d+) (\d+)")
-    for proc in p.procs():
-        ports = proc.lines(r"^LISTENING")[0].split()[1:]
-        proc.h2c, proc.both, proc.only = (int(x) for x in ports)
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "http2_api.js", args=(str(certdir),),
+                      ready=r"^LISTENING (\d+) (\d+) (\d+)") as p:
+        for proc in p.procs():
+            ports = proc.lines(r"^LISTENING")[0].split()[1:]
+            proc.h2c, proc.both, proc.only = (int(x) for x in ports)
+        yield p
 
 
 def ask(port, path, method="GET", body=None, extra=(), authority="example.test"):
@@ -244,11 +241,8 @@ server.listen(Number(process.env.PORT), () => console.log(`LISTENING ${server.ad
 def stream_pair(logdir, tmp_path_factory):
     script = tmp_path_factory.mktemp("h2stream") / "stream.js"
     script.write_text(STREAM_SCRIPT)
-    p = start_pair(logdir, script)
-    yield p, script
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, script) as p:
+        yield p, script
 
 
 @pytest.mark.parametrize("path", ["/", "/file", "/missing", "/forbidden"])
@@ -289,13 +283,10 @@ def test_served_by_kuais_engine(pair):
 
 @pytest.fixture(scope="module")
 def api_pair(logdir):
-    p = start_pair(logdir, SCRIPTS / "http2_stream_api.js", ready=r"^LISTENING (\d+) (\d+)")
-    for proc in p.procs():
-        proc.core, proc.compat = (int(x) for x in proc.lines(r"^LISTENING")[0].split()[1:])
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "http2_stream_api.js", ready=r"^LISTENING (\d+) (\d+)") as p:
+        for proc in p.procs():
+            proc.core, proc.compat = (int(x) for x in proc.lines(r"^LISTENING")[0].split()[1:])
+        yield p
 
 
 NOW = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} 2\d{3} [\d:]{8} GMT$")

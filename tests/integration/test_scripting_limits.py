@@ -10,18 +10,15 @@ import json
 import pytest
 
 from httpraw import Conn, build
-from script_harness import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, running_pair
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
 
 @pytest.fixture(scope="module")
 def pair(logdir):
-    p = start_pair(logdir, SCRIPTS / "limits.js")
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "limits.js") as p:
+        yield p
 
 
 def ask(port, headers=(), body=b""):

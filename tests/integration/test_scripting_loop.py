@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from httpraw import build
-from script_harness import NO_SCRIPTING, SCRIPTS, ScriptProc, exchange, free_ports, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, ScriptProc, exchange, free_ports, running_pair
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
@@ -25,11 +25,8 @@ EXPECTED = ["sync", "nextTick", "promise", "microtask", "immediate", "timeout"]
 
 @pytest.fixture(scope="module")
 def pair(logdir):
-    p = start_pair(logdir, SCRIPTS / "loop_order.js")
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "loop_order.js") as p:
+        yield p
 
 
 def order(proc, req):

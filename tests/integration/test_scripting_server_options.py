@@ -11,19 +11,16 @@ import time
 import pytest
 
 from httpraw import Conn, build
-from script_harness import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, running_pair
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
 
 @pytest.fixture(scope="module", params=["0", "1"], ids=["dropped", "joined"])
 def pair(request, logdir):
-    p = start_pair(logdir, SCRIPTS / "server_options.js", env={"JOIN": request.param})
-    p.join = request.param == "1"
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "server_options.js", env={"JOIN": request.param}) as p:
+        p.join = request.param == "1"
+        yield p
 
 
 def test_options_are_checked_as_node(pair):

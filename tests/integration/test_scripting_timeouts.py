@@ -12,18 +12,15 @@ import time
 import pytest
 
 from httpraw import ConnectionClosed, Conn, build
-from script_harness import NO_SCRIPTING, SCRIPTS, assert_same, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, assert_same, running_pair
 
 pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
 
 
 @pytest.fixture(scope="module")
 def pair(logdir):
-    p = start_pair(logdir, SCRIPTS / "timeouts.js")
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "timeouts.js") as p:
+        yield p
 
 
 def outcome(port, path, partial_body=False):

@@ -4,9 +4,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 
 import pytest
 

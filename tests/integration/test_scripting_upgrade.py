@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from httpraw import Conn, build
-from script_harness import NO_SCRIPTING, SCRIPTS, start_pair, stop_pair
+from script_harness import NO_SCRIPTING, SCRIPTS, running_pair
 from upstream import ws_accept_for, ws_frame, ws_read_frame
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
@@ -26,11 +26,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def pair(logdir):
-    p = start_pair(logdir, SCRIPTS / "upgrade_expect.js", env={"APPS": str(APPS)})
-    yield p
-    problems = stop_pair(p)
-    if problems:
-        pytest.fail("\n".join(problems))
+    with running_pair(logdir, SCRIPTS / "upgrade_expect.js", env={"APPS": str(APPS)}) as p:
+        yield p
 
 
 class _Reader:
