@@ -292,7 +292,24 @@ class Server extends EventEmitter {
     return this;
   }
 
-  closeAllConnections() {}
+  // This reactor's connections (shared-nothing: each thread counts and
+  // closes its own, as each cluster worker does under Node).
+  getConnections(cb) {
+    let n = 0;
+    for (const socket of sockets.values()) {
+      if (socket.server === this && !socket.destroyed) n++;
+    }
+    if (typeof cb === 'function') process.nextTick(cb, null, n);
+    return this;
+  }
+  // Cuts every connection answering a request; idle keep-alive connections
+  // are the native side's and close at keepAliveTimeout (or when the
+  // listener's drain ends them).
+  closeAllConnections() {
+    for (const socket of [...sockets.values()]) {
+      if (socket.server === this && socket._httpMessage !== null) socket.destroy();
+    }
+  }
   closeIdleConnections() {}
   setTimeout(ms, cb) {
     this.timeout = ms;

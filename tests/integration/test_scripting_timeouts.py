@@ -2,7 +2,8 @@
 req.setTimeout, res.setTimeout, socket.setTimeout and server.setTimeout fire
 after that long without a read or write, restart with each write, stop when
 the response ends; with nobody listening for 'timeout' the connection is
-destroyed, as is one a handler destroys."""
+destroyed, as is one a handler destroys. server.getConnections and
+closeAllConnections (which cuts the connections answering a request)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def outcome(port, path, partial_body=False):
     ("/socket-timeout", "closed"),
     ("/slow-writes", (200, "xxxxxxxxdone")),
     ("/destroy", "closed"),
+    ("/close-all", "closed"),
 ])
 def test_timeouts_as_node(pair, path, expected):
     got, soon = assert_same(pair, lambda p: outcome(p.port, path), path)
@@ -76,3 +78,8 @@ def test_a_response_in_time_stops_its_timeout(pair):
         return r.body, json.loads(fired.body)
 
     assert assert_same(pair, probe, "/in-time") == (b"ok", [])
+
+
+def test_get_connections_counts_this_one(pair):
+    got, soon = outcome(pair.kuai.port, "/connections")
+    assert soon and got[0] == 200 and int(got[1].split("=")[1]) >= 1, got

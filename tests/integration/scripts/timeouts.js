@@ -2,6 +2,7 @@
 // Socket timeouts as Node has them: req.setTimeout, res.setTimeout,
 // socket.setTimeout and server.setTimeout, each restarted by reads and
 // writes; with nobody listening for 'timeout', the connection is destroyed.
+// And server.getConnections / closeAllConnections.
 // Two servers: $PORT (no server timeout) and $PORT + 1 (server.setTimeout(200)
 // with no callback). Prints "LISTENING <port>" once both listen.
 
@@ -50,6 +51,13 @@ const routes = {
   '/destroy'(req) {
     req.socket.destroy();
   },
+  '/connections'(req, res) {
+    server.getConnections((err, n) => res.end(err ? err.code : `connections=${n}`));
+  },
+  '/close-all'(req, res) {
+    res.write('bye');
+    server.closeAllConnections();
+  },
 };
 
 function handler(req, res) {
@@ -61,7 +69,7 @@ let listening = 0;
 function ready() {
   if (++listening === 2) console.log(`LISTENING ${port}`);
 }
-http.createServer(handler).listen(port, '127.0.0.1', ready);
+const server = http.createServer(handler).listen(port, '127.0.0.1', ready);
 // The server's own timeout, with no callback: a hanging request is cut.
 http.createServer((req, res) => {
   if (req.url === '/quick') res.end('quick');
