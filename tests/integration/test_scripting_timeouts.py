@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTIN
 
 @pytest.fixture(scope="module")
 def pair(logdir):
-    with running_pair(logdir, SCRIPTS / "timeouts.js") as p:
+    with running_pair(logdir, SCRIPTS / "timeouts.js", ready=r"^LISTENING (\d+) (\d+)") as p:
+        for proc in p.procs():
+            proc.timed = int(proc.lines(r"^LISTENING")[0].split()[2])
         yield p
 
 
@@ -62,9 +64,9 @@ def test_request_timeout_while_its_body_is_due(pair):
 
 
 def test_server_timeout_cuts_a_hanging_request(pair):
-    got = assert_same(pair, lambda p: outcome(p.port + 1, "/hang"), "server.setTimeout")
+    got = assert_same(pair, lambda p: outcome(p.timed, "/hang"), "server.setTimeout")
     assert got == ("closed", True), got
-    assert outcome(pair.kuai.port + 1, "/quick") == ((200, "quick"), True)
+    assert outcome(pair.kuai.timed, "/quick") == ((200, "quick"), True)
 
 
 def test_a_response_in_time_stops_its_timeout(pair):

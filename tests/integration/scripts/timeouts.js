@@ -3,8 +3,9 @@
 // socket.setTimeout and server.setTimeout, each restarted by reads and
 // writes; with nobody listening for 'timeout', the connection is destroyed.
 // And server.getConnections / closeAllConnections.
-// Two servers: $PORT (no server timeout) and $PORT + 1 (server.setTimeout(200)
-// with no callback). Prints "LISTENING <port>" once both listen.
+// Two servers: $PORT (no server timeout) and one on a free port
+// (server.setTimeout(200) with no callback). Prints "LISTENING <port>
+// <other port>" once both listen.
 
 const http = require('http');
 
@@ -67,10 +68,10 @@ function handler(req, res) {
 
 let listening = 0;
 function ready() {
-  if (++listening === 2) console.log(`LISTENING ${port}`);
+  if (++listening === 2) console.log(`LISTENING ${port} ${timed.address().port}`);
 }
 const server = http.createServer(handler).listen(port, '127.0.0.1', ready);
 // The server's own timeout, with no callback: a hanging request is cut.
-http.createServer((req, res) => {
+const timed = http.createServer((req, res) => {
   if (req.url === '/quick') res.end('quick');
-}).setTimeout(200).listen(port + 1, '127.0.0.1', ready);
+}).setTimeout(200).listen(0, '127.0.0.1', ready);
