@@ -5,7 +5,9 @@
 // callbacks C++ calls back into, and the environment's lifecycle (started,
 // restart, markExit, watchFiles). Each function gets its Environment as data.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
@@ -13,6 +15,7 @@
 #include "scripting/environment.h"
 #include "scripting/js_client.h"
 #include "scripting/js_server.h"
+#include "scripting/shared_sockets.h"
 #include "scripting/thread_scripting.h"
 #include "scripting/v8_util.h"
 #include "server/cli.h"
@@ -86,6 +89,8 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("restart", &Environment::restart);
   fn("started", &Environment::started);
   fn("watchFiles", &Environment::watchFiles);
+  fn("shareListen", &shareListen);
+  fn("shareUnlisten", &shareUnlisten);
   fn("lockInspector", &lockInspector);
   fn("unlockInspector", &unlockInspector);
   set("reactor", v8::Integer::New(iso, reactor_.index()));
@@ -261,7 +266,18 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
 
   int fd = -1;
   int bound = port;
-  if (slot->listener) {
+  if (port < 0) {
+    // A Unix socket (host is its path): one socket, a duplicate per reactor.
+    if (!slot->listener) {
+      fd = shareUnixSocket(host, 511);
+      if (fd < 0) {
+        std::string code = fd == -EADDRINUSE ? "EADDRINUSE" : fd == -EACCES ? "EACCES" : "ELISTEN";
+        throwError(iso, "listen " + code + ": " + (fd == -EADDRINUSE ? "address already in use" : std::strerror(-fd)) +
+                            " " + host, code.c_str());
+        return;
+      }
+    }
+  } else if (slot->listener) {
     std::lock_guard<std::mutex> lock(gListenMutex);
     bound = gListenPorts[key];
   } else {
@@ -321,6 +337,7 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
     tlsContext = tls::createTlsContext(config, tlsErr);
     if (!tlsContext) {
       if (fd >= 0) ::close(fd);
+      if (fd >= 0 && port < 0) releaseUnixSocket(host);
       throwError(iso, tlsErr, "ERR_KUAI_TLS");
       return;
     }
@@ -332,6 +349,9 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
     slot->listener->tls = std::move(tlsContext);
   } else {
     slot->listener = self->reactor_.addListener(fd, slot, std::move(tlsContext));
+    // A Unix socket is one socket for every reactor: closing it here must
+    // leave it listening for the others.
+    slot->listener->shared = port < 0;
   }
   slot->listener->h2c = !tls && http2 != 0;
   slot->listener->http1 = http2 != 2;

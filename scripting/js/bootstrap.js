@@ -86,9 +86,12 @@
   // import 'kuai' (ES modules), the end of an ES module entry's evaluation
   // (the script has started), and with --watch the files this thread loads.
   const kEsmIndex = kRootURL + 'kuai/index.mjs';
+  const kClusterModules = new Set(['cluster', 'node:cluster', 'dgram', 'node:dgram']);
+  let clusterWorker = null;  // js/cluster_worker.js's install, once loaded
   let mainURL = null;  // the main script's URL when it is an ES module
   Module.registerHooks({
     resolve(specifier, context, next) {
+      if (clusterWorker !== null && kClusterModules.has(specifier)) clusterWorker();
       if (specifier === 'kuai' || specifier === 'node:kuai') {
         if (!context.conditions || !context.conditions.includes('require')) {
           return { url: kEsmIndex, format: 'module', shortCircuit: true };
@@ -128,9 +131,12 @@
   };
 
   // The server side of http (and node:http: the same exports object).
-  const install = loadVirtual(kRoot + 'http_server.js');
-  install(require('http'), binding, require('https'));
+  const httpServer = loadVirtual(kRoot + 'http_server.js');
+  httpServer(require('http'), binding, require('https'));
   loadVirtual(kRoot + 'http2_server.js')(require('http2'));
+  // This environment is a cluster worker (installed before the first net
+  // listen, or when the script loads cluster or dgram).
+  clusterWorker = loadVirtual(kRoot + 'cluster_worker.js')(binding, require, httpServer.listeningServers);
 
   if (binding.inspect) openInspector();
   const afterStart = [];

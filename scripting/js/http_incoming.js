@@ -32,9 +32,10 @@ const kSingleValued = new Set([
 class KuaiSocket extends EventEmitter {
   constructor(remoteAddress, remotePort, encrypted) {
     super();
-    this.remoteAddress = remoteAddress;
-    this.remotePort = remotePort;
-    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    // (A Unix socket's peer has no address: undefined, as under Node.)
+    this.remoteAddress = remoteAddress || undefined;
+    this.remotePort = remoteAddress ? remotePort : undefined;
+    this.remoteFamily = remoteAddress ? familyOf(remoteAddress) : undefined;
     this.encrypted = encrypted || undefined;
     this.readable = true;
     this.writable = true;
@@ -132,6 +133,7 @@ function localOf(socket) {
   if (l === undefined) {
     const h = socket[kLocalHandle];
     l = h ? h.local() : undefined;
+    if (l !== undefined && !l[0]) l = null;  // a Unix socket: no address
     if (l !== undefined) socket[kLocal] = l;  // (else asked again next time)
   }
   return l;
@@ -141,9 +143,9 @@ function familyOf(address) {
 }
 function installLocalAddress(proto) {
   Object.defineProperties(proto, {
-    localAddress: { get() { const l = localOf(this); return l && l[0]; }, configurable: true },
-    localPort: { get() { const l = localOf(this); return l && l[1]; }, configurable: true },
-    localFamily: { get() { const l = localOf(this); return l && familyOf(l[0]); }, configurable: true },
+    localAddress: { get() { const l = localOf(this); return l ? l[0] : undefined; }, configurable: true },
+    localPort: { get() { const l = localOf(this); return l ? l[1] : undefined; }, configurable: true },
+    localFamily: { get() { const l = localOf(this); return l ? familyOf(l[0]) : undefined; }, configurable: true },
     address: {
       value() {
         const l = localOf(this);
@@ -294,9 +296,10 @@ class UpgradedSocket extends Stream.Duplex {
   constructor(handle, remoteAddress, remotePort, encrypted) {
     super({ allowHalfOpen: false });
     this[kHandle] = handle;
-    this.remoteAddress = remoteAddress;
-    this.remotePort = remotePort;
-    this.remoteFamily = remoteAddress && remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    // (A Unix socket's peer has no address: undefined, as under Node.)
+    this.remoteAddress = remoteAddress || undefined;
+    this.remotePort = remoteAddress ? remotePort : undefined;
+    this.remoteFamily = remoteAddress ? familyOf(remoteAddress) : undefined;
     this.encrypted = encrypted || undefined;
     this._writeCb = null;
     this[kLocal] = undefined;

@@ -189,13 +189,14 @@ class Server extends EventEmitter {
       if (typeof port === 'string' && !/^\d+$/.test(port)) path = port;
     }
     if (typeof path === 'string') {
-      // The reactors accept TCP connections only: say so plainly.
-      const e = codedError(Error, 'ERR_KUAI_UNIX_SOCKET',
-        `listen ${path}: kuai serves scripts on TCP ports; a Unix socket path is not supported ` +
-        '(listen on a port, e.g. listen(3000, \'127.0.0.1\'))');
-      e.syscall = 'listen';
-      e.address = path;
-      process.nextTick(() => this.emit('error', e));
+      if (cb) this.once('listening', cb);
+      try {
+        this._listenPath(path, args[0]);
+      } catch (e) {
+        process.nextTick(() => this.emit('error', e));
+        return this;
+      }
+      process.nextTick(() => this.emit('listening'));
       return this;
     }
     if (typeof port === 'string' && /^\d+$/.test(port)) port = Number(port);
@@ -249,6 +250,24 @@ class Server extends EventEmitter {
     this._pushTimeouts();
   }
 
+  // A Unix socket: every reactor accepts from the one socket at `path`
+  // (unlinked when the last reactor's server closes, or when kuai ends).
+  _listenPath(path, options) {
+    const resolved = path[0] === '\0' ? path : require('path').resolve(path);
+    const result = binding.listen(resolved, -1, this._tls, this._http2);
+    this._id = result[0];
+    this._path = path;
+    this._unlink = () => binding.shareUnlisten(resolved);
+    servers.set(this._id, this);
+    this.listening = true;
+    this._pushTimeouts();
+    if (options && typeof options === 'object' && (options.readableAll || options.writableAll)) {
+      // As libuv's uv_pipe_chmod: read and/or write for everyone, nothing else.
+      const mode = (options.readableAll ? 0o444 : 0) | (options.writableAll ? 0o222 : 0);
+      require('fs').chmodSync(resolved, mode);
+    }
+  }
+
   // kuai --config: this server answers the app route whose script is `app`.
   _kuaiRoute(app) {
     this._id = binding.route(app);
@@ -276,7 +295,10 @@ class Server extends EventEmitter {
     }
   }
 
-  address() { return this.listening ? { ...this._address } : null; }
+  address() {
+    if (!this.listening) return null;
+    return this._path !== undefined ? this._path : { ...this._address };
+  }
 
   close(cb) {
     if (!this.listening) {
@@ -287,6 +309,8 @@ class Server extends EventEmitter {
     binding.close(this._id);
     servers.delete(this._id);
     this.listening = false;
+    if (this._unlink) this._unlink();
+    this._unlink = this._path = undefined;
     if (cb) this.once('close', cb);
     process.nextTick(() => this.emit('close'));
     return this;
@@ -629,6 +653,7 @@ module.exports = function install(http, nativeBinding, https) {
   }
 };
 module.exports.Server = Server;
+module.exports.listeningServers = () => [...servers.values()];
 module.exports.HttpsServer = HttpsServer;
 module.exports.kCompat = kCompat;
 module.exports.kRawHeaders = kRawHeaders;

@@ -784,17 +784,72 @@ def test_missing_module_exits_1():
         assert "Cannot find module 'kuai-test-no-such-module'" in p.stderr, f"{runtime}: {p.stderr!r}"
 
 
-@pytest.mark.parametrize("listen", ["'{sock}'", "{{ path: '{sock}' }}"])
-def test_unix_socket_listen_is_refused_plainly(tmp_path, listen):
-    """Scripts are served on TCP ports: listen(path) fails with a message that
-    says so (and what to do), and the start fails with exit 1."""
-    sock = tmp_path / "app.sock"
-    code = "require('http').createServer((q, s) => s.end()).listen(" + listen.format(sock=sock) + ")"
-    p = subprocess.run([KUAI, "--threads", str(THREADS), "-e", code], capture_output=True, text=True,
-                       timeout=20, stdin=subprocess.DEVNULL)
-    assert p.returncode == 1, p
-    assert f"listen {sock}: kuai serves scripts on TCP ports; a Unix socket path is not supported" in p.stderr, p
-    assert p.stderr.count("a Unix socket path is not supported") == 1, p.stderr
+def unix_get(path, target):
+    """A GET over the Unix socket at path: (status, JSON body)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(build("GET", target))
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("form", ["path", "options"])
+def test_unix_socket_listen_as_node(logdir, tmp_path, form):
+    """listen(path) and listen({ path }): every reactor answers on the one
+    Unix socket, server.address() is the path, the connection has no
+    address (undefined, as under node), readableAll widens the file's mode,
+    and close() unlinks the file once every reactor's server has closed."""
+    results = {}
+    for runtime in ("node", "kuai"):
+        sock = tmp_path / f"{runtime}-{form}.sock"
+        proc = ScriptProc(runtime, SCRIPTS / "unix_listen.js", logdir,
+                          env={"SOCK": str(sock), "FORM": form})
+        proc.start(ready=r"^LISTENING")
+        try:
+            listening = {l.split()[2] for l in proc.lines(r"^LISTENING")}
+            answers = [unix_get(sock, "/") for _ in range(10)]
+            for _ in range(proc.threads):
+                unix_get(sock, "/close")
+            proc.wait_lines(r"^CLOSED", proc.threads)
+            closed = proc.lines(r"^CLOSED")
+            # Nothing left to do: the script ends (0) under both.
+            assert proc.proc.wait(timeout=10) == 0, proc
+        finally:
+            proc.kill()
+        for status, seen in answers:
+            assert status == 200 and seen["serverAddress"] == str(sock), seen
+            seen["serverAddress"] = "SOCK"
+        results[runtime] = (listening, answers[0], closed[-1], sock.exists())
+    node, kuai = results["node"], results["kuai"]
+    assert kuai == node, f"kuai: {kuai}\nnode: {node}"
+    assert kuai[2] == "CLOSED false" and not kuai[3]
+
+
+def test_unix_socket_in_use_fails_as_node(tmp_path):
+    """A path another process listens on: node's error, the start fails
+    with exit 1, one report."""
+    sock = tmp_path / "held.sock"
+    holder = socket.socket(socket.AF_UNIX)
+    holder.bind(str(sock))
+    holder.listen()
+    code = f"require('http').createServer((q, s) => s.end()).listen('{sock}')"
+    try:
+        for runtime in ("node", "kuai"):
+            cmd = [NODE, "-e", code] if runtime == "node" else [KUAI, "--threads", str(THREADS), "-e", code]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+            assert p.returncode == 1, (runtime, p)
+            assert f"listen EADDRINUSE: address already in use {sock}" in p.stderr, (runtime, p.stderr)
+            if runtime == "kuai":
+                assert p.stderr.count("EADDRINUSE") <= 2, p.stderr
+    finally:
+        holder.close()
 
 
 def test_script_without_server_exits_0():
