@@ -359,6 +359,16 @@ function handlerFailed(err, res) {
 
 // One socket object per connection, for all its requests (as in Node).
 const sockets = new Map();  // connection id -> KuaiSocket
+const kConnId = Symbol('kuai.connId');
+
+function socketClosed(connId) {
+  const socket = sockets.get(connId);
+  if (socket === undefined) return;
+  sockets.delete(connId);
+  socket.destroyed = true;
+  socket.readable = socket.writable = false;
+  socket.emit('close', false);
+}
 
 // version: 10, 11 or 20 (HTTP/2: as Node's compatibility API, '2.0').
 function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
@@ -374,6 +384,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     socket.server = server;
     // As Node gives each new connection the server's timeout.
     if (server && server.timeout > 0) socket.timeout = server.timeout;
+    socket[kConnId] = connId;
     sockets.set(connId, socket);
   }
   socket[kLocalHandle] = handle;
@@ -618,14 +629,12 @@ module.exports = function install(http, nativeBinding, https) {
         res.destroyed = true;
         res._close();
       }
+      // HTTP/1: the connection is gone. Its socket closes now, as under Node,
+      // before the request's 'error' and 'close' (next tick).
+      if (req && req.httpVersionMajor === 1 && req.socket) socketClosed(req.socket[kConnId]);
     },
     onSocketClose(connId) {
-      const socket = sockets.get(connId);
-      if (socket === undefined) return;
-      sockets.delete(connId);
-      socket.destroyed = true;
-      socket.readable = socket.writable = false;
-      socket.emit('close', false);
+      socketClosed(connId);
     },
     onDrain(handle) {
       if (handle.tunnel) {

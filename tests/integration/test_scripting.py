@@ -191,6 +191,8 @@ def test_client_aborts_mid_body(live):
                       "client closes after 1000 of 100000 body bytes")
     assert got["req"] == ["aborted", "error:ECONNRESET", "close"], got
     assert got["res"] == ["close"] and got["resWritableEnded"] is False, got
+    assert got["order"] == ["req aborted", "res close", "socket close", "req error:ECONNRESET",
+                            "req close"], got
 
 
 def test_client_aborts_mid_body_with_no_error_listener(live):

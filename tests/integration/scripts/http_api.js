@@ -513,14 +513,22 @@ const routes = {
   // for the response) and the events seen in the next 500 ms go to stdout.
   '/abort'(req, res) {
     const k = query(req).get('k');
-    const rec = { req: [], res: [] };
-    req.on('aborted', () => rec.req.push('aborted'));
-    req.on('error', (e) => rec.req.push(`error:${e.code}`));
-    req.on('end', () => rec.req.push('end'));
-    req.on('close', () => rec.req.push('close'));
-    res.on('finish', () => rec.res.push('finish'));
+    // order: the request's, the response's and the socket's events as one
+    // sequence (the socket closes before the request's 'error' and 'close').
+    const rec = { req: [], res: [], order: [] };
+    const on = (emitter, list, name, what = () => name) => emitter.on(name, (...a) => {
+      list.push(what(...a));
+      rec.order.push(`${emitter === req ? 'req' : emitter === res ? 'res' : 'socket'} ${what(...a)}`);
+    });
+    on(req, rec.req, 'aborted');
+    on(req, rec.req, 'error', (e) => `error:${e.code}`);
+    on(req, rec.req, 'end');
+    on(req, rec.req, 'close');
+    on(req.socket, [], 'close');
+    on(res, rec.res, 'finish');
     res.on('close', () => {
       rec.res.push('close');
+      rec.order.push('res close');
       setTimeout(() => {
         rec.reqAborted = req.aborted;
         rec.reqComplete = req.complete;
