@@ -179,6 +179,10 @@ class ServerResponse extends Stream {
     if (contentLength >= 0 && this._removedContLen) contentLength = -1;
     if (this.chunkedEncoding) {
       contentLength = -1;  // chunks, under the handler's own field
+    } else if (contentLength >= 0 && this.req && this.req.method === 'HEAD') {
+      // As Node: no length of its own for a HEAD answer (what end() was
+      // given, if anything, is not the length a GET would have).
+      contentLength = -1;
     } else if (hasLength || (layout & kOwnTransferEncoding)) {
       contentLength = -2;  // the handler's own framing: the body as written
     }

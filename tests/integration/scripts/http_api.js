@@ -403,6 +403,13 @@ const routes = {
     res.end();
   },
 
+  // A handler that answers HEAD without the body (as tinyhttp's send does).
+  '/head-aware'(req, res) {
+    res.setHeader('Content-Type', 'text/plain');
+    if (req.method === 'HEAD') return res.end();
+    return res.end('the body GET gets');
+  },
+
   // 204/304: whatever the handler writes is not sent.
   '/nocontent'(req, res) {
     res.statusCode = Number(query(req).get('code'));
