@@ -80,6 +80,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   };
   fn("listen", &Environment::listen);
   fn("close", &Environment::closeServer);
+  fn("closeConnections", &Environment::closeConnections);
   fn("route", &Environment::route);
   fn("setTimeouts", &Environment::setTimeouts);
   fn("setCallbacks", &Environment::setCallbacks);
@@ -406,6 +407,24 @@ void Environment::closeServer(const v8::FunctionCallbackInfo<v8::Value>& args) {
   if (slot->listener) self->reactor_.removeListener(slot->listener);
   slot->listener = nullptr;
   // The slot stays claimed: connections accepted earlier may still use it.
+}
+
+// closeConnections([connId...], now): this reactor's connections with these
+// ids close once the call returns: at once (now), or gracefully (only when
+// between requests). See Reactor::closeConnections.
+void Environment::closeConnections(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  if (!args[0]->IsArray()) return;
+  v8::Local<v8::Array> list = args[0].As<v8::Array>();
+  std::vector<uint64_t> ids;
+  ids.reserve(list->Length());
+  for (uint32_t i = 0; i < list->Length(); ++i) {
+    v8::Local<v8::Value> v;
+    if (list->Get(ctx, i).ToLocal(&v) && v->IsNumber()) ids.push_back(uint64_t(v.As<v8::Number>()->Value()));
+  }
+  if (!ids.empty()) self->reactor_.closeConnections(std::move(ids), args[1]->BooleanValue(iso));
 }
 
 std::vector<std::string> watchedFiles() {

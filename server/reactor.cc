@@ -8,9 +8,11 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <ctime>
+#include <memory>
 
 #include "server/http1_session.h"
 #include "server/metrics.h"
@@ -26,6 +28,28 @@ Reactor::Reactor(int index, const ServerConfig& config) : index_(index), config_
 void Reactor::runLater() {
   for (size_t i = 0; i < later_.size(); ++i) later_[i].fn(later_[i].arg);
   later_.clear();
+}
+
+void Reactor::closeConnections(std::vector<uint64_t> ids, bool now) {
+  struct Job {
+    Reactor* reactor;
+    std::vector<uint64_t> ids;
+    bool now;
+  };
+  std::sort(ids.begin(), ids.end());
+  later(
+      [](void* arg) {
+        std::unique_ptr<Job> job(static_cast<Job*>(arg));
+        for (Transport* c = job->reactor->head_; c;) {
+          Transport* next = c->next;
+          if (!c->closed() && std::binary_search(job->ids.begin(), job->ids.end(), c->id())) {
+            if (job->now) c->closeSoon();
+            else c->onShutdown();
+          }
+          c = next;
+        }
+      },
+      new Job{this, std::move(ids), now});
 }
 
 void Reactor::teardown() {

@@ -118,6 +118,11 @@ class Reactor {
   // Runs fn(arg) once this wake-up's work is done (deferred frees of objects
   // that callbacks further up the stack may still be using).
   void later(void (*fn)(void*), void* arg) { later_.push_back({fn, arg}); }
+  // The accepted connections with these ids, once the current work returns
+  // (later()): closed at once (`now`: what is queued goes out first), or
+  // stopped gracefully (closed if between requests; HTTP/2 sends GOAWAY;
+  // an HTTP/1 request in flight goes on).
+  void closeConnections(std::vector<uint64_t> ids, bool now);
 
  protected:
   // Backend hooks.

@@ -58,7 +58,8 @@ class KuaiSocket extends EventEmitter {
     armSocketTimer(this);
     return this;
   }
-  // Cuts the request being answered short (the connection closes, as Node's).
+  // The connection closes, cutting the request being answered short (as
+  // Node's).
   destroy() {
     if (!this.destroyed) {
       this.destroyed = true;
@@ -66,13 +67,28 @@ class KuaiSocket extends EventEmitter {
       if (res !== null && !res.writableEnded) {
         res.destroy();
       } else {
-        const h = this[kLocalHandle];
-        if (h) h.abort();
+        closeConnections([this[kConnId]], true);
       }
     }
     return this;
   }
-  end() { return this; }
+  // Between requests the connection closes (as Node's end() of an idle
+  // keep-alive socket); a request in flight is answered first.
+  end() {
+    if (!this.destroyed && this._httpMessage === null) closeConnections([this[kConnId]], false);
+    return this;
+  }
+}
+
+// Closes connections by id (js/http_server.js installs the native binding's).
+const kConnId = Symbol('kuai.connId');
+let connectionCloser = null;
+function closeConnections(ids, now) {
+  ids = ids.filter((id) => id !== undefined);
+  if (connectionCloser !== null && ids.length > 0) connectionCloser(ids, now);
+}
+function setConnectionCloser(fn) {
+  connectionCloser = fn;
 }
 
 // The socket timeout runs while a request is answered: from its dispatch,
@@ -366,6 +382,7 @@ function setReceivedTrailers(msg, text) {
 
 module.exports = {
   kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater, kLocalHandle,
+  kConnId, closeConnections, setConnectionCloser,
   armSocketTimer, touchSocket, releaseSocket,
   KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
   trailerFields, setReceivedTrailers,

@@ -10,7 +10,7 @@ const EventEmitter = require('events');
 const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
   kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs, kLocalHandle,
-  armSocketTimer, touchSocket, kSocket,
+  armSocketTimer, touchSocket, kSocket, kConnId, closeConnections, setConnectionCloser,
   IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
 } = require('./http_incoming.js');
 const {
@@ -19,6 +19,7 @@ const {
 
 const kMaxFields = Symbol('kuai.maxFields');
 const kReqClass = Symbol('kuai.IncomingMessage');  // options.IncomingMessage
+const kClosing = Symbol('kuai.closing');  // close() called: 'close' once its connections end
 const kResClass = Symbol('kuai.ServerResponse');
 
 // Whether an Upgrade request goes to 'upgrade' (server.shouldUpgradeCallback),
@@ -312,8 +313,21 @@ class Server extends EventEmitter {
     if (this._unlink) this._unlink();
     this._unlink = this._path = undefined;
     if (cb) this.once('close', cb);
-    process.nextTick(() => this.emit('close'));
+    // As Node: idle connections close now; 'close' comes once this
+    // reactor's connections of this server have ended.
+    this[kClosing] = true;
+    this.closeIdleConnections();
+    process.nextTick(() => this._closedWhenIdle());
     return this;
+  }
+
+  _closedWhenIdle() {
+    if (!this[kClosing]) return;
+    for (const socket of sockets.values()) {
+      if (socket.server === this) return;
+    }
+    this[kClosing] = false;
+    this.emit('close');
   }
 
   // This reactor's connections (shared-nothing: each thread counts and
@@ -329,12 +343,25 @@ class Server extends EventEmitter {
   // Cuts every connection answering a request; idle keep-alive connections
   // are the native side's and close at keepAliveTimeout (or when the
   // listener's drain ends them).
+  // This reactor's connections of this server (shared-nothing: each reactor
+  // closes its own, as each cluster worker does under Node). Connections that
+  // have not sent a request yet are the native side's (its header timeout).
   closeAllConnections() {
+    const idle = [];
     for (const socket of [...sockets.values()]) {
-      if (socket.server === this && socket._httpMessage !== null) socket.destroy();
+      if (socket.server !== this) continue;
+      if (socket._httpMessage !== null) socket.destroy();
+      else idle.push(socket[kConnId]);
     }
+    closeConnections(idle, true);
   }
-  closeIdleConnections() {}
+  closeIdleConnections() {
+    const idle = [];
+    for (const socket of sockets.values()) {
+      if (socket.server === this && socket._httpMessage === null) idle.push(socket[kConnId]);
+    }
+    closeConnections(idle, false);
+  }
   setTimeout(ms, cb) {
     this.timeout = ms;
     if (cb) this.on('timeout', cb);
@@ -359,7 +386,6 @@ function handlerFailed(err, res) {
 
 // One socket object per connection, for all its requests (as in Node).
 const sockets = new Map();  // connection id -> KuaiSocket
-const kConnId = Symbol('kuai.connId');
 
 function socketClosed(connId) {
   const socket = sockets.get(connId);
@@ -367,6 +393,10 @@ function socketClosed(connId) {
   sockets.delete(connId);
   socket.destroyed = true;
   socket.readable = socket.writable = false;
+  // A closing server's last connection: the server's 'close' first (Node's
+  // order: its connection count drops before the socket's handle is closed).
+  const server = socket.server;
+  if (server && server[kClosing]) server._closedWhenIdle();
   socket.emit('close', false);
 }
 
@@ -386,6 +416,15 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     if (server && server.timeout > 0) socket.timeout = server.timeout;
     socket[kConnId] = connId;
     sockets.set(connId, socket);
+    socket[kLocalHandle] = handle;
+    // Node's 'connection' (and an https server's 'secureConnection'): the
+    // reactor accepts without JS, so it comes with the connection's first
+    // request, before 'request' (http-terminator, stoppable and the like
+    // track sockets this way).
+    if (server && server.listenerCount('connection') > 0) server.emit('connection', socket);
+    if (encrypted && server && server.listenerCount('secureConnection') > 0) {
+      server.emit('secureConnection', socket);
+    }
   }
   socket[kLocalHandle] = handle;
   // An http2 server's HTTP/2 requests: Node's compatibility objects
@@ -567,6 +606,7 @@ class HttpsServer extends Server {
 
 module.exports = function install(http, nativeBinding, https) {
   binding = nativeBinding;
+  setConnectionCloser((ids, now) => binding.closeConnections(ids, now));
   binding.setCallbacks({
     onRequest(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
               connId, flags, streamId) {
