@@ -69,7 +69,7 @@ std::string_view statusReason(int status) {
     case 508: return "Loop Detected";
     case 510: return "Not Extended";
     case 511: return "Network Authentication Required";
-    default: return "Unknown";
+    default: return "unknown";  // (Node's word for a code it has no name for)
   }
 }
 

@@ -321,7 +321,10 @@ class ServerResponse extends Stream {
       this.writableEnded = true;
       if (handle) handle.abort();
     }
-    if (err) process.nextTick(() => this.emit('error', err));
+    if (err) {
+      this._errored = err;
+      process.nextTick(() => this.emit('error', err));
+    }
     process.nextTick(() => this._close());
     return this;
   }
@@ -369,6 +372,57 @@ class ServerResponse extends Stream {
     if (h && !this.headersSent) h.writeContinue();
     if (typeof cb === 'function') process.nextTick(cb);
   }
+  // Any 1xx but 101 before the head, with the fields given (an object,
+  // [[name, value], ...] or [name, value, ...]), as Node's writeInformation.
+  writeInformation(statusCode, headers, cb) {
+    if (this.headersSent) {
+      throw codedError(Error, 'ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    }
+    if (typeof statusCode !== 'number' || !Number.isInteger(statusCode)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        `The "statusCode" argument must be of type number. Received ${receivedText(statusCode)}`);
+    }
+    if (statusCode < 100 || statusCode > 199) {
+      throw codedError(RangeError, 'ERR_OUT_OF_RANGE',
+        `The value of "statusCode" is out of range. It must be >= 100 && <= 199. Received ${statusCode}`);
+    }
+    if (statusCode === 101) {
+      throw codedError(RangeError, 'ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
+    }
+    let lines = '';
+    const add = (name, value) => {
+      checkName(name);
+      checkValue(name, value);
+      lines += `${name}: ${value}\r\n`;  // (an array as String() gives it, as Node)
+    };
+    if (headers !== undefined && headers !== null) {
+      if (Array.isArray(headers)) {
+        if (headers.length && Array.isArray(headers[0])) {
+          for (const [name, value] of headers) add(name, value);
+        } else {
+          if (headers.length % 2 !== 0) {
+            throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE',
+              `The argument 'headers' is invalid. Received ${inspect(headers)}`);
+          }
+          for (let i = 0; i < headers.length; i += 2) add(headers[i], headers[i + 1]);
+        }
+      } else if (typeof headers === 'object') {
+        for (const key of Object.keys(headers)) add(key, headers[key]);
+      } else {
+        throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+          `The "headers" argument must be of type object. Received ${receivedText(headers)}`);
+      }
+    }
+    const h = this[kHandle];
+    if (h) h.writeInformational(statusCode, lines);
+    if (typeof cb === 'function') process.nextTick(cb);
+    return true;
+  }
+
+  // Stream state, as Node's OutgoingMessage reports it.
+  get closed() { return this._closed === true; }
+  get errored() { return this._errored === undefined ? null : this._errored; }
+
   // 102 Processing before the head (as Node, which writes it as it is).
   writeProcessing(cb) {
     const h = this[kHandle];

@@ -154,6 +154,19 @@ class Server extends EventEmitter {
     this.maxHeadersCount = null;
     this.maxRequestsPerSocket = 0;
     this.timeout = 0;
+    // Node's (and net.Server's) other fields, as Node sets them; the
+    // connections are the reactor's, so they only report the options.
+    this.insecureHTTPParser = o.insecureHTTPParser;
+    this.httpValidation = o.httpValidation;
+    this.keepAliveTimeoutBuffer = o.keepAliveTimeoutBuffer === undefined ? 1000 : o.keepAliveTimeoutBuffer;
+    this.connectionsCheckingInterval = o.connectionsCheckingInterval === undefined ? 30000
+      : o.connectionsCheckingInterval;
+    this.httpAllowHalfOpen = false;
+    this.allowHalfOpen = true;
+    this.pauseOnConnect = false;
+    this.noDelay = o.noDelay === undefined ? true : Boolean(o.noDelay);
+    this.keepAlive = Boolean(o.keepAlive);
+    this.keepAliveInitialDelay = ~~((Number(o.keepAliveInitialDelay) || 0) / 1000);
     // Which Upgrade requests the 'upgrade' listener takes; the others are
     // plain requests (req.upgrade false). As Node: by default, all of them
     // while there is a listener.
@@ -184,6 +197,7 @@ class Server extends EventEmitter {
       port = args[0].port;
       host = args[0].host;
       path = args[0].path;
+      if (args[0].signal !== undefined) this._closeOnAbort(args[0].signal);
     } else {
       port = args[0];
       if (typeof args[1] === 'string') host = args[1];
@@ -215,6 +229,26 @@ class Server extends EventEmitter {
     }
     process.nextTick(() => this.emit('listening'));
     return this;
+  }
+
+  // listen({ signal }): the server closes when the signal aborts (as Node).
+  _closeOnAbort(signal) {
+    if (signal === null || typeof signal !== 'object' || !('aborted' in signal)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+        `The "options.signal" property must be an instance of AbortSignal. Received ${receivedText(signal)}`);
+    }
+    const onAbort = () => { if (this.listening) this.close(); };
+    if (signal.aborted) {
+      process.nextTick(onAbort);
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.once('close', () => signal.removeEventListener('abort', onAbort));
+  }
+
+  // await using server = ...: closes it (a server not listening rejects, as Node's).
+  async [Symbol.asyncDispose]() {
+    await new Promise((resolve, reject) => this.close((err) => (err ? reject(err) : resolve())));
   }
 
   // Listens at once or throws (what listen() reports as 'error').
@@ -340,9 +374,6 @@ class Server extends EventEmitter {
     if (typeof cb === 'function') process.nextTick(cb, null, n);
     return this;
   }
-  // Cuts every connection answering a request; idle keep-alive connections
-  // are the native side's and close at keepAliveTimeout (or when the
-  // listener's drain ends them).
   // This reactor's connections of this server (shared-nothing: each reactor
   // closes its own, as each cluster worker does under Node). Connections that
   // have not sent a request yet are the native side's (its header timeout).

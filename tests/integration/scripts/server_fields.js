@@ -1,0 +1,79 @@
+'use strict';
+// More of Node's http.Server and ServerResponse API: the server's fields
+// (noDelay, keepAlive, ...), listen({ signal }), Symbol.asyncDispose, and
+// res.writeInformation / res.closed / res.errored. Prints "fields ...",
+// "signal ...", "dispose ...", then "LISTENING <port>"; GET /info sends
+// 1xx answers before its response; GET /info-errors says what bad calls
+// throw; GET /state destroys its response and prints "state ..." lines.
+
+const http = require('http');
+
+const port = Number(process.env.PORT);
+const names = ['noDelay', 'keepAlive', 'keepAliveInitialDelay', 'allowHalfOpen', 'httpAllowHalfOpen',
+  'pauseOnConnect', 'insecureHTTPParser', 'httpValidation', 'keepAliveTimeoutBuffer',
+  'connectionsCheckingInterval'];
+const fields = (s) => names.map((n) => `${n}=${s[n]}`).join(' ');
+console.log(`fields ${fields(http.createServer())}`);
+console.log(`fields ${fields(http.createServer({ noDelay: false, keepAlive: true, keepAliveInitialDelay: 2500,
+  insecureHTTPParser: true }))}`);
+
+const server = http.createServer((req, res) => {
+  if (req.url === '/info') {
+    res.writeInformation(103, { link: '</a.css>; rel=preload' });
+    res.writeInformation(199, [['x-a', '1'], ['x-b', ['2', '3']]]);
+    return res.end('ok');
+  }
+  if (req.url === '/info-errors') {
+    const codes = [];
+    for (const args of [[101], [200], ['103'], [103, 'x'], [103, ['a']], [103, { 'bad name': 1 }]]) {
+      try {
+        res.writeInformation(...args);
+        codes.push('ok');
+      } catch (e) {
+        codes.push(`${e.code}: ${e.message}`);
+      }
+    }
+    res.end(JSON.stringify(codes));
+    try {
+      res.writeInformation(103);
+    } catch (e) {
+      console.log(`after-end ${e.code}`);
+    }
+    return undefined;
+  }
+  if (req.url === '/state') {
+    console.log(`state before ${res.closed} ${res.errored}`);
+    res.on('error', () => {});
+    res.on('close', () => console.log(`state closed ${res.closed} ${res.errored && res.errored.message}`));
+    res.destroy(new Error('gone'));
+    console.log(`state destroyed ${res.closed} ${res.errored && res.errored.message}`);
+    return undefined;
+  }
+  return res.end('?');
+});
+
+(async () => {
+  const ac = new AbortController();
+  const s = http.createServer();
+  s.listen({ port: 0, host: '127.0.0.1', signal: ac.signal }, () => {
+    s.on('close', () => console.log(`signal closed listening=${s.listening}`));
+    ac.abort();
+  });
+  await new Promise((resolve) => s.once('close', resolve));
+
+  const d = http.createServer();
+  await new Promise((resolve) => d.listen(0, '127.0.0.1', resolve));
+  await d[Symbol.asyncDispose]();
+  console.log(`dispose listening=${d.listening}`);
+  try {
+    await d[Symbol.asyncDispose]();
+  } catch (e) {
+    console.log(`dispose again ${e.code}`);
+  }
+  try {
+    http.createServer().listen({ port: 0, signal: 'x' });
+  } catch (e) {
+    console.log(`bad signal ${e.code}`);
+  }
+  server.listen(port, '127.0.0.1', () => console.log(`LISTENING ${port}`));
+})();

@@ -1,0 +1,77 @@
+"""More of Node's http.Server / ServerResponse API under kuai and node
+(scripts/server_fields.js): the server's fields as Node sets them,
+listen({ signal }) closing the server, Symbol.asyncDispose,
+res.writeInformation (any 1xx but 101, with fields; Node's errors for bad
+calls), res.closed and res.errored."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import pytest
+
+from httpraw import Conn, build
+from script_harness import NO_SCRIPTING, SCRIPTS, assert_same, running_pair
+
+pytestmark = pytest.mark.skipif(NO_SCRIPTING is not None, reason=str(NO_SCRIPTING))
+
+
+@pytest.fixture(scope="module")
+def pair(logdir):
+    with running_pair(logdir, SCRIPTS / "server_fields.js") as p:
+        yield p
+
+
+def startup_lines(proc):
+    return list(dict.fromkeys(proc.lines(r"^(fields|signal|dispose|bad signal) ")))
+
+
+def test_fields_signal_and_dispose_as_node(pair):
+    got = assert_same(pair, startup_lines, "startup lines")
+    assert got[0].startswith("fields noDelay=true keepAlive=false"), got
+    assert "signal closed listening=false" in got and "dispose listening=false" in got, got
+    assert "dispose again ERR_SERVER_NOT_RUNNING" in got and "bad signal ERR_INVALID_ARG_TYPE" in got, got
+
+
+def raw(port, path):
+    """Everything the server sends for GET path (Date lines out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(build("GET", path, headers=[("Connection", "close")]))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return re.sub(rb"(?i)date: [^\r]*\r\n", b"", data)
+
+
+def test_write_information_as_node(pair):
+    got = assert_same(pair, lambda p: raw(p.port, "/info"), "GET /info")
+    assert got.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+                          b"HTTP/1.1 199 unknown\r\nx-a: 1\r\nx-b: 2,3\r\n\r\nHTTP/1.1 200 OK\r\n"), got
+
+
+def test_write_information_errors_as_node(pair):
+    def probe(p):
+        body = raw(p.port, "/info-errors").split(b"\r\n\r\n", 1)[1]
+        p.wait_lines(r"^after-end ")
+        return json.loads(body), list(dict.fromkeys(p.lines(r"^after-end ")))
+    got = assert_same(pair, probe, "GET /info-errors")
+    assert got[1] == ["after-end ERR_HTTP_HEADERS_SENT"], got
+
+
+def test_closed_and_errored_as_node(pair):
+    def probe(p):
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/state"))
+            try:
+                c.read_final(timeout=2)
+            except Exception:  # the response is destroyed: the connection closes
+                pass
+        p.wait_lines(r"^state closed ")
+        return list(dict.fromkeys(p.lines(r"^state ")))
+    got = assert_same(pair, probe, "GET /state")
+    assert got == ["state before false null", "state destroyed false gone", "state closed true gone"], got
