@@ -78,6 +78,14 @@ class KuaiSocket extends EventEmitter {
     if (!this.destroyed && this._httpMessage === null) closeConnections([this[kConnId]], false);
     return this;
   }
+  // net.Socket's state, as a server's socket reports it (the bytes are the
+  // reactor's).
+  get readyState() { return this.destroyed ? 'closed' : 'open'; }
+  get connecting() { return false; }
+  get pending() { return false; }
+  get allowHalfOpen() { return true; }
+  get bufferSize() { return 0; }
+  get writableLength() { return 0; }
 }
 
 // Closes connections by id (js/http_server.js installs the native binding's).
@@ -196,6 +204,17 @@ function fieldsObject(raw, join) {
   return h;
 }
 
+function distinctFields(raw) {
+  const out = Object.create(null);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    (out[name] || (out[name] = [])).push(raw[i + 1]);
+  }
+  return out;
+}
+
+const kAbortController = Symbol('kuai.abortController');
+
 class IncomingMessage extends Readable {
   constructor(socket) {
     // The server's highWaterMark, when it has one of its own.
@@ -258,14 +277,31 @@ class IncomingMessage extends Readable {
   }
   set headers(v) { this[kParsedHeaders] = v; }
 
-  get headersDistinct() {
-    const out = Object.create(null);
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i].toLowerCase();
-      (out[name] || (out[name] = [])).push(raw[i + 1]);
+  get headersDistinct() { return distinctFields(this.rawHeaders); }
+  get trailersDistinct() { return distinctFields(this.rawTrailers); }
+  get client() { return this.socket; }
+
+  // As Node's: aborted when the connection closes before the response has
+  // finished (a client that went away); made on first use.
+  get signal() {
+    let ac = this[kAbortController];
+    if (ac === undefined) {
+      ac = this[kAbortController] = new AbortController();
+      const res = this[kHandle] ? this[kHandle].res : undefined;
+      const socket = this[kSocket];
+      if (this.destroyed && (!this.readableEnded || !this.complete)) {
+        ac.abort();
+      } else if (socket && !(res && res.writableFinished)) {
+        if (socket.destroyed) {
+          ac.abort();
+        } else {
+          const onClose = () => ac.abort();
+          socket.once('close', onClose);
+          if (res) res.once('finish', () => socket.removeListener('close', onClose));
+        }
+      }
     }
-    return out;
+    return ac.signal;
   }
 
   _read() { handleRead(this); }

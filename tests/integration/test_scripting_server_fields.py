@@ -1,14 +1,16 @@
-"""More of Node's http.Server / ServerResponse API under kuai and node
-(scripts/server_fields.js): the server's fields as Node sets them,
-listen({ signal }) closing the server, Symbol.asyncDispose,
+"""More of Node's http.Server / ServerResponse / IncomingMessage API under
+kuai and node (scripts/server_fields.js): the server's fields as Node sets
+them, listen({ signal }) closing the server, Symbol.asyncDispose,
 res.writeInformation (any 1xx but 101, with fields; Node's errors for bad
-calls), res.closed and res.errored."""
+calls), res.closed and res.errored, req.signal, req.trailersDistinct and the
+socket's state fields."""
 
 from __future__ import annotations
 
 import json
 import re
 import socket
+import time
 
 import pytest
 
@@ -75,3 +77,24 @@ def test_closed_and_errored_as_node(pair):
         return list(dict.fromkeys(p.lines(r"^state ")))
     got = assert_same(pair, probe, "GET /state")
     assert got == ["state before false null", "state destroyed false gone", "state closed true gone"], got
+
+
+def test_socket_state_as_node(pair):
+    got = assert_same(pair, lambda p: json.loads(raw(p.port, "/socket-state").split(b"\r\n\r\n", 1)[1]),
+                      "GET /socket-state")
+    assert got == ["open", False, False, True, 0, 0, True, {}], got
+
+
+def test_request_signal_as_node(pair):
+    """req.signal aborts (AbortError) when the client leaves before the
+    response is done, and not after a finished response."""
+    def probe(p):
+        raw(p.port, "/signal-ok")
+        with socket.create_connection(("127.0.0.1", p.port), timeout=5) as s:
+            s.sendall(build("GET", "/signal-slow"))
+            time.sleep(0.1)
+        p.wait_lines(r"^signal aborted ")
+        p.wait_lines(r"^signal after ")
+        return sorted(set(p.lines(r"^signal (aborted|after) ")))
+    got = assert_same(pair, probe, "req.signal")
+    assert got == ["signal aborted AbortError false", "signal after a response aborted=false"], got

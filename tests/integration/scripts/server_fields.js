@@ -4,7 +4,9 @@
 // res.writeInformation / res.closed / res.errored. Prints "fields ...",
 // "signal ...", "dispose ...", then "LISTENING <port>"; GET /info sends
 // 1xx answers before its response; GET /info-errors says what bad calls
-// throw; GET /state destroys its response and prints "state ..." lines.
+// throw; GET /state destroys its response and prints "state ..." lines;
+// /socket-state, /signal-slow and /signal-ok: the socket's state fields and
+// req.signal.
 
 const http = require('http');
 
@@ -47,6 +49,25 @@ const server = http.createServer((req, res) => {
     res.on('close', () => console.log(`state closed ${res.closed} ${res.errored && res.errored.message}`));
     res.destroy(new Error('gone'));
     console.log(`state destroyed ${res.closed} ${res.errored && res.errored.message}`);
+    return undefined;
+  }
+  if (req.url === '/socket-state') {
+    const s = req.socket;
+    return res.end(JSON.stringify([s.readyState, s.connecting, s.pending, s.allowHalfOpen, s.bufferSize,
+      s.writableLength, req.client === s, req.trailersDistinct]));
+  }
+  // req.signal: aborted when the client leaves before the response is done,
+  // not once the response has finished.
+  if (req.url === '/signal-slow') {
+    req.signal.addEventListener('abort', () => {
+      console.log(`signal aborted ${req.signal.reason.name} ${res.writableEnded}`);
+    });
+    return setTimeout(() => res.end('late'), 500);
+  }
+  if (req.url === '/signal-ok') {
+    const signal = req.signal;
+    res.end('ok');
+    setTimeout(() => console.log(`signal after a response aborted=${signal.aborted}`), 200);
     return undefined;
   }
   return res.end('?');
