@@ -161,6 +161,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   method(exProto, "setHighWater", &JsExchange::setHighWater);
   method(exProto, "abort", &JsExchange::abort);
   method(exProto, "local", &JsExchange::local);
+  method(exProto, "tlsInfo", &JsExchange::tlsInfo);
   exchangeTemplate.Reset(iso, ex);
 
   v8::Local<v8::FunctionTemplate> clientClass = v8::FunctionTemplate::New(iso);
@@ -322,18 +323,35 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
       }
       return out;
     };
-    std::vector<std::string> certs = list("cert"), keys = list("key");
+    std::vector<std::string> certs = list("cert"), keys = list("key"), cas = list("ca");
+    auto text = [&](const char* name) {
+      v8::Local<v8::Value> v;
+      return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsString() ? toStdString(iso, v) : std::string();
+    };
+    auto flag = [&](const char* name) {
+      v8::Local<v8::Value> v;
+      return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->BooleanValue(iso);
+    };
     tls::TlsConfig config;
     if (http2 == 1) config.alpn = {"h2", "http/1.1"};
     if (http2 == 2) config.alpn = {"h2"};
+    std::string passphrase = text("passphrase");
     for (size_t i = 0; i < certs.size() && i < keys.size(); ++i) {
       tls::CertificateConfig c;
       c.certFile = "options.cert[" + std::to_string(i) + "]";
       c.keyFile = "options.key[" + std::to_string(i) + "]";
       c.certPem = certs[i];
       c.keyPem = keys[i];
+      c.keyPassphrase = passphrase;
       config.certificates.push_back(std::move(c));
     }
+    // requestCert (and rejectUnauthorized): client certificates, verified
+    // against options.ca. minVersion: 'TLSv1.3' raises the floor.
+    if (flag("requestCert")) {
+      config.clientCerts = flag("rejectUnauthorized") ? tls::ClientCerts::kRequire : tls::ClientCerts::kRequest;
+      for (const std::string& ca : cas) config.clientCaPem += ca + "\n";
+    }
+    if (text("minVersion") == "TLSv1.3") config.minVersion = 0x0304;
     std::string tlsErr;
     tlsContext = tls::createTlsContext(config, tlsErr);
     if (!tlsContext) {

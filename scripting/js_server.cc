@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "scripting/thread_scripting.h"
 #include "scripting/v8_util.h"
 #include "server/reactor.h"
+#include "tls/tls.h"
 
 namespace kuai::scripting {
 
@@ -396,6 +398,31 @@ void JsExchange::local(const v8::FunctionCallbackInfo<v8::Value>& args) {
   v8::Isolate* iso = args.GetIsolate();
   v8::Local<v8::Value> pair[2] = {str(iso, address), v8::Integer::New(iso, port)};
   args.GetReturnValue().Set(v8::Array::New(iso, pair, 2));
+}
+
+// The connection's TLS: [version, cipher, cipher's IANA name, ALPN, SNI name,
+// resumed, why the client's certificate did not verify ('' when it did),
+// the client's certificate (DER, a Uint8Array) or undefined]; undefined in
+// clear text or once the connection is gone.
+void JsExchange::tlsInfo(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  const tls::TlsSession* t = self->ex_->tlsSession();
+  if (!t) return;
+  v8::Isolate* iso = args.GetIsolate();
+  std::string der = t->peerCertificate();
+  v8::Local<v8::Value> cert = v8::Undefined(iso);
+  if (!der.empty()) {
+    v8::Local<v8::ArrayBuffer> buf = v8::ArrayBuffer::New(iso, der.size());
+    std::memcpy(buf->Data(), der.data(), der.size());
+    cert = v8::Uint8Array::New(buf, 0, der.size());
+  }
+  v8::Local<v8::Value> info[8] = {
+      str(iso, t->version()),    str(iso, t->cipherName()), str(iso, t->cipherStandardName()),
+      str(iso, t->alpnSelected()), str(iso, t->serverName()), v8::Boolean::New(iso, t->resumed()),
+      str(iso, t->peerVerifyError()), cert,
+  };
+  args.GetReturnValue().Set(v8::Array::New(iso, info, 8));
 }
 
 void JsExchange::end(const v8::FunctionCallbackInfo<v8::Value>& args) {

@@ -119,6 +119,7 @@ class JsExchange final : public server::ExchangeListener {
   static void abort(const v8::FunctionCallbackInfo<v8::Value>& args);
   // () -> [address, port] of this end of the connection, or undefined.
   static void local(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void tlsInfo(const v8::FunctionCallbackInfo<v8::Value>& args);
 
  private:
   static JsExchange* from(const v8::FunctionCallbackInfo<v8::Value>& args);

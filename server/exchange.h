@@ -17,6 +17,10 @@
 
 #include "parser/request_parser.h"
 
+namespace kuai::tls {
+class TlsSession;
+}
+
 namespace kuai::server {
 
 struct HeaderRules;
@@ -77,6 +81,8 @@ class ExchangeSink {
   // This end of the connection (the address the client reached).
   virtual std::string localAddress(int& port) = 0;
   virtual bool encrypted() const = 0;
+  // The connection's TLS session (null in clear text).
+  virtual const tls::TlsSession* tlsSession() const { return nullptr; }
   virtual uint64_t connectionId() const = 0;
 };
 
@@ -181,6 +187,7 @@ class Exchange {
     return sink_ ? sink_->localAddress(port) : std::string();
   }
   bool encrypted() const { return sink_ && sink_->encrypted(); }
+  const tls::TlsSession* tlsSession() const { return sink_ ? sink_->tlsSession() : nullptr; }
   uint64_t connectionId() const { return sink_ ? sink_->connectionId() : 0; }
   bool headRequest() const { return head_; }
   bool bodyless() const { return noBody_; }

@@ -57,6 +57,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   int peerPort() override { return transport_.peerPort(); }
   std::string localAddress(int& port) override { return transport_.localAddress(port); }
   bool encrypted() const override { return transport_.isTls(); }
+  const tls::TlsSession* tlsSession() const override { return transport_.tls(); }
   uint64_t connectionId() const override { return transport_.id(); }
 
  private:

@@ -96,6 +96,7 @@ class Http2Session::Stream final : public ExchangeSink {
   int peerPort() override { return session_.transport_.peerPort(); }
   std::string localAddress(int& port) override { return session_.transport_.localAddress(port); }
   bool encrypted() const override { return session_.transport_.isTls(); }
+  const tls::TlsSession* tlsSession() const override { return session_.transport_.tls(); }
   uint64_t connectionId() const override { return session_.transport_.id(); }
 
   // The stream is gone: the exchange is cut loose, its handler told of an

@@ -96,6 +96,7 @@ class alignas(16) Transport final {
   bool connected() const { return connected_; }
   uint64_t id() const { return id_; }
   bool isTls() const { return tls_ != nullptr; }
+  const tls::TlsSession* tls() const { return tls_.get(); }
   // Output as the protocol writes it (plaintext).
   OutputQueue& output() { return out_; }
   // What the backend sends: the output itself, or its TLS records.

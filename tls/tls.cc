@@ -121,6 +121,47 @@ bool wildcardMatch(const std::string& pattern, const std::string& host) {
 
 int noPassword(char*, int, int, void*) { return 0; }
 
+// A key's passphrase (arg: the std::string), for PEM_read_bio_PrivateKey.
+int givenPassphrase(char* buf, int size, int, void* arg) {
+  const auto* pass = static_cast<const std::string*>(arg);
+  if (!pass || pass->empty() || pass->size() > size_t(size)) return 0;
+  std::memcpy(buf, pass->data(), pass->size());
+  return int(pass->size());
+}
+
+// With ClientCerts::kRequest: any client certificate is taken; whether it
+// verified is asked after the handshake (SSL_get_verify_result).
+int acceptAnyClientCert(int, X509_STORE_CTX*) { return 1; }
+
+// Node's name for an X509 verification result (what socket.authorizationError
+// holds).
+std::string_view verifyErrorName(long result) {
+  switch (result) {
+    case X509_V_OK: return {};
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: return "UNABLE_TO_GET_ISSUER_CERT";
+    case X509_V_ERR_UNABLE_TO_GET_CRL: return "UNABLE_TO_GET_CRL";
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE: return "UNABLE_TO_DECRYPT_CERT_SIGNATURE";
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY";
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE: return "CERT_SIGNATURE_FAILURE";
+    case X509_V_ERR_CERT_NOT_YET_VALID: return "CERT_NOT_YET_VALID";
+    case X509_V_ERR_CERT_HAS_EXPIRED: return "CERT_HAS_EXPIRED";
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD: return "ERROR_IN_CERT_NOT_BEFORE_FIELD";
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD: return "ERROR_IN_CERT_NOT_AFTER_FIELD";
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return "DEPTH_ZERO_SELF_SIGNED_CERT";
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: return "SELF_SIGNED_CERT_IN_CHAIN";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: return "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG: return "CERT_CHAIN_TOO_LONG";
+    case X509_V_ERR_CERT_REVOKED: return "CERT_REVOKED";
+    case X509_V_ERR_INVALID_CA: return "INVALID_CA";
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED: return "PATH_LENGTH_EXCEEDED";
+    case X509_V_ERR_INVALID_PURPOSE: return "INVALID_PURPOSE";
+    case X509_V_ERR_CERT_UNTRUSTED: return "CERT_UNTRUSTED";
+    case X509_V_ERR_CERT_REJECTED: return "CERT_REJECTED";
+    default: return "UNSPECIFIED";
+  }
+}
+
 // Index of our Context pointer in each SSL_CTX's ex_data.
 int contextIndex() {
   static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
@@ -240,6 +281,7 @@ class Context final : public TlsContext, public std::enable_shared_from_this<Con
 
   const TlsConfig config_;
   std::vector<Certificate> certs_;
+  std::vector<bssl::UniquePtr<X509>> clientCas_;  // config_.clientCaPem, parsed
   TicketKeys tickets_;
 };
 
@@ -293,6 +335,29 @@ class Session final : public TlsSession {
   }
   bool resumed() const override { return SSL_session_reused(ssl_.get()); }
   const std::string& error() const override { return error_; }
+  std::string_view cipherName() const override {
+    const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get());
+    return c ? std::string_view(SSL_CIPHER_get_name(c)) : std::string_view();
+  }
+  std::string_view cipherStandardName() const override {
+    const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get());
+    return c ? std::string_view(SSL_CIPHER_standard_name(c)) : std::string_view();
+  }
+  std::string peerCertificate() const override {
+    bssl::UniquePtr<X509> x(SSL_get_peer_certificate(ssl_.get()));
+    if (!x) return {};
+    uint8_t* der = nullptr;
+    int n = i2d_X509(x.get(), &der);
+    if (n <= 0) return {};
+    std::string out(reinterpret_cast<const char*>(der), size_t(n));
+    OPENSSL_free(der);
+    return out;
+  }
+  std::string_view peerVerifyError() const override {
+    bssl::UniquePtr<X509> x(SSL_get_peer_certificate(ssl_.get()));
+    if (!x) return "UNABLE_TO_GET_ISSUER_CERT";  // Node's word for no certificate
+    return verifyErrorName(SSL_get_verify_result(ssl_.get()));
+  }
 
  private:
   enum class State { kSniffing, kTls, kClosed, kFailed, kPlainHttp };
@@ -329,6 +394,19 @@ bool Context::load(std::string& err) {
   for (const std::string& p : config_.alpn) {
     if (p.empty() || p.size() > 255) {
       err = "tls: ALPN protocol names must be 1 to 255 bytes";
+      return false;
+    }
+  }
+  if (config_.clientCerts != ClientCerts::kNone && !config_.clientCaPem.empty()) {
+    bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(config_.clientCaPem.data(), config_.clientCaPem.size()));
+    for (;;) {
+      bssl::UniquePtr<X509> x(PEM_read_bio_X509(bio.get(), nullptr, noPassword, nullptr));
+      if (!x) break;
+      clientCas_.push_back(std::move(x));
+    }
+    ERR_clear_error();
+    if (clientCas_.empty()) {
+      err = "tls: the client CA certificates (ca): no PEM certificate found";
       return false;
     }
   }
@@ -377,9 +455,14 @@ bool Context::loadCertificate(const CertificateConfig& c, std::string& err) {
     return false;
   }
   bssl::UniquePtr<BIO> keyBio(BIO_new_mem_buf(keyPem.data(), keyPem.size()));
-  bssl::UniquePtr<EVP_PKEY> key(PEM_read_bio_PrivateKey(keyBio.get(), nullptr, noPassword, nullptr));
+  bssl::UniquePtr<EVP_PKEY> key(PEM_read_bio_PrivateKey(keyBio.get(), nullptr, givenPassphrase,
+                                                         const_cast<std::string*>(&c.keyPassphrase)));
   if (!key) {
-    err = "tls: key file " + c.keyFile + ": no PEM private key found (encrypted keys are not supported)";
+    bool encrypted = keyPem.find("ENCRYPTED") != std::string::npos;
+    err = "tls: key file " + c.keyFile +
+          (!encrypted                  ? ": no PEM private key found"
+           : c.keyPassphrase.empty() ? ": the key is encrypted and no passphrase was given"
+                                      : ": the key could not be decrypted with the passphrase given");
     ERR_clear_error();
     return false;
   }
@@ -460,6 +543,19 @@ bool Context::configure(SSL_CTX* ctx, size_t index, std::string& err) {
   }
   SSL_CTX_set_tlsext_servername_callback(ctx, onServerName);
   if (!config_.alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, onAlpn, nullptr);
+  if (config_.clientCerts != ClientCerts::kNone) {
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+    if (clientCas_.empty()) X509_STORE_set_default_paths(store);
+    for (const auto& ca : clientCas_) {
+      if (!X509_STORE_add_cert(store, ca.get()) || !SSL_CTX_add_client_CA(ctx, ca.get())) {
+        err = "tls: the client CA certificates (ca): " + drainErrors();
+        return false;
+      }
+    }
+    bool require = config_.clientCerts == ClientCerts::kRequire;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (require ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                       require ? nullptr : acceptAnyClientCert);
+  }
   return true;
 }
 

@@ -26,6 +26,17 @@ struct CertificateConfig {
   // when set; certFile/keyFile then only name them in messages.
   std::string certPem;
   std::string keyPem;
+  // The key's passphrase, when the PEM key is encrypted.
+  std::string keyPassphrase;
+};
+
+// Client certificates (mutual TLS).
+enum class ClientCerts {
+  kNone,     // not asked for
+  kRequest,  // asked for; the handshake goes on without one or with one
+             // that does not verify (TlsSession::peerVerifyError says why)
+  kRequire,  // asked for; no certificate, or one that does not verify
+             // against clientCaPem, fails the handshake
 };
 
 struct TlsConfig {
@@ -36,6 +47,10 @@ struct TlsConfig {
   uint16_t minVersion = 0x0303;                   // TLS 1.2
   size_t sessionCacheSize = 20480;                // stateful resumption entries; 0: no cache
   uint32_t ticketKeyRotateSeconds = 3600;         // ticket key lifetime; 0: no tickets
+  ClientCerts clientCerts = ClientCerts::kNone;
+  // PEM certificates client certificates are verified against (and whose
+  // names the server's CertificateRequest lists); empty: the system's.
+  std::string clientCaPem;
 };
 
 // One TLS session, owned by one connection on one reactor thread.
@@ -68,6 +83,17 @@ class TlsSession {
   virtual std::string_view version() const = 0;       // "TLSv1.3", ...
   virtual bool resumed() const = 0;
   virtual const std::string& error() const = 0;
+  // The cipher suite: OpenSSL's name ("TLS_AES_128_GCM_SHA256",
+  // "ECDHE-RSA-AES128-GCM-SHA256") and the IANA one. Empty before the
+  // handshake.
+  virtual std::string_view cipherName() const { return {}; }
+  virtual std::string_view cipherStandardName() const { return {}; }
+  // The client's certificate (DER), empty when it sent none.
+  virtual std::string peerCertificate() const { return {}; }
+  // Why the client's certificate did not verify, as Node names it
+  // ("DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_GET_ISSUER_CERT" when there is
+  // none, ...); empty when it verified.
+  virtual std::string_view peerVerifyError() const { return {}; }
 };
 
 // A loaded set of certificates and settings. Thread-safe: every reactor creates

@@ -73,6 +73,11 @@ CertificateConfig certificate(std::string cert, std::string key, std::string ocs
   return c;
 }
 
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 void writeFile(const std::string& path, std::string_view data) {
   std::ofstream(path, std::ios::binary) << data;
 }
@@ -87,6 +92,7 @@ struct ClientOptions {
   const char* ciphers = nullptr;   // TLS 1.2 cipher list
   bool ocsp = false;
   bool verify = true;  // against ca.pem, for sni or "localhost"
+  std::string clientCert, clientKey;  // a client certificate to present
 };
 
 int clientIndex() {
@@ -109,6 +115,10 @@ class Client {
       static_cast<Client*>(SSL_get_ex_data(ssl, clientIndex()))->session_.reset(s);
       return 1;  // we keep the reference
     });
+    if (!o.clientCert.empty()) {
+      EXPECT_TRUE(SSL_CTX_use_certificate_chain_file(ctx, o.clientCert.c_str()));
+      EXPECT_TRUE(SSL_CTX_use_PrivateKey_file(ctx, o.clientKey.c_str(), SSL_FILETYPE_PEM));
+    }
     if (o.verify) {
       EXPECT_TRUE(SSL_CTX_load_verify_locations(ctx, certPath("ca.pem").c_str(), nullptr));
       SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
@@ -801,6 +811,131 @@ TEST(Tls, BadFilesGiveClearErrors) {
   badAlpn.alpn = {""};
   e = loadError(badAlpn);
   EXPECT_TRUE(has(e, {"ALPN"})) << e;
+}
+
+TEST(Tls, EncryptedKeyNeedsItsPassphrase) {
+  // ecdsa.key, encrypted with AES-256-CBC under a passphrase.
+  std::string plain = readFile(certPath("ecdsa.key"));
+  bssl::UniquePtr<BIO> in(BIO_new_mem_buf(plain.data(), plain.size()));
+  bssl::UniquePtr<EVP_PKEY> key(PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr));
+  ASSERT_TRUE(key);
+  bssl::UniquePtr<BIO> out(BIO_new(BIO_s_mem()));
+  static const char kPass[] = "open sesame";
+  ASSERT_TRUE(PEM_write_bio_PKCS8PrivateKey(out.get(), key.get(), EVP_aes_256_cbc(), const_cast<char*>(kPass),
+                                            int(sizeof kPass - 1), nullptr, nullptr));
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(out.get(), &data, &len);
+  std::string encrypted(reinterpret_cast<const char*>(data), len);
+  ASSERT_NE(encrypted.find("ENCRYPTED"), std::string::npos);
+
+  auto with = [&](std::string passphrase) {
+    TlsConfig c;
+    CertificateConfig cert = certificate(certPath("ecdsa.pem"), "encrypted.key");
+    cert.certPem = readFile(certPath("ecdsa.pem"));
+    cert.keyPem = encrypted;
+    cert.keyPassphrase = std::move(passphrase);
+    c.certificates = {cert};
+    return c;
+  };
+  std::string e = loadError(with(""));
+  EXPECT_NE(e.find("encrypted.key: the key is encrypted and no passphrase was given"), std::string::npos) << e;
+  e = loadError(with("wrong"));
+  EXPECT_NE(e.find("could not be decrypted with the passphrase given"), std::string::npos) << e;
+  auto ctx = makeContext(with(kPass));
+  ASSERT_TRUE(ctx);
+  auto s = ctx->newSession();
+  Client c{ClientOptions{}};
+  handshake(c, *s);
+}
+
+// A client certificate the test CA signs for clientAuth (the leaves
+// gen-test-certs makes are for serverAuth only).
+std::string clientCertificate() {
+  static const std::string made = [] {
+    std::string d = CertEnvironment::dir.string();
+    std::string cmd = "cd '" + d + "' && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                      "-keyout client.key -out client.csr -subj /CN=client >/dev/null 2>&1 && "
+                      "printf 'extendedKeyUsage=clientAuth\\n' > client.ext && "
+                      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+                      "-out client.pem -extfile client.ext >/dev/null 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return certPath("client.pem");
+  }();
+  return made;
+}
+
+TEST(Tls, ClientCertificatesRequested) {
+  TlsConfig config = defaultConfig();
+  config.clientCerts = ClientCerts::kRequest;
+  config.clientCaPem = readFile(certPath("ca.pem"));
+  auto ctx = makeContext(config);
+  ASSERT_TRUE(ctx);
+
+  ClientOptions trusted;
+  trusted.clientCert = clientCertificate();
+  trusted.clientKey = certPath("client.key");
+  auto s = ctx->newSession();
+  Client c(trusted);
+  handshake(c, *s);
+  EXPECT_EQ(s->peerVerifyError(), "");
+  std::string der = s->peerCertificate();
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(der.data());
+  bssl::UniquePtr<X509> x(d2i_X509(nullptr, &p, long(der.size())));
+  ASSERT_TRUE(x);
+  char cn[64] = "";
+  X509_NAME_get_text_by_NID(X509_get_subject_name(x.get()), NID_commonName, cn, sizeof cn);
+  EXPECT_STREQ(cn, "client");
+  EXPECT_EQ(s->cipherName(), "TLS_AES_128_GCM_SHA256");
+  EXPECT_EQ(s->cipherStandardName(), "TLS_AES_128_GCM_SHA256");
+
+  // None: served, and said so.
+  auto none = ctx->newSession();
+  Client bare{ClientOptions{}};
+  handshake(bare, *none);
+  EXPECT_EQ(none->peerCertificate(), "");
+  EXPECT_EQ(none->peerVerifyError(), "UNABLE_TO_GET_ISSUER_CERT");
+
+  // A server certificate is no client certificate.
+  ClientOptions wrong;
+  wrong.clientCert = certPath("ecdsa.pem");
+  wrong.clientKey = certPath("ecdsa.key");
+  auto other = ctx->newSession();
+  Client w(wrong);
+  handshake(w, *other);
+  EXPECT_EQ(other->peerVerifyError(), "INVALID_PURPOSE");
+}
+
+TEST(Tls, ClientCertificatesRequired) {
+  TlsConfig config = defaultConfig();
+  config.clientCerts = ClientCerts::kRequire;
+  config.clientCaPem = readFile(certPath("ca.pem"));
+  auto ctx = makeContext(config);
+  ASSERT_TRUE(ctx);
+
+  ClientOptions trusted;
+  trusted.clientCert = clientCertificate();
+  trusted.clientKey = certPath("client.key");
+  auto s = ctx->newSession();
+  Client c(trusted);
+  handshake(c, *s);
+  EXPECT_EQ(s->peerVerifyError(), "");
+
+  for (bool withWrongCert : {false, true}) {
+    ClientOptions o;
+    if (withWrongCert) {
+      o.clientCert = certPath("ecdsa.pem");
+      o.clientKey = certPath("ecdsa.key");
+    }
+    auto refused = ctx->newSession();
+    Client r(o);
+    EXPECT_EQ(pump(r, *refused), Status::kError) << withWrongCert;
+  }
+
+  TlsConfig badCa = config;
+  badCa.clientCaPem = "not a certificate";
+  std::string e = loadError(badCa);
+  EXPECT_NE(e.find("client CA"), std::string::npos) << e;
 }
 
 TEST(Tls, SessionOutlivesContext) {

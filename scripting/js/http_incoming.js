@@ -88,6 +88,74 @@ class KuaiSocket extends EventEmitter {
   get writableLength() { return 0; }
 }
 
+// A TLS connection's socket: what a server-side TLSSocket tells of the
+// handshake (asked of the native side on first use).
+const kTls = Symbol('kuai.tls');
+function tlsInfo(socket) {
+  let t = socket[kTls];
+  if (t === undefined) {
+    const h = socket[kLocalHandle];
+    t = h ? h.tlsInfo() : undefined;
+    if (t !== undefined) socket[kTls] = t;
+  }
+  return t;
+}
+function asksForCertificates(socket) {
+  return !!(socket.server && socket.server._requestCert);
+}
+class KuaiTlsSocket extends KuaiSocket {
+  // As Node: with requestCert, whether the client's certificate verified
+  // against options.ca (and if not, why); otherwise false and null.
+  get authorized() {
+    const t = tlsInfo(this);
+    return asksForCertificates(this) && t !== undefined && t[6] === '';
+  }
+  get authorizationError() {
+    const t = tlsInfo(this);
+    return asksForCertificates(this) && t !== undefined && t[6] !== '' ? t[6] : null;
+  }
+  get alpnProtocol() {
+    const t = tlsInfo(this);
+    return t !== undefined && t[3] ? t[3] : false;
+  }
+  get servername() {
+    const t = tlsInfo(this);
+    return t !== undefined && t[4] ? t[4] : false;
+  }
+  getProtocol() {
+    const t = tlsInfo(this);
+    return t !== undefined ? t[0] : null;
+  }
+  getCipher() {
+    const t = tlsInfo(this);
+    return t !== undefined ? { name: t[1], standardName: t[2], version: t[0] } : undefined;
+  }
+  isSessionReused() {
+    const t = tlsInfo(this);
+    return t !== undefined && t[5];
+  }
+  // The client's certificate in Node's shape ({} when it sent none).
+  getPeerCertificate() {
+    const t = tlsInfo(this);
+    if (t === undefined) return null;
+    if (t[7] === undefined) return {};
+    const { X509Certificate } = require('crypto');
+    return new X509Certificate(t[7]).toLegacyObject();
+  }
+  getPeerX509Certificate() {
+    const t = tlsInfo(this);
+    if (t === undefined || t[7] === undefined) return undefined;
+    const { X509Certificate } = require('crypto');
+    return new X509Certificate(t[7]);
+  }
+}
+
+// A connection's socket object.
+function newSocket(remoteAddress, remotePort, encrypted) {
+  return encrypted ? new KuaiTlsSocket(remoteAddress, remotePort, encrypted)
+    : new KuaiSocket(remoteAddress, remotePort, encrypted);
+}
+
 // Closes connections by id (js/http_server.js installs the native binding's).
 const kConnId = Symbol('kuai.connId');
 let connectionCloser = null;
@@ -252,7 +320,7 @@ class IncomingMessage extends Readable {
     let s = this[kSocket];
     if (!s) {
       const p = this[kPeer] || ['', 0, false];
-      s = this[kSocket] = new KuaiSocket(p[0], p[1], p[2]);
+      s = this[kSocket] = newSocket(p[0], p[1], p[2]);
     }
     return s;
   }
@@ -418,7 +486,7 @@ function setReceivedTrailers(msg, text) {
 
 module.exports = {
   kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater, kLocalHandle,
-  kConnId, closeConnections, setConnectionCloser,
+  kConnId, closeConnections, setConnectionCloser, newSocket, KuaiTlsSocket,
   armSocketTimer, touchSocket, releaseSocket,
   KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
   trailerFields, setReceivedTrailers,

@@ -10,7 +10,7 @@ const EventEmitter = require('events');
 const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
   kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs, kLocalHandle,
-  armSocketTimer, touchSocket, kSocket, kConnId, closeConnections, setConnectionCloser,
+  armSocketTimer, touchSocket, kSocket, kConnId, closeConnections, setConnectionCloser, newSocket,
   IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
 } = require('./http_incoming.js');
 const {
@@ -441,7 +441,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
   }
   let socket = sockets.get(connId);
   if (socket === undefined) {
-    socket = new KuaiSocket(remoteAddress, remotePort, encrypted);
+    socket = newSocket(remoteAddress, remotePort, encrypted);
     socket.server = server;
     // As Node gives each new connection the server's timeout.
     if (server && server.timeout > 0) socket.timeout = server.timeout;
@@ -625,13 +625,26 @@ class HttpsServer extends Server {
     super(options, requestListener);
     const pems = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v])
       .map((x) => (typeof x === 'string' ? x : Buffer.from(x).toString('latin1')));
-    const key = pems(options && options.key);
-    const cert = pems(options && options.cert);
+    const o = options || {};
+    const key = pems(o.key);
+    const cert = pems(o.cert);
     if (!key.length || !cert.length) {
-      throw codedError(TypeError, 'ERR_KUAI_TLS',
-        `${what} needs options.key and options.cert (PEM)`);
+      throw codedError(TypeError, 'ERR_KUAI_TLS', o.pfx !== undefined
+        ? `${what}: options.pfx is not supported; give options.key and options.cert (PEM)`
+        : `${what} needs options.key and options.cert (PEM)`);
     }
-    this._tls = { key, cert };
+    // requestCert: client certificates, verified against options.ca (the
+    // system's roots without it); rejectUnauthorized (default true) refuses
+    // the handshake of a client without a valid one, as Node.
+    this._requestCert = o.requestCert === true;
+    this._tls = {
+      key, cert,
+      passphrase: typeof o.passphrase === 'string' ? o.passphrase : undefined,
+      ca: pems(o.ca),
+      requestCert: this._requestCert,
+      rejectUnauthorized: o.rejectUnauthorized !== false,
+      minVersion: o.minVersion,
+    };
   }
 }
 
