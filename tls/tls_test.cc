@@ -865,20 +865,29 @@ std::string clientCertificate() {
   return made;
 }
 
-TEST(Tls, ClientCertificatesRequested) {
+TlsConfig clientCertConfig(ClientCerts mode) {
   TlsConfig config = defaultConfig();
-  config.clientCerts = ClientCerts::kRequest;
+  config.clientCerts = mode;
   config.clientCaPem = readFile(certPath("ca.pem"));
-  auto ctx = makeContext(config);
-  ASSERT_TRUE(ctx);
+  return config;
+}
 
+// A handshake with the trusted client certificate, which verifies.
+std::unique_ptr<TlsSession> trustedClientHandshake(TlsContext& ctx) {
   ClientOptions trusted;
   trusted.clientCert = clientCertificate();
   trusted.clientKey = certPath("client.key");
-  auto s = ctx->newSession();
+  auto s = ctx.newSession();
   Client c(trusted);
   handshake(c, *s);
   EXPECT_EQ(s->peerVerifyError(), "");
+  return s;
+}
+
+TEST(Tls, ClientCertificatesRequested) {
+  auto ctx = makeContext(clientCertConfig(ClientCerts::kRequest));
+  ASSERT_TRUE(ctx);
+  auto s = trustedClientHandshake(*ctx);
   std::string der = s->peerCertificate();
   const uint8_t* p = reinterpret_cast<const uint8_t*>(der.data());
   bssl::UniquePtr<X509> x(d2i_X509(nullptr, &p, long(der.size())));
@@ -907,19 +916,10 @@ TEST(Tls, ClientCertificatesRequested) {
 }
 
 TEST(Tls, ClientCertificatesRequired) {
-  TlsConfig config = defaultConfig();
-  config.clientCerts = ClientCerts::kRequire;
-  config.clientCaPem = readFile(certPath("ca.pem"));
+  TlsConfig config = clientCertConfig(ClientCerts::kRequire);
   auto ctx = makeContext(config);
   ASSERT_TRUE(ctx);
-
-  ClientOptions trusted;
-  trusted.clientCert = clientCertificate();
-  trusted.clientKey = certPath("client.key");
-  auto s = ctx->newSession();
-  Client c(trusted);
-  handshake(c, *s);
-  EXPECT_EQ(s->peerVerifyError(), "");
+  trustedClientHandshake(*ctx);
 
   for (bool withWrongCert : {false, true}) {
     ClientOptions o;

@@ -39,14 +39,9 @@ def test_fields_signal_and_dispose_as_node(pair):
 
 def raw(port, path):
     """Everything the server sends for GET path (Date lines out)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(build("GET", path, headers=[("Connection", "close")]))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    with Conn(port, timeout=5) as c:
+        c.send(build("GET", path, headers=[("Connection", "close")]))
+        data = c.read_until_close()
     return re.sub(rb"(?i)date: [^\r]*\r\n", b"", data)
 
 
