@@ -324,6 +324,17 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
       return out;
     };
     std::vector<std::string> certs = list("cert"), keys = list("key"), cas = list("ca");
+    std::vector<std::string> pfxs;  // binary: latin1 strings of their bytes
+    {
+      v8::Local<v8::Value> v;
+      if (o->Get(ctx, str(iso, "pfx")).ToLocal(&v) && v->IsArray()) {
+        v8::Local<v8::Array> a = v.As<v8::Array>();
+        for (uint32_t i = 0; i < a->Length(); ++i) {
+          v8::Local<v8::Value> item = a->Get(ctx, i).ToLocalChecked();
+          if (item->IsString()) pfxs.push_back(oneByte(iso, item.As<v8::String>()));
+        }
+      }
+    }
     auto text = [&](const char* name) {
       v8::Local<v8::Value> v;
       return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsString() ? toStdString(iso, v) : std::string();
@@ -342,6 +353,13 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
       c.keyFile = "options.key[" + std::to_string(i) + "]";
       c.certPem = certs[i];
       c.keyPem = keys[i];
+      c.keyPassphrase = passphrase;
+      config.certificates.push_back(std::move(c));
+    }
+    for (size_t i = 0; i < pfxs.size(); ++i) {  // PKCS#12 archives
+      tls::CertificateConfig c;
+      c.certFile = c.keyFile = "options.pfx[" + std::to_string(i) + "]";
+      c.pfx = std::move(pfxs[i]);
       c.keyPassphrase = passphrase;
       config.certificates.push_back(std::move(c));
     }

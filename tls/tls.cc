@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs8.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -416,9 +417,57 @@ bool Context::load(std::string& err) {
   return true;
 }
 
-bool Context::loadCertificate(const CertificateConfig& c, std::string& err) {
+// A PKCS#12 archive's key, certificate and chain as PEM text (the form the
+// rest of loading reads).
+bool pfxToPem(const std::string& der, const std::string& passphrase, std::string& certPem, std::string& keyPem,
+              std::string& why) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(der.data());
+  bssl::UniquePtr<PKCS12> p12(d2i_PKCS12(nullptr, &p, der.size()));
+  EVP_PKEY* key = nullptr;
+  X509* leaf = nullptr;
+  STACK_OF(X509)* chain = nullptr;
+  if (!p12 || !PKCS12_parse(p12.get(), passphrase.c_str(), &key, &leaf, &chain)) {
+    why = "not a PKCS#12 archive, or not with this passphrase (" + drainErrors() + ")";
+    return false;
+  }
+  bssl::UniquePtr<EVP_PKEY> ownedKey(key);
+  bssl::UniquePtr<X509> ownedLeaf(leaf);
+  bssl::UniquePtr<STACK_OF(X509)> ownedChain(chain);
+  if (!key || !leaf) {
+    why = "the PKCS#12 archive holds no private key and certificate";
+    return false;
+  }
+  bssl::UniquePtr<BIO> certs(BIO_new(BIO_s_mem()));
+  bssl::UniquePtr<BIO> keys(BIO_new(BIO_s_mem()));
+  bool ok = PEM_write_bio_X509(certs.get(), leaf) &&
+            PEM_write_bio_PrivateKey(keys.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
+  for (size_t i = 0; ok && chain && i < sk_X509_num(chain); ++i) ok = PEM_write_bio_X509(certs.get(), sk_X509_value(chain, i));
+  if (!ok) {
+    why = drainErrors();
+    return false;
+  }
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(certs.get(), &data, &len);
+  certPem.assign(reinterpret_cast<const char*>(data), len);
+  BIO_mem_contents(keys.get(), &data, &len);
+  keyPem.assign(reinterpret_cast<const char*>(data), len);
+  return true;
+}
+
+bool Context::loadCertificate(const CertificateConfig& given, std::string& err) {
   ERR_clear_error();
   std::string pem, why;
+  CertificateConfig fromPfx;
+  if (!given.pfx.empty()) {
+    fromPfx = given;
+    fromPfx.keyPassphrase.clear();
+    if (!pfxToPem(given.pfx, given.keyPassphrase, fromPfx.certPem, fromPfx.keyPem, why)) {
+      err = "tls: " + given.certFile + ": " + why;
+      return false;
+    }
+  }
+  const CertificateConfig& c = given.pfx.empty() ? given : fromPfx;
   if (!c.certPem.empty()) {
     pem = c.certPem;
   } else if (!readFile(c.certFile, pem, why)) {

@@ -26,8 +26,11 @@ struct CertificateConfig {
   // when set; certFile/keyFile then only name them in messages.
   std::string certPem;
   std::string keyPem;
-  // The key's passphrase, when the PEM key is encrypted.
+  // The key's passphrase, when the PEM key is encrypted (or the PKCS#12's).
   std::string keyPassphrase;
+  // A PKCS#12 archive (DER: key, certificate and chain), used instead of
+  // the PEMs when set (https.createServer({ pfx })).
+  std::string pfx;
 };
 
 // Client certificates (mutual TLS).

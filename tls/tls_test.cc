@@ -849,6 +849,33 @@ TEST(Tls, EncryptedKeyNeedsItsPassphrase) {
   handshake(c, *s);
 }
 
+TEST(Tls, Pkcs12Archive) {
+  std::string d = CertEnvironment::dir.string();
+  std::string cmd = "cd '" + d + "' && openssl pkcs12 -export -in ecdsa.pem -inkey ecdsa.key -certfile ca.pem "
+                    "-passout pass:pw -out server.pfx >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto with = [](std::string passphrase, std::string der) {
+    TlsConfig config;
+    CertificateConfig c;
+    c.certFile = c.keyFile = "server.pfx";
+    c.pfx = std::move(der);
+    c.keyPassphrase = std::move(passphrase);
+    config.certificates = {c};
+    return config;
+  };
+  std::string der = readFile(certPath("server.pfx"));
+  ASSERT_FALSE(der.empty());
+  auto ctx = makeContext(with("pw", der));
+  ASSERT_TRUE(ctx);
+  auto s = ctx->newSession();
+  Client c{ClientOptions{}};  // verifies the chain against ca.pem
+  handshake(c, *s);
+  std::string e = loadError(with("wrong", der));
+  EXPECT_NE(e.find("server.pfx: not a PKCS#12 archive, or not with this passphrase"), std::string::npos) << e;
+  e = loadError(with("pw", "garbage"));
+  EXPECT_NE(e.find("server.pfx"), std::string::npos) << e;
+}
+
 // A client certificate the test CA signs for clientAuth (the leaves
 // gen-test-certs makes are for serverAuth only).
 std::string clientCertificate() {

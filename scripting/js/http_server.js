@@ -628,17 +628,19 @@ class HttpsServer extends Server {
     const o = options || {};
     const key = pems(o.key);
     const cert = pems(o.cert);
-    if (!key.length || !cert.length) {
-      throw codedError(TypeError, 'ERR_KUAI_TLS', o.pfx !== undefined
-        ? `${what}: options.pfx is not supported; give options.key and options.cert (PEM)`
-        : `${what} needs options.key and options.cert (PEM)`);
+    // pfx: PKCS#12 archives (Buffers, or { buf, passphrase }), as Node takes them.
+    const pfx = (o.pfx === undefined ? [] : Array.isArray(o.pfx) ? o.pfx : [o.pfx])
+      .map((x) => (x && x.buf !== undefined ? x.buf : x))
+      .map((x) => (typeof x === 'string' ? x : Buffer.from(x).toString('latin1')));
+    if ((!key.length || !cert.length) && !pfx.length) {
+      throw codedError(TypeError, 'ERR_KUAI_TLS', `${what} needs options.key and options.cert (PEM), or options.pfx`);
     }
     // requestCert: client certificates, verified against options.ca (the
     // system's roots without it); rejectUnauthorized (default true) refuses
     // the handshake of a client without a valid one, as Node.
     this._requestCert = o.requestCert === true;
     this._tls = {
-      key, cert,
+      key, cert, pfx,
       passphrase: typeof o.passphrase === 'string' ? o.passphrase : undefined,
       ca: pems(o.ca),
       requestCert: this._requestCert,

@@ -786,19 +786,19 @@ def test_missing_module_exits_1():
 
 
 def unix_get(path, target):
-    """A GET over the Unix socket at path: (status, JSON body)."""
+    """A GET over the Unix socket at path: (status, JSON body or None)."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(str(path))
-        s.sendall(build("GET", target))
+        s.sendall(build("GET", target, headers=[("Connection", "close")]))
         data = b""
-        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+        while True:
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
+    return int(head.split()[1]), json.loads(body) if body else None
 
 
 @pytest.mark.parametrize("form", ["path", "options"])
@@ -816,8 +816,16 @@ def test_unix_socket_listen_as_node(logdir, tmp_path, form):
         try:
             listening = {l.split()[2] for l in proc.lines(r"^LISTENING")}
             answers = [unix_get(sock, "/") for _ in range(10)]
-            for _ in range(proc.threads):
-                unix_get(sock, "/close")
+            # Each reactor's server closes on the /close it gets; one that
+            # arrives as a reactor closes may be answered 503 by it.
+            for _ in range(20):
+                if len(proc.lines(r"^CLOSED")) == proc.threads:
+                    break
+                try:
+                    unix_get(sock, "/close")
+                except OSError:  # the last server closed meanwhile: the file is gone
+                    pass
+                time.sleep(0.05)
             proc.wait_lines(r"^CLOSED", proc.threads)
             closed = proc.lines(r"^CLOSED")
             # Nothing left to do: the script ends (0) under both.

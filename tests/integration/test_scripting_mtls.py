@@ -4,7 +4,7 @@ rejectUnauthorized on (a client without a valid certificate fails the
 handshake) and off (it is served; socket.authorized false and
 authorizationError say why), getPeerCertificate() in Node's shape,
 getPeerX509Certificate(), getProtocol(), alpnProtocol, servername; a key
-encrypted with a passphrase."""
+encrypted with a passphrase, and a PKCS#12 archive (pfx)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def pki(certs, tmp_path_factory):
             "-subj", "/CN=stranger")
     openssl("pkey", "-in", str(certs.ecdsa_key), "-aes256", "-passout", "pass:open sesame",
             "-out", str(d / "server-encrypted.key"))
+    openssl("pkcs12", "-export", "-in", str(certs.ecdsa), "-inkey", str(certs.ecdsa_key),
+            "-certfile", str(certs.ca), "-passout", "pass:open sesame", "-out", str(d / "server.pfx"))
     return d
 
 
@@ -55,11 +57,13 @@ def curl(port, certs, client=None, key=None):
     return json.loads(r.stdout)
 
 
-def env(certs, reject, key=None, passphrase=None):
+def env(certs, reject, key=None, passphrase=None, pfx=None):
     e = {"CERT": str(certs.ecdsa), "KEY": str(key or certs.ecdsa_key), "CA": str(certs.ca),
          "REJECT": "1" if reject else "0"}
     if passphrase:
         e["PASSPHRASE"] = passphrase
+    if pfx:
+        e["PFX"] = str(pfx)
     return e
 
 
@@ -101,8 +105,12 @@ def test_client_certificates_as_node(pair, certs, pki):
         assert stranger["authorizationError"] == "DEPTH_ZERO_SELF_SIGNED_CERT", stranger
 
 
-def test_encrypted_key_with_its_passphrase(logdir, certs, pki):
-    e = env(certs, False, key=pki / "server-encrypted.key", passphrase="open sesame")
+@pytest.mark.parametrize("form", ["encrypted key", "pfx"])
+def test_encrypted_key_with_its_passphrase(logdir, certs, pki, form):
+    if form == "pfx":
+        e = env(certs, False, passphrase="open sesame", pfx=pki / "server.pfx")
+    else:
+        e = env(certs, False, key=pki / "server-encrypted.key", passphrase="open sesame")
     with running_pair(logdir, SCRIPT, env=e) as p:
         got = {q.runtime: curl(q.port, certs, pki / "client.pem", pki / "client.key") for q in p.procs()}
     assert got["kuai"]["authorized"] is True, got

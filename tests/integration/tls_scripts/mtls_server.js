@@ -1,7 +1,7 @@
 'use strict';
 // https.createServer with client certificates (requestCert, ca,
 // rejectUnauthorized from $REJECT) and a key that may be encrypted
-// ($PASSPHRASE). Each request is answered with what the socket tells of the
+// ($PASSPHRASE) or come with its certificate in a PKCS#12 archive ($PFX). Each request is answered with what the socket tells of the
 // TLS connection and the client's certificate. Prints "LISTENING <port>".
 const fs = require('fs');
 const https = require('https');
@@ -15,6 +15,11 @@ const options = {
   rejectUnauthorized: process.env.REJECT === '1',
 };
 if (process.env.PASSPHRASE) options.passphrase = process.env.PASSPHRASE;
+if (process.env.PFX) {  // the key and certificate from a PKCS#12 archive instead
+  delete options.key;
+  delete options.cert;
+  options.pfx = fs.readFileSync(process.env.PFX);
+}
 
 https.createServer(options, (req, res) => {
   const s = req.socket;
