@@ -791,12 +791,7 @@ def unix_get(path, target):
         s.settimeout(5)
         s.connect(str(path))
         s.sendall(build("GET", target, headers=[("Connection", "close")]))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = b"".join(iter(lambda: s.recv(65536), b""))  # up to the server's close
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body) if body else None
 
