@@ -38,6 +38,13 @@ struct Error {
 // Case-insensitive ASCII comparison for header names and tokens.
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
+// A field value or list item without the spaces and tabs around it (OWS).
+inline std::string_view trimSpaces(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 // The first field with this name (ASCII case-insensitive), or null.
 inline const Header* findHeader(const std::vector<Header>& headers, std::string_view name) {
   for (const Header& h : headers) {

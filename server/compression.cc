@@ -32,15 +32,9 @@ std::string_view encodingSuffix(Encoding e) {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // A q-value ("1", "0.5", "0.000") in thousandths; -1 when malformed.
 int qValue(std::string_view v) {
-  v = trim(v);
+  v = parser::trimSpaces(v);
   if (v.empty() || v.size() > 5) return -1;
   if (v[0] == '1') {
     for (char c : v.substr(1)) {
@@ -72,7 +66,7 @@ bool endsWithIgnoreCase(std::string_view s, std::string_view suffix) {
 }  // namespace
 
 bool CompressionSpec::compressible(std::string_view contentType) const {
-  std::string_view type = trim(contentType.substr(0, contentType.find(';')));
+  std::string_view type = parser::trimSpaces(contentType.substr(0, contentType.find(';')));
   if (type.empty()) return false;
   for (const std::string& pattern : types) {
     std::string_view p = pattern;
@@ -98,7 +92,7 @@ int CompressionSpec::level(Encoding e) const {
 }
 
 Encoding negotiate(std::string_view header, uint8_t available) {
-  if (trim(header).empty()) return Encoding::kIdentity;
+  if (parser::trimSpaces(header).empty()) return Encoding::kIdentity;
   constexpr Encoding kOrder[] = {Encoding::kBrotli, Encoding::kZstd, Encoding::kGzip};
   int q[4] = {-1, -1, -1, -1};  // per encoding; -1: not named
   int star = -1;
@@ -109,10 +103,10 @@ Encoding negotiate(std::string_view header, uint8_t available) {
     std::string_view item = header.substr(at, comma - at);
     at = comma + 1;
     size_t semi = item.find(';');
-    std::string_view name = trim(item.substr(0, semi));
+    std::string_view name = parser::trimSpaces(item.substr(0, semi));
     int value = 1000;
     if (semi != std::string_view::npos) {
-      std::string_view param = trim(item.substr(semi + 1));
+      std::string_view param = parser::trimSpaces(item.substr(semi + 1));
       if (param.size() < 2 || (param[0] != 'q' && param[0] != 'Q') || param[1] != '=') continue;
       value = qValue(param.substr(2));
       if (value < 0) continue;

@@ -18,6 +18,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/byte_ranges.h"
+
 namespace kuai::server {
 
 // An open regular file shared by the cache and the responses still sending it.
@@ -47,12 +49,6 @@ struct StaticOptions {
   uint64_t memoryCacheMax = 64 * 1024;  // files up to this size are kept in memory
   size_t cacheEntries = 4096;           // open-file cache capacity per reactor
   int revalidateSeconds = 1;            // re-stat a cached path at most this often
-};
-
-// One range of a file's bytes (from a Range field).
-struct ByteRange {
-  uint64_t offset = 0;
-  uint64_t length = 0;
 };
 
 // The request fields StaticFiles reads. Views into the request; empty = absent.
