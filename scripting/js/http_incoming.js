@@ -136,11 +136,9 @@ class KuaiTlsSocket extends KuaiSocket {
   }
   // The client's certificate in Node's shape ({} when it sent none).
   getPeerCertificate() {
-    const t = tlsInfo(this);
-    if (t === undefined) return null;
-    if (t[7] === undefined) return {};
-    const { X509Certificate } = require('crypto');
-    return new X509Certificate(t[7]).toLegacyObject();
+    if (tlsInfo(this) === undefined) return null;
+    const x509 = this.getPeerX509Certificate();
+    return x509 === undefined ? {} : x509.toLegacyObject();
   }
   getPeerX509Certificate() {
     const t = tlsInfo(this);
