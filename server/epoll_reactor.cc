@@ -143,7 +143,7 @@ class EpollReactor final : public Reactor {
       OutputQueue::Segment& seg = out.head();
       ssize_t n;
       if (seg.isFile()) {
-        n = sendFileRange(c->fd(), out);
+        n = sendFileRange(c->fd(), out, c->peerOnThisMachine());
         if (n > 0) continue;
         if (errno == EIO) {  // the file shrank under us
           c->onError(-EIO);

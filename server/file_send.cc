@@ -21,14 +21,16 @@ char* copyBuffer() {
 
 }  // namespace
 
-ssize_t sendFileRange(int sock, OutputQueue& out) {
+ssize_t sendFileRange(int sock, OutputQueue& out, bool peerOnThisMachine) {
   OutputQueue::Segment& seg = out.head();
   size_t chunk = seg.remaining > (1u << 30) ? (1u << 30) : size_t(seg.remaining);
   ssize_t n;
-  if (!seg.streaming) {
+  if (!peerOnThisMachine) {
     off_t off = off_t(seg.offset);
     n = ::sendfile(sock, seg.file->fd, &off, chunk);
-    if (n < 0 && errno == EAGAIN) seg.streaming = true;
+  } else if (seg.file->map) {
+    n = ::send(sock, seg.file->map + seg.offset, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EFAULT) errno = EIO;  // the file shrank under us
   } else {
     char* buf = copyBuffer();
     ssize_t got = ::pread(seg.file->fd, buf, std::min(chunk, kCopyChunk), off_t(seg.offset));

@@ -1,14 +1,16 @@
 // Sending a file range to a socket, shared by the I/O backends.
 //
-// sendfile(2) first: no copy, and a response that fits in the socket buffer
-// (a 1 MiB file on a warmed-up connection) leaves in one call. A range that
-// outgrows the buffer (the call stopped short with EAGAIN once) goes on as a
-// streamed transfer through a copy (pread into a per-thread buffer, then
-// send): page-cache pages handed to the socket one by one make the receiving
-// side's work per byte about a third larger on loopback (measured with wrk
-// on 100 MiB files: ~95 ms of client CPU per file with sendfile, ~62 ms with
-// the copy), which is what limits a long download when the client shares
-// the machine; the copy costs the server one memcpy per byte.
+// To a peer on another machine: sendfile(2), no copy; the socket takes the
+// page-cache pages as they are.
+//
+// To a peer on this machine (loopback, Unix socket): the receiver's work is
+// this machine's CPU too, and receiving page-cache pages handed over one by
+// one costs it about a fifth more per byte than a copied stream (1 MiB files,
+// wrk on the other core: ~540 µs of client CPU a file with sendfile, ~440 µs
+// copied). So the bytes are copied in, from the file's mapping
+// (OpenFile::map) with send(2): one copy, made by the kernel, so a file
+// truncated meanwhile makes it fail with EFAULT (reported as EIO), never a
+// signal. Without a mapping: pread into a per-thread buffer, then send.
 #pragma once
 
 #include <sys/types.h>
@@ -17,9 +19,9 @@
 
 namespace kuai::server {
 
-// Sends what the socket takes of `seg` (a file range) without blocking and
-// consumes it from `out`; returns the bytes sent, or -1 with errno (EAGAIN:
+// Sends what the socket takes of `out`'s head (a file range) without blocking
+// and consumes it from `out`; returns the bytes sent, or -1 with errno (EAGAIN:
 // the socket is full; EIO: the file shrank under us).
-ssize_t sendFileRange(int sock, OutputQueue& out);
+ssize_t sendFileRange(int sock, OutputQueue& out, bool peerOnThisMachine);
 
 }  // namespace kuai::server

@@ -23,7 +23,6 @@ class OutputQueue {
     std::shared_ptr<OpenFile> file;  // or a file range
     uint64_t offset = 0;
     uint64_t remaining = 0;
-    bool streaming = false;  // a file range that outgrew the socket buffer (file_send.h)
     bool isFile() const { return file != nullptr; }
   };
 

@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -47,7 +48,14 @@ namespace kuai::server {
 // have openat2. Not part of the API.
 bool gStaticFilesForceOpenatFallback = false;
 
+void OpenFile::mapWhole() {
+  if (map || fd < 0 || size == 0 || size > SIZE_MAX) return;
+  void* m = ::mmap(nullptr, size_t(size), PROT_READ, MAP_SHARED, fd, 0);
+  if (m != MAP_FAILED) map = static_cast<const char*>(m);
+}
+
 OpenFile::~OpenFile() {
+  if (map) ::munmap(const_cast<char*>(map), size_t(size));
   if (fd >= 0) ::close(fd);
 }
 
@@ -374,6 +382,7 @@ std::shared_ptr<StaticFiles::Entry> StaticFiles::load(const std::string& relPath
     e->file = std::make_shared<OpenFile>();
     e->file->fd = fd;
     e->file->size = e->size;
+    e->file->mapWhole();
   }
 
   // ETag "<mtime hex>-<size hex>" as nginx writes it.

@@ -27,6 +27,13 @@ namespace kuai::server {
 struct OpenFile {
   int fd = -1;
   uint64_t size = 0;
+  // The whole file mapped read-only (null where mmap refused it), for the
+  // kernel to copy from when it sends (file_send.h). Never read through it in
+  // user space: once the file is truncated, a page past its new end faults
+  // with SIGBUS there, where the kernel's own copy fails with EFAULT instead.
+  const char* map = nullptr;
+  // Maps [0, size); kept for the file's lifetime (fixed once shared).
+  void mapWhole();
   ~OpenFile();
 };
 

@@ -292,6 +292,28 @@ std::string Transport::localAddress(int& port) const {
   return addressText(ss, port);
 }
 
+bool Transport::peerOnThisMachine() {
+  if (peerLocal_ < 0) {
+    // This end's address tells: a connection to a loopback address comes
+    // from this machine.
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    bool local = false;
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (ss.ss_family == AF_UNIX) {
+        local = true;
+      } else if (ss.ss_family == AF_INET) {
+        local = (ntohl(reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr) >> 24) == 127;
+      } else if (ss.ss_family == AF_INET6) {
+        const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
+        local = IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+      }
+    }
+    peerLocal_ = local ? 1 : 0;
+  }
+  return peerLocal_ == 1;
+}
+
 const std::string& Transport::peerAddress() {
   if (peerPort_ < 0) {
     sockaddr_storage ss{};

@@ -143,6 +143,9 @@ class alignas(16) Transport final {
     peerAddress();
     return peerPort_;
   }
+  // The peer is on this machine (a loopback or Unix-socket connection), so
+  // its work receiving is this machine's too (see file_send.h). Asked once.
+  bool peerOnThisMachine();
   uint64_t nowMs() const;
 
   // Intrusive list of the reactor's transports (accepted and outbound apart).
@@ -173,6 +176,7 @@ class alignas(16) Transport final {
   uint64_t id_ = 0;          // per reactor, for handlers
   std::string peerAddress_;  // filled on first use (getpeername)
   int peerPort_ = -1;
+  int8_t peerLocal_ = -1;    // peerOnThisMachine(), -1 until asked
   uint64_t phaseStartMs_ = 0;     // when the handshake / lingering began
   uint64_t lastProgressMs_ = 0;   // the last byte the client took
   sockaddr_storage addr_{};       // outbound: the peer

@@ -8,7 +8,8 @@
 //    parser);
 //  - send: responses are queued during a wake-up and each dirty connection gets
 //    one send SQE at its end, so a wake-up ends in one io_uring_enter;
-//  - files: sendfile(2) straight from the page cache on the non-blocking socket,
+//  - files: sendfile(2) straight from the page cache on the non-blocking socket
+//    (to a peer on this machine, a copy from the file's mapping: file_send.h),
 //    with a POLLOUT poll when the socket buffer is full.
 #include <fcntl.h>
 #include <liburing.h>
@@ -369,7 +370,7 @@ void UringReactor::flush(Transport* c) {
 void UringReactor::sendFile(Transport* c) {
   OutputQueue& out = c->wire();
   while (!out.empty() && out.head().isFile()) {
-    ssize_t n = sendFileRange(c->fd(), out);
+    ssize_t n = sendFileRange(c->fd(), out, c->peerOnThisMachine());
     if (n > 0) continue;
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {

@@ -23,7 +23,7 @@ import pytest
 from httpraw import TlsPort, tls_client_context
 
 REPO = Path(__file__).resolve().parents[2]
-BANNER_RE = re.compile(r"(https?)://127\.0\.0\.1:(\d+)")
+BANNER_RE = re.compile(r"(https?)://(127\.0\.0\.1|\d+\.\d+\.\d+\.\d+):(\d+)")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 BACKENDS = ["uring", "epoll"]
@@ -113,6 +113,7 @@ class KuaiServer:
         self.err_path = logdir / f"kuai{KuaiServer._counter}.err"
         self.proc = None
         self.port = None
+        self.host = "127.0.0.1"
         self.banner = None
         self.returncode = None
         self.checked = False
@@ -132,7 +133,8 @@ class KuaiServer:
                     self.kill()
                     pytest.fail(f"unexpected banner {self.banner!r} from {self.cmdline()}")
                 self.scheme = m.group(1)
-                self.port = int(m.group(2))
+                self.host = m.group(2)
+                self.port = int(m.group(3))
                 if self.scheme == "https":
                     if self.certs is None:
                         self.kill()
@@ -157,7 +159,7 @@ class KuaiServer:
 
     @property
     def url(self):
-        return f"{self.scheme}://127.0.0.1:{int(self.port)}"
+        return f"{self.scheme}://{self.host}:{int(self.port)}"
 
     @property
     def curl_tls(self):
