@@ -81,6 +81,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("listen", &Environment::listen);
   fn("close", &Environment::closeServer);
   fn("closeConnections", &Environment::closeConnections);
+  fn("answerClientError", &Environment::answerClientError);
   fn("route", &Environment::route);
   fn("setTimeouts", &Environment::setTimeouts);
   fn("setCallbacks", &Environment::setCallbacks);
@@ -237,7 +238,8 @@ void Environment::setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) 
                        {"onAbort", &self->onAbort},
                        {"onDrain", &self->onDrain},
                        {"onSocketClose", &self->onSocketClose},
-                       {"onSwitched", &self->onSwitched}});
+                       {"onSwitched", &self->onSwitched},
+                       {"onClientError", &self->onClientError}});
 }
 
 void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args) {
@@ -461,6 +463,26 @@ void Environment::closeConnections(const v8::FunctionCallbackInfo<v8::Value>& ar
     if (list->Get(ctx, i).ToLocal(&v) && v->IsNumber()) ids.push_back(uint64_t(v.As<v8::Number>()->Value()));
   }
   if (!ids.empty()) self->reactor_.closeConnections(std::move(ids), args[1]->BooleanValue(iso));
+}
+
+// answerClientError(connId, bytes, then): raw bytes for a connection whose
+// failed request a 'clientError' listener answers; then 0: keep it open, 1:
+// close once sent (socket.end), 2: close now (socket.destroy). See
+// Reactor::answerClientError.
+void Environment::answerClientError(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  if (!args[0]->IsNumber()) return;
+  std::string bytes;
+  if (args[1]->IsArrayBufferView()) {
+    auto view = args[1].As<v8::ArrayBufferView>();
+    bytes.resize(view->ByteLength());
+    view->CopyContents(bytes.data(), bytes.size());
+  }
+  int then = args[2]->IsInt32() ? args[2].As<v8::Int32>()->Value() : 0;
+  self->reactor_.answerClientError(uint64_t(args[0].As<v8::Number>()->Value()), std::move(bytes),
+                                   then == 2   ? server::Reactor::RawThen::kDestroy
+                                   : then == 1 ? server::Reactor::RawThen::kEnd
+                                               : server::Reactor::RawThen::kKeep);
 }
 
 std::vector<std::string> watchedFiles() {

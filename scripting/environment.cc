@@ -48,7 +48,7 @@ Environment::~Environment() {
       }
     }
     node::Stop(env_);
-    for (auto* g : {&onRequest, &onBody, &onBodyEnd, &onAbort, &onDrain, &onSocketClose, &onSwitched, &onClientHead,
+    for (auto* g : {&onRequest, &onBody, &onBodyEnd, &onAbort, &onDrain, &onSocketClose, &onSwitched, &onClientError, &onClientHead,
                     &onClientData, &onClientEnd, &onClientAbort, &onClientFail, &onClientResume}) {
       g->Reset();
     }

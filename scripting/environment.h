@@ -117,7 +117,7 @@ class Environment final {
   v8::MaybeLocal<v8::Value> call(const v8::Global<v8::Function>& fn, int argc,
                                  v8::Local<v8::Value>* argv);
 
-  v8::Global<v8::Function> onRequest, onBody, onBodyEnd, onAbort, onDrain, onSocketClose, onSwitched;
+  v8::Global<v8::Function> onRequest, onBody, onBodyEnd, onAbort, onDrain, onSocketClose, onSwitched, onClientError;
   // The http client's events (js/http_client.js).
   v8::Global<v8::Function> onClientHead, onClientData, onClientEnd, onClientAbort, onClientFail,
       onClientResume;
@@ -137,6 +137,7 @@ class Environment final {
   static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeConnections(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void answerClientError(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void route(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setCallbacks(const v8::FunctionCallbackInfo<v8::Value>& args);

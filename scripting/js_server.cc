@@ -102,6 +102,54 @@ void JsServer::onConnectionClose(uint64_t id) {
   env_->call(env_->onSocketClose, 1, argv);
 }
 
+// Node's error codes for what the parser refused (llhttp's names where llhttp
+// found it; kuai's own checks mapped to the code llhttp gives the same fault).
+// Null: Node has no parse error for it (a missing Host, a body over kuai's
+// limit), so the protocol's error page answers.
+namespace {
+const char* nodeClientErrorCode(int status, std::string_view reason) {
+  if (status == 408) return "ERR_HTTP_REQUEST_TIMEOUT";
+  if (status == 431 || status == 414) return "HPE_HEADER_OVERFLOW";
+  if (status == 505) return "HPE_INVALID_VERSION";
+  if (status == 501) return "HPE_INVALID_TRANSFER_ENCODING";
+  if (status != 400) return nullptr;
+  auto has = [&](std::string_view w) { return reason.find(w) != std::string_view::npos; };
+  if (has("Host")) return nullptr;
+  if (has("method")) return "HPE_INVALID_METHOD";
+  if (has("target") || has("URL")) return "HPE_INVALID_URL";
+  if (has("Transfer-Encoding") || has("chunked encoding")) return "HPE_INVALID_TRANSFER_ENCODING";
+  if (has("more than one Content-Length")) return "HPE_UNEXPECTED_CONTENT_LENGTH";
+  if (has("Content-Length")) return "HPE_INVALID_CONTENT_LENGTH";
+  if (has("chunk")) return "HPE_INVALID_CHUNK_SIZE";
+  if (has("version")) return "HPE_INVALID_VERSION";
+  if (has("header") || has("trailer") || has("CR") || has("LF") || has("field")) return "HPE_INVALID_HEADER_TOKEN";
+  return "HPE_INVALID_CONSTANT";
+}
+}  // namespace
+
+bool JsServer::onClientError(const server::Handler::ClientError& e) {
+  if (!env_) return false;
+  const char* code = nodeClientErrorCode(e.status, e.reason);
+  if (!code) return false;
+  v8::Isolate* iso = env_->isolate();
+  v8::HandleScope hs(iso);
+  v8::Context::Scope cs(env_->context());
+  v8::Local<v8::Value> raw = node::Buffer::Copy(iso, e.rawPacket.data(), e.rawPacket.size()).ToLocalChecked();
+  v8::Local<v8::Value> argv[9] = {
+      v8::Integer::New(iso, id_),
+      v8::Number::New(iso, double(e.connectionId)),
+      v8::Integer::New(iso, e.status),
+      str(iso, code),
+      str(iso, e.reason),
+      raw,
+      str(iso, e.remoteAddress),
+      v8::Integer::New(iso, e.remotePort),
+      v8::Boolean::New(iso, e.encrypted),
+  };
+  v8::Local<v8::Value> r;
+  return env_->call(env_->onClientError, 9, argv).ToLocal(&r) && r->IsTrue();
+}
+
 // ---------------------------------------------------------------- OwnedRequest
 
 OwnedRequest::OwnedRequest(const parser::Request& from) : req(from) {

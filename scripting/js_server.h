@@ -24,6 +24,8 @@ class JsServer final : public server::Handler {
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
   void onConnectionClose(uint64_t id) override;
   bool answersContinue() const override { return true; }  // 'checkContinue', as Node
+  // Node's 'clientError': true when the script has a listener for it.
+  bool onClientError(const server::Handler::ClientError& e) override;
   // Its environment is gone.
   void orphan() { env_ = nullptr; }
   int id() const { return id_; }
@@ -50,6 +52,9 @@ class ServerSlot final : public server::Handler {
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
   void onConnectionClose(uint64_t id) override;
   bool answersContinue() const override { return true; }
+  bool onClientError(const server::Handler::ClientError& e) override {
+    return target_ != nullptr && target_->onClientError(e);
+  }
 
   // A server of the current environment answers from now on; requests that
   // waited go to it once the current call into JS has returned.

@@ -252,6 +252,21 @@ class Handler {
   // True: the handler answers Expect: 100-continue itself (writeContinue);
   // false: the protocol sends 100 Continue as soon as the head is in.
   virtual bool answersContinue() const { return false; }
+  // An HTTP/1 request on this handler's listener failed before it could reach
+  // the handler (malformed, too large, timed out) and nothing of an answer has
+  // gone out. True: the handler answers it, or not, writing raw bytes and
+  // closing the connection through Reactor::answerClientError (a script's
+  // 'clientError' listener); false: the protocol writes its error page.
+  struct ClientError {
+    uint64_t connectionId;
+    int status;               // what the error page would have said
+    std::string_view reason;  // the parser's words
+    std::string_view rawPacket;  // the bytes being parsed when it failed (may be empty)
+    std::string_view remoteAddress;
+    int remotePort;
+    bool encrypted;
+  };
+  virtual bool onClientError(const ClientError&) { return false; }
 };
 
 // The error page every route and protocol writes: its header lines and body.

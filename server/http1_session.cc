@@ -115,16 +115,17 @@ void Http1Session::feed(const char* data, size_t len) {
     if (exchange_ && exchange_->listener()) exchange_->listener()->onBody({data, len});
     return;
   }
+  if (handedOff_) return;  // its handler answers the request that failed
   if (parser_.phase() == parser::RequestParser::Phase::kIdle) phaseStartMs_ = requestStartMs_ = reactor_.nowMs();
   inParser_ = true;
+  feeding_ = std::string_view(data, len);  // (for failRequest: the bytes it failed in)
   auto r = parser_.feed(data, len);
   inParser_ = false;
-  if (tunnel_ && r != parser::RequestParser::Result::kError) {
+  if (r == parser::RequestParser::Result::kError) failRequest(parser_.error().status);
+  feeding_ = {};
+  if (r == parser::RequestParser::Result::kError) return;
+  if (tunnel_) {
     if (parser_.paused()) deliverTunnelLeftovers();
-    return;
-  }
-  if (r == parser::RequestParser::Result::kError) {
-    failRequest(parser_.error().status);
     return;
   }
   auto after = parser_.phase();
@@ -167,6 +168,11 @@ void Http1Session::onDrained() {
 void Http1Session::onTick(uint64_t now) {
   if (exchange_ && parser_.paused()) return;  // the handler is still at work: its time, not the client's
   const Timeouts& t = reactor_.config().timeouts;
+  if (handedOff_) {
+    // Its handler had the header timeout to answer the failed request.
+    if (now - phaseStartMs_ >= t.headerMs) transport_.closeSoon();
+    return;
+  }
   switch (parser_.phase()) {
     case parser::RequestParser::Phase::kIdle:
       if (now - phaseStartMs_ >= idleMs_) transport_.close();
@@ -288,7 +294,11 @@ void Http1Session::failRequest(int status) {
     logRefAt_ = logUaAt_ = 0;
   }
   bool started = exchange_ && exchange_->headersSent();
+  // (The answer is whole while the body is still coming: as Node, a script's
+  // 'clientError' listener may still write after it.)
+  bool answered = started && exchange_->ended();
   dropExchange();
+  if ((!started || answered) && offerClientError(status)) return;
   if (started) {
     // Part of an answer went out already: it can only be cut short.
     if (startUs_) endAccounting();
@@ -303,6 +313,25 @@ void Http1Session::failRequest(int status) {
   if (startUs_) endAccounting();
   transport_.flush();
   transport_.closeAfterOutput();
+}
+
+// A script's server may answer a failed request itself (Node's 'clientError'):
+// true when it took it, and nothing more is read from the connection.
+bool Http1Session::offerClientError(int status) {
+  if (!listenerHandler_ || handedOff_) return false;
+  int port = transport_.peerPort();
+  server::Handler::ClientError e{transport_.id(), status, parser_.error().reason ? parser_.error().reason : "",
+                                 feeding_, transport_.peerAddress(), port, transport_.isTls()};
+  if (status == 408) e.reason = "request timeout";
+  if (!listenerHandler_->onClientError(e)) return false;
+  handedOff_ = true;
+  toldHandler_ = true;
+  status_ = status;
+  respBytes_ = 0;
+  if (startUs_) endAccounting();
+  phaseStartMs_ = reactor_.nowMs();
+  transport_.setReadPaused(true);
+  return true;
 }
 
 // ---------------------------------------------------------------- bytes out

@@ -86,6 +86,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   // The first bytes of a connection: hands it to HTTP/2 when the client speaks
   // it (ALPN h2, or the h2c preface). True when it did: return at once.
   bool handOver(const char* data, size_t len);
+  bool offerClientError(int status);
 
   Transport& transport_;
   Reactor& reactor_;
@@ -108,6 +109,8 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   bool inParser_ = false;   // inside parser_.feed()/resume()
   bool tunnel_ = false;     // upgraded: bytes go to the handler as they are
   bool toldHandler_ = false;  // listenerHandler_ saw requests: tell it of the close
+  bool handedOff_ = false;    // a parse error its handler answers (onClientError)
+  std::string_view feeding_;  // the bytes in parser_.feed(), for onClientError
   uint32_t idleMs_ = 0;     // idle keep-alive timeout (config or handler's)
   int status_ = 0;          // of the response being written
   uint64_t respBytes_ = 0;  // its body bytes

@@ -52,6 +52,31 @@ void Reactor::closeConnections(std::vector<uint64_t> ids, bool now) {
       new Job{this, std::move(ids), now});
 }
 
+void Reactor::answerClientError(uint64_t id, std::string bytes, RawThen then) {
+  struct Job {
+    Reactor* reactor;
+    uint64_t id;
+    std::string bytes;
+    RawThen then;
+  };
+  later(
+      [](void* arg) {
+        std::unique_ptr<Job> job(static_cast<Job*>(arg));
+        for (Transport* c = job->reactor->head_; c; c = c->next) {
+          if (c->id() != job->id) continue;
+          if (c->closed()) return;
+          if (!job->bytes.empty()) {
+            c->output().buffer().append(job->bytes);
+            c->flush();
+          }
+          if (job->then == RawThen::kEnd) c->closeAfterOutput();
+          if (job->then == RawThen::kDestroy) c->closeSoon();
+          return;
+        }
+      },
+      new Job{this, id, std::move(bytes), then});
+}
+
 void Reactor::teardown() {
   if (tearingDown_) return;
   tearingDown_ = true;

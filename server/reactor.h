@@ -122,6 +122,12 @@ class Reactor {
   // (later()): closed at once (`now`: what is queued goes out first), or
   // stopped gracefully (closed if between requests; HTTP/2 sends GOAWAY;
   // an HTTP/1 request in flight goes on).
+  // A request its handler took over after a parse error (Handler::onClientError):
+  // `bytes` go out as they are, then the connection stays (kKeep), closes
+  // once they are sent (kEnd) or closes without waiting for the client
+  // (kDestroy). Done once the current call returns, in call order.
+  enum class RawThen : uint8_t { kKeep, kEnd, kDestroy };
+  void answerClientError(uint64_t id, std::string bytes, RawThen then);
   void closeConnections(std::vector<uint64_t> ids, bool now);
 
  protected:

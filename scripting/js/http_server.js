@@ -431,6 +431,99 @@ function socketClosed(connId) {
   socket.emit('close', false);
 }
 
+// Node's words for the parse errors (kuai's parser words some differently).
+const kParseErrorMessages = {
+  HPE_INVALID_METHOD: 'Invalid method encountered',
+  HPE_HEADER_OVERFLOW: 'Header overflow',
+  HPE_INVALID_VERSION: 'Invalid HTTP version',
+  HPE_INVALID_HEADER_TOKEN: 'Invalid header token',
+  HPE_INVALID_TRANSFER_ENCODING: 'Transfer-Encoding can\'t be present with Content-Length',
+  HPE_INVALID_CHUNK_SIZE: 'Invalid character in chunk size',
+  HPE_UNEXPECTED_CONTENT_LENGTH: 'Duplicate Content-Length',
+  HPE_INVALID_CONTENT_LENGTH: 'Invalid character in Content-Length',
+};
+
+// Node's 'clientError': a request on this connection could not be parsed or
+// timed out. With a listener the script answers it through the socket (raw
+// bytes: write/end, or destroy) and kuai writes nothing; the connection
+// reads no more. Without one, kuai's error page answers (false).
+function clientError(serverId, connId, status, code, reason, rawPacket, remoteAddress, remotePort,
+                     encrypted) {
+  const server = servers.get(serverId);
+  if (server === undefined || server.listenerCount('clientError') === 0) return false;
+  let socket = sockets.get(connId);
+  if (socket === undefined) {
+    socket = newSocket(remoteAddress, remotePort, encrypted);
+    socket.server = server;
+    socket[kConnId] = connId;
+    sockets.set(connId, socket);
+    if (server.listenerCount('connection') > 0) server.emit('connection', socket);
+  }
+  rawAnswers(socket, connId);
+  let err;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    err = new Error('Request timeout');
+    err.code = code;
+  } else {
+    err = new Error(`Parse Error: ${kParseErrorMessages[code] || reason}`);
+    err.code = code;
+    err.bytesParsed = rawPacket.length;
+    err.rawPacket = rawPacket;
+  }
+  try {
+    server.emit('clientError', err, socket);
+  } catch (e) {
+    // As an exception in any listener of Node's: the script's uncaught error.
+    process.nextTick(() => { throw e; });
+  }
+  return true;
+}
+
+// The socket of a failed request, as a 'clientError' listener uses it: what
+// it writes goes out as it is.
+function rawAnswers(socket, connId) {
+  const send = (data, encoding, then) => {
+    const bytes = data === undefined || data === null ? undefined
+      : typeof data === 'string' ? Buffer.from(data, typeof encoding === 'string' ? encoding : 'utf8')
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    binding.answerClientError(connId, bytes, then);
+  };
+  socket.write = function write(data, encoding, cb) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (this.destroyed || !this.writable) return false;
+    send(data, encoding, 0);
+    if (typeof cb === 'function') process.nextTick(cb);
+    return true;
+  };
+  socket.end = function end(data, encoding, cb) {
+    if (typeof data === 'function') {
+      cb = data;
+      data = undefined;
+    } else if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (!this.destroyed && this.writable) {
+      this.writable = false;
+      send(data, encoding, 1);
+    }
+    if (typeof cb === 'function') this.once('close', cb);
+    return this;
+  };
+  socket.destroy = function destroy() {
+    if (!this.destroyed) {
+      this.destroyed = true;
+      this.writable = false;
+      send(undefined, undefined, 2);
+    }
+    return this;
+  };
+  socket.destroySoon = socket.end;
+}
+
 // version: 10, 11 or 20 (HTTP/2: as Node's compatibility API, '2.0').
 function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort,
                   encrypted, connId, flags, streamId) {
@@ -722,6 +815,7 @@ module.exports = function install(http, nativeBinding, https) {
     onSocketClose(connId) {
       socketClosed(connId);
     },
+    onClientError: clientError,
     onDrain(handle) {
       if (handle.tunnel) {
         handle.tunnel._drained();
