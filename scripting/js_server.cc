@@ -366,6 +366,8 @@ void JsExchange::writeHead(const v8::FunctionCallbackInfo<v8::Value>& args) {
   int keepAlive = args[4]->Int32Value(ctx).FromMaybe(-1);
   // args[5]: the head's layout (Exchange::kNodeOrder...), for http's responses.
   if (args.Length() > 5) self->ex_->setHeadFlags(uint8_t(args[5]->Uint32Value(ctx).FromMaybe(0)));
+  // args[6]: the server's maxRequestsPerSocket (Keep-Alive max=).
+  if (args.Length() > 6) self->ex_->setKeepAliveMax(args[6]->Uint32Value(ctx).FromMaybe(0));
   self->ex_->writeHead(status, reason, lines, length, keepAlive);
 }
 

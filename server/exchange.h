@@ -119,6 +119,10 @@ class Exchange {
                            kOwnTransferEncoding = 16;
   void setHeadFlags(uint8_t flags) { headFlags_ = flags; }
   uint8_t headFlags() const { return headFlags_; }
+  // Node's maxRequestsPerSocket for a script's head: `max=` in its
+  // Keep-Alive field (0: none).
+  void setKeepAliveMax(uint32_t n) { keepAliveMax_ = n; }
+  uint32_t keepAliveMax() const { return keepAliveMax_; }
   // kuai's own short text/plain page ("404 Not Found\n"), with Server; the
   // one error page of every route, protocol and handler.
   void writeError(int status, std::string_view extraHeaders = {});
@@ -233,6 +237,7 @@ class Exchange {
   int64_t resetCode_ = -1;
   int64_t peerResetCode_ = -1;
   uint8_t headFlags_ = 0;
+  uint32_t keepAliveMax_ = 0;
   size_t highWater_ = kDefaultHighWater;
   static constexpr size_t kDefaultHighWater = 64 * 1024;
   int64_t unsent_ = -1;  // body bytes still due under the announced length (-1: none announced)

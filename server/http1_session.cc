@@ -379,6 +379,10 @@ void Http1Session::writeHead(int status, std::string_view reason, std::string_vi
             keepAliveSeconds != 0) {
           b.append("Keep-Alive: timeout=");
           appendNumber(b, idleMs_ / 1000);
+          if (keepAliveMax_ > 0) {
+            b.append(", max=", 6);
+            appendNumber(b, keepAliveMax_);
+          }
           b.append("\r\n", 2);
         }
       }
@@ -422,7 +426,9 @@ void Http1Session::sendHead(Exchange& ex, int status, std::string_view reason, s
       chunked_ = true;
     }
   }
+  keepAliveMax_ = ex.keepAliveMax();
   writeHead(status, reason, headerLines, field, keepAliveSeconds, serverField, ex.headFlags());
+  keepAliveMax_ = 0;
   transport_.flush();
 }
 

@@ -113,6 +113,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   std::string_view feeding_;  // the bytes in parser_.feed(), for onClientError
   uint32_t idleMs_ = 0;     // idle keep-alive timeout (config or handler's)
   int status_ = 0;          // of the response being written
+  uint32_t keepAliveMax_ = 0;  // its Keep-Alive max= (a script's maxRequestsPerSocket)
   uint64_t respBytes_ = 0;  // its body bytes
   uint64_t startUs_ = 0;    // when its request's head was complete (0: not counted)
   std::string logLine_;     // request line, referer and agent for the access log

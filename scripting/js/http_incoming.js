@@ -17,7 +17,8 @@ const kPeer = Symbol('kuai.peer');  // [remoteAddress, remotePort, encrypted]
 const kSocket = Symbol('kuai.socket');
 const kLocal = Symbol('kuai.local');  // [address, port] of a connection's own end, once asked
 const kLocalHandle = Symbol('kuai.localHandle');  // a handle of the connection, to ask
-const kTimer = Symbol('kuai.timer');  // the socket's timeout while one of its requests is answered
+const kTimer = Symbol('kuai.timer');
+const kRequestCount = Symbol('kuai.requestCount');  // HTTP/1 requests seen on a connection  // the socket's timeout while one of its requests is answered
 // Node 26's default for both streams of an exchange.
 const kDefaultHighWater = 65536;
 
@@ -484,7 +485,7 @@ function setReceivedTrailers(msg, text) {
 
 module.exports = {
   kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater, kLocalHandle,
-  kConnId, closeConnections, setConnectionCloser, newSocket, KuaiTlsSocket,
+  kConnId, kRequestCount, closeConnections, setConnectionCloser, newSocket, KuaiTlsSocket,
   armSocketTimer, touchSocket, releaseSocket,
   KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
   trailerFields, setReceivedTrailers,

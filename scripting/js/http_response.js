@@ -9,7 +9,9 @@ const { STATUS_CODES } = require('http');
 const {
   kHeaders, codedError, checkName, checkValue, installOutgoingHeaders, trailerLines, receivedText, addFieldLine,
 } = require('./outgoing_headers.js');
-const { kHandle, kDefaultHighWater, kSocket, touchSocket, releaseSocket } = require('./http_incoming.js');
+const {
+  kHandle, kDefaultHighWater, kSocket, kRequestCount, touchSocket, releaseSocket,
+} = require('./http_incoming.js');
 
 const kServer = Symbol('kuai.server');  // the response's Server (null: none)
 const kUniqueHeaders = Symbol('kuai.uniqueHeaders');  // a Server's uniqueHeaders
@@ -191,8 +193,13 @@ class ServerResponse extends Stream {
     const reason = this.statusMessage !== undefined ? this.statusMessage
       : (STATUS_CODES[this.statusCode] || 'unknown');
     const server = this[kServer];
+    // As Node: with server.maxRequestsPerSocket, Keep-Alive says max=, and the
+    // socket's last request is answered with Connection: close.
+    const maxRequests = server && this.req && this.req.httpVersionMajor === 1
+      ? ~~server.maxRequestsPerSocket : 0;
+    if (maxRequests > 0 && this.req.socket && this.req.socket[kRequestCount] >= maxRequests) close = true;
     const keepAlive = close ? -3 : server ? Math.floor(server.keepAliveTimeout / 1000) : -1;
-    if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive, layout);
+    if (handle) handle.writeHead(this.statusCode, reason, lines, contentLength, keepAlive, layout, maxRequests);
   }
 
   flushHeaders() {

@@ -10,7 +10,7 @@ const EventEmitter = require('events');
 const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
   kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs, kLocalHandle,
-  armSocketTimer, touchSocket, kSocket, kConnId, closeConnections, setConnectionCloser, newSocket,
+  armSocketTimer, touchSocket, kSocket, kConnId, kRequestCount, closeConnections, setConnectionCloser, newSocket,
   IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
 } = require('./http_incoming.js');
 const {
@@ -592,6 +592,11 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     res.end();
     return;
   }
+  // For maxRequestsPerSocket: the last one is answered with Connection: close
+  // (js/http_response.js), and the connection closes after it, so no request
+  // comes past it (under Node, one that a client pipelined anyway gets 503 and
+  // 'dropRequest').
+  if (version !== 20) socket[kRequestCount] = (socket[kRequestCount] || 0) + 1;
   if ((req[kMaxFields] > 0 && rawHeaders.length > 2 * req[kMaxFields]) ||
       (server.maxHeaderSize !== undefined && headBytes(url, rawHeaders) > server.maxHeaderSize)) {
     res.writeHead(431, { Connection: 'close' });

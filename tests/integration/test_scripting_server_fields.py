@@ -93,3 +93,20 @@ def test_request_signal_as_node(pair):
         return sorted(set(p.lines(r"^signal (aborted|after) ")))
     got = assert_same(pair, probe, "req.signal")
     assert got == ["signal aborted AbortError false", "signal after a response aborted=false"], got
+
+
+def test_max_requests_per_socket_as_node(logdir):
+    # Node answers the last request with Connection: close (and keeps the
+    # socket open, answering 503 to more); kuai closes the connection after
+    # it, as the field says.
+    def probe(p):
+        with Conn(p.port, timeout=5) as c:
+            c.send(build("GET", "/1") + build("GET", "/2"))
+            return [re.sub(rb"(?i)date: [^\r]*\r\n", b"", r.raw) for r in (c.read_response(), c.read_response())]
+    with running_pair(logdir, SCRIPTS / "max_requests.js") as pair:
+        got = assert_same(pair, probe, "two requests, maxRequestsPerSocket 2")
+        assert b"Keep-Alive: timeout=5, max=2\r\n" in got[0] and b"Connection: close\r\n" in got[1], got
+        with Conn(pair.kuai.port, timeout=5) as c:
+            c.send(build("GET", "/1") + build("GET", "/2") + build("GET", "/3"))
+            rest = c.read_until_close()
+        assert rest.count(b"HTTP/1.1 200 OK") == 2 and b"ok /3" not in rest, rest
