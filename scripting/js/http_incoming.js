@@ -87,6 +87,17 @@ class KuaiSocket extends EventEmitter {
   get allowHalfOpen() { return true; }
   get bufferSize() { return 0; }
   get writableLength() { return 0; }
+  get readableLength() { return 0; }
+  // (The connection's own streams are the reactor's: these say whether it
+  // is still there, as a socket's do while it is open, and once it closed.)
+  get writableEnded() { return this.destroyed; }
+  get writableFinished() { return this.destroyed; }
+  get readableEnded() { return this.destroyed; }
+  get closed() { return this.destroyed; }
+  get errored() { return null; }
+  // As Node's: end once the queued output is out / close at once.
+  destroySoon() { return this.end(); }
+  resetAndDestroy() { return this.destroy(); }
 }
 
 // A TLS connection's socket: what a server-side TLSSocket tells of the

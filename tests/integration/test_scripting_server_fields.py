@@ -77,7 +77,8 @@ def test_closed_and_errored_as_node(pair):
 def test_socket_state_as_node(pair):
     got = assert_same(pair, lambda p: json.loads(raw(p.port, "/socket-state").split(b"\r\n\r\n", 1)[1]),
                       "GET /socket-state")
-    assert got == ["open", False, False, True, 0, 0, True, {}], got
+    assert got == ["open", False, False, True, 0, 0, True, {}, 0, False, False, False, False, None,
+                   "function", "function"], got
 
 
 def test_request_signal_as_node(pair):

@@ -54,7 +54,9 @@ const server = http.createServer((req, res) => {
   if (req.url === '/socket-state') {
     const s = req.socket;
     return res.end(JSON.stringify([s.readyState, s.connecting, s.pending, s.allowHalfOpen, s.bufferSize,
-      s.writableLength, req.client === s, req.trailersDistinct]));
+      s.writableLength, req.client === s, req.trailersDistinct, s.readableLength, s.writableEnded,
+      s.writableFinished, s.readableEnded, s.closed, s.errored, typeof s.destroySoon,
+      typeof s.resetAndDestroy]));
   }
   // req.signal: aborted when the client leaves before the response is done,
   // not once the response has finished.
