@@ -55,8 +55,11 @@ class FileSendTest : public ::testing::Test {
     char buf[65536];
     while (!out.empty()) {
       ssize_t n = sendFileRange(socks_[0], out, local);
-      if (n < 0) EXPECT_EQ(errno, EAGAIN) << std::strerror(errno);
-      if (n < 0 && errno != EAGAIN) break;
+      if (n < 0) {
+        int err = errno;
+        EXPECT_EQ(err, EAGAIN) << std::strerror(err);
+        if (err != EAGAIN) break;
+      }
       ssize_t r;
       while ((r = ::read(socks_[1], buf, sizeof buf)) > 0) got.append(buf, size_t(r));
     }
@@ -118,7 +121,9 @@ TEST_P(FileSendWays, TruncatedWhileSendingIsEio) {
   EXPECT_EQ(errno, EIO);
   // (sendfile's pages are the page cache's own: bytes still queued when the
   // file was cut are whatever those pages hold by then.)
-  if (GetParam() != Way::kSendfile) EXPECT_TRUE(data_.compare(0, got.size(), got) == 0);
+  if (GetParam() != Way::kSendfile) {
+    EXPECT_TRUE(data_.compare(0, got.size(), got) == 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ways, FileSendWays, ::testing::Values(Way::kSendfile, Way::kMapping, Way::kBuffer),
