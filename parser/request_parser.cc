@@ -45,23 +45,33 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+// The callbacks every request parser shares (llhttp keeps a pointer to them):
+// one table for the process rather than one per connection.
+const llhttp_settings_t& RequestParser::settings() {
+  static const llhttp_settings_t table = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &RequestParser::onMessageBegin;
+    s.on_method = &RequestParser::onMethod;
+    s.on_url = &RequestParser::onUrl;
+    s.on_version = &RequestParser::onVersion;
+    s.on_header_field = &RequestParser::onHeaderField;
+    s.on_header_value = &RequestParser::onHeaderValue;
+    s.on_header_value_complete = &RequestParser::onHeaderValueComplete;
+    s.on_headers_complete = &RequestParser::onHeadersComplete;
+    s.on_body = &RequestParser::onBodyData;
+    s.on_message_complete = &RequestParser::onMessageComplete;
+    return s;
+  }();
+  return table;
+}
+
 RequestParser::RequestParser(Handler& handler, const Limits& limits)
     : handler_(handler), limits_(limits) {
-  llhttp_settings_init(&settings_);
-  settings_.on_message_begin = &RequestParser::onMessageBegin;
-  settings_.on_method = &RequestParser::onMethod;
-  settings_.on_url = &RequestParser::onUrl;
-  settings_.on_version = &RequestParser::onVersion;
-  settings_.on_header_field = &RequestParser::onHeaderField;
-  settings_.on_header_value = &RequestParser::onHeaderValue;
-  settings_.on_header_value_complete = &RequestParser::onHeaderValueComplete;
-  settings_.on_headers_complete = &RequestParser::onHeadersComplete;
-  settings_.on_body = &RequestParser::onBodyData;
-  settings_.on_message_complete = &RequestParser::onMessageComplete;
   // Strict: no lenient flags, ever. They are what request smuggling feeds on.
-  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+  llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
-  req_.headers.reserve(16);
+  req_.headers.reserve(8);  // (grows for the browsers that send more, once per connection)
 }
 
 int RequestParser::fail(int status, const char* reason) {

@@ -128,8 +128,8 @@ class RequestParser {
   void keepHeadBytes(const char* bufBegin, const char* bufEnd);
   void rebase(const char* from, const char* to, size_t len);
 
+  static const llhttp_settings_t& settings();
   llhttp_t parser_;
-  llhttp_settings_t settings_;
   Handler& handler_;
   Limits limits_;
   Request req_;

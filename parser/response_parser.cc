@@ -99,13 +99,22 @@ const char* scanStatusLine(const char* p, const char* eol, const Limits& limits,
 
 }  // namespace
 
+// The callbacks every response parser shares (one table for the process).
+const llhttp_settings_t& ResponseParser::settings() {
+  static const llhttp_settings_t table = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_headers_complete = &ResponseParser::onHeadersComplete;
+    s.on_body = &ResponseParser::onBodyData;
+    s.on_chunk_header = &ResponseParser::onChunkHeader;
+    s.on_message_complete = &ResponseParser::onMessageComplete;
+    return s;
+  }();
+  return table;
+}
+
 ResponseParser::ResponseParser(Handler& handler, const Limits& limits)
     : handler_(handler), limits_(limits) {
-  llhttp_settings_init(&settings_);
-  settings_.on_headers_complete = &ResponseParser::onHeadersComplete;
-  settings_.on_body = &ResponseParser::onBodyData;
-  settings_.on_chunk_header = &ResponseParser::onChunkHeader;
-  settings_.on_message_complete = &ResponseParser::onMessageComplete;
   startLlhttp();
   resp_.headers.reserve(16);
 }
@@ -114,7 +123,7 @@ ResponseParser::ResponseParser(Handler& handler, const Limits& limits)
 // Connection field, llhttp's closed state) carries over.
 void ResponseParser::startLlhttp() {
   // Strict: no lenient flags, ever.
-  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings());
   parser_.data = this;
 }
 

@@ -130,8 +130,8 @@ class ResponseParser {
   void keepBytes(const char* segBegin, const char* segEnd);
   size_t headEndWithin(const char* data, size_t len) const;
 
+  static const llhttp_settings_t& settings();
   llhttp_t parser_;
-  llhttp_settings_t settings_;
   Handler& handler_;
   Limits limits_;
   Response resp_;

@@ -21,7 +21,8 @@ Transport::Transport(Reactor& reactor, int fd, std::unique_ptr<tls::TlsSession> 
 
 Transport::Transport(Reactor& reactor, int fd, const sockaddr* addr, socklen_t len, Protocol* owner)
     : reactor_(reactor), fd_(fd), outbound_(true), connected_(false), protocol_(owner) {
-  std::memcpy(&addr_, addr, std::min<size_t>(len, sizeof(addr_)));
+  addr_ = std::make_unique<sockaddr_storage>();
+  std::memcpy(addr_.get(), addr, std::min<size_t>(len, sizeof(sockaddr_storage)));
   addrLen_ = len;
   phaseStartMs_ = lastProgressMs_ = reactor.nowMs();
   static thread_local uint64_t nextId = 0;

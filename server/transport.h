@@ -105,7 +105,7 @@ class alignas(16) Transport final {
   void fillWire();
   size_t pendingBytes() const { return out_.bytes() + tlsOut_.bytes(); }
   // Outbound: where it connects (stays valid while an io_uring connect reads it).
-  const sockaddr* peerSockaddr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
+  const sockaddr* peerSockaddr() const { return reinterpret_cast<const sockaddr*>(addr_.get()); }
   socklen_t peerSockaddrLen() const { return addrLen_; }
 
   // Backend -> transport.
@@ -179,7 +179,8 @@ class alignas(16) Transport final {
   int8_t peerLocal_ = -1;    // peerOnThisMachine(), -1 until asked
   uint64_t phaseStartMs_ = 0;     // when the handshake / lingering began
   uint64_t lastProgressMs_ = 0;   // the last byte the client took
-  sockaddr_storage addr_{};       // outbound: the peer
+  // Outbound: the peer (accepted transports, the many, carry none).
+  std::unique_ptr<sockaddr_storage> addr_;
   socklen_t addrLen_ = 0;
 };
 
