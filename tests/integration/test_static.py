@@ -1,6 +1,7 @@
 """Static files: MIME types, validators, ranges, directories, path escapes,
 symlinks, large files, freshness and methods."""
 
+import contextlib
 import hashlib
 import os
 import re
@@ -341,14 +342,23 @@ def test_missing_file_404(server):
     assert r.header("Content-Length") == str(len(r.body)), r
 
 
-def test_long_download_read_slowly_then_next_response(server, docroot):
-    # 24 MiB, not read for a while at first: the socket buffer fills, so the
-    # file goes on as a streamed transfer (file_send.h); a range at an odd
-    # offset of it and the pipelined request after it stay intact.
-    data = os.urandom(24 * 1024 * 1024)
-    path = docroot.root / "long.bin"
+@contextlib.contextmanager
+def random_file(docroot, name, size=24 * 1024 * 1024):
+    """A file of random bytes in the docroot for one test: (path, bytes)."""
+    data = os.urandom(size)
+    path = docroot.root / name
     path.write_bytes(data)
     try:
+        yield path, data
+    finally:
+        path.unlink()
+
+
+def test_long_download_read_slowly_then_next_response(server, docroot):
+    # 24 MiB, not read for a while at first: the socket buffer fills, so the
+    # file goes on in pieces as the client takes them (file_send.h); a range
+    # at an odd offset of it and the pipelined request after it stay intact.
+    with random_file(docroot, "long.bin") as (path, data):
         with Conn(server.port, timeout=30) as c:
             c.send(get("/long.bin") + build("GET", "/long.bin", headers=[("Range", "bytes=1000001-21000000")])
                    + get("/hello"))
@@ -359,17 +369,12 @@ def test_long_download_read_slowly_then_next_response(server, docroot):
             r = c.read_response()
             assert r.status == 206 and r.body == data[1000001:21000001], (r.status, len(r.body))
             assert c.read_response().status == 200
-    finally:
-        path.unlink()
 
 
 def test_file_truncated_during_download_ends_that_connection(server, docroot):
     # The file shrinks while it is being sent: its promised length cannot be
     # kept, so the response ends short with the connection; the server goes on.
-    data = os.urandom(24 * 1024 * 1024)
-    path = docroot.root / "shrinking.bin"
-    path.write_bytes(data)
-    try:
+    with random_file(docroot, "shrinking.bin") as (path, data):
         with Conn(server.port, timeout=30) as c:
             c.send(get("/shrinking.bin"))
             time.sleep(0.3)  # nobody reads: the server waits on a full socket buffer
@@ -381,8 +386,6 @@ def test_file_truncated_during_download_ends_that_connection(server, docroot):
         assert 0 < len(body) < len(data), len(body)
         assert body == data[:len(body)]
         assert fetch(server.port, "/hello").status == 200
-    finally:
-        path.unlink()
 
 
 def _own_address():
