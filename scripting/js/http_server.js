@@ -604,16 +604,22 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
     return;
   }
   if (compat && compat.emitStream(server, req, res, handle, flags, streamId)) return;
-  const taken = (flags & 1) && method !== 'CONNECT' ? upgradeTaken(server, req, res) : false;
+  // CONNECT (a tunnel, as a forward proxy is asked for one) goes to
+  // 'connect', never to 'request'; an Upgrade request to 'upgrade' when
+  // taken. Either listener gets the connection itself.
+  const connect = method === 'CONNECT' && version !== 20;
+  const taken = connect ? true : (flags & 1) ? upgradeTaken(server, req, res) : false;
   if (taken === null) return;  // the callback threw: answered 500
   if (taken) {
-    // As Node: the 'upgrade' listener gets the connection; 'request' does not
-    // see the request. A body the head announced is the request's ('data',
-    // 'end'); the bytes after it (after the head when there is none) arrive
-    // as the socket's data (onSwitched).
-    if (server.listenerCount('upgrade') === 0) {
-      // Taken by shouldUpgradeCallback with no one to take it: the
-      // connection is closed, as Node destroys the socket.
+    // As Node: the 'upgrade' ('connect') listener gets the connection;
+    // 'request' does not see the request. A body the head announced is the
+    // request's ('data', 'end'); the bytes after it (after the head when
+    // there is none) arrive as the socket's data (onSwitched).
+    const event = connect ? 'connect' : 'upgrade';
+    if (server.listenerCount(event) === 0) {
+      // A CONNECT with no 'connect' listener, or an upgrade taken by
+      // shouldUpgradeCallback with no one to take it: the connection is
+      // closed without an answer, as Node destroys the socket.
       handle.req = null;
       handle.res = null;
       handle.abort();
@@ -630,7 +636,7 @@ function dispatch(serverId, handle, method, url, rawHeaders, version, remoteAddr
       handle.req = null;
     }
     handle.startRaw();
-    server.emit('upgrade', req, sock, Buffer.alloc(0));
+    server.emit(event, req, sock, Buffer.alloc(0));
     return;
   }
   const expect = flags & 2 ? expectation(rawHeaders) : undefined;
