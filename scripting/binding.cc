@@ -81,6 +81,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   fn("listen", &Environment::listen);
   fn("close", &Environment::closeServer);
   fn("closeConnections", &Environment::closeConnections);
+  fn("connectionBytes", &Environment::connectionBytes);
   fn("answerClientError", &Environment::answerClientError);
   fn("route", &Environment::route);
   fn("setTimeouts", &Environment::setTimeouts);
@@ -163,6 +164,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
   method(exProto, "abort", &JsExchange::abort);
   method(exProto, "local", &JsExchange::local);
   method(exProto, "tlsInfo", &JsExchange::tlsInfo);
+  method(exProto, "bytes", &JsExchange::bytes);
   exchangeTemplate.Reset(iso, ex);
 
   v8::Local<v8::FunctionTemplate> clientClass = v8::FunctionTemplate::New(iso);
@@ -463,6 +465,19 @@ void Environment::closeConnections(const v8::FunctionCallbackInfo<v8::Value>& ar
     if (list->Get(ctx, i).ToLocal(&v) && v->IsNumber()) ids.push_back(uint64_t(v.As<v8::Number>()->Value()));
   }
   if (!ids.empty()) self->reactor_.closeConnections(std::move(ids), args[1]->BooleanValue(iso));
+}
+
+// connectionBytes(connId): [bytesRead, bytesWritten] of this reactor's open
+// connection with that id, or undefined.
+void Environment::connectionBytes(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  if (args.Length() < 1 || !args[0]->IsNumber()) return;
+  uint64_t read = 0;
+  uint64_t written = 0;
+  if (!self->reactor_.connectionBytes(uint64_t(args[0].As<v8::Number>()->Value()), read, written)) return;
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Value> pair[2] = {v8::Number::New(iso, double(read)), v8::Number::New(iso, double(written))};
+  args.GetReturnValue().Set(v8::Array::New(iso, pair, 2));
 }
 
 // answerClientError(connId, bytes, then): raw bytes for a connection whose

@@ -137,6 +137,7 @@ class Environment final {
   static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeConnections(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void connectionBytes(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void answerClientError(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void route(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void setTimeouts(const v8::FunctionCallbackInfo<v8::Value>& args);

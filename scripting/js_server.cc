@@ -93,13 +93,14 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
   jx->leave();
 }
 
-void JsServer::onConnectionClose(uint64_t id) {
+void JsServer::onConnectionClose(uint64_t id, uint64_t bytesRead, uint64_t bytesWritten) {
   if (!env_) return;
   v8::Isolate* iso = env_->isolate();
   v8::HandleScope hs(iso);
   v8::Context::Scope cs(env_->context());
-  v8::Local<v8::Value> argv[1] = {v8::Number::New(iso, double(id))};
-  env_->call(env_->onSocketClose, 1, argv);
+  v8::Local<v8::Value> argv[3] = {v8::Number::New(iso, double(id)), v8::Number::New(iso, double(bytesRead)),
+                                  v8::Number::New(iso, double(bytesWritten))};
+  env_->call(env_->onSocketClose, 3, argv);
 }
 
 // Node's error codes for what the parser refused (llhttp's names where llhttp
@@ -214,8 +215,8 @@ void ServerSlot::onRequest(const parser::Request& req, const std::shared_ptr<ser
   waiting_.push_back(std::move(w));
 }
 
-void ServerSlot::onConnectionClose(uint64_t id) {
-  if (target_) target_->onConnectionClose(id);
+void ServerSlot::onConnectionClose(uint64_t id, uint64_t bytesRead, uint64_t bytesWritten) {
+  if (target_) target_->onConnectionClose(id, bytesRead, bytesWritten);
 }
 
 void ServerSlot::claim(JsServer* server) {
@@ -473,6 +474,18 @@ void JsExchange::tlsInfo(const v8::FunctionCallbackInfo<v8::Value>& args) {
       str(iso, t->peerVerifyError()), cert,
   };
   args.GetReturnValue().Set(v8::Array::New(iso, info, 8));
+}
+
+// The connection's [bytesRead, bytesWritten]; undefined once it is gone.
+void JsExchange::bytes(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  JsExchange* self = from(args);
+  if (!self) return;
+  uint64_t read = 0;
+  uint64_t written = 0;
+  if (!self->ex_->connectionBytes(read, written)) return;
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Value> pair[2] = {v8::Number::New(iso, double(read)), v8::Number::New(iso, double(written))};
+  args.GetReturnValue().Set(v8::Array::New(iso, pair, 2));
 }
 
 void JsExchange::end(const v8::FunctionCallbackInfo<v8::Value>& args) {

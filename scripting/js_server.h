@@ -22,7 +22,7 @@ class JsServer final : public server::Handler {
  public:
   JsServer(Environment& env, int id) : env_(&env), id_(id) {}
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
-  void onConnectionClose(uint64_t id) override;
+  void onConnectionClose(uint64_t id, uint64_t bytesRead, uint64_t bytesWritten) override;
   bool answersContinue() const override { return true; }  // 'checkContinue', as Node
   // Node's 'clientError': true when the script has a listener for it.
   bool onClientError(const server::Handler::ClientError& e) override;
@@ -50,7 +50,7 @@ class ServerSlot final : public server::Handler {
   ~ServerSlot() override;
 
   void onRequest(const parser::Request& req, const std::shared_ptr<server::Exchange>& ex) override;
-  void onConnectionClose(uint64_t id) override;
+  void onConnectionClose(uint64_t id, uint64_t bytesRead, uint64_t bytesWritten) override;
   bool answersContinue() const override { return true; }
   bool onClientError(const server::Handler::ClientError& e) override {
     return target_ != nullptr && target_->onClientError(e);
@@ -125,6 +125,7 @@ class JsExchange final : public server::ExchangeListener {
   // () -> [address, port] of this end of the connection, or undefined.
   static void local(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void tlsInfo(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void bytes(const v8::FunctionCallbackInfo<v8::Value>& args);
 
  private:
   static JsExchange* from(const v8::FunctionCallbackInfo<v8::Value>& args);

@@ -82,7 +82,8 @@ class EpollReactor final : public Reactor {
       } else {
         handleEvents();
       }
-      if (loop_ && loopReady) loop_->runOnce();
+      // Also when the batch made the loop due (as in UringReactor::run).
+      if (loop_ && (loopReady || loop_->timeoutMs() == 0)) loop_->runOnce();
       tick();
       flushDirty();
       runLater();

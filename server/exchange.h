@@ -84,6 +84,8 @@ class ExchangeSink {
   // The connection's TLS session (null in clear text).
   virtual const tls::TlsSession* tlsSession() const { return nullptr; }
   virtual uint64_t connectionId() const = 0;
+  // The connection's bytes so far (Transport::bytesRead/bytesWritten).
+  virtual void connectionBytes(uint64_t& read, uint64_t& written) const = 0;
 };
 
 class Exchange {
@@ -193,6 +195,12 @@ class Exchange {
   bool encrypted() const { return sink_ && sink_->encrypted(); }
   const tls::TlsSession* tlsSession() const { return sink_ ? sink_->tlsSession() : nullptr; }
   uint64_t connectionId() const { return sink_ ? sink_->connectionId() : 0; }
+  // False once the connection is gone.
+  bool connectionBytes(uint64_t& read, uint64_t& written) const {
+    if (!sink_) return false;
+    sink_->connectionBytes(read, written);
+    return true;
+  }
   bool headRequest() const { return head_; }
   bool bodyless() const { return noBody_; }
   bool continued() const { return continued_; }
@@ -253,7 +261,7 @@ class Handler {
   virtual void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) = 0;
   virtual bool takesBody() const { return true; }
   // A connection that brought requests here has closed.
-  virtual void onConnectionClose(uint64_t connectionId) {}
+  virtual void onConnectionClose(uint64_t connectionId, uint64_t bytesRead, uint64_t bytesWritten) {}
   // True: the handler answers Expect: 100-continue itself (writeContinue);
   // false: the protocol sends 100 Continue as soon as the head is in.
   virtual bool answersContinue() const { return false; }

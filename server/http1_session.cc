@@ -39,7 +39,9 @@ Http1Session::Http1Session(Transport& transport, const Listener& listener)
 
 Http1Session::~Http1Session() {
   dropExchange();
-  if (toldHandler_ && listenerHandler_) listenerHandler_->onConnectionClose(transport_.id());
+  if (toldHandler_ && listenerHandler_) {
+    listenerHandler_->onConnectionClose(transport_.id(), transport_.bytesRead(), transport_.bytesWritten());
+  }
 }
 
 void Http1Session::dropExchange() {
@@ -63,6 +65,13 @@ std::shared_ptr<Exchange> Http1Session::newExchange() {
 }
 
 bool Http1Session::idle() const { return parser_.phase() == parser::RequestParser::Phase::kIdle; }
+
+// Asked to close gracefully while output is still queued: once the last
+// response is whole, the connection is between requests and closes after
+// sending it (a script's socket.end() right after a response's 'finish').
+void Http1Session::onShutdown() {
+  if (idle() && !fresh() && (!exchange_ || exchange_->ended())) transport_.closeAfterOutput();
+}
 
 // ---------------------------------------------------------------- bytes in
 

@@ -35,7 +35,7 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   void onEof() override;
   void onDrained() override;
   void onTick(uint64_t nowMs) override;
-  void onShutdown() override {}
+  void onShutdown() override;
   bool idle() const override;
   bool fresh() const override { return requests_ == 0; }
   void onClose() override { dropExchange(); }
@@ -59,6 +59,10 @@ class Http1Session final : public Protocol, public ExchangeSink, private parser:
   bool encrypted() const override { return transport_.isTls(); }
   const tls::TlsSession* tlsSession() const override { return transport_.tls(); }
   uint64_t connectionId() const override { return transport_.id(); }
+  void connectionBytes(uint64_t& read, uint64_t& written) const override {
+    read = transport_.bytesRead();
+    written = transport_.bytesWritten();
+  }
 
  private:
   // parser::RequestParser::Handler

@@ -98,6 +98,10 @@ class Http2Session::Stream final : public ExchangeSink {
   bool encrypted() const override { return session_.transport_.isTls(); }
   const tls::TlsSession* tlsSession() const override { return session_.transport_.tls(); }
   uint64_t connectionId() const override { return session_.transport_.id(); }
+  void connectionBytes(uint64_t& read, uint64_t& written) const override {
+    read = session_.transport_.bytesRead();
+    written = session_.transport_.bytesWritten();
+  }
 
   // The stream is gone: the exchange is cut loose, its handler told of an
   // abort unless the whole response went out.

@@ -65,6 +65,7 @@ class OutputQueue {
 
   // `n` bytes of the head were sent.
   void consume(size_t n) {
+    consumed_ += n;
     Segment& s = segs_.front();
     if (s.isFile()) {
       s.offset += n;
@@ -75,6 +76,9 @@ class OutputQueue {
     s.pos += n;
     if (s.pos >= s.data.size()) popHead();
   }
+
+  // Bytes sent (consumed) since the queue was made.
+  uint64_t consumed() const { return consumed_; }
 
   // Drops everything (connection closing).
   void clear() {
@@ -99,6 +103,7 @@ class OutputQueue {
 
   std::vector<Segment> segs_;
   std::string spare_;
+  uint64_t consumed_ = 0;
   bool headFrozen_ = false;
 };
 

@@ -60,7 +60,7 @@ class TestHandler final : public Handler {
   }
   bool takesBody() const override { return takesBody_; }
   bool answersContinue() const override { return answersContinue_; }
-  void onConnectionClose(uint64_t id) override { closedConnections.push_back(id); }
+  void onConnectionClose(uint64_t id, uint64_t, uint64_t) override { closedConnections.push_back(id); }
 
   std::vector<std::unique_ptr<Call>> calls;
   std::vector<uint64_t> closedConnections;

@@ -52,6 +52,17 @@ void Reactor::closeConnections(std::vector<uint64_t> ids, bool now) {
       new Job{this, std::move(ids), now});
 }
 
+bool Reactor::connectionBytes(uint64_t id, uint64_t& read, uint64_t& written) const {
+  for (const Transport* c = head_; c; c = c->next) {
+    if (c->id() != id) continue;
+    if (c->closed()) return false;
+    read = c->bytesRead();
+    written = c->bytesWritten();
+    return true;
+  }
+  return false;
+}
+
 void Reactor::answerClientError(uint64_t id, std::string bytes, RawThen then) {
   struct Job {
     Reactor* reactor;

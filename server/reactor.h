@@ -129,6 +129,10 @@ class Reactor {
   enum class RawThen : uint8_t { kKeep, kEnd, kDestroy };
   void answerClientError(uint64_t id, std::string bytes, RawThen then);
   void closeConnections(std::vector<uint64_t> ids, bool now);
+  // A connection's bytes so far (Transport::bytesRead/bytesWritten); false
+  // when this reactor has no open connection with that id. A walk over the
+  // connections: for what a script asks between its requests.
+  bool connectionBytes(uint64_t id, uint64_t& read, uint64_t& written) const;
 
  protected:
   // Backend hooks.

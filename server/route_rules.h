@@ -70,7 +70,9 @@ class RuleHandler final : public Handler {
   void onRequest(const parser::Request& req, const std::shared_ptr<Exchange>& ex) override;
   bool takesBody() const override { return answer_()->takesBody(); }
   bool answersContinue() const override { return answer_()->answersContinue(); }
-  void onConnectionClose(uint64_t connectionId) override { answer_()->onConnectionClose(connectionId); }
+  void onConnectionClose(uint64_t connectionId, uint64_t bytesRead, uint64_t bytesWritten) override {
+    answer_()->onConnectionClose(connectionId, bytesRead, bytesWritten);
+  }
 
  private:
   Reactor& reactor_;

@@ -68,6 +68,7 @@ void Transport::onData(const char* data, size_t len) {
     return;
   }
   if (state_ != State::kOpen) return;  // closing or lingering: leftovers are dropped
+  bytesIn_ += len;
   protocol_->onData(data, len);
 }
 
@@ -101,7 +102,10 @@ void Transport::onTlsData(const char* data, size_t len) {
     tls_->takeOutput(tlsOut_.buffer());
     reactor_.markDirty(this);
   }
-  if (!plain.empty() && state_ == State::kOpen) protocol_->onData(plain.data(), plain.size());
+  if (!plain.empty() && state_ == State::kOpen) {
+    bytesIn_ += plain.size();
+    protocol_->onData(plain.data(), plain.size());
+  }
   if (st == tls::TlsSession::Status::kClosed && state_ != State::kClosed) onEof();
 }
 

@@ -104,6 +104,11 @@ class alignas(16) Transport final {
   // Moves output into wire() (encrypting for TLS). Cheap no-op for plaintext.
   void fillWire();
   size_t pendingBytes() const { return out_.bytes() + tlsOut_.bytes(); }
+  // The protocol's bytes (plaintext under TLS): read from the peer so far,
+  // and written (sent, or queued to send), as a Node socket's bytesRead and
+  // bytesWritten count them.
+  uint64_t bytesRead() const { return bytesIn_; }
+  uint64_t bytesWritten() const { return out_.consumed() + out_.bytes(); }
   // Outbound: where it connects (stays valid while an io_uring connect reads it).
   const sockaddr* peerSockaddr() const { return reinterpret_cast<const sockaddr*>(addr_.get()); }
   socklen_t peerSockaddrLen() const { return addrLen_; }
@@ -174,6 +179,7 @@ class alignas(16) Transport final {
   bool peerClosed_ = false;  // EOF (or close_notify) from the client
   bool readPaused_ = false;
   uint64_t id_ = 0;          // per reactor, for handlers
+  uint64_t bytesIn_ = 0;     // plaintext handed to the protocol
   std::string peerAddress_;  // filled on first use (getpeername)
   int peerPort_ = -1;
   int8_t peerLocal_ = -1;    // peerOnThisMachine(), -1 until asked

@@ -581,7 +581,10 @@ void UringReactor::run() {
     }
     rearm_.clear();
 
-    if (loop_ && (loopReady_ || (loopTimeout >= 0 && nowMs_ >= loopDeadline))) {
+    // Also when the batch made the loop due (a setImmediate from a request's
+    // handler): its turn comes before the next wait, as Node's check phase
+    // follows the poll phase that ran the handler.
+    if (loop_ && (loopReady_ || (loopTimeout >= 0 && nowMs_ >= loopDeadline) || loop_->timeoutMs() == 0)) {
       loopReady_ = false;
       loop_->runOnce();
       armLoopPoll();

@@ -18,6 +18,7 @@ const kSocket = Symbol('kuai.socket');
 const kLocal = Symbol('kuai.local');  // [address, port] of a connection's own end, once asked
 const kLocalHandle = Symbol('kuai.localHandle');  // a handle of the connection, to ask
 const kTimer = Symbol('kuai.timer');
+const kBytes = Symbol('kuai.bytes');  // [bytesRead, bytesWritten] once the connection closed
 const kRequestCount = Symbol('kuai.requestCount');  // HTTP/1 requests seen on a connection  // the socket's timeout while one of its requests is answered
 // Node 26's default for both streams of an exchange.
 const kDefaultHighWater = 65536;
@@ -46,6 +47,7 @@ class KuaiSocket extends EventEmitter {
     this[kLocal] = undefined;
     this[kLocalHandle] = null;
     this[kTimer] = null;
+    this[kBytes] = undefined;
   }
   // As Node's socket timeout: `ms` without a read or write while a request
   // of this connection is answered emits 'timeout' (see onSocketTimeout).
@@ -95,6 +97,10 @@ class KuaiSocket extends EventEmitter {
   get readableEnded() { return this.destroyed; }
   get closed() { return this.destroyed; }
   get errored() { return null; }
+  // As Node's: the connection's bytes so far (plaintext under TLS), what is
+  // queued to send included.
+  get bytesRead() { return connectionBytes(this)[0]; }
+  get bytesWritten() { return connectionBytes(this)[1]; }
   // As Node's: end once the queued output is out / close at once.
   destroySoon() { return this.end(); }
   resetAndDestroy() { return this.destroy(); }
@@ -175,6 +181,25 @@ function closeConnections(ids, now) {
 }
 function setConnectionCloser(fn) {
   connectionCloser = fn;
+}
+
+// [bytesRead, bytesWritten]: asked of the request being answered, else of
+// the reactor (between requests), and kept from the connection's close.
+let bytesOfConnection = null;
+function connectionBytes(socket) {
+  if (socket[kBytes] !== undefined) return socket[kBytes];
+  const h = socket[kLocalHandle];
+  let b = h ? h.bytes() : undefined;
+  if (b === undefined && bytesOfConnection !== null && socket[kConnId] !== undefined) {
+    b = bytesOfConnection(socket[kConnId]);
+  }
+  return b === undefined ? [0, 0] : b;
+}
+function setConnectionBytes(fn) {
+  bytesOfConnection = fn;
+}
+function connectionClosed(socket, bytesRead, bytesWritten) {
+  if (bytesRead !== undefined) socket[kBytes] = [bytesRead, bytesWritten];
 }
 
 // The socket timeout runs while a request is answered: from its dispatch,
@@ -496,7 +521,8 @@ function setReceivedTrailers(msg, text) {
 
 module.exports = {
   kHandle, kRawHeaders, kParsedHeaders, kTrailers, kPeer, kSocket, kDefaultHighWater, kLocalHandle,
-  kConnId, kRequestCount, closeConnections, setConnectionCloser, newSocket, KuaiTlsSocket,
+  kConnId, kRequestCount, closeConnections, setConnectionCloser, setConnectionBytes, connectionClosed, newSocket,
+  KuaiTlsSocket,
   armSocketTimer, touchSocket, releaseSocket,
   KuaiSocket, installSocketStubs, fieldsObject, IncomingMessage, handleRead, handleWrite, UpgradedSocket,
   trailerFields, setReceivedTrailers,

@@ -11,6 +11,7 @@ const { codedError, receivedText } = require('./outgoing_headers.js');
 const {
   kHandle, kRawHeaders, kParsedHeaders, kDefaultHighWater, KuaiSocket, installSocketStubs, kLocalHandle,
   armSocketTimer, touchSocket, kSocket, kConnId, kRequestCount, closeConnections, setConnectionCloser, newSocket,
+  setConnectionBytes, connectionClosed,
   IncomingMessage, handleRead, handleWrite, UpgradedSocket, trailerFields, setReceivedTrailers,
 } = require('./http_incoming.js');
 const {
@@ -418,10 +419,11 @@ function handlerFailed(err, res) {
 // One socket object per connection, for all its requests (as in Node).
 const sockets = new Map();  // connection id -> KuaiSocket
 
-function socketClosed(connId) {
+function socketClosed(connId, bytesRead, bytesWritten) {
   const socket = sockets.get(connId);
   if (socket === undefined) return;
   sockets.delete(connId);
+  connectionClosed(socket, bytesRead, bytesWritten);
   socket.destroyed = true;
   socket.readable = socket.writable = false;
   // A closing server's last connection: the server's 'close' first (Node's
@@ -757,6 +759,7 @@ class HttpsServer extends Server {
 module.exports = function install(http, nativeBinding, https) {
   binding = nativeBinding;
   setConnectionCloser((ids, now) => binding.closeConnections(ids, now));
+  setConnectionBytes((connId) => binding.connectionBytes(connId));
   binding.setCallbacks({
     onRequest(serverId, handle, method, url, rawHeaders, version, remoteAddress, remotePort, encrypted,
               connId, flags, streamId) {
@@ -823,8 +826,8 @@ module.exports = function install(http, nativeBinding, https) {
       // before the request's 'error' and 'close' (next tick).
       if (req && req.httpVersionMajor === 1 && req.socket) socketClosed(req.socket[kConnId]);
     },
-    onSocketClose(connId) {
-      socketClosed(connId);
+    onSocketClose(connId, bytesRead, bytesWritten) {
+      socketClosed(connId, bytesRead, bytesWritten);
     },
     onClientError: clientError,
     onDrain(handle) {

@@ -81,6 +81,24 @@ def test_socket_state_as_node(pair):
                    "function", "function"], got
 
 
+def test_socket_byte_counts_as_node(pair):
+    """socket.bytesRead / bytesWritten: the connection's totals so far, at a
+    request, after its response, and at the close, over keep-alive requests."""
+    def probe(p):
+        with Conn(p.port, timeout=5) as c:
+            for path in ("/bytes/1", "/bytes/two-longer"):
+                c.send(build("GET", path, headers=[("X-Pad", "p" * len(path))]))
+                assert c.read_response().status == 200
+        p.wait_lines(r"^bytes close ")
+        return p.lines(r"^bytes ")
+    got = assert_same(pair, probe, "bytesRead/bytesWritten over two requests")
+    first, second, close = got[-3:]
+    assert first.startswith("bytes /bytes/1 at ") and close.startswith("bytes close "), got
+    assert close.split()[-1] == second.split()[-1], got
+    read, written = (int(n) for n in close.split()[-1].split("/"))
+    assert read > 0 and written > 0, got
+
+
 def test_request_signal_as_node(pair):
     """req.signal aborts (AbortError) when the client leaves before the
     response is done, and not after a finished response."""

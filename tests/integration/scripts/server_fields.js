@@ -6,11 +6,13 @@
 // 1xx answers before its response; GET /info-errors says what bad calls
 // throw; GET /state destroys its response and prints "state ..." lines;
 // /socket-state, /signal-slow and /signal-ok: the socket's state fields and
-// req.signal.
+// req.signal; /bytes/...: the socket's bytesRead and bytesWritten, printed
+// as "bytes ..." lines (at the request, after its 'finish', at the close).
 
 const http = require('http');
 
 const port = Number(process.env.PORT);
+const seenSockets = new WeakSet();
 const names = ['noDelay', 'keepAlive', 'keepAliveInitialDelay', 'allowHalfOpen', 'httpAllowHalfOpen',
   'pauseOnConnect', 'insecureHTTPParser', 'httpValidation', 'keepAliveTimeoutBuffer',
   'connectionsCheckingInterval'];
@@ -57,6 +59,18 @@ const server = http.createServer((req, res) => {
       s.writableLength, req.client === s, req.trailersDistinct, s.readableLength, s.writableEnded,
       s.writableFinished, s.readableEnded, s.closed, s.errored, typeof s.destroySoon,
       typeof s.resetAndDestroy]));
+  }
+  if (req.url.startsWith('/bytes/')) {
+    const s = req.socket;
+    const at = `${s.bytesRead}/${s.bytesWritten}`;
+    if (!seenSockets.has(s)) {
+      seenSockets.add(s);
+      s.on('close', () => console.log(`bytes close ${s.bytesRead}/${s.bytesWritten}`));
+    }
+    res.on('finish', () => setImmediate(() => {
+      console.log(`bytes ${req.url} at ${at} finished ${s.bytesRead}/${s.bytesWritten}`);
+    }));
+    return res.end(`bytes of ${req.url}`);
   }
   // req.signal: aborted when the client leaves before the response is done,
   // not once the response has finished.
