@@ -55,6 +55,11 @@ struct Request : HeaderFields {
   std::string_view authority;
   bool hostFromAuthority = false;
   int32_t streamId = 0;
+  // HTTP/2: the order the pseudo-header fields came in, two bits each
+  // (0 :method, 1 :path, 2 :scheme, 3 :authority; the first in the lowest
+  // bits), pseudoCount of them; 0 for HTTP/1.x.
+  uint8_t pseudoOrder = 0;
+  uint8_t pseudoCount = 0;
 };
 
 class RequestParser {

@@ -49,10 +49,17 @@ void JsServer::onRequest(const parser::Request& req, const std::shared_ptr<serve
   std::pair<std::string_view, std::string_view> pseudo[4];
   size_t p = 0;
   if (req.versionMajor == 2) {
-    pseudo[p++] = {":method", req.method};
-    pseudo[p++] = {":path", req.target};
-    pseudo[p++] = {":scheme", req.scheme};
-    if (!req.authority.empty()) pseudo[p++] = {":authority", req.authority};
+    // In the order the client sent them (as Node's http2 lists them).
+    const std::pair<std::string_view, std::string_view> kinds[4] = {
+        {":method", req.method}, {":path", req.target}, {":scheme", req.scheme}, {":authority", req.authority}};
+    if (req.pseudoCount > 0) {
+      for (unsigned i = 0; i < req.pseudoCount; ++i) pseudo[p++] = kinds[(req.pseudoOrder >> (2 * i)) & 3];
+    } else {
+      pseudo[p++] = kinds[0];
+      pseudo[p++] = kinds[1];
+      pseudo[p++] = kinds[2];
+      if (!req.authority.empty()) pseudo[p++] = kinds[3];
+    }
   }
   size_t n = p + req.headers.size();
   if (n > kInline) {

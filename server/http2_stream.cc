@@ -157,13 +157,16 @@ bool Http2Session::Stream::addField(std::string_view name, std::string_view valu
     return true;  // keep decoding (HPACK state), answer 431 once the block ends
   }
   if (!name.empty() && name[0] == ':') {
-    Span* pseudo = name == ":method"      ? &method_
-                   : name == ":path"      ? &path_
-                   : name == ":authority" ? &authority_
-                   : name == ":scheme"    ? &scheme_
-                                          : nullptr;
-    if (!pseudo) return false;  // nghttp2 checks these; unknown ones are errors
-    *pseudo = Span{uint32_t(fieldText_.size()), uint32_t(value.size())};
+    int kind = name == ":method"      ? 0
+               : name == ":path"      ? 1
+               : name == ":scheme"    ? 2
+               : name == ":authority" ? 3
+                                      : -1;
+    if (kind < 0) return false;  // nghttp2 checks these; unknown ones are errors
+    Span* pseudo[] = {&method_, &path_, &scheme_, &authority_};
+    *pseudo[kind] = Span{uint32_t(fieldText_.size()), uint32_t(value.size())};
+    // (nghttp2 refuses a repeated pseudo-header: at most four come.)
+    if (pseudoCount_ < 4) pseudoOrder_ |= uint8_t(kind << (2 * pseudoCount_++));
     fieldText_.append(value);
     return true;
   }
@@ -210,6 +213,8 @@ bool Http2Session::Stream::finishHead(int& status) {
   request_.isHead = request_.method == "HEAD";
   request_.scheme = text(scheme_);
   request_.authority = text(authority_);
+  request_.pseudoOrder = pseudoOrder_;
+  request_.pseudoCount = pseudoCount_;
   request_.headers.reserve(fieldsAt_.size());
   for (const FieldAt& f : fieldsAt_) {
     std::string_view n = text(Span{f.at, f.nameLen});

@@ -142,6 +142,8 @@ class Http2Session::Stream final : public ExchangeSink {
   std::basic_string<char, std::char_traits<char>, block_pool::Allocator<char>> fieldText_;
   std::vector<FieldAt, block_pool::Allocator<FieldAt>> fieldsAt_;
   Span method_, path_, authority_, scheme_;
+  uint8_t pseudoOrder_ = 0;  // as parser::Request::pseudoOrder
+  uint8_t pseudoCount_ = 0;
   size_t fieldBytes_ = 0;
   int refuseStatus_ = 0;  // the header block broke a limit: answer this
   parser::Request request_;

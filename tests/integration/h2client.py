@@ -42,11 +42,15 @@ class H2Client:
     def send_raw(self, data):
         self.sock.sendall(data)
 
-    def request(self, path, method="GET", end_stream=True, extra=(), scheme="https", authority="localhost"):
+    def request(self, path, method="GET", end_stream=True, extra=(), scheme="https", authority="localhost",
+                order=None):
+        """order: the pseudo-header fields' names in the order to send them."""
         sid = self.conn.get_next_available_stream_id()
         headers = [(":method", method), (":path", path), (":scheme", scheme)]
         if authority is not None:
             headers.append((":authority", authority))
+        if order is not None:
+            headers.sort(key=lambda f: order.index(f[0]))
         headers += list(extra)
         self.conn.send_headers(sid, headers, end_stream=end_stream)
         self.flush()

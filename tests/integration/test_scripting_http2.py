@@ -40,12 +40,12 @@ def pair(logdir, certdir):
         yield p
 
 
-def ask(port, path, method="GET", body=None, extra=(), authority="example.test"):
+def ask(port, path, method="GET", body=None, extra=(), authority="example.test", order=None):
     # Push off, as browsers and curl have it (kuai offers no server push).
     c = H2Client(port, settings={h2.settings.SettingCodes.ENABLE_PUSH: 0})
     try:
         sid = c.request(path, method=method, end_stream=body is None, extra=extra, scheme="http",
-                        authority=authority)
+                        authority=authority, order=order)
         if body is not None:
             c.send_body(sid, body)
         headers, data, ended = c.response(sid, ordered=True)
@@ -95,6 +95,14 @@ def test_request_as_node_shows_it(pair):
     assert kuai["request"] == "Http2ServerRequest" and kuai["httpVersion"] == "2.0"
     assert kuai["headers"]["cookie"] == "a=1; b=2"
     assert kuai["bodySha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_pseudo_headers_in_the_order_sent_as_node(pair):
+    order = [":authority", ":scheme", ":method", ":path"]
+    node = echo(pair.node.h2c, extra=[("x-after", "1")], order=order)
+    kuai = echo(pair.kuai.h2c, extra=[("x-after", "1")], order=order)
+    assert kuai["rawHeaders"] == node["rawHeaders"]
+    assert kuai["rawHeaders"][0:8:2] == order, kuai["rawHeaders"]
 
 
 def test_host_field_without_authority(pair):
