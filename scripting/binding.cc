@@ -293,6 +293,14 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
       if (it == gListenPorts.end()) {
         std::vector<int> fds = server::openListeners(host, bound, 1);
         fd = fds[0];
+        // --sticky: the reactors' sockets for this server (joining after
+        // this one) take a client's connections by its address.
+        const server::ServerConfig& sc = self->reactor_.config();
+        std::string why;
+        if (sc.sticky && sc.threads > 1 && !server::steerByClientAddress(fd, unsigned(sc.threads), why)) {
+          ::close(fd);
+          throw std::runtime_error(why);
+        }
         gListenPorts[key] = bound;
       } else {
         bound = it->second;

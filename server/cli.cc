@@ -32,6 +32,9 @@ Options (--opt value and --opt=value alike):
   --host H               address to listen on (default 127.0.0.1)
   --port P               port (default 8080; 0 picks a free one)
   --threads N            reactor threads (default: one per core)
+  --sticky               a client's connections all go to the same thread (by
+                           its address), for apps that keep per-process session
+                           state such as socket.io's long-polling
   --io auto|uring|epoll  I/O backend (default auto: io_uring, epoll if refused)
   --list                 list directories that have no index.html
   --no-compression       send bodies as they are (by default text-like files and
@@ -131,7 +134,7 @@ namespace {
 // name; nullptr for the others. `serve`: after `kuai serve`, -p is --port.
 const char* serverOption(const std::string& a, bool serve) {
   static constexpr const char* kNames[] = {
-      "--host", "--port", "--threads", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--dotfiles", "--no-compression", "--respond",
+      "--host", "--port", "--threads", "--sticky", "--io", "--tls-cert", "--tls-key", "--tls-ocsp", "--no-http2", "--h2c", "--list", "--dotfiles", "--no-compression", "--respond",
       "--fallback", "--not-found",
       "--max-request-line", "--max-field-size", "--max-header-bytes", "--max-headers", "--max-body",
       "--header-timeout", "--idle-timeout", "--body-timeout", "--shutdown-timeout", "--cpu-budget",
@@ -325,6 +328,9 @@ struct Parser {
         if (!value(a, v)) return false;
         if (c.tlsConfig.certificates.empty()) return fail("option --tls-ocsp must follow its --tls-cert");
         c.tlsConfig.certificates.back().ocspFile = v;
+      } else if (a == "--sticky") {
+        if (inlineValue) return fail("option --sticky takes no value");
+        c.sticky = true;
       } else if (a == "--no-http2") {
         if (inlineValue) return fail("option --no-http2 takes no value");
         c.http2 = Http2::kOff;

@@ -35,12 +35,13 @@ TEST(Cli, AllOptions) {
                        "--max-header-bytes", "16k", "--max-headers", "50", "--max-body", "2m",
                        "--header-timeout", "1s", "--idle-timeout", "500ms", "--body-timeout",
                        "2", "--max-requests", "7", "--shutdown-timeout", "3s", "--fallback", "/index.html",
-                       "--not-found=errors/404.html"});
+                       "--not-found=errors/404.html", "--sticky"});
   ASSERT_EQ(r.action, CliResult::Action::kServe) << r.error;
   const ServerConfig& c = r.config;
   EXPECT_EQ(c.port, 0);
   EXPECT_EQ(c.host, "::1");
   EXPECT_EQ(c.threads, 3);
+  EXPECT_TRUE(c.sticky);
   EXPECT_EQ(c.io, IoBackend::kEpoll);
   EXPECT_TRUE(c.statics.listDirectories);
   ASSERT_EQ(c.responds.size(), 1u);
@@ -89,6 +90,7 @@ TEST(Cli, ErrorsSayWhat) {
       {{"serve", "d", "--fallback", "../x.html"}, "option --fallback: '../x.html' must be a file's path under"},
       {{"serve", "d", "--not-found", "/"}, "option --not-found: '/' must be a file's path under"},
       {{"serve", "d", "--fallback"}, "--fallback needs a value"},
+      {{"serve", "d", "--sticky=yes"}, "option --sticky takes no value"},
   };
   for (const Case& c : cases) {
     CliResult r = parse(c.args);

@@ -36,6 +36,9 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;
   int threads = 0;  // 0: one per available core
+  // --sticky: a client's connections all go to one reactor, chosen by its
+  // address (steerByClientAddress), instead of being spread by the kernel.
+  bool sticky = false;
   IoBackend io = IoBackend::kAuto;
   bool tls = false;  // the listener speaks TLS (certificates in tlsConfig)
   Http2 http2 = Http2::kOn;  // --no-http2, --h2c

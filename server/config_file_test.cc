@@ -195,6 +195,7 @@ TEST_F(ConfigFile, MinimalAndDefaults) {
   // Server-wide settings the file leaves out keep their values.
   ServerConfig defaults;
   EXPECT_EQ(config.threads, defaults.threads);
+  EXPECT_FALSE(config.sticky);
   EXPECT_EQ(config.io, defaults.io);
   EXPECT_EQ(config.limits.maxBodyBytes, defaults.limits.maxBodyBytes);
   EXPECT_EQ(config.timeouts.idleMs, defaults.timeouts.idleMs);
@@ -209,6 +210,7 @@ TEST_F(ConfigFile, Everything) {
   write("sub/dir/placeholder", "");
   std::string text = R"({
     "threads": 3,
+    "sticky": true,
     "io": "epoll",
     "listen": [
       {"host": "0.0.0.0", "port": 8080},
@@ -238,6 +240,7 @@ TEST_F(ConfigFile, Everything) {
   std::string err;
   ASSERT_TRUE(load(text, config, err)) << err;
   EXPECT_EQ(config.threads, 3);
+  EXPECT_TRUE(config.sticky);
   EXPECT_EQ(config.io, IoBackend::kEpoll);
   EXPECT_EQ(config.limits.maxRequestLine, 4096u);
   EXPECT_EQ(config.limits.maxFieldSize, 2048u);
@@ -411,7 +414,7 @@ TEST_F(ConfigFile, TopLevelErrors) {
   EXPECT_EQ(error(R"({"listen": 1, "routes": []})"), "routes: expected at least one route");
   EXPECT_EQ(error(R"({"listen": 1, "routes": {}})"), "routes: expected an array of routes, got an object");
   EXPECT_EQ(error(R"({"listen": 1, "routes": [{"app": "app.js"}], "colour": "blue"})"),
-            "colour: unknown key (known keys: threads io listen routes limits logging compression)");
+            "colour: unknown key (known keys: threads sticky io listen routes limits logging compression)");
   // compression
   const std::string base = R"({"listen": 1, "routes": [{"app": "app.js"}], "compression": )";
   EXPECT_EQ(error(base + "1}"),
@@ -432,6 +435,8 @@ TEST_F(ConfigFile, TopLevelErrors) {
             "threads: expected a whole number 1-1024, got 0");
   EXPECT_EQ(error(R"({"threads": 2.5, "listen": 1, "routes": [{"app": "app.js"}]})"),
             "threads: expected a whole number 1-1024, got 2.5");
+  EXPECT_EQ(error(R"({"sticky": "yes", "listen": 1, "routes": [{"app": "app.js"}]})"),
+            R"(sticky: expected true or false, got "yes")");
   EXPECT_EQ(error(R"({"io": "kqueue", "listen": 1, "routes": [{"app": "app.js"}]})"),
             R"(io: expected one of "auto", "uring", "epoll", got "kqueue")");
 }

@@ -883,6 +883,9 @@ const Schema<Top>& topSchema() {
       custom<Top>("threads", [](Walk& w, const Value& v, const std::string& at, Top& t) {
         return w.whole(v, at, t.config.threads, 1, 1024);
       }),
+      custom<Top>("sticky", [](Walk& w, const Value& v, const std::string& at, Top& t) {
+        return w.boolean(v, at, t.config.sticky);
+      }),
       custom<Top>("io", [](Walk& w, const Value& v, const std::string& at, Top& t) {
         if (v.isString() && v.string == "io_uring") {
           t.config.io = IoBackend::kUring;

@@ -1,6 +1,7 @@
 #include "server/listener.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -149,6 +150,43 @@ std::vector<std::string> InheritedSockets::unused() const {
                                                                                   : "fd " + std::to_string(fd));
   }
   return out;
+}
+
+bool steerByClientAddress(int fd, unsigned groupSize, std::string& err) {
+  if (groupSize < 2) return true;
+  // Classic BPF run on each SYN: loads at SKF_NET_OFF read the IP header.
+  // A = the version nibble; IPv4: A = source address; IPv6: A = the four
+  // words of the source address xor-ed; then A = (A * 2654435761) >> 16
+  // (Fibonacci hashing: neighbouring addresses spread) and the socket
+  // index is A % groupSize.
+  const uint32_t net = uint32_t(SKF_NET_OFF);
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, net + 0),
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 2, 0),  // IPv6: skip the next two
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net + 12),   // IPv4 source address
+      BPF_JUMP(BPF_JMP | BPF_JA, 10, 0, 0),           // to the hash
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net + 8),    // IPv6 source address, word by word
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net + 12),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net + 16),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net + 20),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 2654435761u),  // the hash
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, groupSize),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof(code) / sizeof(code[0])), code};
+  if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0) {
+    err = std::string("cannot steer connections by client address: ") + std::strerror(errno);
+    return false;
+  }
+  return true;
 }
 
 std::vector<int> openListeners(const std::string& host, int& port, int count, bool joinExisting) {

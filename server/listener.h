@@ -14,6 +14,16 @@ namespace kuai::server {
 std::vector<int> openListeners(const std::string& host, int& port, int count,
                                bool joinExisting = false);
 
+// Sticky clients: the kernel hands each new connection on this socket's
+// SO_REUSEPORT group to the socket chosen by a hash of the client's address
+// (IPv4, or IPv6 folded to 32 bits), the `groupSize` sockets being the
+// group's in the order they joined it. A client's connections then all
+// reach the same reactor: for apps that keep per-process session state
+// (long-polling transports such as socket.io's). Without it the kernel
+// hashes the whole address and port pair, spreading one client's
+// connections. On failure, false with the reason in `err`.
+bool steerByClientAddress(int fd, unsigned groupSize, std::string& err);
+
 // systemd socket activation (sd_listen_fds(3)): the listening sockets passed
 // in as fds 3.. when $LISTEN_PID is this process and $LISTEN_FDS counts them.
 // Taken once (the variables are removed, so children do not see them).

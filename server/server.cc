@@ -131,6 +131,17 @@ bool Server::start(std::string& err) {
         if (!shared) {
           for (int fd : openListeners(l.host, l.port, config.threads)) perReactor.push_back({fd});
         }
+        if (config.sticky && perReactor.size() > 1) {
+          std::string why;
+          if (!steerByClientAddress(perReactor[0][0], unsigned(perReactor.size()), why)) {
+            err = "listen " + l.host + ":" + std::to_string(l.port) + ": " + why;
+            if (!shared) {
+              for (const auto& fds : perReactor) ::close(fds[0]);
+            }
+            closeAll();
+            return false;
+          }
+        }
         // What a SIGUSR2 upgrade passes on: each socket once (reactors that
         // share one hold duplicates of it, with the same inode).
         std::set<ino_t> seen;
