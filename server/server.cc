@@ -133,11 +133,17 @@ bool Server::start(std::string& err) {
         }
         if (config.sticky && perReactor.size() > 1) {
           std::string why;
-          if (!steerByClientAddress(perReactor[0][0], unsigned(perReactor.size()), why)) {
-            err = "listen " + l.host + ":" + std::to_string(l.port) + ": " + why;
-            if (!shared) {
-              for (const auto& fds : perReactor) ::close(fds[0]);
+          if (shared) {
+            // Sockets passed in (socket activation, an upgrade): an upgrade's
+            // group keeps the program the old process attached; a socket
+            // shared by every reactor cannot be steered.
+            if (!steerByClientAddress(perReactor[0][0], unsigned(perReactor.size()), why)) {
+              logLine(LogLevel::kWarning, "kuai: warning: --sticky: %s:%d: %s (the socket passed in is shared)\n",
+                      l.host.c_str(), l.port, why.c_str());
             }
+          } else if (!steerByClientAddress(perReactor[0][0], unsigned(perReactor.size()), why)) {
+            err = "listen " + l.host + ":" + std::to_string(l.port) + ": " + why;
+            for (const auto& fds : perReactor) ::close(fds[0]);
             closeAll();
             return false;
           }

@@ -230,3 +230,27 @@ def test_no_priority_prefix_outside_the_journal(tmp_path):
     code, err = journal_run(["--config", str(tmp_path / "missing.json")], match=False)
     assert code == 1
     assert err.startswith("kuai: ") and "<3>" not in err, err
+
+
+def test_sticky_with_one_socket_passed_in_serves_and_says_why_it_cannot_steer(tmp_path):
+    # One socket passed in is shared by every reactor: nothing to steer
+    # between, so --sticky cannot apply; kuai says so and serves.
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("activated\n")
+    s, port = listening_socket()
+    config = tmp_path / "kuai.config.json"
+    config.write_text(json.dumps({"threads": 2, "sticky": True, "listen": [{"port": port}],
+                                  "routes": [{"match": "/", "static": str(root)}]}))
+    proc = activated(["--config", str(config)], [s])
+    try:
+        assert "serving" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/a.txt", timeout=5) as r:
+            assert r.read() == b"activated\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert f"warning: --sticky: 127.0.0.1:{port}:" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        s.close()
