@@ -79,6 +79,7 @@ v8::Local<v8::Object> Environment::makeBinding() {
     return a;
   };
   fn("listen", &Environment::listen);
+  fn("setSecureContext", &Environment::setSecureContext);
   fn("close", &Environment::closeServer);
   fn("closeConnections", &Environment::closeConnections);
   fn("connectionBytes", &Environment::connectionBytes);
@@ -259,6 +260,71 @@ void Environment::setClientCallbacks(const v8::FunctionCallbackInfo<v8::Value>& 
 // 2 HTTP/2 only (an http2 server without allowHTTP1). Throws with code
 // EADDRINUSE etc. A socket this thread kept open through an environment's
 // replacement is taken back by the listen() with the same address and order.
+// The TLS configuration a script's server gives (https.createServer's
+// options as js/http_server.js passes them: cert/key/ca/pfx arrays of PEM
+// or latin1 strings, passphrase, requestCert, rejectUnauthorized,
+// minVersion) for listen() and setSecureContext(). http2: 1 offers h2 and
+// http/1.1 by ALPN, 2 h2 only.
+static tls::TlsConfig scriptTlsConfig(v8::Isolate* iso, v8::Local<v8::Context> ctx, v8::Local<v8::Object> o, int http2) {
+  auto list = [&](const char* name) {
+    std::vector<std::string> out;
+    v8::Local<v8::Value> v;
+    if (o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsArray()) {
+      v8::Local<v8::Array> a = v.As<v8::Array>();
+      for (uint32_t i = 0; i < a->Length(); ++i) out.push_back(toStdString(iso, a->Get(ctx, i).ToLocalChecked()));
+    }
+    return out;
+  };
+  std::vector<std::string> certs = list("cert"), keys = list("key"), cas = list("ca");
+  std::vector<std::string> pfxs;  // binary: latin1 strings of their bytes
+  {
+    v8::Local<v8::Value> v;
+    if (o->Get(ctx, str(iso, "pfx")).ToLocal(&v) && v->IsArray()) {
+      v8::Local<v8::Array> a = v.As<v8::Array>();
+      for (uint32_t i = 0; i < a->Length(); ++i) {
+        v8::Local<v8::Value> item = a->Get(ctx, i).ToLocalChecked();
+        if (item->IsString()) pfxs.push_back(oneByte(iso, item.As<v8::String>()));
+      }
+    }
+  }
+  auto text = [&](const char* name) {
+    v8::Local<v8::Value> v;
+    return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsString() ? toStdString(iso, v) : std::string();
+  };
+  auto flag = [&](const char* name) {
+    v8::Local<v8::Value> v;
+    return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->BooleanValue(iso);
+  };
+  tls::TlsConfig config;
+  if (http2 == 1) config.alpn = {"h2", "http/1.1"};
+  if (http2 == 2) config.alpn = {"h2"};
+  std::string passphrase = text("passphrase");
+  for (size_t i = 0; i < certs.size() && i < keys.size(); ++i) {
+    tls::CertificateConfig c;
+    c.certFile = "options.cert[" + std::to_string(i) + "]";
+    c.keyFile = "options.key[" + std::to_string(i) + "]";
+    c.certPem = certs[i];
+    c.keyPem = keys[i];
+    c.keyPassphrase = passphrase;
+    config.certificates.push_back(std::move(c));
+  }
+  for (size_t i = 0; i < pfxs.size(); ++i) {  // PKCS#12 archives
+    tls::CertificateConfig c;
+    c.certFile = c.keyFile = "options.pfx[" + std::to_string(i) + "]";
+    c.pfx = std::move(pfxs[i]);
+    c.keyPassphrase = passphrase;
+    config.certificates.push_back(std::move(c));
+  }
+  // requestCert (and rejectUnauthorized): client certificates, verified
+  // against options.ca. minVersion: 'TLSv1.3' raises the floor.
+  if (flag("requestCert")) {
+    config.clientCerts = flag("rejectUnauthorized") ? tls::ClientCerts::kRequire : tls::ClientCerts::kRequest;
+    for (const std::string& ca : cas) config.clientCaPem += ca + "\n";
+  }
+  if (text("minVersion") == "TLSv1.3") config.minVersion = 0x0304;
+  return config;
+}
+
 void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   Environment* self = envFrom(args);
   v8::Isolate* iso = args.GetIsolate();
@@ -325,63 +391,7 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   int http2 = args.Length() > 3 ? args[3]->Int32Value(ctx).FromMaybe(0) : 0;
   std::shared_ptr<tls::TlsContext> tlsContext;
   if (args.Length() > 2 && args[2]->IsObject()) {
-    v8::Local<v8::Object> o = args[2].As<v8::Object>();
-    auto list = [&](const char* name) {
-      std::vector<std::string> out;
-      v8::Local<v8::Value> v;
-      if (o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsArray()) {
-        v8::Local<v8::Array> a = v.As<v8::Array>();
-        for (uint32_t i = 0; i < a->Length(); ++i) out.push_back(toStdString(iso, a->Get(ctx, i).ToLocalChecked()));
-      }
-      return out;
-    };
-    std::vector<std::string> certs = list("cert"), keys = list("key"), cas = list("ca");
-    std::vector<std::string> pfxs;  // binary: latin1 strings of their bytes
-    {
-      v8::Local<v8::Value> v;
-      if (o->Get(ctx, str(iso, "pfx")).ToLocal(&v) && v->IsArray()) {
-        v8::Local<v8::Array> a = v.As<v8::Array>();
-        for (uint32_t i = 0; i < a->Length(); ++i) {
-          v8::Local<v8::Value> item = a->Get(ctx, i).ToLocalChecked();
-          if (item->IsString()) pfxs.push_back(oneByte(iso, item.As<v8::String>()));
-        }
-      }
-    }
-    auto text = [&](const char* name) {
-      v8::Local<v8::Value> v;
-      return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->IsString() ? toStdString(iso, v) : std::string();
-    };
-    auto flag = [&](const char* name) {
-      v8::Local<v8::Value> v;
-      return o->Get(ctx, str(iso, name)).ToLocal(&v) && v->BooleanValue(iso);
-    };
-    tls::TlsConfig config;
-    if (http2 == 1) config.alpn = {"h2", "http/1.1"};
-    if (http2 == 2) config.alpn = {"h2"};
-    std::string passphrase = text("passphrase");
-    for (size_t i = 0; i < certs.size() && i < keys.size(); ++i) {
-      tls::CertificateConfig c;
-      c.certFile = "options.cert[" + std::to_string(i) + "]";
-      c.keyFile = "options.key[" + std::to_string(i) + "]";
-      c.certPem = certs[i];
-      c.keyPem = keys[i];
-      c.keyPassphrase = passphrase;
-      config.certificates.push_back(std::move(c));
-    }
-    for (size_t i = 0; i < pfxs.size(); ++i) {  // PKCS#12 archives
-      tls::CertificateConfig c;
-      c.certFile = c.keyFile = "options.pfx[" + std::to_string(i) + "]";
-      c.pfx = std::move(pfxs[i]);
-      c.keyPassphrase = passphrase;
-      config.certificates.push_back(std::move(c));
-    }
-    // requestCert (and rejectUnauthorized): client certificates, verified
-    // against options.ca. minVersion: 'TLSv1.3' raises the floor.
-    if (flag("requestCert")) {
-      config.clientCerts = flag("rejectUnauthorized") ? tls::ClientCerts::kRequire : tls::ClientCerts::kRequest;
-      for (const std::string& ca : cas) config.clientCaPem += ca + "\n";
-    }
-    if (text("minVersion") == "TLSv1.3") config.minVersion = 0x0304;
+    tls::TlsConfig config = scriptTlsConfig(iso, ctx, args[2].As<v8::Object>(), http2);
     std::string tlsErr;
     tlsContext = tls::createTlsContext(config, tlsErr);
     if (!tlsContext) {
@@ -410,6 +420,30 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   out->Set(ctx, 0, v8::Integer::New(iso, id)).Check();
   out->Set(ctx, 1, v8::Integer::New(iso, bound)).Check();
   args.GetReturnValue().Set(out);
+}
+
+// setSecureContext(serverId, tlsOptions, http2): a listening https server's
+// TLS from now on (server.setSecureContext): new handshakes use it, open
+// connections keep theirs. Throws ERR_KUAI_TLS, the old one kept, when the
+// options do not make a context.
+void Environment::setSecureContext(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  Environment* self = envFrom(args);
+  v8::Isolate* iso = args.GetIsolate();
+  v8::Local<v8::Context> ctx = iso->GetCurrentContext();
+  int id = args[0]->Int32Value(ctx).FromMaybe(-1);
+  auto it = self->servers_.find(id);
+  if (it == self->servers_.end() || !it->second->slot || !it->second->slot->listener || !args[1]->IsObject()) return;
+  server::Listener* listener = it->second->slot->listener;
+  if (!listener->tls) return;  // not a TLS listener
+  int http2 = args[2]->Int32Value(ctx).FromMaybe(0);
+  std::string err;
+  std::shared_ptr<tls::TlsContext> next =
+      tls::createTlsContext(scriptTlsConfig(iso, ctx, args[1].As<v8::Object>(), http2), err);
+  if (!next) {
+    throwError(iso, err, "ERR_KUAI_TLS");
+    return;
+  }
+  listener->tls = std::move(next);
 }
 
 // route(appPath) -> serverId: the server answers a config file's app route.

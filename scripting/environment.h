@@ -135,6 +135,7 @@ class Environment final {
 
   // The binding's functions (the JS side calls them with this as data).
   static void listen(const v8::FunctionCallbackInfo<v8::Value>& args);
+  static void setSecureContext(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeServer(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void closeConnections(const v8::FunctionCallbackInfo<v8::Value>& args);
   static void connectionBytes(const v8::FunctionCallbackInfo<v8::Value>& args);
