@@ -32,6 +32,32 @@ namespace {
 std::mutex gListenMutex;
 std::map<std::string, int> gListenPorts;
 
+// An https server's TLS context, made once for all the reactors' listeners
+// of the same listen() when their options are the same (they run the same
+// script): one set of session-ticket keys and one session cache, so a client
+// resumes its session on whichever reactor its next connection reaches.
+// Keyed like gListenPorts; under gListenMutex.
+struct SharedTls {
+  std::string options;  // what the context was made from (tlsOptionsText)
+  std::weak_ptr<tls::TlsContext> context;
+};
+std::map<std::string, SharedTls> gTlsContexts;
+
+std::string tlsOptionsText(const tls::TlsConfig& c) {
+  std::string out;
+  auto add = [&](const std::string& s) { out.append(std::to_string(s.size())).append(":").append(s); };
+  for (const tls::CertificateConfig& cert : c.certificates) {
+    add(cert.certPem);
+    add(cert.keyPem);
+    add(cert.keyPassphrase);
+    add(cert.pfx);
+  }
+  for (const std::string& a : c.alpn) add(a);
+  add(c.clientCaPem);
+  add(std::to_string(c.minVersion) + "/" + std::to_string(int(c.clientCerts)));
+  return out;
+}
+
 // Node keeps one inspector host and port for the whole process, read by the
 // inspector's I/O thread as it starts: two threads opening theirs at once can
 // both end up on the port set last. They open one at a time (inspector.open
@@ -392,8 +418,20 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   std::shared_ptr<tls::TlsContext> tlsContext;
   if (args.Length() > 2 && args[2]->IsObject()) {
     tls::TlsConfig config = scriptTlsConfig(iso, ctx, args[2].As<v8::Object>(), http2);
+    std::string options = tlsOptionsText(config);
+    {
+      std::lock_guard<std::mutex> lock(gListenMutex);
+      auto it = gTlsContexts.find(key);
+      if (it != gTlsContexts.end() && it->second.options == options) tlsContext = it->second.context.lock();
+    }
     std::string tlsErr;
-    tlsContext = tls::createTlsContext(config, tlsErr);
+    if (!tlsContext) {
+      tlsContext = tls::createTlsContext(config, tlsErr);
+      if (tlsContext) {
+        std::lock_guard<std::mutex> lock(gListenMutex);
+        gTlsContexts[key] = SharedTls{std::move(options), tlsContext};
+      }
+    }
     if (!tlsContext) {
       if (fd >= 0) ::close(fd);
       if (fd >= 0 && port < 0) releaseUnixSocket(host);

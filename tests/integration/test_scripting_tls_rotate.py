@@ -79,3 +79,26 @@ def test_set_secure_context_as_node(logdir, tmp_path):
             # The connection from before the change still answers.
             assert ask(before[p.runtime], "/after") == "hello /after", p
             before[p.runtime].close()
+
+
+def test_sessions_resume_on_every_reactor_as_node(logdir, tmp_path):
+    """Every reactor's listener of one https server shares its TLS context
+    (its session-ticket keys): a client's later connections resume whichever
+    reactor they reach, as with node's one process."""
+    certs = make_certs(tmp_path / "certs")
+    env = {"CERT_A": str(certs.ecdsa), "KEY_A": str(certs.ecdsa_key), "CERT_B": str(certs.rsa),
+           "KEY_B": str(certs.rsa_key), "ROTATE": str(tmp_path / "never")}
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    with running_pair(logdir, HERE / "tls_scripts" / "rotate.js", env=env) as pair:
+        for p in pair.procs():
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=5),
+                                 server_hostname="localhost") as first:
+                assert ask(first, "/first") == "hello /first"  # the tickets come after the handshake
+                session = first.session
+            resumed = []
+            for i in range(12):  # new connections: both reactors under kuai
+                with ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=5),
+                                     server_hostname="localhost", session=session) as tls:
+                    assert ask(tls, f"/{i}") == f"hello /{i}"
+                    resumed.append(tls.session_reused)
+            assert all(resumed), (p, resumed)
