@@ -34,9 +34,10 @@ std::map<std::string, int> gListenPorts;
 
 // An https server's TLS context, made once for all the reactors' listeners
 // of the same listen() when their options are the same (they run the same
-// script): one set of session-ticket keys and one session cache, so a client
-// resumes its session on whichever reactor its next connection reaches.
-// Keyed like gListenPorts; under gListenMutex.
+// script, and renew its certificates alike): one set of session-ticket keys
+// and one session cache, so a client resumes its session on whichever
+// reactor its next connection reaches. Keyed like gListenPorts; under
+// gListenMutex.
 struct SharedTls {
   std::string options;  // what the context was made from (tlsOptionsText)
   std::weak_ptr<tls::TlsContext> context;
@@ -56,6 +57,26 @@ std::string tlsOptionsText(const tls::TlsConfig& c) {
   add(c.clientCaPem);
   add(std::to_string(c.minVersion) + "/" + std::to_string(int(c.clientCerts)));
   return out;
+}
+
+// The context for `config` at `key`: the one another reactor made from the
+// same options, or a new one (null with the reason in `err`).
+std::shared_ptr<tls::TlsContext> sharedTlsContext(const std::string& key, const tls::TlsConfig& config,
+                                                  std::string& err) {
+  std::string options = tlsOptionsText(config);
+  {
+    std::lock_guard<std::mutex> lock(gListenMutex);
+    auto it = gTlsContexts.find(key);
+    if (it != gTlsContexts.end() && it->second.options == options) {
+      if (std::shared_ptr<tls::TlsContext> made = it->second.context.lock()) return made;
+    }
+  }
+  std::shared_ptr<tls::TlsContext> made = tls::createTlsContext(config, err);
+  if (made) {
+    std::lock_guard<std::mutex> lock(gListenMutex);
+    gTlsContexts[key] = SharedTls{std::move(options), made};
+  }
+  return made;
 }
 
 // Node keeps one inspector host and port for the whole process, read by the
@@ -417,21 +438,8 @@ void Environment::listen(const v8::FunctionCallbackInfo<v8::Value>& args) {
   int http2 = args.Length() > 3 ? args[3]->Int32Value(ctx).FromMaybe(0) : 0;
   std::shared_ptr<tls::TlsContext> tlsContext;
   if (args.Length() > 2 && args[2]->IsObject()) {
-    tls::TlsConfig config = scriptTlsConfig(iso, ctx, args[2].As<v8::Object>(), http2);
-    std::string options = tlsOptionsText(config);
-    {
-      std::lock_guard<std::mutex> lock(gListenMutex);
-      auto it = gTlsContexts.find(key);
-      if (it != gTlsContexts.end() && it->second.options == options) tlsContext = it->second.context.lock();
-    }
     std::string tlsErr;
-    if (!tlsContext) {
-      tlsContext = tls::createTlsContext(config, tlsErr);
-      if (tlsContext) {
-        std::lock_guard<std::mutex> lock(gListenMutex);
-        gTlsContexts[key] = SharedTls{std::move(options), tlsContext};
-      }
-    }
+    tlsContext = sharedTlsContext(key, scriptTlsConfig(iso, ctx, args[2].As<v8::Object>(), http2), tlsErr);
     if (!tlsContext) {
       if (fd >= 0) ::close(fd);
       if (fd >= 0 && port < 0) releaseUnixSocket(host);
@@ -471,17 +479,17 @@ void Environment::setSecureContext(const v8::FunctionCallbackInfo<v8::Value>& ar
   int id = args[0]->Int32Value(ctx).FromMaybe(-1);
   auto it = self->servers_.find(id);
   if (it == self->servers_.end() || !it->second->slot || !it->second->slot->listener || !args[1]->IsObject()) return;
-  server::Listener* listener = it->second->slot->listener;
-  if (!listener->tls) return;  // not a TLS listener
+  ServerSlot* slot = it->second->slot;
+  if (!slot->listener->tls) return;  // not a TLS listener
   int http2 = args[2]->Int32Value(ctx).FromMaybe(0);
   std::string err;
   std::shared_ptr<tls::TlsContext> next =
-      tls::createTlsContext(scriptTlsConfig(iso, ctx, args[1].As<v8::Object>(), http2), err);
+      sharedTlsContext(slot->key(), scriptTlsConfig(iso, ctx, args[1].As<v8::Object>(), http2), err);
   if (!next) {
     throwError(iso, err, "ERR_KUAI_TLS");
     return;
   }
-  listener->tls = std::move(next);
+  slot->listener->tls = std::move(next);
 }
 
 // route(appPath) -> serverId: the server answers a config file's app route.
@@ -555,9 +563,7 @@ void Environment::connectionBytes(const v8::FunctionCallbackInfo<v8::Value>& arg
   uint64_t read = 0;
   uint64_t written = 0;
   if (!self->reactor_.connectionBytes(uint64_t(args[0].As<v8::Number>()->Value()), read, written)) return;
-  v8::Isolate* iso = args.GetIsolate();
-  v8::Local<v8::Value> pair[2] = {v8::Number::New(iso, double(read)), v8::Number::New(iso, double(written))};
-  args.GetReturnValue().Set(v8::Array::New(iso, pair, 2));
+  args.GetReturnValue().Set(numberPair(args.GetIsolate(), read, written));
 }
 
 // answerClientError(connId, bytes, then): raw bytes for a connection whose

@@ -490,9 +490,7 @@ void JsExchange::bytes(const v8::FunctionCallbackInfo<v8::Value>& args) {
   uint64_t read = 0;
   uint64_t written = 0;
   if (!self->ex_->connectionBytes(read, written)) return;
-  v8::Isolate* iso = args.GetIsolate();
-  v8::Local<v8::Value> pair[2] = {v8::Number::New(iso, double(read)), v8::Number::New(iso, double(written))};
-  args.GetReturnValue().Set(v8::Array::New(iso, pair, 2));
+  args.GetReturnValue().Set(numberPair(args.GetIsolate(), read, written));
 }
 
 void JsExchange::end(const v8::FunctionCallbackInfo<v8::Value>& args) {

@@ -45,6 +45,12 @@ inline std::string oneByte(v8::Isolate* iso, v8::Local<v8::String> s) {
   return out;
 }
 
+// [a, b] as a JS array of numbers (exact up to 2^53).
+inline v8::Local<v8::Array> numberPair(v8::Isolate* iso, uint64_t a, uint64_t b) {
+  v8::Local<v8::Value> pair[2] = {v8::Number::New(iso, double(a)), v8::Number::New(iso, double(b))};
+  return v8::Array::New(iso, pair, 2);
+}
+
 inline void throwError(v8::Isolate* iso, const std::string& msg, const char* code = nullptr) {
   v8::Local<v8::Value> e = v8::Exception::Error(str(iso, msg));
   if (code) {

@@ -79,6 +79,16 @@ def test_set_secure_context_as_node(logdir, tmp_path):
             # The connection from before the change still answers.
             assert ask(before[p.runtime], "/after") == "hello /after", p
             before[p.runtime].close()
+            # Every reactor renewed to the same context: sessions resume on all.
+            ctx = context()
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=5)) as first:
+                assert ask(first, "/first") == "hello /first"
+                session = first.session
+            for i in range(16):  # both reactors under kuai
+                with ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=5),
+                                           session=session) as tls:
+                    assert ask(tls, f"/{i}") == f"hello /{i}"
+                    assert tls.session_reused, (p, i)
 
 
 def test_sessions_resume_on_every_reactor_as_node(logdir, tmp_path):
