@@ -25,6 +25,9 @@ const server = https.createServer(pair('CERT_A', 'KEY_A'), (req, res) => {
   }
   return res.end(`hello ${req.url}`);
 });
+// A connection opened before the renewal is used after it: keep it open
+// however slow the machine is.
+server.keepAliveTimeout = 60000;
 server.addContext('other.test', pair('CERT_B', 'KEY_B'));
 const timer = setInterval(() => {
   if (!fs.existsSync(process.env.ROTATE)) return;
